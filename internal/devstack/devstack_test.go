@@ -1,0 +1,215 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/s3x"
+)
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s, err := devstack.Start(ctx)
+	cancel()
+	if err != nil {
+		os.Stderr.WriteString("devstack: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	stack = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}
+
+func newTopic(t *testing.T, name string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, partitions, 1, nil, name); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+}
+
+// TestTransactionalRoundTrip produces in a committed and an aborted
+// transaction and checks a read_committed consumer sees only the committed
+// records.
+func TestTransactionalRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	newTopic(t, "rt", 1)
+	p, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.TransactionalID("rt-producer"), kgo.DefaultProduceTopic("rt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i, commit := range []kgo.TransactionEndTry{kgo.TryCommit, kgo.TryAbort, kgo.TryCommit} {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		v := []byte{'a' + byte(i)}
+		if err := p.ProduceSync(ctx, &kgo.Record{Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.ConsumeTopics("rt"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for len(got) < 2 {
+		fs := c.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("timed out with %q", got)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if strings.Join(got, ",") != "a,c" {
+		t.Fatalf("read_committed saw %q, want a,c (b was aborted)", got)
+	}
+}
+
+// TestRegistryEnforcesBackwardCompat registers a schema, then an evolution
+// that adds a field with a default (compatible) and one that adds a field
+// without a default (incompatible under BACKWARD).
+func TestRegistryEnforcesBackwardCompat(t *testing.T) {
+	ctx := context.Background()
+	cl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "compat-test-value"
+	v1 := `{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}`
+	v2 := `{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0}]}`
+	bad := `{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0},{"name":"c","type":"int"}]}`
+	for _, s := range []string{v1, v2} {
+		if _, err := cl.CreateSchema(ctx, subject, sr.Schema{Schema: s, Type: sr.TypeAvro}); err != nil {
+			t.Fatalf("compatible schema rejected: %v", err)
+		}
+	}
+	_, err = cl.CreateSchema(ctx, subject, sr.Schema{Schema: bad, Type: sr.TypeAvro})
+	var re *sr.ResponseError
+	if !errors.As(err, &re) || re.ErrorCode != 409 {
+		t.Fatalf("incompatible schema: got %v, want error code 409", err)
+	}
+	// The compatibility endpoint agrees.
+	body, _ := json.Marshal(map[string]string{"schema": bad})
+	resp, err := http.Post(stack.RegistryURL+"/compatibility/subjects/"+subject+"/versions/latest", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		IsCompatible bool `json:"is_compatible"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.IsCompatible {
+		t.Fatalf("compatibility endpoint: %+v %v, want is_compatible=false", out, err)
+	}
+}
+
+// TestS3ObjectLock checks the gateway enforces COMPLIANCE retention and
+// conditional puts, the two properties the audit trail relies on.
+func TestS3ObjectLock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := s3x.NewClient(ctx, stack.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := cl.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(stack.S3.Bucket)})
+	if err != nil || lock.ObjectLockConfiguration == nil || lock.ObjectLockConfiguration.ObjectLockEnabled != s3types.ObjectLockEnabledEnabled {
+		t.Fatalf("bucket has no object lock: %v", err)
+	}
+	key := "locktest/obj"
+	put, err := cl.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:                    aws.String(stack.S3.Bucket),
+		Key:                       aws.String(key),
+		Body:                      strings.NewReader("hello"),
+		ObjectLockMode:            s3types.ObjectLockModeCompliance,
+		ObjectLockRetainUntilDate: aws.Time(time.Now().Add(24 * time.Hour)),
+		ChecksumAlgorithm:         s3types.ChecksumAlgorithmSha256,
+		IfNoneMatch:               aws.String("*"),
+	})
+	if err != nil {
+		t.Fatalf("locked put: %v", err)
+	}
+	_, err = cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(stack.S3.Bucket), Key: aws.String(key), VersionId: put.VersionId})
+	if err == nil {
+		t.Fatal("deleting a COMPLIANCE-locked version succeeded")
+	}
+	_, err = cl.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(stack.S3.Bucket), Key: aws.String(key), Body: strings.NewReader("again"),
+		IfNoneMatch: aws.String("*"),
+	})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "PreconditionFailed" {
+		t.Fatalf("conditional put over an existing key: got %v, want PreconditionFailed", err)
+	}
+}
+
+// TestKcatInterop drives the third-party client kcat against the broker.
+func TestKcatInterop(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed (apt-get install kcat); .ci/run installs it")
+	}
+	newTopic(t, "kcat", 1)
+	broker := stack.KafkaAddrs[0]
+	prod := exec.Command(kcat, "-b", broker, "-t", "kcat", "-P", "-K:")
+	prod.Stdin = strings.NewReader("k1:v1\nk2:v2\n")
+	if out, err := prod.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce: %v: %s", err, out)
+	}
+	cons := exec.Command(kcat, "-b", broker, "-t", "kcat", "-C", "-e", "-o", "beginning", "-f", "%k=%s\n", "-X", "isolation.level=read_committed")
+	out, err := cons.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat consume: %v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); !strings.Contains(got, "k1=v1\nk2=v2") {
+		t.Fatalf("kcat consumed %q", got)
+	}
+	// And a record kcat produced is visible to franz-go.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("kcat"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n := 0
+	for n < 2 && ctx.Err() == nil {
+		n += c.PollFetches(ctx).NumRecords()
+	}
+	if n != 2 {
+		t.Fatalf("franz-go saw %d of kcat's records", n)
+	}
+}

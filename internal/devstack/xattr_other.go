@@ -1,0 +1,5 @@
+//go:build !linux
+
+package devstack
+
+func setXattr(path, name string, value []byte) error { return nil }
