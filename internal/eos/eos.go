@@ -1,0 +1,491 @@
+// Package eos is pcistream's shared exactly-once consume-transform-produce
+// loop, built on franz-go's GroupTransactSession: every record a processor
+// emits is produced in the same Kafka transaction that commits the input
+// offsets, and consumers read with read_committed.
+//
+// The loop is shaped like franz-go's examples/transactions/eos: poll, begin,
+// transform and produce, end. What it adds is what a production worker needs
+// around that: recovery when End fails (the outcome of a failed End is
+// unknown, so the loop rebuilds its client and re-reads committed offsets
+// rather than guessing), fencing detection (a second worker with the same
+// transactional id stops the older one), a bound on retries of a failing
+// batch (fail closed: the data stays in Kafka), state hooks for processors
+// that keep state, graceful shutdown, metrics and readiness.
+package eos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Processor transforms one fetched record into zero or more output records,
+// emitted through out. Returning an error aborts the whole transaction; the
+// batch is retried from the last committed offsets, and after MaxRetries
+// consecutive failures the loop stops (fail closed). Bad input must not
+// return an error: emit a dead-letter record instead, so the pipeline keeps
+// going.
+type Processor interface {
+	Process(ctx context.Context, rec *kgo.Record, out *Out) error
+}
+
+// ProcessorFunc adapts a function to Processor.
+type ProcessorFunc func(ctx context.Context, rec *kgo.Record, out *Out) error
+
+// Process implements Processor.
+func (f ProcessorFunc) Process(ctx context.Context, rec *kgo.Record, out *Out) error {
+	return f(ctx, rec, out)
+}
+
+// Assigner is implemented by processors that build state per partition. The
+// loop calls Assigned from its own goroutine, before processing any record
+// of the newly assigned partitions.
+type Assigner interface {
+	Assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error
+}
+
+// Revoker is implemented by processors that drop state when partitions go.
+// It is called from the loop's goroutine before the next batch.
+type Revoker interface {
+	Revoked(ctx context.Context, revoked map[string][]int32)
+}
+
+// Ender is implemented by processors that keep state changed by records:
+// Ended(true) after a transaction committed (apply pending changes),
+// Ended(false) after it aborted or its outcome is unknown (drop them; the
+// records will be processed again).
+type Ender interface {
+	Ended(committed bool)
+}
+
+// BatchEnder is implemented by processors that emit records per batch (e.g.
+// one audit summary per transaction) rather than per record. EndBatch runs
+// after the last record of a batch and before the transaction ends.
+type BatchEnder interface {
+	EndBatch(ctx context.Context, out *Out) error
+}
+
+// Out collects the records a Processor emits for the current transaction.
+type Out struct {
+	recs []*kgo.Record
+}
+
+// Emit adds r to the current transaction. r.Topic must be set.
+func (o *Out) Emit(r *kgo.Record) { o.recs = append(o.recs, r) }
+
+// Len is the number of records emitted so far in this transaction.
+func (o *Out) Len() int { return len(o.recs) }
+
+// ErrFenced is returned by Run when another worker with the same
+// transactional id took over: this one must stop, not retry.
+var ErrFenced = errors.New("fenced by another worker with the same transactional id")
+
+type cfg struct {
+	name           string
+	group          string
+	topics         []string
+	txnID          string
+	clientOpts     []kgo.Opt
+	log            *slog.Logger
+	reg            prometheus.Registerer
+	maxPoll        int
+	txnTimeout     time.Duration
+	sessionTimeout time.Duration
+	maxRetries     int
+	backoff        time.Duration
+}
+
+// Opt configures a Loop.
+type Opt func(*cfg)
+
+// Name sets the processor name: the metrics label, and the default consumer
+// group and transactional id prefix (default "processor").
+func Name(n string) Opt { return func(c *cfg) { c.name = n } }
+
+// Group sets the consumer group (default "pcistream-<name>").
+func Group(g string) Opt { return func(c *cfg) { c.group = g } }
+
+// Topics sets the input topics.
+func Topics(t ...string) Opt { return func(c *cfg) { c.topics = t } }
+
+// TransactionalID sets the transactional id. It must be stable across the
+// worker's restarts (so a restarted worker fences its zombie) and unique
+// among live workers (default "pcistream-<name>-<hostname>").
+func TransactionalID(id string) Opt { return func(c *cfg) { c.txnID = id } }
+
+// ClientOpts adds kgo options: seed brokers, TLS, SASL (see kafkax.Opts).
+func ClientOpts(o ...kgo.Opt) Opt { return func(c *cfg) { c.clientOpts = append(c.clientOpts, o...) } }
+
+// Logger sets the logger (default slog.Default()).
+func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
+
+// Registerer sets where metrics are registered (default none).
+func Registerer(r prometheus.Registerer) Opt { return func(c *cfg) { c.reg = r } }
+
+// MaxPollRecords bounds the records in one transaction (default 1000).
+func MaxPollRecords(n int) Opt { return func(c *cfg) { c.maxPoll = n } }
+
+// TxnTimeout sets the transaction timeout (default 60s): a worker stalled
+// longer than this has its transaction aborted by the coordinator.
+func TxnTimeout(d time.Duration) Opt { return func(c *cfg) { c.txnTimeout = d } }
+
+// SessionTimeout sets the group session timeout (default 45s, Kafka's).
+func SessionTimeout(d time.Duration) Opt { return func(c *cfg) { c.sessionTimeout = d } }
+
+// MaxRetries bounds consecutive failed attempts at a batch before Run
+// returns (default 5).
+func MaxRetries(n int) Opt { return func(c *cfg) { c.maxRetries = n } }
+
+// Backoff sets the first retry delay, doubled per failure up to 30s
+// (default 250ms).
+func Backoff(d time.Duration) Opt { return func(c *cfg) { c.backoff = d } }
+
+// Loop runs one Processor exactly once over its input topics.
+type Loop struct {
+	p   Processor
+	cfg cfg
+	m   *metrics
+	log *slog.Logger
+
+	ready atomic.Pointer[error]
+
+	mu       sync.Mutex
+	assigned map[string][]int32 // pending, for Assigner
+	revoked  map[string][]int32 // pending, for Revoker
+}
+
+// New returns a loop for p. It does not connect until Run.
+func New(p Processor, opts ...Opt) (*Loop, error) {
+	host, _ := os.Hostname()
+	c := cfg{
+		name:       "processor",
+		maxPoll:    1000,
+		txnTimeout: 60 * time.Second,
+		maxRetries: 5,
+		backoff:    250 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.group == "" {
+		c.group = "pcistream-" + c.name
+	}
+	if c.txnID == "" {
+		c.txnID = "pcistream-" + c.name + "-" + host
+	}
+	if len(c.topics) == 0 {
+		return nil, fmt.Errorf("eos: %s: no input topics", c.name)
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	l := &Loop{p: p, cfg: c, m: newMetrics(c.reg, c.name), log: c.log.With("processor", c.name)}
+	notReady := errors.New("starting")
+	l.ready.Store(&notReady)
+	return l, nil
+}
+
+// Ready reports nil once the loop has a working session, and why not
+// otherwise. Wire it to /readyz.
+func (l *Loop) Ready() error { return *l.ready.Load() }
+
+func (l *Loop) setReady(err error) { l.ready.Store(&err) }
+
+// Run processes until ctx is done, then finishes or aborts the open
+// transaction and leaves the group. It returns nil on a clean shutdown,
+// ErrFenced when another worker took over, and an error when a batch kept
+// failing (the data stays in Kafka for the next start).
+func (l *Loop) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		err := l.session(ctx, &failures)
+		if ctx.Err() != nil {
+			l.setReady(errors.New("stopped"))
+			return nil
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, ErrFenced) || failures > l.cfg.maxRetries {
+			l.setReady(err)
+			l.log.Error("stopping: failing closed, the input stays in Kafka", "err", err)
+			return fmt.Errorf("eos %s: %w", l.cfg.name, err)
+		}
+		l.setReady(err)
+		d := backoff(l.cfg.backoff, failures)
+		l.log.Warn("restarting session with committed offsets", "err", err, "attempt", failures, "in", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+}
+
+// session runs one GroupTransactSession until ctx is done or the outcome of
+// a transaction is unknown, in which case the caller starts a new session:
+// a new client joins the group and fetches the committed offsets, which is
+// the only truthful answer to "did that commit happen?".
+func (l *Loop) session(ctx context.Context, failures *int) error {
+	// The default partitioner comes first so that ClientOpts can replace it
+	// (the tokenizer writes its co-partitioned state topic by partition).
+	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}
+	opts = append(opts, l.cfg.clientOpts...)
+	opts = append(opts,
+		kgo.ConsumerGroup(l.cfg.group),
+		kgo.ConsumeTopics(l.cfg.topics...),
+		kgo.TransactionalID(l.cfg.txnID),
+		kgo.TransactionTimeout(l.cfg.txnTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			l.mu.Lock()
+			l.assigned = merge(l.assigned, m)
+			l.mu.Unlock()
+			l.log.Info("partitions assigned", "partitions", m)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			l.mu.Lock()
+			l.revoked = merge(l.revoked, m)
+			l.mu.Unlock()
+			l.log.Info("partitions revoked", "partitions", m)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			l.mu.Lock()
+			l.revoked = merge(l.revoked, m)
+			l.mu.Unlock()
+			l.log.Warn("partitions lost", "partitions", m)
+		}),
+	)
+	if l.cfg.sessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(l.cfg.sessionTimeout))
+	}
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		*failures++
+		return fmt.Errorf("new transactional session: %w", err)
+	}
+	defer sess.Close()
+	cl := sess.Client()
+	// Drop state from any earlier session: a new session starts from the
+	// committed offsets, and Assigned will rebuild.
+	l.mu.Lock()
+	l.assigned, l.revoked = nil, nil
+	l.mu.Unlock()
+	if r, ok := l.p.(Ender); ok {
+		r.Ended(false)
+	}
+	l.setReady(nil)
+	l.log.Info("session started", "group", l.cfg.group, "transactional_id", l.cfg.txnID, "topics", l.cfg.topics)
+
+	for {
+		fetches := sess.PollRecords(ctx, l.cfg.maxPoll)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		var fatal error
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			l.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			if isFatal(err) {
+				fatal = err
+			}
+		})
+		if fatal != nil {
+			*failures++
+			return fmt.Errorf("fetch: %w", fatal)
+		}
+		if err := l.syncAssignments(ctx, cl); err != nil {
+			*failures++
+			return err
+		}
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		l.observeLag(fetches)
+
+		committed, err := l.transact(ctx, sess, fetches)
+		if e, ok := l.p.(Ender); ok {
+			e.Ended(committed)
+		}
+		switch {
+		case err != nil:
+			*failures++
+			l.m.aborts.Inc()
+			if isFenced(err) {
+				return ErrFenced
+			}
+			return err
+		case committed:
+			*failures = 0
+			l.m.commits.Inc()
+		default:
+			// Aborted cleanly (a rebalance, or a processing or
+			// produce error): the session rewound to the committed
+			// offsets and the records come again.
+			l.m.aborts.Inc()
+		}
+		if *failures > l.cfg.maxRetries {
+			return fmt.Errorf("batch failed %d times in a row", *failures)
+		}
+	}
+}
+
+// transact processes one poll in one transaction. It returns whether the
+// transaction committed; a non-nil error means the outcome is unknown or
+// the session is unusable.
+func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) (committed bool, err error) {
+	if err := sess.Begin(); err != nil {
+		return false, fmt.Errorf("begin transaction: %w", err)
+	}
+	var (
+		out      Out
+		procErr  error
+		prodMu   sync.Mutex
+		prodErr  error
+		produced = map[string]int{}
+		in       int
+	)
+	promise := func(r *kgo.Record, err error) {
+		prodMu.Lock()
+		defer prodMu.Unlock()
+		if err != nil {
+			if prodErr == nil {
+				prodErr = fmt.Errorf("produce to %s: %w", r.Topic, err)
+			}
+			return
+		}
+		produced[r.Topic]++
+	}
+	flush := func() {
+		for _, r := range out.recs {
+			sess.Produce(ctx, r, promise)
+		}
+		out.recs = out.recs[:0]
+	}
+	iter := fetches.RecordIter()
+	for !iter.Done() {
+		rec := iter.Next()
+		in++
+		if procErr = l.p.Process(ctx, rec, &out); procErr != nil {
+			procErr = fmt.Errorf("process %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, procErr)
+			break
+		}
+		flush()
+	}
+	if be, ok := l.p.(BatchEnder); ok && procErr == nil {
+		if procErr = be.EndBatch(ctx, &out); procErr == nil {
+			flush()
+		}
+	}
+	// Flush inside End waits for every produce; promise errors are known
+	// after it, but End must be told whether to commit before: so flush
+	// first, then decide.
+	if procErr == nil {
+		if err := sess.Client().Flush(ctx); err != nil {
+			procErr = fmt.Errorf("flush: %w", err)
+		}
+	}
+	prodMu.Lock()
+	pErr := prodErr
+	prodMu.Unlock()
+	try := kgo.TryCommit
+	if procErr != nil || pErr != nil || ctx.Err() != nil {
+		try = kgo.TryAbort
+		l.log.Warn("aborting transaction", "process_err", procErr, "produce_err", pErr)
+	}
+	// End uses its own deadline: on shutdown ctx is already done, and the
+	// open transaction must still be finished or aborted.
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.txnTimeout)
+	defer cancel()
+	committed, err = sess.End(endCtx, try)
+	if err != nil {
+		return false, fmt.Errorf("end transaction (outcome unknown, re-reading committed offsets): %w", err)
+	}
+	if committed {
+		l.m.in.Add(float64(in))
+		for t, n := range produced {
+			l.m.out.WithLabelValues(l.cfg.name, t).Add(float64(n))
+		}
+	}
+	if procErr != nil {
+		return false, procErr
+	}
+	return committed, nil
+}
+
+// syncAssignments hands pending revocations and assignments to the
+// processor, in the loop's goroutine, before the next batch is processed.
+func (l *Loop) syncAssignments(ctx context.Context, cl *kgo.Client) error {
+	l.mu.Lock()
+	assigned, revoked := l.assigned, l.revoked
+	l.assigned, l.revoked = nil, nil
+	l.mu.Unlock()
+	if len(revoked) > 0 {
+		if r, ok := l.p.(Revoker); ok {
+			r.Revoked(ctx, revoked)
+		}
+	}
+	if len(assigned) > 0 {
+		if a, ok := l.p.(Assigner); ok {
+			if err := a.Assigned(ctx, cl, assigned); err != nil {
+				return fmt.Errorf("rebuild state for %v: %w", assigned, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Loop) observeLag(fs kgo.Fetches) {
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		last := p.Records[len(p.Records)-1].Offset
+		lag := p.HighWatermark - last - 1
+		if lag < 0 {
+			lag = 0
+		}
+		l.m.lag.WithLabelValues(l.cfg.name, p.Topic, fmt.Sprint(p.Partition)).Set(float64(lag))
+	})
+}
+
+func merge(dst, src map[string][]int32) map[string][]int32 {
+	if dst == nil {
+		dst = map[string][]int32{}
+	}
+	for t, ps := range src {
+		dst[t] = append(dst[t], ps...)
+	}
+	return dst
+}
+
+func isFenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+func isFatal(err error) bool {
+	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.SaslAuthenticationFailed) || isFenced(err)
+}
+
+func backoff(base time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}

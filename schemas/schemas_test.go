@@ -1,0 +1,123 @@
+package schemas_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/schemas"
+)
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s, err := devstack.Start(ctx, devstack.WithoutS3())
+	if err == nil {
+		err = s.Setup(ctx, nil)
+	}
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+	stack = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}
+
+func serde(t *testing.T) (*schemas.Serde, *sr.Client) {
+	t.Helper()
+	cl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schemas.NewSerde(context.Background(), cl, stack.Config().Topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cl
+}
+
+func TestRoundTrip(t *testing.T) {
+	s, _ := serde(t)
+	in := schemas.AuditEvent{ID: "x", Time: 1, Actor: "a", Action: "tokenize", Outcome: "ok", Topic: "t", Partition: 2, Offset: 3, Subject: "tok_v1_abc", Attrs: map[string]string{"k": "v"}}
+	b, err := s.Encode(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0 {
+		t.Fatalf("magic byte %d", b[0])
+	}
+	var out schemas.AuditEvent
+	if err := s.Decode(context.Background(), b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(in) != fmt.Sprint(out) {
+		t.Fatalf("round trip: %+v != %+v", out, in)
+	}
+}
+
+func TestRegisterIsIdempotent(t *testing.T) {
+	cl, _ := sr.NewClient(sr.URLs(stack.RegistryURL))
+	a, err := schemas.Register(context.Background(), cl, stack.Config().Topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := schemas.Register(context.Background(), cl, stack.Config().Topics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("second registration changed ids: %v vs %v", a, b)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	s, _ := serde(t)
+	ctx := context.Background()
+	var p schemas.RawPayment
+	if err := s.Decode(ctx, []byte("not avro"), &p); !errors.Is(err, schemas.ErrMalformed) {
+		t.Fatalf("junk: %v, want ErrMalformed", err)
+	}
+	if err := s.Decode(ctx, []byte{0, 0, 0, 0x7f, 0x7f, 1, 2}, &p); !errors.Is(err, schemas.ErrUnknownSchemaID) {
+		t.Fatalf("unknown id: %v, want ErrUnknownSchemaID", err)
+	}
+	id, _ := s.ID(&p)
+	bad := []byte{0, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id), 0xff, 0xff, 0xff}
+	if err := s.Decode(ctx, bad, &p); !errors.Is(err, schemas.ErrMalformed) {
+		t.Fatalf("truncated avro: %v, want ErrMalformed", err)
+	}
+}
+
+// TestOlderWriterResolves: a producer still on an older schema version (no
+// metadata field) decodes into the current type via schema resolution.
+func TestOlderWriterResolves(t *testing.T) {
+	s, cl := serde(t)
+	ctx := context.Background()
+	old := `{"type":"record","name":"AuditEvent","namespace":"io.pcistream.audit","fields":[
+	 {"name":"id","type":"string"},{"name":"time_ms","type":"long"},{"name":"actor","type":"string"},
+	 {"name":"action","type":"string"},{"name":"outcome","type":"string"},{"name":"topic","type":"string"},
+	 {"name":"partition","type":"int"},{"name":"offset","type":"long"},{"name":"subject","type":"string"}]}`
+	ss, err := cl.CreateSchema(ctx, "older-writer-value", sr.Schema{Schema: old, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Avro for the old schema: strings are zigzag length + bytes.
+	body := []byte{2, 'i', 2, 2, 'a', 2, 'b', 2, 'c', 2, 't', 4, 6, 2, 's'}
+	b := append([]byte{0, byte(ss.ID >> 24), byte(ss.ID >> 16), byte(ss.ID >> 8), byte(ss.ID)}, body...)
+	var ev schemas.AuditEvent
+	if err := s.Decode(ctx, b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.ID != "i" || ev.Subject != "s" || ev.Partition != 2 || ev.Offset != 3 || ev.Reason != "" {
+		t.Fatalf("resolved %+v", ev)
+	}
+}

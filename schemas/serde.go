@@ -1,0 +1,227 @@
+package schemas
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pcistream/pcistream/internal/config"
+)
+
+// Errors a Decode can return, for DLQ reason codes. Test with errors.Is.
+var (
+	// ErrMalformed: not the Confluent wire format, or Avro that does not
+	// decode under the writer schema.
+	ErrMalformed = errors.New("malformed record")
+	// ErrUnknownSchemaID: the registry does not know the record's schema id.
+	ErrUnknownSchemaID = errors.New("unknown schema id")
+	// ErrIncompatible: the writer schema cannot be read as the wanted type.
+	ErrIncompatible = errors.New("incompatible writer schema")
+)
+
+// Serde encodes and decodes pcistream's types in the Confluent wire format.
+// Encoding uses the schema id registered for the type's subject; decoding
+// fetches the writer schema by id (cached) and resolves it against the Go
+// type's reader schema, so producers on an older or newer compatible schema
+// version decode fine. Safe for concurrent use.
+type Serde struct {
+	cl      *sr.Client
+	readers map[reflect.Type]avro.Schema
+	ids     map[reflect.Type]int // encode ids
+	mu      sync.RWMutex
+	writers map[writerKey]avro.Schema // resolved per (id, type)
+	missing map[int]bool
+}
+
+type writerKey struct {
+	id int
+	t  reflect.Type
+}
+
+// NewSerde looks up the registered schema ids for t's subjects. Register the
+// schemas first (Register, or `pcistream schemas register`).
+func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, error) {
+	defs, err := Defs()
+	if err != nil {
+		return nil, err
+	}
+	s := &Serde{
+		cl:      cl,
+		readers: map[reflect.Type]avro.Schema{},
+		ids:     map[reflect.Type]int{},
+		writers: map[writerKey]avro.Schema{},
+		missing: map[int]bool{},
+	}
+	byFile := map[string]Def{}
+	for _, d := range defs {
+		s.readers[d.Type] = d.Schema
+		byFile[d.File] = d
+	}
+	subjects := Subjects(t)
+	names := make([]string, 0, len(subjects))
+	for subj := range subjects {
+		names = append(names, subj)
+	}
+	sort.Strings(names)
+	for _, subj := range names {
+		d := byFile[subjects[subj]]
+		if _, ok := s.ids[d.Type]; ok {
+			continue
+		}
+		ss, err := cl.LookupSchema(ctx, subj, sr.Schema{Schema: d.Text, Type: sr.TypeAvro})
+		if err != nil {
+			return nil, fmt.Errorf("schema for %s is not registered (%w): run `pcistream schemas register`", subj, err)
+		}
+		s.ids[d.Type] = ss.ID
+		s.writers[writerKey{ss.ID, d.Type}] = d.Schema
+	}
+	return s, nil
+}
+
+// ID returns the schema id Encode uses for values of v's type.
+func (s *Serde) ID(v any) (int, bool) {
+	id, ok := s.ids[indirect(reflect.TypeOf(v))]
+	return id, ok
+}
+
+// Encode returns v (a pointer or value of one of this package's types) in
+// the Confluent wire format.
+func (s *Serde) Encode(v any) ([]byte, error) {
+	return s.AppendEncode(nil, v)
+}
+
+// AppendEncode appends the encoding of v to b.
+func (s *Serde) AppendEncode(b []byte, v any) ([]byte, error) {
+	t := indirect(reflect.TypeOf(v))
+	id, ok := s.ids[t]
+	if !ok {
+		return nil, fmt.Errorf("schemas: no registered schema for %v", t)
+	}
+	body, err := avro.Marshal(s.readers[t], v)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: encode %v: %w", t.Name(), err)
+	}
+	b = append(b, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(id))
+	return append(b, body...), nil
+}
+
+// SchemaID returns the schema id in a wire-format record's header.
+func SchemaID(b []byte) (int, error) {
+	if len(b) < 5 || b[0] != 0 {
+		return 0, fmt.Errorf("%w: no Confluent wire-format header (magic byte 0 + schema id)", ErrMalformed)
+	}
+	return int(binary.BigEndian.Uint32(b[1:5])), nil
+}
+
+// Decode decodes a wire-format record into v, a pointer to one of this
+// package's types.
+func (s *Serde) Decode(ctx context.Context, b []byte, v any) error {
+	id, err := SchemaID(b)
+	if err != nil {
+		return err
+	}
+	t := indirect(reflect.TypeOf(v))
+	sch, err := s.writer(ctx, id, t)
+	if err != nil {
+		return err
+	}
+	return unmarshalStrict(sch, b[5:], v, id)
+}
+
+var readers = sync.Pool{New: func() any { return avro.NewReader(nil, 0) }}
+
+// unmarshalStrict decodes exactly one value filling data. avro.Unmarshal
+// treats running out of input as success (zero values), which would let a
+// truncated or empty record through as a valid one.
+func unmarshalStrict(sch avro.Schema, data []byte, v any, id int) error {
+	r := readers.Get().(*avro.Reader)
+	defer readers.Put(r)
+	r.Reset(data)
+	r.Error = nil // Reset keeps the error of the previous use (the EOF Peek sets below)
+	r.ReadVal(sch, v)
+	if r.Error != nil {
+		return fmt.Errorf("%w: schema id %d: %v", ErrMalformed, id, r.Error)
+	}
+	r.Peek()
+	if r.Error == nil {
+		return fmt.Errorf("%w: schema id %d: trailing bytes after the record", ErrMalformed, id)
+	}
+	return nil
+}
+
+func (s *Serde) writer(ctx context.Context, id int, t reflect.Type) (avro.Schema, error) {
+	k := writerKey{id, t}
+	s.mu.RLock()
+	sch, ok := s.writers[k]
+	missing := s.missing[id]
+	s.mu.RUnlock()
+	if ok {
+		return sch, nil
+	}
+	if missing {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownSchemaID, id)
+	}
+	reader, ok := s.readers[t]
+	if !ok {
+		return nil, fmt.Errorf("schemas: %v is not a pcistream schema type", t)
+	}
+	text, err := s.cl.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		if errors.As(err, &re) && (re.ErrorCode == 40403 || re.StatusCode == 404) {
+			s.mu.Lock()
+			s.missing[id] = true // ids are immutable; don't ask again per record
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d", ErrUnknownSchemaID, id)
+		}
+		return nil, fmt.Errorf("schema registry: fetch schema %d: %w", id, err)
+	}
+	w, err := avro.Parse(text.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrIncompatible, id, err)
+	}
+	resolved, err := avro.NewSchemaCompatibility().Resolve(reader, w)
+	if err != nil {
+		return nil, fmt.Errorf("%w: schema id %d as %s: %v", ErrIncompatible, id, t.Name(), err)
+	}
+	s.mu.Lock()
+	s.writers[k] = resolved
+	s.mu.Unlock()
+	return resolved, nil
+}
+
+// IsUnavailable reports whether err means the registry could not be asked,
+// rather than that the record is bad: such errors should stop the loop (the
+// data stays in Kafka), not send the record to a DLQ.
+func IsUnavailable(err error) bool {
+	return err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownSchemaID) && !errors.Is(err, ErrIncompatible)
+}
+
+// DecodeRawPaymentJSON decodes the documented JSON alternative for raw
+// payments: an object with the Avro field names.
+func DecodeRawPaymentJSON(b []byte) (RawPayment, error) {
+	var p RawPayment
+	if err := json.Unmarshal(b, &p); err != nil {
+		return RawPayment{}, fmt.Errorf("%w: JSON: %v", ErrMalformed, err)
+	}
+	if p.EventType == "" {
+		p.EventType = Authorization
+	}
+	return p, nil
+}
+
+func indirect(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
