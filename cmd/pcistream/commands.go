@@ -1,0 +1,17 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pcistream/pcistream/internal/config"
+)
+
+// addRunCommands adds the processors to `pcistream run`.
+func addRunCommands(run *cobra.Command, cfg *config.Config) {
+	run.AddCommand(newRunMaskerCmd(cfg))
+}
+
+// addExtraCommands adds the commands of the audit trail (verify, audit) and
+// the vault (detokenize).
+func addExtraCommands(root *cobra.Command, cfg *config.Config) {
+}
