@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,9 +25,15 @@ import (
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
-var stack *devstack.Stack
+var (
+	stack      *devstack.Stack
+	scriptPath string // absolute: the S3 gateway changes the working directory
+)
 
 func TestMain(m *testing.M) {
+	if p, err := filepath.Abs("testdata/interop.py"); err == nil {
+		scriptPath = p
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	s, err := devstack.Start(ctx)
 	cancel()
@@ -211,5 +218,29 @@ func TestKcatInterop(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("franz-go saw %d of kcat's records", n)
+	}
+}
+
+// TestLibrdkafkaTransactionsInterop drives librdkafka (python3-confluent-kafka)
+// through a committed and an aborted transaction and a read_committed
+// consumer group against the broker.
+func TestLibrdkafkaTransactionsInterop(t *testing.T) {
+	py := ""
+	for _, cand := range []string{"/usr/bin/python3", "python3"} {
+		if p, err := exec.LookPath(cand); err == nil && exec.Command(p, "-c", "import confluent_kafka").Run() == nil {
+			py = p
+			break
+		}
+	}
+	if py == "" {
+		t.Skip("python3-confluent-kafka not installed (apt-get install python3-confluent-kafka); .ci/run installs it")
+	}
+	newTopic(t, "pyinterop", 1)
+	out, err := exec.Command(py, scriptPath, stack.KafkaAddrs[0], "pyinterop").CombinedOutput()
+	if err != nil {
+		t.Fatalf("librdkafka interop: %v: %s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "one\ntwo\nthree" {
+		t.Fatalf("librdkafka read_committed saw %q, want one, two, three (and not the aborted record)", got)
 	}
 }
