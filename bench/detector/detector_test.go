@@ -1,0 +1,102 @@
+package detector
+
+import (
+	"regexp"
+	"sync"
+	"testing"
+
+	"github.com/pcistream/pcistream/internal/pan"
+)
+
+// corpusSize is the size of each benchmark corpus: larger than L2, like a
+// real stream, small enough to generate quickly.
+const corpusSize = 4 << 20
+
+var corpora = sync.OnceValue(func() []namedCorpus {
+	clean, _ := Corpus(corpusSize, 0, 1)
+	withPANs, n := Corpus(corpusSize, 1024, 2)
+	prose := ProseCorpus(corpusSize, 3)
+	return []namedCorpus{{"pan-free", clean, 0}, {"1-pan-per-KB", withPANs, n}, {"prose-pan-free", prose, 0}}
+})
+
+type namedCorpus struct {
+	name string
+	data []byte
+	pans int
+}
+
+// regexpLuhn counts the regexp's matches whose digits pass Luhn.
+func regexpLuhn(re *regexp.Regexp, data []byte) int {
+	n := 0
+	var digits []byte
+	for _, loc := range re.FindAllIndex(data, -1) {
+		digits = digits[:0]
+		for _, c := range data[loc[0]:loc[1]] {
+			if c >= '0' && c <= '9' {
+				digits = append(digits, c)
+			}
+		}
+		if pan.Luhn(digits) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestCorpus(t *testing.T) {
+	d := pan.New()
+	for _, c := range corpora() {
+		got := len(d.Find(nil, c.data))
+		if got != c.pans {
+			t.Errorf("%s: detector found %d PANs, corpus has %d", c.name, got, c.pans)
+		}
+		if c.pans == 0 && got != 0 {
+			t.Errorf("pan-free corpus has %d PANs", got)
+		}
+		t.Logf("%s: %d bytes, %d PANs (detector); regexp+Luhn reports %d", c.name, len(c.data), got, regexpLuhn(regexp.MustCompile(RegexpPattern), c.data))
+	}
+	if _, n := Corpus(corpusSize, 1024, 2); n < corpusSize/1024*9/10 {
+		t.Errorf("only %d PANs in the 1-per-KB corpus", n)
+	}
+}
+
+func BenchmarkDetector(b *testing.B) {
+	d := pan.New()
+	for _, c := range corpora() {
+		b.Run(c.name, func(b *testing.B) {
+			ms := make([]pan.Match, 0, c.pans+1)
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				ms = d.Find(ms[:0], c.data)
+			}
+			if len(ms) != c.pans {
+				b.Fatalf("found %d, want %d", len(ms), c.pans)
+			}
+		})
+	}
+}
+
+func BenchmarkDetectorMask(b *testing.B) {
+	d := pan.New()
+	for _, c := range corpora() {
+		b.Run(c.name, func(b *testing.B) {
+			dst := make([]byte, 0, len(c.data))
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				dst, _ = d.Mask(dst[:0], c.data, pan.First6Last4)
+			}
+		})
+	}
+}
+
+func BenchmarkRegexp(b *testing.B) {
+	re := regexp.MustCompile(RegexpPattern)
+	for _, c := range corpora() {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				regexpLuhn(re, c.data)
+			}
+		})
+	}
+}

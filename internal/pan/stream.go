@@ -1,0 +1,147 @@
+package pan
+
+import (
+	"errors"
+	"io"
+)
+
+// neutral bytes can never be part of a PAN, of its separators, or of the
+// context the detector looks at around a digit run (letters, '*', '\\'
+// before "\n" escapes, '%' of escapes, '+' and '.' rules). The detector's
+// decisions on one side of a neutral byte never depend on the other side.
+func neutral(c byte) bool {
+	return class[c]&(cWord|cSep) == 0 && c != '\\'
+}
+
+// nonHexLetter: two of them in a row also split text safely (they cannot be
+// part of a %XX escape, a "\n" escape is a backslash first, and a run next to
+// a letter is rejected whatever lies beyond).
+func nonHexLetter(c byte) bool {
+	return class[c]&(cWord|cHex) == cWord && c != '*'
+}
+
+// SplitPoint returns the largest k (0 < k <= len(b)) such that the PANs in
+// b[:k] and in whatever follows k are the same whether the text is scanned
+// in one piece or as b[:k] and the rest separately, whatever the bytes after
+// b are; 0 if b has no such point. Streaming code masks b[:k], keeps b[k:]
+// and appends more input to it; a line end is always a split point.
+func SplitPoint(b []byte) int {
+	for k := len(b); k > 0; k-- {
+		c := b[k-1]
+		if neutral(c) {
+			return k
+		}
+		if k < len(b) && nonHexLetter(c) && nonHexLetter(b[k]) {
+			return k
+		}
+	}
+	return 0
+}
+
+// StreamOpt configures MaskStream.
+type StreamOpt func(*streamCfg)
+
+type streamCfg struct {
+	readSize, maxBuffer int
+}
+
+// MaxBuffer bounds the memory MaskStream holds while waiting for a point
+// where it can cut the input safely (default 1 MiB). Input that goes on
+// longer than that without one (megabytes of digits and spaces, say) is
+// not passed through raw: every digit up to the next safe point is masked.
+func MaxBuffer(n int) StreamOpt {
+	return func(c *streamCfg) {
+		if n > 0 {
+			c.maxBuffer = n
+		}
+	}
+}
+
+var errNilArg = errors.New("pan: nil reader or writer")
+
+// StreamStats reports what MaskStream did.
+type StreamStats struct {
+	Bytes      int64 // bytes copied
+	PANs       int   // PANs masked
+	FailClosed int64 // bytes whose digits were all masked because no safe cut point was found within MaxBuffer
+}
+
+// MaskStream copies src to dst with every PAN masked under p, holding at
+// most MaxBuffer bytes. It writes as soon as it has a safe cut point, so it
+// suits pipes and log shippers (each line is written when its newline
+// arrives). The output is byte for byte what Mask would give on the whole
+// input, except in the fail-closed case described at MaxBuffer.
+func (d *Detector) MaskStream(dst io.Writer, src io.Reader, p Policy, opts ...StreamOpt) (StreamStats, error) {
+	var st StreamStats
+	if dst == nil || src == nil {
+		return st, errNilArg
+	}
+	c := streamCfg{readSize: 64 << 10, maxBuffer: 1 << 20}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.readSize > c.maxBuffer {
+		c.readSize = c.maxBuffer
+	}
+	buf := make([]byte, 0, c.readSize)
+	var out []byte
+	failClosed := false
+	emit := func(seg []byte, starAll bool) error {
+		if starAll {
+			out = append(out[:0], seg...)
+			for i, ch := range out {
+				if isDigit(ch) {
+					out[i] = '*'
+				}
+			}
+			st.FailClosed += int64(len(seg))
+		} else {
+			var n int
+			out, n = d.Mask(out[:0], seg, p)
+			st.PANs += n
+		}
+		st.Bytes += int64(len(seg))
+		_, err := dst.Write(out)
+		return err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) >= c.maxBuffer {
+				// No safe point in a full buffer: fail closed.
+				if err := emit(buf, true); err != nil {
+					return st, err
+				}
+				buf = buf[:0]
+				failClosed = true
+			} else {
+				nb := make([]byte, len(buf), min(2*cap(buf), c.maxBuffer))
+				copy(nb, buf)
+				buf = nb
+			}
+		}
+		n, rerr := src.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr != nil && rerr != io.EOF {
+			// Do not lose what was read: mask it as if the input ended.
+			if err := emit(buf, failClosed); err != nil {
+				return st, err
+			}
+			return st, rerr
+		}
+		if rerr == io.EOF {
+			return st, emit(buf, failClosed)
+		}
+		if n == 0 {
+			continue
+		}
+		k := SplitPoint(buf)
+		if k == 0 {
+			continue
+		}
+		if err := emit(buf[:k], failClosed); err != nil {
+			return st, err
+		}
+		failClosed = false
+		buf = buf[:copy(buf, buf[k:])]
+	}
+}
