@@ -85,6 +85,13 @@ func (o *Out) Emit(r *kgo.Record) { o.recs = append(o.recs, r) }
 // Len is the number of records emitted so far in this transaction.
 func (o *Out) Len() int { return len(o.recs) }
 
+// Records returns the records emitted so far (for replays and tests that
+// drive a Processor without a loop).
+func (o *Out) Records() []*kgo.Record { return o.recs }
+
+// Reset forgets the emitted records.
+func (o *Out) Reset() { o.recs = o.recs[:0] }
+
 // ErrFenced is returned by Run when another worker with the same
 // transactional id took over: this one must stop, not retry.
 var ErrFenced = errors.New("fenced by another worker with the same transactional id")
