@@ -9,9 +9,13 @@ import (
 // addRunCommands adds the processors to `pcistream run`.
 func addRunCommands(run *cobra.Command, cfg *config.Config) {
 	run.AddCommand(newRunMaskerCmd(cfg))
+	run.AddCommand(newRunAuditorCmd(cfg))
+	run.AddCommand(newRunTokenizerCmd(cfg))
 }
 
 // addExtraCommands adds the commands of the audit trail (verify, audit) and
 // the vault (detokenize).
 func addExtraCommands(root *cobra.Command, cfg *config.Config) {
+	root.AddCommand(newVerifyCmd(cfg), newAuditCmd(cfg))
+	root.AddCommand(newDetokenizeCmd(cfg))
 }

@@ -1,0 +1,621 @@
+package chain
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Defect kinds reported by Verify. Each is a reason to fail an audit.
+const (
+	DefectMissingManifest  = "missing-manifest"    // a sequence number has no manifest
+	DefectDeleted          = "delete-marker"       // a delete marker hides a chained object
+	DefectShadowVersion    = "shadowing-version"   // a later version was written over a chained key
+	DefectMalformed        = "malformed"           // a manifest, checkpoint or record does not parse
+	DefectPrevLink         = "prev-link"           // prev_manifest_sha256 does not match the previous manifest
+	DefectOffsets          = "offsets"             // offsets overlap, go backwards, or disagree with the object
+	DefectMissingObject    = "missing-object"      // the pinned object version cannot be read
+	DefectObjectHash       = "object-hash"         // object bytes do not match object_sha256
+	DefectMerkleRoot       = "merkle-root"         // records do not hash to merkle_root
+	DefectTree             = "tree"                // the partition tree does not match tree_size/tree_root
+	DefectRetention        = "retention"           // no COMPLIANCE retention, or retention already expired
+	DefectSignature        = "signature"           // a checkpoint signature does not verify
+	DefectCheckpointChain  = "checkpoint-chain"    // checkpoint sequence gap or broken prev link
+	DefectCheckpointShrink = "checkpoint-shrink"   // a partition's tree shrank between checkpoints
+	DefectCheckpointHead   = "checkpoint-mismatch" // a signed head does not match the chain (fork or truncation)
+)
+
+// Defect is one finding that makes a chain fail verification.
+type Defect struct {
+	Partition int32  `json:"partition"` // -1 for checkpoints and keys
+	Key       string `json:"key,omitempty"`
+	Kind      string `json:"kind"`
+	Detail    string `json:"detail"`
+}
+
+func (d Defect) String() string {
+	where := d.Key
+	if where == "" {
+		where = "-"
+	}
+	return fmt.Sprintf("%s: %s: %s", d.Kind, where, d.Detail)
+}
+
+// PartitionReport summarises one partition's chain.
+type PartitionReport struct {
+	Partition   int32  `json:"partition"`
+	Topic       string `json:"topic"`
+	Manifests   uint64 `json:"manifests"`
+	Records     uint64 `json:"records"`
+	FirstOffset int64  `json:"first_offset"`
+	LastOffset  int64  `json:"last_offset"`
+	TreeSize    uint64 `json:"tree_size"`
+	TreeRoot    string `json:"tree_root"`
+	// SignedTreeSize is the tree size signed by the latest checkpoint;
+	// records beyond it are chained but not yet signed.
+	SignedTreeSize uint64 `json:"signed_tree_size"`
+	Defects        int    `json:"defects"`
+}
+
+// Report is the result of Verify.
+type Report struct {
+	Partitions       []PartitionReport `json:"partitions"`
+	Checkpoints      uint64            `json:"checkpoints"`
+	LatestCheckpoint *Checkpoint       `json:"latest_checkpoint,omitempty"`
+	Defects          []Defect          `json:"defects"`
+	Warnings         []string          `json:"warnings"`
+	VerifiedAt       time.Time         `json:"verified_at"`
+}
+
+// OK reports whether no defect was found.
+func (r *Report) OK() bool { return len(r.Defects) == 0 }
+
+// Progress is passed to the progress callback after each manifest.
+type Progress struct {
+	Partition int32
+	Sequence  uint64
+	Of        uint64 // manifests seen for the partition
+	Records   uint64 // records verified so far in the partition
+}
+
+// VerifyOpt configures Verify.
+type VerifyOpt func(*verifyCfg)
+
+type verifyCfg struct {
+	pub        ed25519.PublicKey
+	retention  bool
+	progress   func(Progress)
+	onBatch    func(m *Manifest, recs []Record) error
+	skipObject func(m *Manifest) bool
+	now        time.Time
+	partitions []int32
+	onLines    func(m *Manifest, lines [][]byte) // for Prove
+}
+
+// TrustedKey sets the public key checkpoints must be signed with. Without it
+// Verify uses the keys published in the store and warns that the bucket is
+// then trusted to hold the right key.
+func TrustedKey(pub ed25519.PublicKey) VerifyOpt { return func(c *verifyCfg) { c.pub = pub } }
+
+// CheckRetention turns the Object Lock retention check on (default) or off.
+func CheckRetention(on bool) VerifyOpt { return func(c *verifyCfg) { c.retention = on } }
+
+// OnProgress is called after each manifest is checked.
+func OnProgress(fn func(Progress)) VerifyOpt { return func(c *verifyCfg) { c.progress = fn } }
+
+// OnBatch is called with each batch's records once the batch has verified
+// cleanly (hashes, Merkle root, link); a batch with a defect is not passed.
+// Returning an error stops verification.
+func OnBatch(fn func(m *Manifest, recs []Record) error) VerifyOpt {
+	return func(c *verifyCfg) { c.onBatch = fn }
+}
+
+// SkipObjects avoids fetching the objects of manifests for which fn returns
+// true (export uses it to read only batches in its time range). Their
+// manifests are still checked and linked.
+func SkipObjects(fn func(m *Manifest) bool) VerifyOpt {
+	return func(c *verifyCfg) { c.skipObject = fn }
+}
+
+// VerifyAt sets the time retention must still be in force at.
+func VerifyAt(t time.Time) VerifyOpt { return func(c *verifyCfg) { c.now = t } }
+
+// OnlyPartitions restricts verification to the given partitions (checkpoint
+// heads of other partitions are then not cross-checked).
+func OnlyPartitions(ps ...int32) VerifyOpt { return func(c *verifyCfg) { c.partitions = ps } }
+
+type signedPoint struct {
+	seq      uint64
+	sha      string
+	size     uint64
+	root     string
+	last     int64
+	verified bool
+}
+
+type verifier struct {
+	cfg      verifyCfg
+	s        Store
+	rep      *Report
+	versions map[string][]ObjectVersion // key -> versions (delete markers included)
+	points   map[int32]map[uint64]signedPoint
+	heads    map[int32]uint64 // highest manifest sequence present
+	retWarn  bool
+}
+
+// Verify walks every partition's chain and every checkpoint in s and reports
+// all defects found. It returns an error only when the store cannot be read
+// at all; tampering is reported in the Report.
+func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
+	v := &verifier{
+		cfg:      verifyCfg{retention: true, now: time.Now()},
+		s:        s,
+		rep:      &Report{Defects: []Defect{}, Warnings: []string{}},
+		versions: map[string][]ObjectVersion{},
+		points:   map[int32]map[uint64]signedPoint{},
+		heads:    map[int32]uint64{},
+	}
+	for _, o := range opts {
+		o(&v.cfg)
+	}
+	v.rep.VerifiedAt = v.cfg.now.UTC()
+	if err := s.Versions(ctx, Root, func(ov ObjectVersion) error {
+		v.versions[ov.Key] = append(v.versions[ov.Key], ov)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("listing object versions: %w", err)
+	}
+	keys := make([]string, 0, len(v.versions))
+	for k := range v.versions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := map[int32]map[uint64]bool{}
+	referenced := map[string]bool{}
+	for _, k := range keys {
+		for _, ov := range v.versions[k] {
+			if ov.DeleteMarker {
+				v.defect(partitionOfKey(k), k, DefectDeleted, "a delete marker was written over this key (version "+ov.VersionID+")")
+			}
+		}
+		if p, seq, ok := parseManifestKey(k); ok {
+			if parts[p] == nil {
+				parts[p] = map[uint64]bool{}
+			}
+			parts[p][seq] = true
+		}
+	}
+	pids := make([]int32, 0, len(parts))
+	for p := range parts {
+		if len(v.cfg.partitions) == 0 || slices.Contains(v.cfg.partitions, p) {
+			pids = append(pids, p)
+		}
+	}
+	slices.Sort(pids)
+	for _, p := range pids {
+		if err := v.partition(ctx, p, parts[p], referenced); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.checkpoints(ctx, len(v.cfg.partitions) == 0); err != nil {
+		return nil, err
+	}
+	// Objects no manifest points at: a writer died between the object and
+	// manifest PUT (the next writer adopts it), or junk in the bucket.
+	if len(v.cfg.partitions) == 0 {
+		for _, k := range keys {
+			if _, _, _, ok := parseObjectKey(k); ok && !referenced[k] {
+				v.rep.Warnings = append(v.rep.Warnings, "object "+k+" is not referenced by any manifest (a batch whose manifest was never written; the auditor adopts it on its next run)")
+			}
+		}
+	}
+	for i := range v.rep.Partitions {
+		pr := &v.rep.Partitions[i]
+		for _, d := range v.rep.Defects {
+			if d.Partition == pr.Partition {
+				pr.Defects++
+			}
+		}
+	}
+	return v.rep, nil
+}
+
+func partitionOfKey(k string) int32 {
+	if p, _, ok := parseManifestKey(k); ok {
+		return p
+	}
+	if p, _, _, ok := parseObjectKey(k); ok {
+		return p
+	}
+	return -1
+}
+
+func (v *verifier) defect(p int32, key, kind, detail string) {
+	v.rep.Defects = append(v.rep.Defects, Defect{Partition: p, Key: key, Kind: kind, Detail: detail})
+}
+
+// pick chooses which version of a chained key to read: the pinned one if
+// given, else the oldest (the one written first). It reports shadowing
+// versions.
+func (v *verifier) pick(p int32, key, pinned string) (string, bool) {
+	var live []ObjectVersion
+	for _, ov := range v.versions[key] {
+		if !ov.DeleteMarker {
+			live = append(live, ov)
+		}
+	}
+	if len(live) > 1 {
+		ids := make([]string, len(live))
+		for i, ov := range live {
+			ids[i] = ov.VersionID
+		}
+		v.defect(p, key, DefectShadowVersion, fmt.Sprintf("%d versions exist over a chained key (%s); the chain pins %q", len(live), strings.Join(ids, ", "), pinned))
+	}
+	if pinned != "" {
+		return pinned, true
+	}
+	if len(live) == 0 {
+		return "", false
+	}
+	oldest := live[0]
+	for _, ov := range live[1:] {
+		if ov.LastModified.Before(oldest.LastModified) {
+			oldest = ov
+		}
+	}
+	return oldest.VersionID, true
+}
+
+func (v *verifier) checkRetention(ctx context.Context, p int32, key, version string) error {
+	if !v.cfg.retention {
+		return nil
+	}
+	r, err := v.s.Retention(ctx, key, version)
+	if errors.Is(err, ErrRetentionUnknown) {
+		if !v.retWarn {
+			v.retWarn = true
+			v.rep.Warnings = append(v.rep.Warnings, "retention not checked: this store cannot report Object Lock retention (offline copy)")
+		}
+		return nil
+	}
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			v.defect(p, key, DefectRetention, "no Object Lock retention on version "+version)
+			return nil
+		}
+		return fmt.Errorf("reading retention of %s: %w", key, err)
+	}
+	switch {
+	case r.Mode != "COMPLIANCE":
+		v.defect(p, key, DefectRetention, fmt.Sprintf("retention mode %q on version %s, want COMPLIANCE", r.Mode, version))
+	case !r.RetainUntil.After(v.cfg.now):
+		v.defect(p, key, DefectRetention, fmt.Sprintf("retention of version %s expired at %s", version, r.RetainUntil.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+func (v *verifier) partition(ctx context.Context, p int32, seqs map[uint64]bool, referenced map[string]bool) error {
+	var maxSeq uint64
+	for s := range seqs {
+		maxSeq = max(maxSeq, s)
+	}
+	v.heads[p] = maxSeq
+	pr := PartitionReport{Partition: p, FirstOffset: -1, LastOffset: -1}
+	v.points[p] = map[uint64]signedPoint{}
+	tree := NewTree()
+	var prev *Manifest
+	prevSHA := ""
+	for seq := uint64(0); seq <= maxSeq; seq++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key := ManifestKey(p, seq)
+		if !seqs[seq] {
+			v.defect(p, key, DefectMissingManifest, fmt.Sprintf("sequence %d has no manifest (chain broken)", seq))
+			prev, prevSHA = nil, "" // cannot link across the hole
+			continue
+		}
+		ver, ok := v.pick(p, key, "")
+		if !ok {
+			prev, prevSHA = nil, ""
+			continue // only delete markers: reported already
+		}
+		mb, _, err := v.s.Get(ctx, key, ver)
+		if errors.Is(err, ErrNotFound) {
+			v.defect(p, key, DefectMissingManifest, "manifest version "+ver+" cannot be read")
+			prev, prevSHA = nil, ""
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", key, err)
+		}
+		if err := v.checkRetention(ctx, p, key, ver); err != nil {
+			return err
+		}
+		msha := SHA256Hex(mb)
+		m, err := DecodeManifest(mb)
+		if err != nil {
+			v.defect(p, key, DefectMalformed, err.Error())
+			prev, prevSHA = nil, ""
+			continue
+		}
+		pr.Manifests++
+		if m.Partition != p || m.Sequence != seq {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("manifest stored at partition %d sequence %d claims partition %d sequence %d (moved or reordered)", p, seq, m.Partition, m.Sequence))
+		}
+		if pr.Topic == "" {
+			pr.Topic = m.Topic
+		} else if m.Topic != pr.Topic {
+			v.defect(p, key, DefectMalformed, fmt.Sprintf("topic %q differs from the chain's %q", m.Topic, pr.Topic))
+		}
+		switch {
+		case seq == 0 && m.PrevManifestSHA256 != "":
+			v.defect(p, key, DefectPrevLink, "first manifest links to a predecessor")
+		case seq > 0 && prev != nil && m.PrevManifestSHA256 != prevSHA:
+			v.defect(p, key, DefectPrevLink, fmt.Sprintf("prev_manifest_sha256 %s, previous manifest hashes to %s (altered or reordered)", short(m.PrevManifestSHA256), short(prevSHA)))
+		}
+		if m.FirstOffset > m.LastOffset {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("first offset %d after last offset %d", m.FirstOffset, m.LastOffset))
+		}
+		if prev != nil && m.FirstOffset <= prev.LastOffset {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("batch starts at offset %d, not after the previous batch's last offset %d (overlap or reorder)", m.FirstOffset, prev.LastOffset))
+		}
+		if want := ObjectKey(p, m.FirstOffset, m.LastOffset); m.ObjectKey != want {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("object key %s, want %s", m.ObjectKey, want))
+		}
+		referenced[m.ObjectKey] = true
+		batchOK := v.object(ctx, p, m, tree)
+		if tree.Size() != m.TreeSize || hex.EncodeToString(tree.Root()) != m.TreeRoot {
+			v.defect(p, key, DefectTree, fmt.Sprintf("tree after batch has size %d root %s, manifest says size %d root %s", tree.Size(), short(hex.EncodeToString(tree.Root())), m.TreeSize, short(m.TreeRoot)))
+			// Continue from what the manifest claims so one bad batch
+			// does not cascade into every later one.
+			if t, err := treeFromManifest(m); err == nil {
+				tree = t
+			}
+		} else if slices.Compare(tree.rangeHex(), m.TreeRange) != 0 {
+			v.defect(p, key, DefectTree, "tree_range does not match the recomputed compact range")
+		}
+		v.points[p][seq] = signedPoint{seq: seq, sha: msha, size: m.TreeSize, root: m.TreeRoot, last: m.LastOffset, verified: batchOK}
+		if pr.FirstOffset < 0 {
+			pr.FirstOffset = m.FirstOffset
+		}
+		pr.LastOffset = m.LastOffset
+		pr.Records += uint64(m.RecordCount)
+		prev, prevSHA = m, msha
+		if v.cfg.progress != nil {
+			v.cfg.progress(Progress{Partition: p, Sequence: seq, Of: maxSeq + 1, Records: pr.Records})
+		}
+	}
+	pr.TreeSize = tree.Size()
+	pr.TreeRoot = hex.EncodeToString(tree.Root())
+	v.rep.Partitions = append(v.rep.Partitions, pr)
+	return nil
+}
+
+// object checks one batch object and appends its leaves to tree. It reports
+// whether the batch verified cleanly.
+func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree) bool {
+	key := m.ObjectKey
+	if _, ok := v.pick(p, key, m.ObjectVersionID); !ok {
+		return false
+	}
+	if v.cfg.skipObject != nil && v.cfg.skipObject(m) {
+		// Not fetched: trust the manifest's tree so later batches check.
+		if t, err := treeFromManifest(m); err == nil {
+			*tree = *t
+		}
+		return true
+	}
+	obj, _, err := v.s.Get(ctx, key, m.ObjectVersionID)
+	if err != nil {
+		v.defect(p, key, DefectMissingObject, fmt.Sprintf("pinned version %s: %v", m.ObjectVersionID, err))
+		if t, terr := treeFromManifest(m); terr == nil {
+			*tree = *t
+		}
+		return false
+	}
+	if err := v.checkRetention(ctx, p, key, m.ObjectVersionID); err != nil {
+		v.rep.Warnings = append(v.rep.Warnings, err.Error())
+	}
+	ok := true
+	if got := SHA256Hex(obj); got != m.ObjectSHA256 {
+		v.defect(p, key, DefectObjectHash, fmt.Sprintf("object hashes to %s, manifest says %s", short(got), short(m.ObjectSHA256)))
+		ok = false
+	}
+	lines, err := DecodeObject(obj)
+	if err != nil {
+		v.defect(p, key, DefectMalformed, err.Error())
+		if t, terr := treeFromManifest(m); terr == nil {
+			*tree = *t
+		}
+		return false
+	}
+	if len(lines) != m.RecordCount {
+		v.defect(p, key, DefectOffsets, fmt.Sprintf("object holds %d records, manifest says %d", len(lines), m.RecordCount))
+		ok = false
+	}
+	recs := make([]Record, 0, len(lines))
+	last := int64(-1)
+	for i, l := range lines {
+		var r Record
+		if err := json.Unmarshal(l, &r); err != nil {
+			v.defect(p, key, DefectMalformed, fmt.Sprintf("record %d does not parse: %v", i, err))
+			ok = false
+			continue
+		}
+		if r.Partition != p {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("record %d is from partition %d", i, r.Partition))
+			ok = false
+		}
+		if i > 0 && r.Offset <= last {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("record %d has offset %d after offset %d", i, r.Offset, last))
+			ok = false
+		}
+		if (i == 0 && r.Offset != m.FirstOffset) || (i == len(lines)-1 && r.Offset != m.LastOffset) {
+			v.defect(p, key, DefectOffsets, fmt.Sprintf("record %d has offset %d, outside the manifest's %d..%d", i, r.Offset, m.FirstOffset, m.LastOffset))
+			ok = false
+		}
+		last = r.Offset
+		recs = append(recs, r)
+	}
+	leaves := LeafHashes(lines)
+	if got := hex.EncodeToString(RootOf(leaves)); got != m.MerkleRoot {
+		v.defect(p, key, DefectMerkleRoot, fmt.Sprintf("records hash to Merkle root %s, manifest says %s", short(got), short(m.MerkleRoot)))
+		ok = false
+	}
+	tree.Append(leaves...)
+	if v.cfg.onLines != nil {
+		v.cfg.onLines(m, lines)
+	}
+	if ok && v.cfg.onBatch != nil {
+		if err := v.cfg.onBatch(m, recs); err != nil {
+			v.rep.Warnings = append(v.rep.Warnings, "stopped: "+err.Error())
+		}
+	}
+	return ok
+}
+
+func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
+	seqs := map[uint64]bool{}
+	var maxSeq uint64
+	var any bool
+	for k := range v.versions {
+		rest, ok := strings.CutPrefix(k, CheckpointPrefix)
+		if !ok {
+			continue
+		}
+		var n uint64
+		if _, err := fmt.Sscanf(rest, "%020d.json", &n); err != nil || CheckpointKey(n) != k {
+			v.defect(-1, k, DefectMalformed, "unexpected key under the checkpoint prefix")
+			continue
+		}
+		seqs[n], any = true, true
+		maxSeq = max(maxSeq, n)
+	}
+	if !any {
+		if len(v.rep.Partitions) > 0 {
+			v.rep.Warnings = append(v.rep.Warnings, "no signed checkpoint yet: the chains are hash-linked but not signed")
+		}
+		return nil
+	}
+	keys := map[string]ed25519.PublicKey{}
+	if v.cfg.pub != nil {
+		keys[KeyID(v.cfg.pub)] = v.cfg.pub
+	} else {
+		v.rep.Warnings = append(v.rep.Warnings, "no trusted public key given (--public-key): checkpoint signatures were checked against the keys published in the bucket")
+	}
+	lastSigned := map[int32]Head{}
+	prevSHA := ""
+	var prevTime time.Time
+	linked := false
+	for seq := uint64(0); seq <= maxSeq; seq++ {
+		key := CheckpointKey(seq)
+		if !seqs[seq] {
+			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("checkpoint %d is missing", seq))
+			linked = false
+			continue
+		}
+		ver, ok := v.pick(-1, key, "")
+		if !ok {
+			linked = false
+			continue
+		}
+		b, _, err := v.s.Get(ctx, key, ver)
+		if err != nil {
+			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("cannot read version %s: %v", ver, err))
+			linked = false
+			continue
+		}
+		if err := v.checkRetention(ctx, -1, key, ver); err != nil {
+			return err
+		}
+		c, err := DecodeCheckpoint(b)
+		if err != nil {
+			v.defect(-1, key, DefectMalformed, err.Error())
+			linked = false
+			continue
+		}
+		v.rep.Checkpoints++
+		pub, ok := keys[c.KeyID]
+		if !ok && v.cfg.pub == nil {
+			pb, _, err := v.s.Get(ctx, PublicKeyKey(c.KeyID), "")
+			if err == nil {
+				if pk, perr := ParsePublicKey(pb); perr == nil && KeyID(pk) == c.KeyID {
+					pub, ok = pk, true
+					keys[c.KeyID] = pk
+				}
+			}
+		}
+		if !ok {
+			v.defect(-1, key, DefectSignature, fmt.Sprintf("checkpoint %d is signed by unknown key %s", seq, c.KeyID))
+		} else if err := VerifyCheckpointSignature(c, pub); err != nil {
+			v.defect(-1, key, DefectSignature, err.Error())
+		}
+		if c.Sequence != seq {
+			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("stored as checkpoint %d but claims sequence %d", seq, c.Sequence))
+		}
+		if seq == 0 && c.PrevSHA256 != "" || seq > 0 && linked && c.PrevSHA256 != prevSHA {
+			v.defect(-1, key, DefectCheckpointChain, "prev_sha256 does not match the previous checkpoint")
+		}
+		if c.Time.Before(prevTime) {
+			v.defect(-1, key, DefectCheckpointChain, "checkpoint time goes backwards")
+		}
+		seen := map[int32]bool{}
+		for _, h := range c.Heads {
+			seen[h.Partition] = true
+			if old, ok := lastSigned[h.Partition]; ok && (h.TreeSize < old.TreeSize || h.Sequence < old.Sequence) {
+				v.defect(h.Partition, key, DefectCheckpointShrink, fmt.Sprintf("partition %d tree size %d (sequence %d) after %d (sequence %d) in an earlier checkpoint", h.Partition, h.TreeSize, h.Sequence, old.TreeSize, old.Sequence))
+			}
+			lastSigned[h.Partition] = h
+			pts, checked := v.points[h.Partition]
+			if !checked {
+				if allPartitions {
+					v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head of partition %d, which has no chain in the store", h.Partition))
+				}
+				continue
+			}
+			pt, ok := pts[h.Sequence]
+			switch {
+			case !ok && h.Sequence > v.heads[h.Partition]:
+				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d is beyond the chain's last manifest %d (chain truncated)", h.Sequence, v.heads[h.Partition]))
+			case !ok:
+				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d cannot be checked (manifest unreadable)", h.Sequence))
+			case pt.sha != h.ManifestSHA256:
+				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed manifest %d hash %s, stored manifest hashes to %s (forked or altered)", h.Sequence, short(h.ManifestSHA256), short(pt.sha)))
+			case pt.size != h.TreeSize || pt.root != h.TreeRoot || pt.last != h.LastOffset:
+				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed tree size %d root %s, chain has size %d root %s at sequence %d", h.TreeSize, short(h.TreeRoot), pt.size, short(pt.root), h.Sequence))
+			}
+		}
+		for p := range lastSigned {
+			if !seen[p] {
+				v.defect(p, key, DefectCheckpointShrink, fmt.Sprintf("partition %d was signed before and is missing from checkpoint %d", p, seq))
+			}
+		}
+		prevSHA, prevTime, linked = SHA256Hex(b), c.Time, true
+		v.rep.LatestCheckpoint = c
+	}
+	for i := range v.rep.Partitions {
+		pr := &v.rep.Partitions[i]
+		if h, ok := lastSigned[pr.Partition]; ok {
+			pr.SignedTreeSize = h.TreeSize
+		}
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16]
+	}
+	if h == "" {
+		return `""`
+	}
+	return h
+}
