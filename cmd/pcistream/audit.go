@@ -157,12 +157,19 @@ Anyone holding the public key can check it with a standard RFC 9162 verifier.`,
 }
 
 func newAuditKeygenCmd() *cobra.Command {
-	var out string
+	var (
+		out       string
+		ifMissing bool
+	)
 	cmd := &cobra.Command{
 		Use:   "keygen --out FILE",
 		Short: "Create an Ed25519 checkpoint signing key (and FILE.pub.pem with its public key)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(out); err == nil && ifMissing {
+				fmt.Fprintf(cmd.OutOrStdout(), "signing key %s exists; left as it is\n", out)
+				return nil
+			}
 			priv, err := chain.GenerateKey()
 			if err != nil {
 				return err
@@ -189,6 +196,7 @@ func newAuditKeygenCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "private key file to create (mode 0600)")
+	cmd.Flags().BoolVar(&ifMissing, "if-missing", false, "succeed without changes when FILE exists (for idempotent setup jobs)")
 	cmd.MarkFlagRequired("out")
 	return cmd
 }
