@@ -63,7 +63,7 @@ func TestResolveErrors(t *testing.T) {
 	config.BindFlags(fs2, &c)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("s3:\n  endpoint: x\n"), 0o600) //nolint:errcheck
-	fs2.Parse([]string{"--config", bad})                      //nolint:errcheck
+	fs2.Parse([]string{"--config", bad})                     //nolint:errcheck
 	if err := config.Resolve(fs2, func(string) (string, bool) { return "", false }); err == nil {
 		t.Fatal("a nested config file was accepted; keys must be flag names")
 	}
