@@ -244,3 +244,62 @@ func TestLibrdkafkaTransactionsInterop(t *testing.T) {
 		t.Fatalf("librdkafka read_committed saw %q, want one, two, three (and not the aborted record)", got)
 	}
 }
+
+// TestRestartKeepsState restarts a Kafka-and-registry stack on the same data
+// directory: topics, records and schema ids survive.
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := devstack.Start(ctx, devstack.WithoutS3(), devstack.DataDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Setup(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := sr.NewClient(sr.URLs(a.RegistryURL))
+	before, err := cl.AllSchemas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := kgo.NewClient(kgo.SeedBrokers(a.KafkaAddrs...), kgo.DefaultProduceTopic("logs.raw"))
+	if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("kept")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	a.Close()
+
+	b, err := devstack.Start(ctx, devstack.WithoutS3(), devstack.DataDir(dir))
+	if err != nil {
+		t.Fatalf("restart on the same data dir: %v", err)
+	}
+	defer b.Close()
+	if err := b.Setup(ctx, nil); err != nil {
+		t.Fatalf("setup after restart (must be idempotent): %v", err)
+	}
+	cl, _ = sr.NewClient(sr.URLs(b.RegistryURL))
+	after, err := cl.AllSchemas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) == 0 || len(before) != len(after) {
+		t.Fatalf("schemas before %d, after restart %d", len(before), len(after))
+	}
+	for i := range before {
+		if before[i].Subject != after[i].Subject || before[i].ID != after[i].ID {
+			t.Fatalf("schema %s id %d came back as %s id %d", before[i].Subject, before[i].ID, after[i].Subject, after[i].ID)
+		}
+	}
+	c, _ := kgo.NewClient(kgo.SeedBrokers(b.KafkaAddrs...), kgo.ConsumeTopics("logs.raw"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer c.Close()
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	n := 0
+	for n == 0 && pctx.Err() == nil {
+		n = c.PollFetches(pctx).NumRecords()
+	}
+	if n != 1 {
+		t.Fatalf("records after restart: %d, want 1", n)
+	}
+}

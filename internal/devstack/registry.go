@@ -50,8 +50,17 @@ func newCompatRegistry(path string) (*compatRegistry, error) {
 		if err := json.Unmarshal(b, &r.entries); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		// Re-register in the original order: the fake assigns the same
+		// ids, and shares one id between subjects holding the same
+		// schema, exactly as it did the first time.
 		for _, e := range r.entries {
-			fake.SeedSchema(e.Subject, e.Version, e.ID, e.Schema)
+			id, version, err := fake.RegisterSchema(e.Subject, e.Schema)
+			if err != nil {
+				return nil, fmt.Errorf("%s: re-register %s: %w", path, e.Subject, err)
+			}
+			if id != e.ID || version != e.Version {
+				return nil, fmt.Errorf("%s: %s came back as id %d version %d, was id %d version %d; remove the file to start the registry afresh", path, e.Subject, id, version, e.ID, e.Version)
+			}
 		}
 	}
 	return r, nil
