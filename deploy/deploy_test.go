@@ -491,8 +491,8 @@ func TestK8sProcessors(t *testing.T) {
 		}
 		c := containers[0]
 		args := strList(get(c, "args"))
-		if len(args) != 2 || args[0] != "run" {
-			t.Errorf("%s: args %v, want [run PROCESSOR]", o.name(), args)
+		if len(args) < 2 || args[0] != "run" {
+			t.Errorf("%s: args %v, want [run PROCESSOR ...]", o.name(), args)
 			continue
 		}
 		proc := args[1]
