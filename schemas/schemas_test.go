@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/devstack"
@@ -119,5 +121,56 @@ func TestOlderWriterResolves(t *testing.T) {
 	}
 	if ev.ID != "i" || ev.Subject != "s" || ev.Partition != 2 || ev.Offset != 3 || ev.Reason != "" {
 		t.Fatalf("resolved %+v", ev)
+	}
+}
+
+// TestAuditAttrsIsLastField pins the assumption deterministic audit
+// encoding relies on.
+func TestAuditAttrsIsLastField(t *testing.T) {
+	defs, err := schemas.Defs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defs {
+		if d.File != "audit_event.avsc" {
+			continue
+		}
+		rs := d.Schema.(*avro.RecordSchema)
+		last := rs.Fields()[len(rs.Fields())-1]
+		if last.Name() != "attrs" || last.Type().Type() != avro.Map {
+			t.Fatalf("audit schema's last field is %q; the serde's sorted attrs encoding needs attrs last", last.Name())
+		}
+		return
+	}
+	t.Fatal("audit schema not found")
+}
+
+// TestAuditEncodingIsDeterministic: equal events with many attrs encode to
+// equal bytes, and decode back to the same attrs.
+func TestAuditEncodingIsDeterministic(t *testing.T) {
+	s, _ := serde(t)
+	ev := schemas.AuditEvent{ID: "x", Action: "mask", Attrs: map[string]string{}}
+	for i := 0; i < 20; i++ {
+		ev.Attrs[fmt.Sprintf("k%02d", i)] = fmt.Sprint(i)
+	}
+	first, err := s.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		b, _ := s.Encode(ev)
+		if !bytes.Equal(b, first) {
+			t.Fatal("the same audit event encoded to different bytes")
+		}
+	}
+	var back schemas.AuditEvent
+	if err := s.Decode(context.Background(), first, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Attrs) != 20 || back.Attrs["k07"] != "7" {
+		t.Fatalf("attrs after round trip: %v", back.Attrs)
+	}
+	if len(ev.Attrs) != 20 {
+		t.Fatal("Encode changed the caller's event")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 
@@ -105,13 +106,55 @@ func (s *Serde) AppendEncode(b []byte, v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("schemas: no registered schema for %v", t)
 	}
+	var attrs map[string]string
+	switch ev := v.(type) {
+	case *AuditEvent:
+		if len(ev.Attrs) > 1 {
+			cp := *ev
+			attrs, cp.Attrs = ev.Attrs, nil
+			v = &cp
+		}
+	case AuditEvent:
+		if len(ev.Attrs) > 1 {
+			attrs, ev.Attrs = ev.Attrs, nil
+			v = &ev
+		}
+	}
 	body, err := avro.Marshal(s.readers[t], v)
 	if err != nil {
 		return nil, fmt.Errorf("schemas: encode %v: %w", t.Name(), err)
 	}
 	b = append(b, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(id))
-	return append(b, body...), nil
+	b = append(b, body...)
+	if attrs != nil {
+		b = appendSortedMap(b[:len(b)-1], attrs)
+	}
+	return b, nil
+}
+
+// appendSortedMap appends m as one Avro map block with sorted keys and the
+// terminating zero block. hamba/avro writes Go maps in iteration order,
+// which Go randomises: equal audit events would encode to different bytes,
+// and a replay of the same offsets would not be byte-identical. The audit
+// schema keeps attrs as its last field (TestAuditAttrsIsLastField), so the
+// event is encoded with empty attrs, whose final zero block is replaced by
+// this.
+func appendSortedMap(b []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = binary.AppendVarint(b, int64(len(keys)))
+	for _, k := range keys {
+		b = binary.AppendVarint(b, int64(len(k)))
+		b = append(b, k...)
+		v := m[k]
+		b = binary.AppendVarint(b, int64(len(v)))
+		b = append(b, v...)
+	}
+	return append(b, 0)
 }
 
 // SchemaID returns the schema id in a wire-format record's header.

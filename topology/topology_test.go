@@ -120,7 +120,8 @@ func TestDefaultSpec(t *testing.T) {
 		{"audit.events", ConfigRetentionMS, "2592000000"},
 		{"pci.vault", ConfigRetentionMS, "-1"},
 		{"pci.vault", ConfigCleanupPolicy, "compact"},
-		{"pcistream.tokenizer.idempotency", ConfigCleanupPolicy, "compact"},
+		{"pcistream.tokenizer.idempotency", ConfigCleanupPolicy, "compact,delete"},
+		{"pcistream.tokenizer.idempotency", ConfigRetentionMS, "604800000"},
 		{"payments.raw", ConfigCleanupPolicy, "delete"},
 	}
 	for _, c := range checks {

@@ -16,6 +16,10 @@ func addRunCommands(run *cobra.Command, cfg *config.Config) {
 // addExtraCommands adds the commands of the audit trail (verify, audit) and
 // the vault (detokenize).
 func addExtraCommands(root *cobra.Command, cfg *config.Config) {
-	root.AddCommand(newVerifyCmd(cfg), newAuditCmd(cfg))
+	root.AddCommand(newVerifyCmd(cfg), newAuditCmd(cfg), newReplayCmd(cfg))
 	root.AddCommand(newDetokenizeCmd(cfg))
+}
+
+// addReplayCommands adds replays of processors other than the masker.
+func addReplayCommands(replay *cobra.Command, cfg *config.Config) {
 }

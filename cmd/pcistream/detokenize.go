@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/processors/tokenizer"
+	"github.com/pcistream/pcistream/schemas"
+)
+
+// newDetokenizeCmd builds `pcistream detokenize`: the one authorised path from
+// token back to PAN, and the one place a PAN is printed (to stdout, for the
+// operator). It refuses without the keyring's key-encryption key and a
+// reason, and writes the audit event before it reveals anything.
+func newDetokenizeCmd(cfg *config.Config) *cobra.Command {
+	var (
+		kf       kmsFlags
+		tok      string
+		reason   string
+		operator string
+	)
+	cmd := &cobra.Command{
+		Use:   "detokenize --token TOKEN --reason WHY",
+		Short: "Reveal the PAN behind a token (audited; needs the keyring and a reason)",
+		Long: `Reads the token's entry from the vault topic, unwraps its data key with the keyring's
+key-encryption key (or the KMS), decrypts the PAN and prints it on stdout, nothing else.
+
+Every use is written to the audit topic (action detokenize, actor operator:<name>,
+the reason, the token, the outcome) before the PAN is shown; if that write fails,
+nothing is shown. Access control is the keyring itself: without the KEK (file mode 0600,
+or KMS permissions) there is nothing to decrypt with.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if tok == "" {
+				return errors.New("detokenize: --token is required")
+			}
+			if len(strings.TrimSpace(reason)) < tokenizer.MinReasonLen {
+				return fmt.Errorf("detokenize refused: --reason must say why (at least %d characters, e.g. a ticket id)", tokenizer.MinReasonLen)
+			}
+			if operator == "" {
+				operator = os.Getenv("USER")
+			}
+			_, vault, err := openKeyring(ctx, cfg, &kf)
+			if err != nil {
+				return fmt.Errorf("detokenize refused: %w", err)
+			}
+			clientOpts, err := kafkax.Opts(cfg.Kafka)
+			if err != nil {
+				return err
+			}
+			srcl, err := kafkax.SRClient(cfg.Registry)
+			if err != nil {
+				return err
+			}
+			serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
+			if err != nil {
+				return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
+			}
+			d := tokenizer.NewDetokenizer(vault, serde, cfg.Topics, clientOpts)
+			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Operator: operator})
+			if err != nil {
+				return fmt.Errorf("detokenize: %w", err)
+			}
+			defer clear(pan)
+			out := append(pan, '\n')
+			_, err = cmd.OutOrStdout().Write(out)
+			clear(out)
+			return err
+		},
+	}
+	kf.bind(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&tok, "token", "", "the token to reveal (tok_v<N>_...)")
+	fl.StringVar(&reason, "reason", "", "why (recorded in the audit trail; at least 8 characters, e.g. a ticket id)")
+	fl.StringVar(&operator, "operator", "", "who is asking (default $USER); recorded in the audit trail")
+	return cmd
+}

@@ -1,0 +1,95 @@
+package token
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Alphabet is the 32-symbol, letters-only alphabet of token bodies. It has no
+// digits (a PAN detector can never see a digit run in a token), no vowels (no
+// accidental words) and no l/I/O look-alikes.
+const Alphabet = "bcdfghjkmnpqrstvwxyzBCDFGHJKMNPQ"
+
+// bodyLen is the number of symbols in a token body: 32 x 5 bits = 160 bits of
+// the HMAC output, far beyond any collision concern for card populations.
+const bodyLen = 32
+
+// Prefix starts every token.
+const Prefix = "tok_v"
+
+// hmacDomain separates token HMACs from any other use of the key.
+var hmacDomain = []byte("pcistream/token/v1\x00")
+
+// ErrInvalidToken is returned by ParseToken for strings that are not tokens.
+var ErrInvalidToken = errors.New("not a pcistream token (want tok_v<N>_<32 letters>)")
+
+// Tokenize returns the token of pan under the current key version, and that
+// version. pan must be the PAN's digits only; the caller validates it.
+func (k *Keyring) Tokenize(pan []byte) (string, uint32, error) {
+	t, err := k.TokenizeVersion(k.current, pan)
+	return t, k.current, err
+}
+
+// TokenizeVersion returns the token of pan under key version v: HMAC-SHA-256
+// keyed by that version's secret, truncated to 160 bits and rendered in
+// Alphabet. The same PAN and version always give the same token.
+func (k *Keyring) TokenizeVersion(v uint32, pan []byte) (string, error) {
+	kv, err := k.version(v)
+	if err != nil {
+		return "", err
+	}
+	if len(pan) == 0 {
+		return "", errors.New("tokenize: empty PAN")
+	}
+	m := hmac.New(sha256.New, kv.hmac)
+	m.Write(hmacDomain)
+	m.Write(pan)
+	var sum [sha256.Size]byte
+	return render(v, m.Sum(sum[:0])), nil
+}
+
+// render formats tok_v<N>_<body> from the first 20 bytes of mac.
+func render(v uint32, mac []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(Prefix) + 11 + bodyLen)
+	sb.WriteString(Prefix)
+	sb.WriteString(strconv.FormatUint(uint64(v), 10))
+	sb.WriteByte('_')
+	// 20 bytes = 160 bits = 32 symbols of 5 bits, read as a big-endian bit string.
+	var acc uint64
+	bits := 0
+	for _, b := range mac[:20] {
+		acc = acc<<8 | uint64(b)
+		bits += 8
+		for bits >= 5 {
+			bits -= 5
+			sb.WriteByte(Alphabet[(acc>>bits)&31])
+		}
+	}
+	return sb.String()
+}
+
+// ParseToken checks that s is a well-formed token and returns its key version.
+func ParseToken(s string) (uint32, error) {
+	rest, ok := strings.CutPrefix(s, Prefix)
+	if !ok {
+		return 0, ErrInvalidToken
+	}
+	num, body, ok := strings.Cut(rest, "_")
+	if !ok || len(body) != bodyLen || num == "" || len(num) > 10 || (num[0] == '0') {
+		return 0, ErrInvalidToken
+	}
+	v, err := strconv.ParseUint(num, 10, 32)
+	if err != nil || v == 0 {
+		return 0, ErrInvalidToken
+	}
+	for i := 0; i < len(body); i++ {
+		if strings.IndexByte(Alphabet, body[i]) < 0 {
+			return 0, ErrInvalidToken
+		}
+	}
+	return uint32(v), nil
+}

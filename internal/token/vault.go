@@ -1,0 +1,196 @@
+package token
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Sealed is a PAN under envelope encryption: AES-256-GCM with a data key that
+// is stored only wrapped by the key version's KEK.
+type Sealed struct {
+	KeyVersion uint32 // keyring version whose KEK wrapped the data key
+	WrappedKey []byte // the data key, wrapped (AES-KW locally, KMS ciphertext otherwise)
+	Nonce      []byte // 12-byte AES-GCM nonce, random
+	Ciphertext []byte // AES-256-GCM ciphertext and tag of the PAN
+}
+
+// ErrDecrypt is returned when a vault record does not decrypt: it was altered,
+// it belongs to another token, or the wrong keyring is in use.
+var ErrDecrypt = errors.New("vault record does not decrypt under this keyring (altered, wrong token, or wrong keyring)")
+
+// VaultOpt configures a Vault.
+type VaultOpt func(*vaultCfg)
+
+type vaultCfg struct {
+	kms     KMS
+	reuse   int
+	maxAge  time.Duration
+	nowFunc func() time.Time
+}
+
+// VaultKMS routes KEK operations of KMS-backed key versions to k. Versions
+// with a local KEK are always wrapped locally.
+func VaultKMS(k KMS) VaultOpt { return func(c *vaultCfg) { c.kms = k } }
+
+// DataKeyReuse lets one data key encrypt up to n records within maxAge before
+// a new one is generated and wrapped. The default, n = 1, gives every record
+// its own data key; a remote KMS needs reuse (one KMS call per record would
+// cap throughput at the KMS's rate). Records stay independently decryptable:
+// each carries the wrapped data key and a random nonce. n is capped at 2^24,
+// far below the 2^32 random-nonce limit of AES-GCM.
+func DataKeyReuse(n int, maxAge time.Duration) VaultOpt {
+	return func(c *vaultCfg) {
+		c.reuse = min(max(n, 1), 1<<24)
+		c.maxAge = maxAge
+	}
+}
+
+// Vault seals and opens PANs for the vault topic. It is safe for concurrent use.
+type Vault struct {
+	kr  *Keyring
+	kms KMS
+	cfg vaultCfg
+
+	mu  sync.Mutex
+	dek map[uint32]*dataKey
+}
+
+type dataKey struct {
+	aead    cipher.AEAD
+	wrapped []byte
+	uses    int
+	born    time.Time
+}
+
+// NewVault returns a Vault over the keyring kr.
+func NewVault(kr *Keyring, opts ...VaultOpt) *Vault {
+	c := vaultCfg{reuse: 1, nowFunc: time.Now}
+	for _, o := range opts {
+		o(&c)
+	}
+	return &Vault{kr: kr, kms: routingKMS{local: NewLocalKMS(kr), remote: c.kms}, cfg: c, dek: map[uint32]*dataKey{}}
+}
+
+// Keyring returns the vault's keyring.
+func (v *Vault) Keyring() *Keyring { return v.kr }
+
+// aad binds a ciphertext to its token and key version.
+func aad(token string, version uint32) []byte {
+	b := make([]byte, 0, 32+len(token))
+	b = append(b, "pcistream/vault/v1\x00"...)
+	b = append(b, token...)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, uint64(version), 10)
+	return b
+}
+
+func (v *Vault) ref(version uint32) (KeyRef, error) {
+	kv, err := v.kr.version(version)
+	if err != nil {
+		return KeyRef{}, err
+	}
+	return KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// dataKeyFor returns a data key for version, generating and wrapping a new one
+// when reuse is exhausted.
+func (v *Vault) dataKeyFor(ctx context.Context, version uint32) (*dataKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := v.cfg.nowFunc()
+	if d := v.dek[version]; d != nil && d.uses < v.cfg.reuse && (v.cfg.maxAge <= 0 || now.Sub(d.born) < v.cfg.maxAge) {
+		d.uses++
+		return d, nil
+	}
+	ref, err := v.ref(version)
+	if err != nil {
+		return nil, err
+	}
+	key, err := randomKey()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	wrapped, err := v.kms.Wrap(ctx, ref, key, dataKeyWrapContext)
+	if err != nil {
+		return nil, fmt.Errorf("wrapping data key with KEK version %d: %w", version, err)
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	d := &dataKey{aead: aead, wrapped: wrapped, uses: 1, born: now}
+	v.dek[version] = d
+	return d, nil
+}
+
+// Seal encrypts pan for the vault record of token. The key version is the
+// token's own, so a token and its vault record always share a version.
+func (v *Vault) Seal(ctx context.Context, token string, pan []byte) (Sealed, error) {
+	version, err := ParseToken(token)
+	if err != nil {
+		return Sealed{}, err
+	}
+	d, err := v.dataKeyFor(ctx, version)
+	if err != nil {
+		return Sealed{}, err
+	}
+	nonce := make([]byte, d.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return Sealed{}, fmt.Errorf("vault nonce: %w", err)
+	}
+	return Sealed{
+		KeyVersion: version,
+		WrappedKey: d.wrapped,
+		Nonce:      nonce,
+		Ciphertext: d.aead.Seal(nil, nonce, pan, aad(token, version)),
+	}, nil
+}
+
+// Open decrypts the vault record s of token and returns the PAN. The caller
+// owns the returned slice and should clear it after use.
+func (v *Vault) Open(ctx context.Context, token string, s Sealed) ([]byte, error) {
+	tv, err := ParseToken(token)
+	if err != nil {
+		return nil, err
+	}
+	if tv != s.KeyVersion {
+		return nil, fmt.Errorf("vault record has key version %d but the token has %d: %w", s.KeyVersion, tv, ErrDecrypt)
+	}
+	ref, err := v.ref(s.KeyVersion)
+	if err != nil {
+		return nil, err
+	}
+	key, err := v.kms.Unwrap(ctx, ref, s.WrappedKey, dataKeyWrapContext)
+	if err != nil {
+		return nil, fmt.Errorf("unwrapping data key with KEK version %d: %w", s.KeyVersion, err)
+	}
+	defer clear(key)
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data key: %v", ErrDecrypt, err)
+	}
+	if len(s.Nonce) != aead.NonceSize() {
+		return nil, fmt.Errorf("%w: nonce is %d bytes", ErrDecrypt, len(s.Nonce))
+	}
+	pan, err := aead.Open(nil, s.Nonce, s.Ciphertext, aad(token, s.KeyVersion))
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pan, nil
+}

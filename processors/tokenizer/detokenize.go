@@ -1,0 +1,147 @@
+package tokenizer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/token"
+	"github.com/pcistream/pcistream/schemas"
+)
+
+// MinReasonLen is the shortest accepted detokenization reason: a ticket id
+// or a sentence, not "x".
+const MinReasonLen = 8
+
+// DetokenizeRequest is one authorised operator's request to reveal a PAN.
+type DetokenizeRequest struct {
+	Token    string
+	Reason   string // why: recorded in the audit event
+	Operator string // who: recorded in the audit event
+}
+
+// Detokenizer reveals PANs from the vault: the one authorised path back from
+// token to PAN. Every use is written to the audit topic before the PAN is
+// returned; if the audit event cannot be written, nothing is revealed.
+type Detokenizer struct {
+	vault      *token.Vault
+	serde      *schemas.Serde
+	topics     config.Topics
+	clientOpts []kgo.Opt
+	now        func() time.Time
+}
+
+// NewDetokenizer returns a Detokenizer reading the vault topic and writing
+// audit events through clientOpts.
+func NewDetokenizer(vault *token.Vault, serde *schemas.Serde, topics config.Topics, clientOpts []kgo.Opt) *Detokenizer {
+	return &Detokenizer{vault: vault, serde: serde, topics: topics, clientOpts: clientOpts, now: time.Now}
+}
+
+// ErrRefused is returned for requests the policy refuses (no reason, no
+// operator, not a token); they are not audited because nothing was read.
+var ErrRefused = errors.New("detokenize refused")
+
+// Detokenize checks the request, reads and decrypts the vault entry, writes
+// the audit event (outcome ok or error) and only then returns the PAN. The
+// caller must clear the returned slice after use.
+func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]byte, error) {
+	req.Reason = strings.TrimSpace(req.Reason)
+	req.Operator = strings.TrimSpace(req.Operator)
+	if len(req.Reason) < MinReasonLen {
+		return nil, fmt.Errorf("%w: --reason must say why (at least %d characters, e.g. a ticket id)", ErrRefused, MinReasonLen)
+	}
+	if req.Operator == "" {
+		return nil, fmt.Errorf("%w: no operator: set --operator or $USER", ErrRefused)
+	}
+	version, err := token.ParseToken(req.Token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	if !d.vault.Keyring().HasKEK(version) {
+		kms := false
+		for _, v := range d.vault.Keyring().Versions() {
+			if v.Version == version && v.KMSKeyID != "" {
+				kms = true
+			}
+		}
+		if !kms {
+			return nil, fmt.Errorf("%w: the keyring has no key-encryption key for key version %d", ErrRefused, version)
+		}
+	}
+
+	now := d.now()
+	ev := schemas.AuditEvent{
+		Time:    now.UnixMilli(),
+		Actor:   "operator:" + req.Operator,
+		Action:  "detokenize",
+		Topic:   d.topics.Vault,
+		Subject: req.Token,
+		Reason:  req.Reason,
+		Attrs:   map[string]string{"key_version": strconv.FormatUint(uint64(version), 10)},
+	}
+	// Unlike processor events, detokenizations are not replays of a record:
+	// each use is its own event, so the id includes the time.
+	h := sha256.Sum256([]byte(ev.Actor + "|detokenize|" + req.Token + "|" + strconv.FormatInt(now.UnixNano(), 10)))
+	ev.ID = hex.EncodeToString(h[:])[:32]
+
+	vr, lookErr := LookupVault(ctx, d.clientOpts, d.serde, d.topics.Vault, req.Token)
+	var pan []byte
+	var openErr error
+	if lookErr == nil {
+		ev.Partition, ev.Offset = vr.Partition, vr.Offset
+		pan, openErr = d.vault.Open(ctx, req.Token, token.Sealed{
+			KeyVersion: uint32(vr.Entry.KeyVersion), WrappedKey: vr.Entry.WrappedKey,
+			Nonce: vr.Entry.Nonce, Ciphertext: vr.Entry.Ciphertext,
+		})
+	}
+	switch {
+	case lookErr != nil:
+		ev.Outcome, ev.Attrs["error"] = "error", errCode(lookErr)
+	case openErr != nil:
+		ev.Outcome, ev.Attrs["error"] = "error", "decrypt_failed"
+	default:
+		ev.Outcome = "ok"
+	}
+	if err := d.writeAudit(ctx, ev); err != nil {
+		clear(pan)
+		return nil, fmt.Errorf("writing the audit event failed, nothing revealed: %w", err)
+	}
+	if lookErr != nil {
+		return nil, lookErr
+	}
+	if openErr != nil {
+		return nil, openErr
+	}
+	return pan, nil
+}
+
+func errCode(err error) string {
+	if errors.Is(err, ErrNotInVault) {
+		return "not_in_vault"
+	}
+	return "vault_read_failed"
+}
+
+// writeAudit produces ev synchronously (acks=all, idempotent producer).
+func (d *Detokenizer) writeAudit(ctx context.Context, ev schemas.AuditEvent) error {
+	b, err := EncodeAudit(d.serde, ev)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(d.clientOpts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: d.topics.AuditEvents, Key: []byte(ev.ID), Value: b, Timestamp: time.UnixMilli(ev.Time)}).FirstErr()
+}

@@ -1,0 +1,307 @@
+package tokenizer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/internal/token"
+	"github.com/pcistream/pcistream/schemas"
+	"github.com/pcistream/pcistream/topology"
+)
+
+// One embedded stack per test package (versitygw allows one gateway per
+// process; the tokenizer needs no S3, but the rule keeps tests cheap).
+var stack *devstack.Stack
+
+const childEnv = "PCISTREAM_TOKENIZER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s, err := devstack.Start(ctx, devstack.WithoutS3())
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+	stack = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}
+
+var topicSeq atomic.Int32
+
+// env is one test's isolated world: its own topic names on the shared stack.
+type env struct {
+	t      *testing.T
+	topics config.Topics
+	opts   []kgo.Opt
+	srcl   *sr.Client
+	serde  *schemas.Serde
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	n := topicSeq.Add(1)
+	d := config.DefaultTopics()
+	suffix := fmt.Sprintf(".%s.%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_")), n)
+	tp := config.Topics{
+		PaymentsRaw: d.PaymentsRaw + suffix, PaymentsTokenized: d.PaymentsTokenized + suffix, PaymentsDLQ: d.PaymentsDLQ + suffix,
+		LogsRaw: d.LogsRaw + suffix, LogsSanitized: d.LogsSanitized + suffix, LogsDLQ: d.LogsDLQ + suffix,
+		AuditEvents: d.AuditEvents + suffix, Vault: d.Vault + suffix, Idempotency: d.Idempotency + suffix,
+	}
+	return newEnvTopics(t, tp)
+}
+
+func newEnvTopics(t *testing.T, tp config.Topics) *env {
+	t.Helper()
+	ctx := context.Background()
+	opts := []kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	spec, err := topology.Default(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.Apply(ctx, kadm.NewClient(cl), spec); err != nil {
+		t.Fatalf("topology apply: %v", err)
+	}
+	srcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schemas.Register(ctx, srcl, tp); err != nil {
+		t.Fatalf("register schemas: %v", err)
+	}
+	serde, err := schemas.NewSerde(ctx, srcl, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, topics: tp, opts: opts, srcl: srcl, serde: serde}
+}
+
+func (e *env) tokenizer(kr *token.Keyring, opts ...Opt) *Tokenizer {
+	e.t.Helper()
+	tk, err := New(kr, token.NewVault(kr), e.serde, append([]Opt{Topics(e.topics), Logger(quietLogger())}, opts...)...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tk
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// run runs tk in an eos loop until stop is called.
+func (e *env) run(tk *Tokenizer, group string) (stop func()) {
+	e.t.Helper()
+	l, err := NewLoop(tk, e.opts, eos.Group(group), eos.TransactionalID(group+"-txn"), eos.Logger(quietLogger()),
+		eos.SessionTimeout(6*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				e.t.Errorf("loop: %v", err)
+			}
+		})
+	}
+}
+
+// produce writes values to the raw topic (non-transactional, acks all),
+// keyed by key(i) when key is non-nil, on an explicit partition when part >= 0.
+func (e *env) produce(recs ...*kgo.Record) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(append(e.opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, r := range recs {
+		if r.Topic == "" {
+			r.Topic = e.topics.PaymentsRaw
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		e.t.Fatalf("produce: %v", err)
+	}
+}
+
+// read returns every record of topic up to its current end, read_committed
+// unless uncommitted.
+func (e *env) read(topic string, uncommitted bool) []*kgo.Record {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, _ := kgo.NewClient(e.opts...)
+	adm := kadm.NewClient(cl)
+	var ends kadm.ListedOffsets
+	var err error
+	if uncommitted {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+	} else {
+		ends, err = adm.ListCommittedOffsets(ctx, topic)
+	}
+	cl.Close()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	iso := kgo.ReadCommitted()
+	if uncommitted {
+		iso = kgo.ReadUncommitted()
+	}
+	rc, _ := kgo.NewClient(append(e.opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	defer rc.Close()
+	var out []*kgo.Record
+	for len(want) > 0 {
+		fs := rc.PollFetches(ctx)
+		if ctx.Err() != nil {
+			e.t.Fatalf("reading %s: timeout with %d partitions left", topic, len(want))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// waitCount waits until topic holds n committed records.
+func (e *env) waitCount(topic string, n int, timeout time.Duration) []*kgo.Record {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		recs := e.read(topic, false)
+		if len(recs) >= n || time.Now().After(deadline) {
+			if len(recs) < n {
+				e.t.Fatalf("%s: %d committed records after %s, want %d", topic, len(recs), timeout, n)
+			}
+			return recs
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (e *env) encode(p *schemas.RawPayment) []byte {
+	e.t.Helper()
+	b, err := e.serde.Encode(p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// Well-known test card numbers (network test PANs, not real cards).
+var testCards = []string{"4111111111111111", "5555555555554444", "378282246310005", "6011111111111117", "3530111333300000"}
+
+// testCVV is distinctive so byte scans cannot match by accident.
+const testCVV = "9731"
+
+func payment(id, idem, card string) *schemas.RawPayment {
+	cvv := testCVV
+	name := "Jane Q Cardholder"
+	return &schemas.RawPayment{
+		PaymentID: id, IdempotencyKey: idem, EventType: schemas.Authorization,
+		PAN: card, ExpiryMonth: 12, ExpiryYear: 2030, CVV: &cvv, CardholderName: &name,
+		AmountMinor: 1999, Currency: "EUR", MerchantID: "m-1",
+		OccurredAt: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC).UnixMilli(),
+	}
+}
+
+// assertClean scans every record the tokenizer wrote for PANs (the shared
+// detector), the test PANs as raw digits, the CVV and the cardholder name.
+// Vault ciphertext fields are excluded from the CVV/name scans after
+// checking they decode (random bytes could match a short string by chance);
+// the PAN scans cover them too.
+func (e *env) assertClean(topics ...string) {
+	e.t.Helper()
+	det := pan.New()
+	for _, tp := range topics {
+		for _, r := range e.read(tp, true) {
+			for _, b := range [][]byte{r.Key, r.Value} {
+				if det.Contains(b) {
+					e.t.Fatalf("%s[%d]@%d: the PAN detector finds a PAN", tp, r.Partition, r.Offset)
+				}
+				for _, c := range testCards {
+					if bytes.Contains(b, []byte(c)) {
+						e.t.Fatalf("%s[%d]@%d: holds a test PAN (%d digits, last4 %s)", tp, r.Partition, r.Offset, len(c), c[len(c)-4:])
+					}
+				}
+			}
+			scan := r.Value
+			if tp == e.topics.Vault {
+				var ve schemas.VaultEntry
+				if err := e.serde.Decode(context.Background(), r.Value, &ve); err != nil {
+					e.t.Fatalf("vault record does not decode: %v", err)
+				}
+				ve.WrappedKey, ve.Nonce, ve.Ciphertext = nil, nil, nil
+				scan, _ = json.Marshal(ve)
+			}
+			if bytes.Contains(scan, []byte(testCVV)) || bytes.Contains(r.Key, []byte(testCVV)) {
+				e.t.Fatalf("%s[%d]@%d: holds the CVV", tp, r.Partition, r.Offset)
+			}
+			// Undecodable DLQ input keeps its letters (digits are starred):
+			// the name cannot be located in bytes that do not parse. Decoded
+			// payments never carry it; TestInvalidInputGoesToDLQ checks that.
+			if tp != e.topics.PaymentsDLQ && bytes.Contains(scan, []byte("Cardholder")) {
+				e.t.Fatalf("%s[%d]@%d: holds the cardholder name", tp, r.Partition, r.Offset)
+			}
+		}
+	}
+}
+
+func (e *env) allOutputs() []string {
+	return []string{e.topics.PaymentsTokenized, e.topics.Vault, e.topics.AuditEvents, e.topics.PaymentsDLQ, e.topics.Idempotency}
+}
+
+func (e *env) decodeTokenized(recs []*kgo.Record) []schemas.TokenizedPayment {
+	e.t.Helper()
+	out := make([]schemas.TokenizedPayment, len(recs))
+	for i, r := range recs {
+		if err := e.serde.Decode(context.Background(), r.Value, &out[i]); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return out
+}
