@@ -79,7 +79,10 @@ so their tokens still detokenize.`,
 }
 
 func newKeysInitCmd(cfg *config.Config) *cobra.Command {
-	var kf kmsFlags
+	var (
+		kf        kmsFlags
+		ifMissing bool
+	)
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a new keyring file with key version 1 (refuses to overwrite)",
@@ -89,7 +92,10 @@ func newKeysInitCmd(cfg *config.Config) *cobra.Command {
 			if path == "" || path[0] == '{' {
 				return errors.New("keys init: --keyring must name a file to create")
 			}
-			if _, err := os.Stat(path); err == nil {
+			if _, err := os.Stat(path); err == nil && ifMissing {
+				fmt.Fprintf(cmd.ErrOrStderr(), "keyring %s exists; left as it is\n", path)
+				return nil
+			} else if err == nil {
 				return fmt.Errorf("keys init: %s already exists; losing keys loses the vault, so it is never overwritten (use `pcistream keys rotate`)", path)
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("keys init: %w", err)
@@ -106,6 +112,7 @@ func newKeysInitCmd(cfg *config.Config) *cobra.Command {
 		},
 	}
 	kf.bind(cmd)
+	cmd.Flags().BoolVar(&ifMissing, "if-missing", false, "succeed without changes when the keyring exists (for idempotent setup jobs)")
 	return cmd
 }
 
