@@ -9,11 +9,9 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,13 +170,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		auditor.ClientOpts(kopts...),
 		auditor.BatchLimits(500, 1<<20, 300*time.Millisecond),
 		auditor.Checkpoints(signer, 500*time.Millisecond),
-		auditor.Decoder(func(b []byte) (any, int64, error) {
-			var ev schemas.AuditEvent
-			if err := serde.Decode(ctx, b, &ev); err != nil {
-				return nil, 0, err
-			}
-			return ev, ev.Time, nil
-		}),
+		auditor.Decoder(auditor.SerdeDecoder(ctx, serde)),
 		auditor.Logger(o.Log),
 		auditor.Registerer(reg),
 		auditor.WriterName("demo"),
@@ -478,6 +470,3 @@ func Print(w io.Writer, s *Summary, t config.Topics) {
 		fmt.Fprintf(w, "Some checks FAILED (%v).\n", s.Elapsed.Round(100*time.Millisecond))
 	}
 }
-
-var _ = errors.New
-var _ = strings.TrimSpace

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -180,6 +179,5 @@ func newTraffic(enc encoder, t config.Topics, n int, now time.Time) (*traffic, e
 	copy(big[1000:], pantest.Generate(r, pan.Visa, 16))
 	tr.logs = append(tr.logs, &kgo.Record{Topic: t.LogsRaw, Value: big})
 	tr.wantLogDLQ++
-	_ = strings.TrimSpace
 	return tr, nil
 }
