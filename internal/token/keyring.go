@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -264,33 +265,68 @@ func WithKMS(k KMS) LoadOpt { return func(c *loadCfg) { c.kms = k } }
 // without POSIX modes). Never use it in production.
 func AllowLoosePermissions() LoadOpt { return func(c *loadCfg) { c.allowLoose = true } }
 
-// Load reads a keyring from path. It refuses a file readable or writable by
-// group or others (the mode must be 0600 or stricter), because a readable
-// keyring lets anyone recompute tokens and decrypt the vault.
+// maxKeyringBytes bounds a keyring file; a keyring with thousands of
+// versions is a few hundred KiB.
+const maxKeyringBytes = 4 << 20
+
+// permMask is the set of mode bits a keyring file must not have: any write
+// or execute bit for group, and anything for others. Group read is allowed
+// because that is how Kubernetes gives a secret to a non-root pod (mode 0440,
+// group fsGroup); 0600 and 0400 pass as well.
+const permMask = 0o037
+
+// Load reads a keyring from path. It refuses a file that group members could
+// change or that others could read (allowed: 0600, 0400, 0640, 0440), because
+// a readable keyring lets its reader recompute tokens. The mode is checked on
+// the opened file (fstat), so the bytes parsed are the bytes checked, even if
+// the path is swapped in between (Kubernetes secret mounts are symlinks that
+// are replaced atomically on update).
 func Load(ctx context.Context, path string, opts ...LoadOpt) (*Keyring, error) {
 	var c loadCfg
 	for _, o := range opts {
 		o(&c)
 	}
-	st, err := os.Stat(path)
+	b, err := readKeyringFile(path, c.allowLoose)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(b)
+	k, err := Parse(ctx, b, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("keyring %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// readKeyringFile opens path, checks the opened file's type and mode, and
+// reads it.
+func readKeyringFile(path string, allowLoose bool) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("keyring %s does not exist: create it with `pcistream keys init --keyring %s`", path, path)
 		}
 		return nil, fmt.Errorf("reading keyring: %w", err)
 	}
-	if !c.allowLoose && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("keyring %s has mode %04o: it must not be accessible by group or others (chmod 600 %s)", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("reading keyring: %w", err)
+		return nil, fmt.Errorf("reading keyring %s: %w", path, err)
 	}
-	k, err := Parse(ctx, b, opts...)
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("keyring %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if perm := st.Mode().Perm(); !allowLoose && perm&permMask != 0 {
+		return nil, fmt.Errorf("keyring %s has mode %04o: group may at most read it and others may not access it (chmod 600 %s, or defaultMode 0440 on a Kubernetes secret)", path, perm, path)
+	}
+	if st.Size() > maxKeyringBytes {
+		return nil, fmt.Errorf("keyring %s is %d bytes, more than the %d a keyring can be", path, st.Size(), maxKeyringBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyringBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("keyring %s: %w", path, err)
+		return nil, fmt.Errorf("reading keyring %s: %w", path, err)
 	}
-	return k, nil
+	return b, nil
 }
 
 // Open returns the keyring named by ref: a file path (mode 0600 enforced), or,

@@ -156,11 +156,21 @@ func TestKeyringFileRoundTripRotateAndMode(t *testing.T) {
 		t.Fatal("version 1 token changed after rotation")
 	}
 
-	// A group-readable keyring is refused, with a fix in the message.
-	os.Chmod(path, 0o640)
-	if _, err := Load(ctx, path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("loose mode err = %v", err)
+	// A keyring others can read, or group members can write, is refused
+	// with a fix in the message; group read (Kubernetes 0440) is accepted.
+	for _, mode := range []os.FileMode{0o644, 0o660, 0o604, 0o450} {
+		os.Chmod(path, mode)
+		if _, err := Load(ctx, path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Fatalf("mode %04o: err = %v", mode, err)
+		}
 	}
+	for _, mode := range []os.FileMode{0o400, 0o440, 0o640} {
+		os.Chmod(path, mode)
+		if _, err := Load(ctx, path); err != nil {
+			t.Fatalf("mode %04o: %v", mode, err)
+		}
+	}
+	os.Chmod(path, 0o600)
 	if _, err := Load(ctx, filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "keys init") {
 		t.Fatalf("missing file err = %v", err)
 	}
