@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -108,6 +109,8 @@ type Tokenizer struct {
 	det   *pan.Detector
 	idem  *idemState
 
+	required []string // fields a JSON payment must carry (raw_payment.avsc)
+
 	panBuf []byte
 	stats  Stats
 }
@@ -142,7 +145,12 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if c.topics.Idempotency == "" {
 		return nil, errors.New("tokenizer: no idempotency-state topic configured (--topic-idempotency)")
 	}
-	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: pan.New(), idem: newIdemState(c.window), panBuf: make([]byte, 0, 32)}, nil
+	req, err := requiredFields()
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: pan.New(), idem: newIdemState(c.window),
+		required: req, panBuf: make([]byte, 0, 32)}, nil
 }
 
 // Stats returns the counters so far.
@@ -163,6 +171,9 @@ func (t *Tokenizer) Transform(ctx context.Context, rec *kgo.Record, dst []*kgo.R
 		var err error
 		if p, err = schemas.DecodeRawPaymentJSON(rec.Value); err != nil {
 			return t.reject(dst, rec, nil, ReasonMalformedJSON, "value starts with '{' but is not a RawPayment JSON document"), nil
+		}
+		if miss := missingJSONFields(rec.Value, t.required); len(miss) > 0 {
+			return t.reject(dst, rec, &p, ReasonMissingField, "required field missing or empty: "+strings.Join(miss, ", ")), nil
 		}
 	case len(rec.Value) > 0 && rec.Value[0] == 0:
 		if err := t.serde.Decode(ctx, rec.Value, &p); err != nil {
@@ -249,7 +260,7 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 		EventType:       p.EventType,
 		Token:           tok,
 		KeyVersion:      int32(version),
-		BIN:             string(digits[:6]),
+		BIN:             binOf(digits),
 		Last4:           string(digits[len(digits)-4:]),
 		Brand:           network.String(),
 		ContextID:       ctxID,
@@ -526,4 +537,22 @@ func scrubDigits(b []byte) []byte {
 		out[i] = c
 	}
 	return out
+}
+
+// minHiddenForBIN is how many digits must stay hidden for the BIN to be
+// shown next to the last four: with fewer, BIN + last four + the Luhn digit
+// leave few enough candidates to enumerate the PAN (a 15-digit PAN keeps 5
+// hidden digits, 10^4 candidates once Luhn is applied).
+const minHiddenForBIN = 6
+
+// binOf returns the first six digits when at least minHiddenForBIN digits
+// stay hidden besides them and the last four (PANs of 16 to 19 digits), and
+// "" for shorter PANs, whose events carry the last four and brand only.
+// TODO(issue-11-detector): use internal/pan's truncation function once it
+// lands, so every truncation in pcistream follows one rule.
+func binOf(digits []byte) string {
+	if len(digits)-6-4 < minHiddenForBIN {
+		return ""
+	}
+	return string(digits[:6])
 }
