@@ -109,6 +109,26 @@ func Classify(name string) Class {
 // (or percent-escapes), by 3 or 4 digits not followed by another digit.
 var cvvText = regexp.MustCompile(`(?i)(?:^|[^\pL])(?:cvv2?|cvc2?|cvn2?|cav2|cid|csc|cvd|security[\s_-]?code|card[\s_-]?verification[\pL_-]*|card[\s_-]?code)(?:[^\pL\pN\n]|%[0-9a-f]{2}){0,12}?(\pN{3,4})(?:[^\pN]|$)`)
 
+// holderText finds a cardholder-name label followed by a value: the value (up
+// to a quote, tag, separator or line end) is withheld.
+var holderText = regexp.MustCompile(`(?i)(?:card[\s_-]?holder(?:[\s_-]?name)?|name[\s_-]?on[\s_-]?card|holder[\s_-]?name)(?:\\?["']|[\s:=>])+([^"'<>&\\\n,;]{1,128})`)
+
+// withholdNames replaces the values after cardholder-name labels.
+func withholdNames(b []byte) []byte {
+	ms := holderText.FindAllSubmatchIndex(b, -1)
+	if len(ms) == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	last := 0
+	for _, m := range ms {
+		out = append(out, b[last:m[2]]...)
+		out = append(out, Withheld...)
+		last = m[3]
+	}
+	return append(out, b[last:]...)
+}
+
 // Redactor redacts text, field maps and JSON for dead letters.
 type Redactor struct {
 	det    *pan.Detector
@@ -131,7 +151,7 @@ func (r *Redactor) Text(b []byte) []byte {
 	for _, m := range cvvText.FindAllSubmatchIndex(out, -1) {
 		starDigits(out[m[2]:m[3]])
 	}
-	return starClusters(out)
+	return starClusters(withholdNames(out))
 }
 
 // String is Text for strings.
@@ -180,7 +200,7 @@ func (r *Redactor) Opaque(b []byte) []byte {
 		}
 		out = utf8.AppendRune(out, c)
 	}
-	return out
+	return withholdNames(out)
 }
 
 func binaryWithheld(n int) []byte {

@@ -110,3 +110,17 @@ func TestBytesAndOpaque(t *testing.T) {
 		t.Errorf("opaque text kept digits: %q", got)
 	}
 }
+
+func TestHolderNamesWithheldInText(t *testing.T) {
+	r := redact.New(pan.New(), pan.First6Last4)
+	for _, s := range []string{
+		`{"cardholder_name":"Jane Q Public","x":1`, `cardholder=Jane Q Public&x=1`, `<CardHolderName>Jane Q Public</CardHolderName>`,
+		`{\"name_on_card\":\"Jane Q Public\"}`,
+	} {
+		for _, out := range []string{r.String(s), string(r.Opaque([]byte(s)))} {
+			if strings.Contains(out, "Jane") {
+				t.Errorf("%q: name kept: %q", s, out)
+			}
+		}
+	}
+}
