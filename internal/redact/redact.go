@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"regexp"
 	"strconv"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -74,32 +73,36 @@ var (
 	}
 )
 
-// normalise lower-cases name and keeps letters and digits only.
-func normalise(name string) string {
-	var b strings.Builder
+// normalise appends name to dst lower-cased, letters and digits only.
+func normalise(dst []byte, name string) []byte {
 	for _, r := range name {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteRune(unicode.ToLower(r))
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			dst = append(dst, byte(r))
+		case r >= 'A' && r <= 'Z':
+			dst = append(dst, byte(r+'a'-'A'))
+		case r > unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			dst = utf8.AppendRune(dst, unicode.ToLower(r))
 		}
 	}
-	return b.String()
+	return dst
 }
 
-// Classify returns how a field (or header) named name is treated.
+// Classify returns how a field (or header, or log attribute) named name is
+// treated. It does not allocate for names up to 64 bytes.
 func Classify(name string) Class {
-	n := normalise(name)
+	var buf [64]byte
+	n := normalise(buf[:0], name)
+	has := func(s string) bool { return bytes.Contains(n, []byte(s)) }
 	switch {
-	case n == "":
+	case len(n) == 0:
 		return Plain
-	case cvvNames[n], strings.Contains(n, "cvv"), strings.Contains(n, "cvc"),
-		strings.Contains(n, "securitycode"), strings.HasPrefix(n, "cardverification"),
-		strings.Contains(n, "cardverification"):
+	case cvvNames[string(n)], has("cvv"), has("cvc"), has("securitycode"), has("cardverification"):
 		return CVV
-	case panNames[n], strings.Contains(n, "cardnumber"), strings.Contains(n, "cardnum"),
-		strings.Contains(n, "creditcard"), strings.Contains(n, "track2"), strings.Contains(n, "pinblock"),
-		strings.HasSuffix(n, "pan") && !strings.HasSuffix(n, "japan") && !strings.HasSuffix(n, "span"):
+	case panNames[string(n)], has("cardnumber"), has("cardnum"), has("creditcard"), has("track2"), has("pinblock"),
+		bytes.HasSuffix(n, []byte("pan")) && !bytes.HasSuffix(n, []byte("japan")) && !bytes.HasSuffix(n, []byte("span")):
 		return PAN
-	case strings.Contains(n, "cardholder"), strings.Contains(n, "holdername"), strings.Contains(n, "nameoncard"):
+	case has("cardholder"), has("holdername"), has("nameoncard"):
 		return Holder
 	}
 	return Plain
