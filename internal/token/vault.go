@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hpke"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -52,10 +53,11 @@ func DataKeyReuse(n int, maxAge time.Duration) VaultOpt {
 	}
 }
 
-// Vault seals and opens PANs for the vault topic. It is safe for concurrent use.
+// Vault seals and opens PANs for the vault topic. It is safe for concurrent
+// use. A vault over a tokenizer keyring seals only.
 type Vault struct {
 	kr  *Keyring
-	kms KMS
+	kms KMS // for KMS-backed versions; nil without one
 	cfg vaultCfg
 
 	mu  sync.Mutex
@@ -75,7 +77,7 @@ func NewVault(kr *Keyring, opts ...VaultOpt) *Vault {
 	for _, o := range opts {
 		o(&c)
 	}
-	return &Vault{kr: kr, kms: routingKMS{local: NewLocalKMS(kr), remote: c.kms}, cfg: c, dek: map[uint32]*dataKey{}}
+	return &Vault{kr: kr, kms: c.kms, cfg: c, dek: map[uint32]*dataKey{}}
 }
 
 // Keyring returns the vault's keyring.
@@ -91,12 +93,60 @@ func aad(token string, version uint32) []byte {
 	return b
 }
 
-func (v *Vault) ref(version uint32) (KeyRef, error) {
+// hpkeInfo binds a sealed data key to its purpose and key version.
+func hpkeInfo(version uint32) []byte {
+	return strconv.AppendUint([]byte("pcistream/vault-data-key/v"), uint64(version), 10)
+}
+
+// wrapKey wraps a data key of version: sealed to its X25519 public key,
+// wrapped by its KMS key, or (v1) by its local KEK.
+func (v *Vault) wrapKey(ctx context.Context, version uint32, key []byte) ([]byte, error) {
 	kv, err := v.kr.version(version)
 	if err != nil {
-		return KeyRef{}, err
+		return nil, err
 	}
-	return KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, nil
+	switch kv.wrap {
+	case wrapHPKE:
+		pk, err := hpkeKEM.NewPublicKey(kv.vaultPub)
+		if err != nil {
+			return nil, err
+		}
+		return hpke.Seal(pk, hpkeKDF, hpkeAEAD, hpkeInfo(version), key)
+	case wrapAESKW:
+		return aesKeyWrap(kv.kek, key)
+	}
+	if v.kms == nil {
+		return nil, fmt.Errorf("%w %d: it is held by KMS key %q, configure the KMS", ErrNoKEK, version, kv.kmsKeyID)
+	}
+	return v.kms.Wrap(ctx, KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, key, dataKeyWrapContext)
+}
+
+// unwrapKey reverses wrapKey; only a keyring that may open can.
+func (v *Vault) unwrapKey(ctx context.Context, version uint32, wrapped []byte) ([]byte, error) {
+	kv, err := v.kr.version(version)
+	if err != nil {
+		return nil, err
+	}
+	if v.kr.role == RoleTokenizer {
+		return nil, ErrSealOnly
+	}
+	switch kv.wrap {
+	case wrapHPKE:
+		if kv.vaultPriv == nil {
+			return nil, fmt.Errorf("%w %d: the keyring holds no vault private key for it", ErrNoKEK, version)
+		}
+		sk, err := hpkeKEM.NewPrivateKey(kv.vaultPriv)
+		if err != nil {
+			return nil, err
+		}
+		return hpke.Open(sk, hpkeKDF, hpkeAEAD, hpkeInfo(version), wrapped)
+	case wrapAESKW:
+		return aesKeyUnwrap(kv.kek, wrapped)
+	}
+	if v.kms == nil {
+		return nil, fmt.Errorf("%w %d: it is held by KMS key %q, configure the KMS", ErrNoKEK, version, kv.kmsKeyID)
+	}
+	return v.kms.Unwrap(ctx, KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, wrapped, dataKeyWrapContext)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -117,16 +167,12 @@ func (v *Vault) dataKeyFor(ctx context.Context, version uint32) (*dataKey, error
 		d.uses++
 		return d, nil
 	}
-	ref, err := v.ref(version)
-	if err != nil {
-		return nil, err
-	}
 	key, err := randomKey()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
-	wrapped, err := v.kms.Wrap(ctx, ref, key, dataKeyWrapContext)
+	wrapped, err := v.wrapKey(ctx, version, key)
 	if err != nil {
 		return nil, fmt.Errorf("wrapping data key with KEK version %d: %w", version, err)
 	}
@@ -172,11 +218,10 @@ func (v *Vault) Open(ctx context.Context, token string, s Sealed) ([]byte, error
 	if tv != s.KeyVersion {
 		return nil, fmt.Errorf("vault record has key version %d but the token has %d: %w", s.KeyVersion, tv, ErrDecrypt)
 	}
-	ref, err := v.ref(s.KeyVersion)
-	if err != nil {
+	key, err := v.unwrapKey(ctx, s.KeyVersion, s.WrappedKey)
+	if errors.Is(err, ErrSealOnly) {
 		return nil, err
 	}
-	key, err := v.kms.Unwrap(ctx, ref, s.WrappedKey, dataKeyWrapContext)
 	if err != nil {
 		return nil, fmt.Errorf("unwrapping data key with KEK version %d: %w", s.KeyVersion, err)
 	}
