@@ -84,6 +84,9 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if err != nil {
 		return err
 	}
+	if kr.Role() == token.RoleFull {
+		log.Warn("the keyring can also open vault records; give the tokenizer its own keyring (pcistream keys init writes a tokenizer and a detokenize keyring)", "role", string(kr.Role()))
+	}
 	clientOpts, err := kafkax.Opts(cfg.Kafka)
 	if err != nil {
 		return fmt.Errorf("kafka options: %w", err)

@@ -141,6 +141,9 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if kr == nil || vault == nil || serde == nil {
 		return nil, errors.New("tokenizer: keyring, vault and serde are required")
 	}
+	if kr.Role() == token.RoleDetokenizer {
+		return nil, fmt.Errorf("tokenizer: %w", token.ErrNoTokenKey)
+	}
 	if err := checkAuditSchema(); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
