@@ -66,7 +66,11 @@ func TestK8sKeyringMountLoads(t *testing.T) {
 	if want == "" {
 		t.Fatal("the config sets no keyring path")
 	}
-	kr, err := token.NewKeyring()
+	full, err := token.NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _, err := full.Split() // what `keys init` writes for the tokenizer
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +113,7 @@ func TestK8sKeyringMountLoads(t *testing.T) {
 					t.Errorf("%s: the keyring mounted with defaultMode %04o does not load: %v", o.name(), mode, err)
 					continue
 				}
-				if got.Current() != kr.Current() {
+				if got.Current() != kr.Current() || got.Role() != token.RoleTokenizer {
 					t.Errorf("%s: loaded keyring version %d, want %d", o.name(), got.Current(), kr.Current())
 				}
 				mounted++
