@@ -41,9 +41,10 @@ type vaultCfg struct {
 func VaultKMS(k KMS) VaultOpt { return func(c *vaultCfg) { c.kms = k } }
 
 // DataKeyReuse lets one data key encrypt up to n records within maxAge before
-// a new one is generated and wrapped. The default, n = 1, gives every record
-// its own data key; a remote KMS needs reuse (one KMS call per record would
-// cap throughput at the KMS's rate). Records stay independently decryptable:
+// a new one is generated and wrapped. Without it, KMS and v1 versions give
+// every record its own data key, and X25519 versions reuse one for up to
+// 4096 records within 10 minutes (see hpkeReuse); a remote KMS needs reuse
+// (one KMS call per record would cap throughput at the KMS's rate). Records stay independently decryptable:
 // each carries the wrapped data key and a random nonce. n is capped at 2^24,
 // far below the 2^32 random-nonce limit of AES-GCM.
 func DataKeyReuse(n int, maxAge time.Duration) VaultOpt {
@@ -73,7 +74,7 @@ type dataKey struct {
 
 // NewVault returns a Vault over the keyring kr.
 func NewVault(kr *Keyring, opts ...VaultOpt) *Vault {
-	c := vaultCfg{reuse: 1, nowFunc: time.Now}
+	c := vaultCfg{nowFunc: time.Now}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -157,13 +158,36 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
+// Default data-key reuse of versions that seal to an X25519 public key:
+// every new data key costs an X25519 key generation and exchange (tens of
+// times an AES key wrap), so by default one data key serves up to
+// hpkeReuse records within hpkeMaxAge. Each record still carries its sealed
+// data key and its own random nonce.
+const (
+	hpkeReuse  = 4096
+	hpkeMaxAge = 10 * time.Minute
+)
+
+// reuse returns how many records one data key of version may encrypt, and
+// for how long: DataKeyReuse when set, else 1 (HPKE versions: hpkeReuse).
+func (v *Vault) reuse(version uint32) (int, time.Duration) {
+	if v.cfg.reuse > 0 {
+		return v.cfg.reuse, v.cfg.maxAge
+	}
+	if kv, ok := v.kr.versions[version]; ok && kv.wrap == wrapHPKE {
+		return hpkeReuse, hpkeMaxAge
+	}
+	return 1, 0
+}
+
 // dataKeyFor returns a data key for version, generating and wrapping a new one
 // when reuse is exhausted.
 func (v *Vault) dataKeyFor(ctx context.Context, version uint32) (*dataKey, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.cfg.nowFunc()
-	if d := v.dek[version]; d != nil && d.uses < v.cfg.reuse && (v.cfg.maxAge <= 0 || now.Sub(d.born) < v.cfg.maxAge) {
+	reuse, maxAge := v.reuse(version)
+	if d := v.dek[version]; d != nil && d.uses < reuse && (maxAge <= 0 || now.Sub(d.born) < maxAge) {
 		d.uses++
 		return d, nil
 	}
