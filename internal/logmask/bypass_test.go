@@ -11,7 +11,6 @@ import (
 
 	"github.com/pcistream/pcistream/internal/logmask"
 	"github.com/pcistream/pcistream/internal/pan"
-	"github.com/pcistream/pcistream/internal/pan/pantest"
 	"github.com/pcistream/pcistream/internal/redact/leaktest"
 )
 
@@ -106,16 +105,16 @@ func TestHandlerBypasses(t *testing.T) {
 				c.log(logmask.New(&buf, slog.LevelDebug, isJSON))
 				out := buf.String()
 				if leaktest.Leaks(out, visa) {
-					t.Errorf("PAN printed: %s", pantest.Redact(out))
+					t.Errorf("PAN printed: %s", leaktest.Redact(out))
 				}
 				for _, f := range byteForms(raw) {
 					if strings.Contains(out, f) {
-						t.Errorf("PAN printed as bytes: %s", pantest.Redact(out))
+						t.Errorf("PAN printed as bytes: %s", leaktest.Redact(out))
 					}
 				}
 				for _, f := range byteForms(arr[:]) {
 					if strings.Contains(out, f) {
-						t.Errorf("PAN printed as a byte array: %s", pantest.Redact(out))
+						t.Errorf("PAN printed as a byte array: %s", leaktest.Redact(out))
 					}
 				}
 			})
@@ -137,7 +136,7 @@ func TestHandlerOddForms(t *testing.T) {
 				l := logmask.New(&buf, slog.LevelDebug, isJSON)
 				l.Info("m "+f.Text, "v", f.Text, "e", errors.New(f.Text), "b", []byte(f.Text))
 				if out := buf.String(); leaktest.Leaks(out, visa) {
-					t.Errorf("PAN printed: %s", pantest.Redact(out))
+					t.Errorf("PAN printed: %s", leaktest.Redact(out))
 				}
 			})
 		}

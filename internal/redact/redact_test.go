@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/pcistream/pcistream/internal/pan"
-	"github.com/pcistream/pcistream/internal/pan/pantest"
 	"github.com/pcistream/pcistream/internal/redact"
 	"github.com/pcistream/pcistream/internal/redact/leaktest"
 )
@@ -19,7 +18,7 @@ func TestTextStarsEveryFormOfAPAN(t *testing.T) {
 			in := strings.Replace(ctx, "%s", f.Text, 1)
 			out := r.String(in)
 			if leaktest.Leaks(out, visa) {
-				t.Errorf("form %s in %q: PAN still readable: %s", f.Name, ctx, pantest.Redact(out))
+				t.Errorf("form %s in %q: PAN still readable: %s", f.Name, ctx, leaktest.Redact(out))
 			}
 		}
 	}
@@ -86,7 +85,7 @@ func TestMapAndNestedJSON(t *testing.T) {
 	out := r.Map(in)
 	for k, v := range out {
 		if leaktest.Leaks(k, visa) || leaktest.Leaks(v, visa) || strings.Contains(k+v, "468") || strings.Contains(k+v, "Jane") {
-			t.Errorf("entry %s = %s still holds card data", pantest.Redact(k), pantest.Redact(v))
+			t.Errorf("entry %s = %s still holds card data", leaktest.Redact(k), leaktest.Redact(v))
 		}
 	}
 	if _, ok := out["cvv2"]; ok {

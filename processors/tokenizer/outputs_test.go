@@ -75,7 +75,8 @@ func TestBINOnlyWhereSixDigitsStayHidden(t *testing.T) {
 			wantBIN = card[:6]
 		}
 		if tp.BIN != wantBIN || tp.Last4 != card[n-4:] || tp.Brand != "maestro" {
-			t.Errorf("%d digits: bin %q last4 %q brand %q, want bin %q last4 %q brand maestro", n, tp.BIN, tp.Last4, tp.Brand, wantBIN, card[n-4:])
+			t.Errorf("%d digits: bin of %d digits (right: %v, want %d digits), last4 right: %v, brand %q (want maestro)",
+				n, len(tp.BIN), tp.BIN == wantBIN, len(wantBIN), tp.Last4 == card[n-4:], tp.Brand)
 		}
 		if hidden := n - len(tp.BIN) - len(tp.Last4); hidden < 6 && tp.BIN != "" {
 			t.Errorf("%d digits: only %d digits hidden", n, hidden)

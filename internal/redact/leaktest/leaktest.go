@@ -161,3 +161,16 @@ func HasCode(s, code string) bool {
 		i = j + 1
 	}
 }
+
+// Redact returns s safe to print in test output: encodings decoded (View)
+// and every digit replaced by '#', so no form of a PAN survives.
+func Redact(s string) string {
+	var b strings.Builder
+	for _, c := range View(s) {
+		if unicode.IsDigit(c) {
+			c = '#'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
