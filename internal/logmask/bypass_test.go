@@ -152,7 +152,7 @@ func TestCVVAttributesWithheld(t *testing.T) {
 		l.Info("x", "cvv2", "468", "CVC", 468, slog.Group("card", slog.String("security_code", "468")))
 		l.With("Card-Verification-Value", "468").Info("y")
 		if out := buf.String(); leaktest.HasCode(out, "468") {
-			t.Errorf("json=%v: CVV printed: %s", isJSON, out)
+			t.Errorf("json=%v: CVV printed: %s", isJSON, leaktest.Redact(out))
 		}
 	}
 }

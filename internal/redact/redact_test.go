@@ -43,7 +43,7 @@ func TestCVVLabelsInText(t *testing.T) {
 		"SecurityCode=468;", "cid%3D468", "card_verification_value=468", "csc 468 ok",
 	} {
 		if got := r.String(s); strings.Contains(got, "468") {
-			t.Errorf("%q: CVV kept: %q", s, got)
+			t.Errorf("%q: CVV kept: %q", leaktest.Redact(s), leaktest.Redact(got))
 		}
 	}
 	if got := r.String("order 468 shipped"); got != "order 468 shipped" {
@@ -103,10 +103,10 @@ func TestBytesAndOpaque(t *testing.T) {
 	r := redact.New(pan.New(), pan.First6Last4)
 	bcd := []byte{0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11}
 	if got := string(r.Bytes(bcd)); !strings.HasPrefix(got, "[binary value withheld") {
-		t.Errorf("binary kept: %q", got)
+		t.Errorf("binary kept: %q", leaktest.Redact(got))
 	}
 	if got := string(r.Opaque([]byte("pan=" + visa + " cvv=468 ４１"))); strings.ContainsAny(got, "0123456789４１") {
-		t.Errorf("opaque text kept digits: %q", got)
+		t.Errorf("opaque text kept digits: %q", leaktest.Redact(got))
 	}
 }
 
@@ -118,7 +118,7 @@ func TestHolderNamesWithheldInText(t *testing.T) {
 	} {
 		for _, out := range []string{r.String(s), string(r.Opaque([]byte(s)))} {
 			if strings.Contains(out, "Jane") {
-				t.Errorf("%q: name kept: %q", s, out)
+				t.Errorf("%q: name kept: %q", leaktest.Redact(s), leaktest.Redact(out))
 			}
 		}
 	}
