@@ -59,7 +59,7 @@ exported; it exits non-zero if any defect was found. Records are in chain order 
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
-			t := time.Now().Add(time.Hour)
+			t := time.Now() // as the help says; events stamped in the future are outside the range
 			if to != "" {
 				if t, err = parseTime(to); err != nil {
 					return fmt.Errorf("--to: %w", err)
