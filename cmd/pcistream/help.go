@@ -1,7 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pcistream/pcistream/internal/config"
 )
@@ -41,4 +47,32 @@ Use "{{.CommandPath}} [command] --help" for more information about a command.{{e
 func setUsage(root *cobra.Command) {
 	cobra.AddTemplateFunc("groupedFlags", config.GroupedUsages)
 	root.SetUsageTemplate(usageTemplate)
+	root.SetFlagErrorFunc(flagError)
+}
+
+// usageError is a mistake in how a command was called; it exits with
+// status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// ExitCode makes the process exit with status 2.
+func (usageError) ExitCode() int { return 2 }
+
+// flagError restates a flag parse error in one line that names the flag,
+// the value and the help to read, without the parser's internals
+// ("strconv.ParseInt: parsing …").
+func flagError(cmd *cobra.Command, err error) error {
+	var iv *pflag.InvalidValueError
+	if errors.As(err, &iv) {
+		f := iv.GetFlag()
+		msg := fmt.Sprintf("--%s: %q is not a valid %s", f.Name, iv.GetValue(), f.Value.Type())
+		var ne *strconv.NumError
+		if cause := errors.Unwrap(iv); cause != nil && !errors.As(cause, &ne) && !strings.HasPrefix(cause.Error(), "time: ") {
+			msg = fmt.Sprintf("--%s: %v", f.Name, cause)
+		}
+		err = errors.New(msg)
+	}
+	return usageError{fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())}
 }
