@@ -163,7 +163,7 @@ func newAuditKeygenCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "keygen --out FILE",
-		Short: "Create an Ed25519 checkpoint signing key (and FILE.pub.pem with its public key)",
+		Short: "Create an Ed25519 checkpoint signing key and its public key beside it (key.pem → key.pub.pem)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(out); err == nil && ifMissing {
