@@ -20,19 +20,29 @@ func WriteJSON(w io.Writer, r *Report) error {
 // WriteTable writes r for a person: one block per processor, then the audit
 // trail, then anything that could not be read.
 func WriteTable(w io.Writer, r *Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "pcistream status at %s\n", r.Time.Format(time.RFC3339))
-	for _, p := range r.Processors {
-		writeProcessor(tw, r.Time, p)
+	fmt.Fprintf(w, "pcistream status at %s\n", r.Time.Format(time.RFC3339))
+	// One tabwriter per block, so one wide block does not stretch the
+	// columns of the others.
+	block := func(f func(io.Writer)) error {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		f(tw)
+		return tw.Flush()
 	}
-	writeAudit(tw, r.Audit)
-	if len(r.Errors) > 0 {
-		fmt.Fprintln(tw, "\nnot read:")
-		for _, e := range r.Errors {
-			fmt.Fprintf(tw, "  %s\n", e)
+	for _, p := range r.Processors {
+		if err := block(func(tw io.Writer) { writeProcessor(tw, r.Time, p) }); err != nil {
+			return err
 		}
 	}
-	return tw.Flush()
+	if err := block(func(tw io.Writer) { writeAudit(tw, r.Audit) }); err != nil {
+		return err
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintln(w, "\nnot read:")
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	return nil
 }
 
 func writeProcessor(tw io.Writer, now time.Time, p ProcessorStatus) {
@@ -40,7 +50,9 @@ func writeProcessor(tw io.Writer, now time.Time, p ProcessorStatus) {
 	if p.LastProgress != nil {
 		progress = now.Sub(*p.LastProgress).Round(time.Second).String() + " ago"
 	}
-	fmt.Fprintf(tw, "\n%s\tgroup %s\t%s\t%d members\tlag %d\tlast progress %s\n",
+	// The header line has no cells (a tab-free line ends the column
+	// block), so it does not widen the rows below it.
+	fmt.Fprintf(tw, "\n%s  group %s  %s  %d members  lag %d  last progress %s\n",
 		p.Name, p.Group, p.State, len(p.Members), p.TotalLag, progress)
 	for _, m := range p.Members {
 		id := m.InstanceID
@@ -98,11 +110,11 @@ func writeAudit(tw io.Writer, a *AuditStatus) {
 		return
 	}
 	if a.Checkpoint == nil {
-		fmt.Fprintln(tw, "\naudit trail\tno signed checkpoint yet")
+		fmt.Fprintln(tw, "\naudit trail  no checkpoint yet")
 		return
 	}
 	cp := a.Checkpoint
-	fmt.Fprintf(tw, "\naudit trail\tnewest checkpoint %d\tat %s (%s ago)\tkey %s (not verified here: run pcistream verify)\n", cp.Sequence, cp.Time.Format(time.RFC3339), a.Age, cp.KeyID)
+	fmt.Fprintf(tw, "\naudit trail  newest checkpoint %d at %s (%s ago), key %s (not verified here: run pcistream verify)\n", cp.Sequence, cp.Time.Format(time.RFC3339), a.Age, cp.KeyID)
 	for _, h := range cp.Heads {
 		fmt.Fprintf(tw, "  %s/%d\tbatch %d\tlast offset %d\t%d records\n", h.Topic, h.Partition, h.Sequence, h.LastOffset, h.TreeSize)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/chain"
@@ -25,6 +26,10 @@ import (
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/schemas"
 )
+
+// NoGroup is the state of a processor whose group does not exist: no worker
+// of it has ever run against this cluster, or its group expired.
+const NoGroup = "NoGroup (never started)"
 
 // Processor names one processor's consumer group and dead-letter topic.
 type Processor struct {
@@ -146,7 +151,9 @@ func Collect(ctx context.Context, src Sources, ps []Processor) (*Report, error) 
 	}
 	for _, p := range ps {
 		st := ProcessorStatus{Name: p.Name, Group: p.Group}
-		if l, ok := lags[p.Group]; ok {
+		if l, ok := lags[p.Group]; ok && errors.Is(l.DescribeErr, kerr.GroupIDNotFound) {
+			st.State = NoGroup
+		} else if ok {
 			if err := l.Error(); err != nil {
 				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: group %s: %v", p.Name, p.Group, err))
 			}
