@@ -91,6 +91,9 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// AuditCheckpoints is the compacted topic that anchors the audit
+	// trail's signed checkpoints outside the S3 bucket.
+	AuditCheckpoints string
 }
 
 // Defaults of the embedded development stack (pcistream dev).
@@ -125,6 +128,7 @@ func DefaultTopics() Topics {
 		AuditEvents:       "audit.events",
 		Vault:             "pci.vault",
 		Idempotency:       "pcistream.tokenizer.idempotency",
+		AuditCheckpoints:  "audit.checkpoints",
 	}
 }
 
