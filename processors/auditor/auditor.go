@@ -97,6 +97,7 @@ type cfg struct {
 	maxBackoff      time.Duration
 	trusted         []ed25519.PublicKey
 	anchorTopic     string
+	alarmHold       time.Duration
 }
 
 // Topic is the audit events topic (default audit.events).
@@ -131,6 +132,11 @@ func TrustedKeys(pubs ...ed25519.PublicKey) Opt {
 // to (a trust domain apart from the bucket). On start the auditor checks the
 // bucket still holds the newest checkpoint anchored there.
 func AnchorTopic(t string) Opt { return func(c *cfg) { c.anchorTopic = t } }
+
+// AlarmHold is how long Run keeps the process up (not ready, metrics
+// served) after a tamper alarm before it returns, so the alarm metric is
+// scraped before the process exits (default one minute).
+func AlarmHold(d time.Duration) Opt { return func(c *cfg) { c.alarmHold = d } }
 
 // Decoder sets how record values are decoded (default JSONDecoder; the
 // command wires the Avro serde).
@@ -222,6 +228,7 @@ func New(store chain.Store, opts ...Opt) (*Auditor, error) {
 		policy:     pan.Last4,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
+		alarmHold:  time.Minute,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -343,6 +350,9 @@ func (a *Auditor) Run(ctx context.Context) error {
 		return err
 	}
 	if err := a.checkAnchor(ctx); err != nil {
+		if errors.Is(err, chain.ErrTampered) {
+			a.hold(ctx)
+		}
 		return err
 	}
 	opts := append([]kgo.Opt{
@@ -368,6 +378,8 @@ func (a *Auditor) Run(ctx context.Context) error {
 	err = a.loop(ctx, cl)
 	if errors.Is(err, chain.ErrTampered) {
 		a.alarm(err)
+		cl.AllowRebalance()
+		a.hold(ctx)
 	}
 
 	// Graceful: finish what is batched and sign the heads, briefly.
@@ -431,6 +443,18 @@ func (a *Auditor) loop(ctx context.Context, cl *kgo.Client) error {
 			}
 			return ferr
 		}
+	}
+}
+
+// hold keeps a tamper-alarmed auditor up for AlarmHold.
+func (a *Auditor) hold(ctx context.Context) {
+	if a.cfg.alarmHold <= 0 {
+		return
+	}
+	a.log.Error("auditor stopped by a tamper alarm; exiting after the alarm hold", "hold", a.cfg.alarmHold)
+	select {
+	case <-ctx.Done():
+	case <-time.After(a.cfg.alarmHold):
 	}
 }
 
