@@ -161,8 +161,8 @@ func progressPrinter(w io.Writer, tty bool) func(chain.Progress) {
 // newVerifyCmd builds `pcistream verify`.
 func newVerifyCmd(cfg *config.Config) *cobra.Command {
 	var (
-		src       chainSource
-		format    string
+		src        chainSource
+		format     string
 		noRet      bool
 		partition  []int32
 		quiet      bool

@@ -91,10 +91,10 @@ type Report struct {
 	TrustedKeys []string `json:"trusted_keys"`
 	BucketKeys  []string `json:"bucket_keys"`
 	// DuplicateIDs counts audit event ids found more than once.
-	DuplicateIDs int `json:"duplicate_ids"`
-	Defects          []Defect          `json:"defects"`
-	Warnings         []string          `json:"warnings"`
-	VerifiedAt       time.Time         `json:"verified_at"`
+	DuplicateIDs int       `json:"duplicate_ids"`
+	Defects      []Defect  `json:"defects"`
+	Warnings     []string  `json:"warnings"`
+	VerifiedAt   time.Time `json:"verified_at"`
 }
 
 // OK reports whether no defect was found.
@@ -160,7 +160,9 @@ type Anchor struct {
 // chain must reach every head it signs: a chain or checkpoint sequence
 // shorter than an anchor is a truncation even when the bucket's own newest
 // checkpoints were removed too.
-func Anchors(a ...Anchor) VerifyOpt { return func(c *verifyCfg) { c.anchors = append(c.anchors, a...) } }
+func Anchors(a ...Anchor) VerifyOpt {
+	return func(c *verifyCfg) { c.anchors = append(c.anchors, a...) }
+}
 
 // OffsetSource reports which offsets of the audit topic hold committed
 // records (Kafka read_committed), so Verify can tell offset gaps that
@@ -219,8 +221,8 @@ type verifier struct {
 	points   map[int32]map[uint64]signedPoint
 	heads    map[int32]uint64 // highest manifest sequence present
 	retWarn  bool
-	ids      map[string]string  // audit event id -> where it was first seen
-	offsets  map[int32][]int64  // chained offsets per partition, in chain order
+	ids      map[string]string // audit event id -> where it was first seen
+	offsets  map[int32][]int64 // chained offsets per partition, in chain order
 }
 
 // Verify walks every partition's chain and every checkpoint in s and reports

@@ -190,8 +190,8 @@ type batch struct {
 
 type metrics struct {
 	records, batches, failures, masked, decodeErrors, checkpoints, tamper prometheus.Counter
-	writeSeconds                                                  *prometheus.HistogramVec
-	head, lastOffset                                              *prometheus.GaugeVec
+	writeSeconds                                                          *prometheus.HistogramVec
+	head, lastOffset                                                      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
