@@ -47,6 +47,9 @@ func offlineChain(t *testing.T) (dir, pubFile string) {
 	}
 	ctx := context.Background()
 	s := chain.NewDirStore(dir)
+	if err := chain.PublishPublicKey(ctx, s, chain.EncodePublicKey(signer.Public()), chain.KeyID(signer.Public())); err != nil {
+		t.Fatal(err)
+	}
 	w, err := chain.OpenPartition(ctx, s, "audit.events", 0, chain.WriterSigner(signer))
 	if err != nil {
 		t.Fatal(err)
