@@ -3,6 +3,7 @@ package chain
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -204,6 +205,13 @@ func VerifyAt(t time.Time) VerifyOpt { return func(c *verifyCfg) { c.now = t } }
 // heads of other partitions are then not cross-checked).
 func OnlyPartitions(ps ...int32) VerifyOpt { return func(c *verifyCfg) { c.partitions = ps } }
 
+// recordAt is where a record sits in the trail. Event ids are kept as
+// truncated hashes so a trail of millions of events fits in memory.
+type recordAt struct {
+	partition int32
+	offset    int64
+}
+
 type signedPoint struct {
 	seq      uint64
 	sha      string
@@ -221,8 +229,8 @@ type verifier struct {
 	points   map[int32]map[uint64]signedPoint
 	heads    map[int32]uint64 // highest manifest sequence present
 	retWarn  bool
-	ids      map[string]string // audit event id -> where it was first seen
-	offsets  map[int32][]int64 // chained offsets per partition, in chain order
+	ids      map[[16]byte]recordAt // truncated SHA-256 of an audit event id -> where it was first seen
+	offsets  map[int32][]int64     // chained offsets per partition, in chain order
 }
 
 // Verify walks every partition's chain and every checkpoint in s and reports
@@ -236,7 +244,7 @@ func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
 		versions: map[string][]ObjectVersion{},
 		points:   map[int32]map[uint64]signedPoint{},
 		heads:    map[int32]uint64{},
-		ids:      map[string]string{},
+		ids:      map[[16]byte]recordAt{},
 		offsets:  map[int32][]int64{},
 	}
 	for _, o := range opts {
@@ -629,12 +637,13 @@ func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree)
 				ID string `json:"id"`
 			}
 			if json.Unmarshal(r.Event, &ev) == nil && ev.ID != "" {
-				where := fmt.Sprintf("partition %d offset %d", p, r.Offset)
-				if first, dup := v.ids[ev.ID]; dup {
+				sum := sha256.Sum256([]byte(ev.ID))
+				id := [16]byte(sum[:16])
+				if first, dup := v.ids[id]; dup {
 					v.rep.DuplicateIDs++
-					v.defect(p, key, DefectDuplicateID, fmt.Sprintf("audit event id %q at %s was already archived at %s", ev.ID, where, first))
+					v.defect(p, key, DefectDuplicateID, fmt.Sprintf("the audit event at partition %d offset %d has the id of the one already archived at partition %d offset %d (the id itself is not printed: a forged record could carry anything)", p, r.Offset, first.partition, first.offset))
 				} else {
-					v.ids[ev.ID] = where
+					v.ids[id] = recordAt{p, r.Offset}
 				}
 			}
 		}
