@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/pan"
 )
 
 // verifyExit is an error with the exit code verify and the audit commands
@@ -227,15 +229,21 @@ It prints a per-partition report (or JSON with --format json).`,
 			if err != nil {
 				return operational(fmt.Errorf("verify: %w: check --s3-endpoint, --s3-bucket, credentials and --kafka-brokers", err))
 			}
-			out := cmd.OutOrStdout()
+			// Defects quote keys and contents an attacker may have
+			// written: the report is masked like every log line.
+			var buf bytes.Buffer
 			if format == "json" {
-				enc := json.NewEncoder(out)
+				enc := json.NewEncoder(&buf)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(rep); err != nil {
 					return operational(err)
 				}
 			} else {
-				printReport(out, rep)
+				printReport(&buf, rep)
+			}
+			masked, _ := pan.New().Mask(nil, buf.Bytes(), pan.First6Last4)
+			if _, err := cmd.OutOrStdout().Write(masked); err != nil {
+				return operational(err)
 			}
 			if !rep.OK() {
 				return defective("audit trail FAILED verification: %d defect(s)", len(rep.Defects))
