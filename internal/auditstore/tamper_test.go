@@ -3,12 +3,6 @@ package auditstore_test
 import (
 	"context"
 	"fmt"
-	gobuild "go/build"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +15,7 @@ import (
 	"github.com/pcistream/pcistream/internal/auditstore"
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/miniotest"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
@@ -36,79 +31,10 @@ type backend struct {
 	s3   config.S3
 }
 
-// minioBinary finds a MinIO server binary: on PATH or in $GOPATH/bin (where
-// `go install github.com/minio/minio@latest` puts it).
-func minioBinary() string {
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		gopath = gobuild.Default.GOPATH
-	}
-	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", "minio")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startMinIO runs a single-drive MinIO server for the test, or returns
-// false with the reason it cannot.
-func startMinIO(t *testing.T) (config.S3, string) {
-	t.Helper()
-	bin := minioBinary()
-	if bin == "" {
-		return config.S3{}, "MinIO not found on PATH or in $GOPATH/bin (go install github.com/minio/minio@latest)"
-	}
-	addr, console := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "server", t.TempDir(), "--address", addr, "--console-address", console, "--quiet")
-	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER=pcistream", "MINIO_ROOT_PASSWORD=pcistream-secret", "MINIO_BROWSER=off")
-	if err := cmd.Start(); err != nil {
-		return config.S3{}, "MinIO does not start: " + err.Error()
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MinIO at %s not live after 60s: %v", addr, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return config.S3{Endpoint: url, Region: "us-east-1", AccessKey: "pcistream", SecretKey: "pcistream-secret", PathStyle: true}, ""
-}
-
 // backends returns the embedded S3 and, when it can run, MinIO.
 func backends(t *testing.T) []backend {
 	out := []backend{{"embedded", stack.S3}}
-	if testing.Short() {
-		t.Log("MinIO skipped: -short")
-		return out
-	}
-	if cfg, why := startMinIO(t); why != "" {
+	if cfg, why := miniotest.Start(t); why != "" {
 		t.Log("MinIO skipped: " + why)
 	} else {
 		out = append(out, backend{"minio", cfg})

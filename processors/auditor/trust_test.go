@@ -14,7 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/anchor"
+	"github.com/pcistream/pcistream/internal/auditstore"
 	"github.com/pcistream/pcistream/internal/chain"
+	"github.com/pcistream/pcistream/internal/miniotest"
+	"github.com/pcistream/pcistream/internal/s3x"
 	"github.com/pcistream/pcistream/processors/auditor"
 )
 
@@ -111,9 +114,33 @@ func appendNext(t *testing.T, e *env, p int32, h *chain.Manifest, sg chain.Signe
 }
 
 func TestForgedHeadStopsTheAuditor(t *testing.T) {
-	e := newEnv(t, "forgedhead")
+	forgedHead(t, newEnv(t, "forgedhead"))
+}
+
+// TestMinIO runs the auditor on MinIO, a second S3 implementation: it
+// archives unchanged, and refuses a forged head there too.
+func TestMinIO(t *testing.T) {
+	s3cfg, why := miniotest.Start(t)
+	if why != "" {
+		t.Skip("MinIO: " + why)
+	}
+	ctx := context.Background()
+	e := newEnv(t, "onminio")
+	cl, err := s3x.NewClient(ctx, s3cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	e.store = auditstore.New(cl, e.bucket, auditstore.Retention(time.Hour))
+	forgedHead(t, e)
+}
+
+func forgedHead(t *testing.T, e *env) {
 	produce(t, e.topic, 0, 30)
 	archiveAll(t, e, 30)
+	assertExactlyOnce(t, e, 30)
 	produce(t, e.topic, 30, 30) // the real events the forgery would skip
 	p, h := headPartition(t, e)
 	key, _ := chain.GenerateKey()
