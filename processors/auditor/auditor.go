@@ -609,6 +609,11 @@ func (a *Auditor) add(ctx context.Context, cl *kgo.Client, r *kgo.Record) error 
 	switch {
 	case pending && r.Offset >= pendEnd:
 		return a.flush(ctx, cl, r.Partition)
+	case pending && (len(b.recs) >= a.cfg.maxRecords || b.bytes >= a.cfg.maxBytes):
+		// A batch this auditor wrote ends where a full batch does; an
+		// orphan object reaching further was not written by it.
+		return fmt.Errorf("partition %d: a batch object without manifest ends at offset %d, beyond a full batch (%d records from offset %d): it was not written with these batch limits (if --batch-records or --batch-bytes were lowered, restore them): %w",
+			r.Partition, pendEnd, len(b.recs), b.recs[0].Offset, chain.ErrTampered)
 	case pending:
 		return nil // the batch must end exactly where the orphan object does
 	case len(b.recs) >= a.cfg.maxRecords || b.bytes >= a.cfg.maxBytes:

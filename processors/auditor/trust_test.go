@@ -180,6 +180,21 @@ func TestHeadDisagreeingWithKafkaStopsTheAuditor(t *testing.T) {
 	wantAlarm(t, e)
 }
 
+// TestPlantedOrphanObjectStopsTheAuditor plants a batch object without
+// manifest after the head, reaching far beyond a full batch: the auditor
+// must neither wait for it forever nor adopt it.
+func TestPlantedOrphanObjectStopsTheAuditor(t *testing.T) {
+	e := newEnv(t, "orphan")
+	produce(t, e.topic, 0, 30)
+	archiveAll(t, e, 30)
+	produce(t, e.topic, 30, 60)
+	p, h := headPartition(t, e)
+	if _, err := e.store.PutIfAbsent(context.Background(), chain.ObjectKey(p, h.LastOffset+1, h.LastOffset+1_000_000), []byte("planted")); err != nil {
+		t.Fatal(err)
+	}
+	wantAlarm(t, e)
+}
+
 // TestRemovedCheckpointStopsTheAuditor anchors checkpoints in Kafka, then
 // hides the newest one in the bucket: the auditor refuses to go on, and
 // verify reading the anchor topic reports it.
