@@ -202,7 +202,7 @@ bad flags, no trusted key).
 
 It prints a per-partition report (or JSON with --format json).`,
 		Example: `  pcistream verify --public-key audit-signing.pub.pem
-  pcistream audit checkpoint --out anchor-$(date +%F).json   # keep it off the bucket
+  pcistream audit checkpoint --public-key audit-signing.pub.pem --out anchor-$(date +%F).json  # keep it off the bucket
   pcistream verify --public-key audit-signing.pub.pem --checkpoint anchor-2026-11-01.json
   pcistream verify --trust-file trusted-keys.pem --format json > verify.json
   pcistream verify --dir ./audit-copy --public-key audit-signing.pub.pem --no-kafka`,

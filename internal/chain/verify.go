@@ -240,7 +240,7 @@ func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
 	v := &verifier{
 		cfg:      verifyCfg{retention: true, now: time.Now(), keys: Keyring{}},
 		s:        s,
-		rep:      &Report{Defects: []Defect{}, Warnings: []string{}},
+		rep:      &Report{Defects: []Defect{}, Warnings: []string{}, BucketKeys: []string{}},
 		versions: map[string][]ObjectVersion{},
 		points:   map[int32]map[uint64]signedPoint{},
 		heads:    map[int32]uint64{},
