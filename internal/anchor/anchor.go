@@ -88,57 +88,9 @@ func (o Offsets) CommittedOffsets(ctx context.Context, topic string, partition i
 // offset at the start of the scan). onStart, if given, gets the log start
 // offset of the partition.
 func scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, from, to int64, fn func(*kgo.Record), onStart ...func(int64)) error {
-	adm, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer adm.Close()
-	ka := kadm.NewClient(adm)
-	starts, err := ka.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-	ends, err := ka.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("listing stable offsets of %s: %w", topic, err)
-	}
-	if len(starts[topic]) == 0 {
-		return fmt.Errorf("topic %s does not exist: create it with 'pcistream topology apply'", topic)
-	}
-	assign := map[int32]kgo.Offset{}
-	stop := map[int32]int64{} // partition -> last offset wanted
-	for p, so := range starts[topic] {
-		if partition >= 0 && p != partition {
-			continue
-		}
-		if len(onStart) > 0 {
-			onStart[0](so.Offset)
-		}
-		eo, _ := ends.Lookup(topic, p)
-		last := eo.Offset - 1
-		if to >= 0 {
-			last = min(last, to)
-		}
-		first := max(from, so.Offset)
-		if first > last {
-			continue
-		}
-		assign[p] = kgo.NewOffset().At(first)
-		stop[p] = last
-	}
-	if partition >= 0 && len(starts[topic]) > 0 {
-		if _, ok := starts[topic][partition]; !ok {
-			return fmt.Errorf("topic %s has no partition %d", topic, partition)
-		}
-	}
-	if len(assign) == 0 {
-		return nil
+	assign, stop, err := ranges(ctx, opts, topic, partition, from, to, onStart...)
+	if err != nil || len(assign) == 0 {
+		return err
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
@@ -187,4 +139,55 @@ func scan(ctx context.Context, opts []kgo.Opt, topic string, partition int32, fr
 		}
 	}
 	return nil
+}
+
+// ranges lists where to start reading each partition and the last offset
+// wanted (bounded by the last stable offset).
+func ranges(ctx context.Context, opts []kgo.Opt, topic string, partition int32, from, to int64, onStart ...func(int64)) (map[int32]kgo.Offset, map[int32]int64, error) {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer adm.Close()
+	ka := kadm.NewClient(adm)
+	starts, err := ka.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
+	}
+	ends, err := ka.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing stable offsets of %s: %w", topic, err)
+	}
+	if len(starts[topic]) == 0 {
+		return nil, nil, fmt.Errorf("topic %s does not exist: create it with 'pcistream topology apply'", topic)
+	}
+	if _, ok := starts[topic][partition]; partition >= 0 && !ok {
+		return nil, nil, fmt.Errorf("topic %s has no partition %d", topic, partition)
+	}
+	assign := map[int32]kgo.Offset{}
+	stop := map[int32]int64{}
+	for p, so := range starts[topic] {
+		if partition >= 0 && p != partition {
+			continue
+		}
+		if len(onStart) > 0 {
+			onStart[0](so.Offset)
+		}
+		eo, _ := ends.Lookup(topic, p)
+		last := eo.Offset - 1
+		if to >= 0 {
+			last = min(last, to)
+		}
+		if first := max(from, so.Offset); first <= last {
+			assign[p] = kgo.NewOffset().At(first)
+			stop[p] = last
+		}
+	}
+	return assign, stop, nil
 }
