@@ -147,7 +147,7 @@ func TestRoundTripVerifyAndProve(t *testing.T) {
 			exported = append(exported, r.Offset)
 		}
 		return nil
-	}), OnlyPartitions(1)); err != nil {
+	}), OnlyPartitions(1), TrustedKey(sg.Public())); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(exported) != "[0 1 2 3 5 6 7 8 9]" {
