@@ -51,6 +51,20 @@ func TestForgedHeadIsRefused(t *testing.T) {
 	if kinds(rep)[DefectSignature] == 0 {
 		t.Fatalf("forged head verifies: %v", rep.Defects)
 	}
+	// Export never hands out the forged records.
+	var exported int
+	Verify(ctx, s, TrustedKey(sg.Public()), OnBatch(func(_ *Manifest, rs []Record) error {
+		for _, r := range rs {
+			if string(r.Event) == `{"id":"forged"}` {
+				t.Errorf("forged record at offset %d exported", r.Offset)
+			}
+			exported++
+		}
+		return nil
+	}))
+	if exported != 18 {
+		t.Errorf("exported %d records, want the 18 real ones", exported)
+	}
 }
 
 func TestUnsignedHeadIsRefused(t *testing.T) {
