@@ -142,6 +142,9 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if c.topics.Idempotency == "" {
 		return nil, errors.New("tokenizer: no idempotency-state topic configured (--topic-idempotency)")
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: pan.New(), idem: newIdemState(c.window), panBuf: make([]byte, 0, 32)}, nil
 }
 
