@@ -9,9 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pcistream/pcistream/internal/config"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/processors/tokenizer"
-	"github.com/pcistream/pcistream/schemas"
 )
 
 // newDetokenizeCmd builds `pcistream detokenize`: the one authorised path from
@@ -51,11 +49,7 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if err != nil {
 				return fmt.Errorf("detokenize refused: %w", err)
 			}
-			clientOpts, err := kafkax.Opts(cfg.Kafka)
-			if err != nil {
-				return err
-			}
-			serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
+			serde, clientOpts, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/replay"
 	"github.com/pcistream/pcistream/processors/masker"
@@ -97,7 +96,7 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			serde, kopts, err := replayDeps(ctx, cfg)
+			serde, kopts, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -112,18 +111,6 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 	cmd.Flags().Var(&policy, "policy", "what a mask keeps: first6last4, last4 or full")
 	cmd.Flags().IntVar(&maxBytes, "max-record-bytes", masker.DefaultMaxRecordBytes, "largest record masked and forwarded; larger ones go to the DLQ")
 	return cmd
-}
-
-func replayDeps(ctx context.Context, cfg *config.Config) (*schemas.Serde, []kgo.Opt, error) {
-	kopts, err := kafkax.Opts(cfg.Kafka)
-	if err != nil {
-		return nil, nil, err
-	}
-	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
-	if err != nil {
-		return nil, nil, err
-	}
-	return serde, kopts, nil
 }
 
 // runReplay runs p over the range, reports progress and the result, and
