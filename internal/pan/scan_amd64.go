@@ -4,27 +4,27 @@ package pan
 
 import "golang.org/x/sys/cpu"
 
-// useAVX2 selects the AVX2 block scanner; the portable SWAR one is the
+// useAVX2 selects the AVX2 block filter; the portable SWAR one is the
 // fallback (and what the purego build tag forces).
 var useAVX2 = cpu.X86.HasAVX2
 
-// endMasksAVX2 is implemented in scan_amd64.s.
+// interestMasksAVX2 is implemented in scan_amd64.s.
 //
 //go:noescape
-func endMasksAVX2(p *byte, n int, prev uint64) (off int, mask uint64)
+func interestMasksAVX2(p *byte, n int) (off int, mask uint64)
 
-// endMasks returns the offset (from bs) of the first 64-byte block at or
-// after bs, among the whole blocks before len(b), that ends a run of four
-// digits, and that block's end mask; prev is the digit bit mask of the
-// 64 bytes before bs (top three bits used). With no such block it returns
-// the length scanned and 0.
-func endMasks(b []byte, bs int, prev uint64) (int, uint64) {
+// interestMasks returns the offset (from bs) of the first whole 64-byte
+// block at or after bs that holds a byte of the interest set (one that can
+// start a digit in some encoding: ASCII digits, '%', '\\', '&', UTF-8 lead
+// bytes), and that block's bit mask. With no such block it returns the
+// length scanned and 0.
+func interestMasks(b []byte, bs int) (int, uint64) {
 	n := (len(b) - bs) &^ (blockSize - 1)
 	if n <= 0 {
 		return 0, 0
 	}
 	if useAVX2 {
-		return endMasksAVX2(&b[bs], n, prev)
+		return interestMasksAVX2(&b[bs], n)
 	}
-	return endMasksGeneric(b, bs, n, prev)
+	return interestMasksGeneric(b, bs, n)
 }
