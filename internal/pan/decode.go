@@ -121,168 +121,249 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-func hex2(b []byte, p int) (byte, bool) {
-	if p+1 >= len(b) {
-		return 0, false
+// maxDepth is how many layers of escaping the decoder sees through: a digit
+// JSON-escaped inside an HTML entity inside a URL ("%26%2352%3B",
+// "\u0026#52;", "%5Cu0034", "\\u0034", "%2534", "&amp;#52;") is still a
+// digit.
+const maxDepth = 3
+
+// charAt decodes one character at p through up to depth layers of escapes;
+// at depth 0 it is the raw byte (escape syntax is ASCII). It returns -1 and
+// width 0 at the end of b.
+func charAt(b []byte, p, depth int) (rune, int, Encoding) {
+	if p >= len(b) {
+		return -1, 0, 0
 	}
-	h, ok1 := unhex(b[p])
-	l, ok2 := unhex(b[p+1])
-	return h<<4 | l, ok1 && ok2
+	switch b[p] {
+	case '%', '\\', '&':
+		// A character of an escape at this depth may itself be written
+		// with fewer layers.
+		for d := depth; d > 0; d-- {
+			if r, w, e := escapeAt(b, p, d); w > 0 {
+				return r, w, e
+			}
+		}
+	}
+	return rune(b[p]), 1, 0
 }
 
-// pctByte decodes one percent-escaped byte at p ("%34", or "%2534" encoded
-// twice) and returns it and the escape's width, or width 0.
-func pctByte(b []byte, p int) (byte, int) {
-	if p >= len(b) || b[p] != '%' {
+// hexChar reads one hex digit at q through depth layers.
+func hexChar(b []byte, q, depth int) (byte, int) {
+	r, w, _ := charAt(b, q, depth)
+	if r < 0 || r >= 0x80 {
 		return 0, 0
 	}
-	x, ok := hex2(b, p+1)
+	v, ok := unhex(byte(r))
 	if !ok {
 		return 0, 0
 	}
-	if x == '%' {
-		if y, ok := hex2(b, p+3); ok {
-			return y, 5
-		}
-	}
-	return x, 3
+	return v, w
 }
 
-// bsByte decodes one "\xNN" byte escape at p (or "\\xNN").
-func bsByte(b []byte, p int) (byte, int) {
-	q := p
-	if q < len(b) && b[q] == '\\' {
-		q++
-		if q < len(b) && b[q] == '\\' {
-			q++
+// hexN reads n hex digits at q through depth layers.
+func hexN(b []byte, q, n, depth int) (rune, int) {
+	var v rune
+	w := 0
+	for range n {
+		h, hw := hexChar(b, q+w, depth)
+		if hw == 0 {
+			return 0, 0
 		}
+		v = v<<4 | rune(h)
+		w += hw
 	}
-	if q == p || q >= len(b) || b[q] != 'x' {
-		return 0, 0
-	}
-	x, ok := hex2(b, q+1)
-	if !ok {
-		return 0, 0
-	}
-	return x, q + 3 - p
+	return v, w
 }
 
-// multiByte decodes the UTF-8 sequence whose lead byte lead was read from an
-// escape of width w at p, reading the continuation bytes with dec.
-func multiByte(b []byte, p int, lead byte, w int, dec func([]byte, int) (byte, int)) (rune, int) {
+// escapeAt decodes one escape at p whose own characters (introducer, hex
+// digits, names) are read through depth-1 layers: "%XX" (with the further
+// units of a UTF-8 sequence), "\uXXXX" (with a surrogate pair), "\xNN"
+// (with UTF-8 units), the JSON short escapes, "&#N;", "&#xN;" and the named
+// references of namedEntities. It returns the character, the escape's width
+// and its encoding, or width 0.
+func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
+	c, w, e := charAt(b, p, depth-1)
+	q := p + w
+	switch c {
+	case '%':
+		x, hw := hexN(b, q, 2, depth-1)
+		if hw == 0 {
+			return 0, 0, 0
+		}
+		return utf8Units(b, p, q+hw-p, byte(x), '%', depth, e|EncPercent)
+	case '\\':
+		n, nw, ne := charAt(b, q, depth-1)
+		if nw == 0 {
+			return 0, 0, 0
+		}
+		e |= ne
+		q += nw
+		switch n {
+		case 'u':
+			v, hw := hexN(b, q, 4, depth-1)
+			if hw == 0 {
+				return 0, 0, 0
+			}
+			w := q + hw - p
+			if v >= 0xD800 && v < 0xDC00 {
+				if lo, w2, e2 := escapeAt(b, p+w, depth); w2 > 0 && lo >= 0xDC00 && lo < 0xE000 {
+					return 0x10000 + (v-0xD800)<<10 + (lo - 0xDC00), w + w2, e | e2 | EncJSONEscape
+				}
+			}
+			return v, w, e | EncJSONEscape
+		case 'x':
+			x, hw := hexN(b, q, 2, depth-1)
+			if hw == 0 {
+				return 0, 0, 0
+			}
+			return utf8Units(b, p, q+hw-p, byte(x), '\\', depth, e|EncHexEscape)
+		}
+		if r, ok := shortEscapes[n]; ok {
+			return r, q - p, e | EncJSONEscape
+		}
+	case '&':
+		n, nw, ne := charAt(b, q, depth-1)
+		e |= ne | EncHTMLEntity
+		q += nw
+		if n == '#' {
+			return numericRef(b, p, q, depth, e)
+		}
+		// A named reference: letters, then ';'.
+		if nw == 0 || n >= 0x80 || !isLetter(byte(n)) {
+			return 0, 0, 0
+		}
+		var name [16]byte
+		name[0] = byte(n)
+		for k := 1; k < len(name); k++ {
+			r, rw, re := charAt(b, q, depth-1)
+			if r == ';' {
+				if v, ok := namedRef(string(name[:k])); ok {
+					return v, q + rw - p, e | re
+				}
+				return 0, 0, 0
+			}
+			if rw == 0 || r >= 0x80 || !isLetter(byte(r)) {
+				return 0, 0, 0
+			}
+			name[k] = byte(r)
+			q += rw
+		}
+	}
+	return 0, 0, 0
+}
+
+// numericRef decodes the digits and ';' of "&#N;" or "&#xN;" starting at q.
+func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	r, w, _ := charAt(b, q, depth-1)
+	hexa := r == 'x' || r == 'X'
+	if hexa {
+		q += w
+	}
+	var v rune
 	n := 0
+	for n < 8 {
+		r, w, _ := charAt(b, q, depth-1)
+		if r == ';' && n > 0 {
+			return v, q + w - p, e
+		}
+		if r < 0 || r >= 0x80 {
+			return 0, 0, 0
+		}
+		h, ok := unhex(byte(r))
+		if !ok || (!hexa && h > 9) {
+			return 0, 0, 0
+		}
+		if hexa {
+			v = v<<4 | rune(h)
+		} else {
+			v = v*10 + rune(h)
+		}
+		n++
+		q += w
+	}
+	return 0, 0, 0
+}
+
+// utf8Units completes a UTF-8 sequence whose lead byte x was decoded from a
+// unit of width w at p, reading the continuation bytes as further units of
+// the same kind (intro '%' or '\\' for \xNN).
+func utf8Units(b []byte, p, w int, x byte, intro rune, depth int, e Encoding) (rune, int, Encoding) {
+	n := 1
 	switch {
-	case lead >= 0xF0:
+	case x < 0x80:
+		return rune(x), w, e
+	case x >= 0xF0:
 		n = 4
-	case lead >= 0xE0:
+	case x >= 0xE0:
 		n = 3
-	case lead >= 0xC0:
+	case x >= 0xC0:
 		n = 2
 	default:
-		return utf8.RuneError, 0
+		return utf8.RuneError, w, e
 	}
 	var buf [4]byte
-	buf[0] = lead
+	buf[0] = x
 	q := p + w
 	for i := 1; i < n; i++ {
-		x, wi := dec(b, q)
-		if wi == 0 {
-			return utf8.RuneError, 0
+		c, cw, _ := charAt(b, q, depth-1)
+		if c != intro {
+			return utf8.RuneError, w, e
 		}
-		buf[i] = x
-		q += wi
+		if intro == '\\' {
+			xr, xw, _ := charAt(b, q+cw, depth-1)
+			if xr != 'x' {
+				return utf8.RuneError, w, e
+			}
+			cw += xw
+		}
+		v, hw := hexN(b, q+cw, 2, depth-1)
+		if hw == 0 {
+			return utf8.RuneError, w, e
+		}
+		buf[i] = byte(v)
+		q += cw + hw
 	}
 	r, size := utf8.DecodeRune(buf[:n])
 	if size != n {
-		return utf8.RuneError, 0
+		return utf8.RuneError, w, e
 	}
-	return r, q - p
+	return r, q - p, e
 }
 
-// uEscape decodes a "\uXXXX" escape at p (also "\\uXXXX", and a UTF-16
-// surrogate pair of either) and returns the rune and the width.
-func uEscape(b []byte, p int) (rune, int) {
-	q := p + 1
-	if q < len(b) && b[q] == '\\' {
-		q++
-	}
-	if q+4 >= len(b) || b[q] != 'u' {
-		return 0, 0
-	}
-	var r rune
-	for i := 1; i <= 4; i++ {
-		h, ok := unhex(b[q+i])
-		if !ok {
-			return 0, 0
-		}
-		r = r<<4 | rune(h)
-	}
-	w := q + 5 - p
-	if r >= 0xD800 && r < 0xDC00 && p+w < len(b) && b[p+w] == '\\' {
-		if lo, w2 := uEscape(b, p+w); w2 > 0 && lo >= 0xDC00 && lo < 0xE000 {
-			return 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00), w + w2
-		}
-	}
-	return r, w
+// shortEscapes are the JSON / C one-letter escapes.
+var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r'}
+
+// namedRef resolves the named character references that matter: those of
+// separators and of escape syntax.
+func namedRef(name string) (rune, bool) {
+	r, ok := namedRefs[name]
+	return r, ok
 }
 
-// entity decodes an HTML numeric character reference at p ("&#52;",
-// "&#x34;", and "&amp;#52;" escaped twice) and returns the rune and the
-// width. Named references are returned as -1 - index into namedEntities.
-func entity(b []byte, p int) (rune, int) {
-	q := p + 1
-	if q+4 < len(b) && string(b[q:q+4]) == "amp;" {
-		q += 4
+var namedRefs = map[string]rune{
+	"nbsp": 0xA0, "NonBreakingSpace": 0xA0, "ensp": 0x2002, "emsp": 0x2003, "thinsp": 0x2009, "hairsp": 0x200A,
+	"numsp": 0x2007, "puncsp": 0x2008, "shy": 0xAD, "ndash": 0x2013, "mdash": 0x2014, "minus": 0x2212,
+	"hyphen": 0x2010, "dash": 0x2010, "zwj": 0x200D, "zwnj": 0x200C, "ZeroWidthSpace": 0x200B, "NoBreak": 0x2060,
+	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
+	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
+}
+
+// decode decodes the escaped character at p (p holds '%', '\\' or '&'),
+// looking through up to maxDepth layers when an escape yields another
+// escape's introducer ("%25" is '%', "\u0026" is '&').
+func decode(b []byte, p int) (rune, int, Encoding) {
+	r, w, e := escapeAt(b, p, 1)
+	if w == 0 {
+		return 0, 0, 0
 	}
-	if q >= len(b) {
-		return 0, 0
-	}
-	if b[q] != '#' {
-		for i, name := range namedEntities {
-			if q+len(name) <= len(b) && string(b[q:q+len(name)]) == name {
-				return rune(-1 - i), q + len(name) - p
-			}
-		}
-		return 0, 0
-	}
-	q++
-	hexa := q < len(b) && (b[q] == 'x' || b[q] == 'X')
-	if hexa {
-		q++
-	}
-	var r rune
-	n := 0
-	for ; q < len(b) && n < 8; q++ {
-		c := b[q]
-		var v byte
-		var ok bool
-		if hexa {
-			v, ok = unhex(c)
-		} else if c >= '0' && c <= '9' {
-			v, ok = c-'0', true
-		}
-		if !ok {
+	for d := 2; d <= maxDepth && (r == '%' || r == '\\' || r == '&'); d++ {
+		r2, w2, e2 := escapeAt(b, p, d)
+		if w2 == 0 || w2 <= w {
 			break
 		}
-		if hexa {
-			r = r<<4 | rune(v)
-		} else {
-			r = r*10 + rune(v)
-		}
-		n++
+		r, w, e = r2, w2, e2
 	}
-	if n == 0 || q >= len(b) || b[q] != ';' {
-		return 0, 0
-	}
-	return r, q + 1 - p
-}
-
-// namedEntities are the named character references that can stand between
-// the digits of a card number (all separators).
-var namedEntities = [...]string{
-	"nbsp;", "ensp;", "emsp;", "thinsp;", "hairsp;", "numsp;", "puncsp;", "shy;", "ndash;", "mdash;",
-	"minus;", "hyphen;", "dash;", "zwj;", "zwnj;", "ZeroWidthSpace;", "NoBreak;", "Tab;", "NewLine;",
-	"colon;", "sol;", "period;", "lowbar;", "NonBreakingSpace;",
+	return r, w, e
 }
 
 // digitAt decodes a decimal digit written at b[p] in any encoding the
@@ -293,53 +374,16 @@ func digitAt(b []byte, p int) (v byte, w int, e Encoding) {
 	switch {
 	case c-'0' < 10:
 		return c - '0', 1, 0
-	case c == '%':
-		x, w := pctByte(b, p)
+	case c == '%' || c == '\\' || c == '&':
+		r, w, e := decode(b, p)
 		if w == 0 {
 			return 0, 0, 0
 		}
-		if x-'0' < 10 {
-			return x - '0', w, EncPercent
-		}
-		if ndLead[x] {
-			r, w := multiByte(b, p, x, w, pctByte)
-			if v, ok := ndValue(r); ok && w > 0 {
-				return v, w, EncPercent | EncUnicodeDigits
+		if v, ok := ndValue(r); ok {
+			if r >= 0x80 {
+				e |= EncUnicodeDigits
 			}
-		}
-	case c == '\\':
-		if r, w := uEscape(b, p); w > 0 {
-			if v, ok := ndValue(r); ok {
-				e := EncJSONEscape
-				if r >= 0x80 {
-					e |= EncUnicodeDigits
-				}
-				return v, w, e
-			}
-			return 0, 0, 0
-		}
-		x, w := bsByte(b, p)
-		if w == 0 {
-			return 0, 0, 0
-		}
-		if x-'0' < 10 {
-			return x - '0', w, EncHexEscape
-		}
-		if ndLead[x] {
-			r, w := multiByte(b, p, x, w, bsByte)
-			if v, ok := ndValue(r); ok && w > 0 {
-				return v, w, EncHexEscape | EncUnicodeDigits
-			}
-		}
-	case c == '&':
-		if r, w := entity(b, p); w > 0 {
-			if v, ok := ndValue(r); ok {
-				e := EncHTMLEntity
-				if r >= 0x80 {
-					e |= EncUnicodeDigits
-				}
-				return v, w, e
-			}
+			return v, w, e
 		}
 	case ndLead[c]:
 		r, size := utf8.DecodeRune(b[p:])
@@ -375,15 +419,6 @@ func sepRune(r rune) int {
 	return gapNone
 }
 
-// namedKind classifies a named entity (index into namedEntities).
-func namedKind(i int) int {
-	switch namedEntities[i] {
-	case "shy;", "zwj;", "zwnj;", "ZeroWidthSpace;", "NoBreak;":
-		return gapInvisible
-	}
-	return gapOther
-}
-
 // gapAt decodes one separator unit at b[p] in any encoding and returns its
 // width, kind and encoding; w == 0 when none starts at p.
 func gapAt(b []byte, p int) (w, kind int, e Encoding) {
@@ -393,53 +428,16 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 		return 1, gapStd, 0
 	case c == '\t' || c == '\r' || c == '\n' || c == ':' || c == '/' || c == '_':
 		return 1, gapOther, EncSeparators
-	case c == '%':
-		x, w := pctByte(b, p)
+	case c == '%' || c == '\\' || c == '&':
+		r, w, e := decode(b, p)
 		if w == 0 {
 			return 0, gapNone, 0
 		}
-		r := rune(x)
-		if x >= 0xC0 {
-			r, w = multiByte(b, p, x, w, pctByte)
-		}
-		if k := sepRune(r); k != gapNone && w > 0 {
-			return w, k, EncPercent | sepEnc(k)
-		}
-	case c == '\\':
-		if p+1 < len(b) {
-			switch b[p+1] {
-			case 'n', 't', 'r', '/':
-				return 2, gapOther, EncJSONEscape | EncSeparators
+		if k := sepRune(r); k != gapNone {
+			if k == gapStd && c != '%' {
+				k = gapOther // an escaped space in JSON or HTML is unusual
 			}
-		}
-		if r, w := uEscape(b, p); w > 0 {
-			if k := sepRune(r); k != gapNone {
-				return w, k, EncJSONEscape | sepEnc(k)
-			}
-			return 0, gapNone, 0
-		}
-		if x, w := bsByte(b, p); w > 0 {
-			r := rune(x)
-			if x >= 0xC0 {
-				r, w = multiByte(b, p, x, w, bsByte)
-			}
-			if k := sepRune(r); k != gapNone && w > 0 {
-				return w, k, EncHexEscape | sepEnc(k)
-			}
-		}
-	case c == '&':
-		r, w := entity(b, p)
-		if w == 0 {
-			return 0, gapNone, 0
-		}
-		k := gapNone
-		if r < 0 {
-			k = namedKind(int(-1 - r))
-		} else {
-			k = sepRune(r)
-		}
-		if k != gapNone {
-			return w, k, EncHTMLEntity | sepEnc(k)
+			return w, k, e | sepEnc(k)
 		}
 	case c >= 0xC2:
 		r, size := utf8.DecodeRune(b[p:])
@@ -466,23 +464,12 @@ func sepEnc(k int) Encoding {
 // UTF-8 character, or one byte.
 func skipWidth(b []byte, p int) int {
 	switch c := b[p]; {
-	case c == '%':
-		if _, w := pctByte(b, p); w > 0 {
+	case c == '%' || c == '\\' || c == '&':
+		if _, w, _ := decode(b, p); w > 0 {
 			return w
 		}
-	case c == '\\':
-		if _, w := uEscape(b, p); w > 0 {
-			return w
-		}
-		if _, w := bsByte(b, p); w > 0 {
-			return w
-		}
-		if p+1 < len(b) && (b[p+1]|0x20)-'a' < 26 {
-			return 2 // "\n", "\t": a letter escape; a digit after '\' is data
-		}
-	case c == '&':
-		if _, w := entity(b, p); w > 0 {
-			return w
+		if c == '\\' && p+1 < len(b) && isLetter(b[p+1]) {
+			return 2 // "\a": a letter escape; a digit after '\\' is data
 		}
 	case c >= 0xC0:
 		_, size := utf8.DecodeRune(b[p:])

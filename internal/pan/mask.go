@@ -178,66 +178,81 @@ func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
 }
 
 // appendStar appends a '*' written the way the digit tok was written, with
-// the same length.
+// the same length: "%34" gives "%2A", "\u0034" "\u002a", "\x34" "\x2a",
+// "&#52;" "&#42;", "&#x34;" "&#x2a;" (each unit of a multi-unit escape
+// becomes one '*'). An escape nested in another ("\u0026#52;") or a
+// non-ASCII digit becomes as many plain '*' as it had bytes, which is valid
+// in JSON strings, URLs and XML alike.
 func appendStar(dst, tok []byte) []byte {
-	switch tok[0] {
-	case '%':
-		// One or more %XX (or %25XX) units, one per UTF-8 byte.
-		unit := 3
-		if tok[1] == '2' && tok[2] == '5' { // "%25" is '%' itself: encoded twice
-			unit = 5
+	n0 := len(dst)
+	if tok[0] == '%' || tok[0] == '\\' || tok[0] == '&' {
+		dst = appendStarUnits(dst, tok)
+		if len(dst)-n0 == len(tok) && allStars(dst[n0:]) {
+			return dst
 		}
-		for k := 0; k+unit <= len(tok); k += unit {
-			if unit == 5 {
-				dst = append(dst, "%252A"...)
-			} else {
-				dst = append(dst, "%2A"...)
-			}
-		}
-		return dst
-	case '\\':
-		// \uXXXX, \\uXXXX or \xNN units.
-		for k := 0; k < len(tok); {
-			e := k + 1
-			for e < len(tok) && tok[e] == '\\' {
-				e++
-			}
-			dst = append(dst, tok[k:e+1]...) // backslashes and 'u' / 'x'
-			if tok[e] == 'u' {
-				dst = append(dst, "002a"...)
-				k = e + 5
-			} else {
-				dst = append(dst, "2a"...)
-				k = e + 3
-			}
-		}
-		return dst
-	case '&':
-		// &#NN; / &#xNN; / &amp;#NN;: keep the prefix, write 42 (0x2a)
-		// zero-padded to the same number of digits.
-		h := 0
-		for tok[h] != '#' {
-			h++
-		}
-		h++
-		hexa := tok[h] == 'x' || tok[h] == 'X'
-		if hexa {
-			h++
-		}
-		dst = append(dst, tok[:h]...)
-		nd := len(tok) - 1 - h
-		val := "42"
-		if hexa {
-			val = "2a"
-		}
-		for k := 0; k < nd-2; k++ {
-			dst = append(dst, '0')
-		}
-		dst = append(dst, val...)
-		return append(dst, ';')
+		dst = dst[:n0]
 	}
 	for range tok {
 		dst = append(dst, '*')
+	}
+	return dst
+}
+
+// allStars reports whether e decodes to '*' characters only.
+func allStars(e []byte) bool {
+	for q := 0; q < len(e); {
+		r, w, _ := charAt(e, q, 1)
+		if r != '*' || w == 0 {
+			return false
+		}
+		q += w
+	}
+	return true
+}
+
+// appendStarUnits rewrites the hex or decimal payload of each escape unit
+// of tok as the code of '*', zero-padded to the same width. The result is
+// checked by the caller.
+func appendStarUnits(dst, tok []byte) []byte {
+	for k := 0; k < len(tok); {
+		// Copy the unit's prefix up to its payload.
+		e := k
+		for e < len(tok) && (tok[e] == '%' || tok[e] == '\\' || tok[e] == '&' || tok[e] == '#' ||
+			tok[e] == 'u' || tok[e] == 'x' || tok[e] == 'X' || (tok[e] == '2' && e+1 < len(tok) && tok[e+1] == '5' && e > k && tok[e-1] == '%') ||
+			(e > k && tok[e-1] == '2' && tok[e] == '5' && e > k+1 && tok[e-2] == '%') || string(tok[e:min(e+4, len(tok))]) == "amp;") {
+			if string(tok[e:min(e+4, len(tok))]) == "amp;" {
+				e += 4
+				continue
+			}
+			e++
+		}
+		dst = append(dst, tok[k:e]...)
+		// The payload: hex or decimal digits, then ';' for references.
+		f := e
+		for f < len(tok) && isHex(tok[f]) && (tok[k] != '%' || f-e < 2) && (tok[k] != '\\' || (f-e < 4 && tok[e-1] == 'u') || f-e < 2) {
+			f++
+		}
+		if f == e {
+			return dst // not a simple unit: the caller falls back
+		}
+		decimal := tok[k] == '&' && tok[e-1] == '#'
+		val := "2a"
+		if decimal {
+			val = "42"
+		} else if tok[k] == '%' {
+			val = "2A"
+		}
+		for z := f - e; z > 2; z-- {
+			dst = append(dst, '0')
+		}
+		if f-e >= 2 {
+			dst = append(dst, val...)
+		}
+		k = f
+		if k < len(tok) && tok[k] == ';' {
+			dst = append(dst, ';')
+			k++
+		}
 	}
 	return dst
 }
