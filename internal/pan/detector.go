@@ -582,6 +582,9 @@ func (s *scanner) lookalike(i, j int) bool {
 	if i > 0 && gi.nd >= 9 && gi.start-gi.gap0 == 1 && b[gi.gap0] == '.' {
 		return true
 	}
+	if i == 0 && gi.nd >= 9 && start >= 2 && b[start-1] == '.' && digitOrStarBefore(b, start-1) {
+		return true // the integer part was masked
+	}
 	if i == j && gi.enc == 0 && hexContext(b, start, end) {
 		return true
 	}
@@ -632,7 +635,7 @@ func hexContext(b []byte, start, end int) bool {
 	for p > 0 && isHexLetter(b[p-1]) {
 		p--
 	}
-	if p < start && p > 0 && isDigit(b[p-1]) {
+	if p < start && p > 0 && digitOrStarBefore(b, p) {
 		t := p - 1
 		for t > 0 && start-t < 64 && isHex(b[t-1]) {
 			t--
@@ -651,7 +654,38 @@ func hexContext(b []byte, start, end int) bool {
 	for q < len(b) && isHexLetter(b[q]) {
 		q++
 	}
-	return q > end && q < len(b) && isDigit(b[q])
+	return q > end && q < len(b) && digitOrStarAt(b, q)
+}
+
+// starForms are the ways Mask writes a masked digit.
+var starForms = [...]string{"*", "%2A", "%2a", "\\u002a", "\\u002A", "\\x2a", "&#42;", "&#x2a;"}
+
+// digitOrStarBefore reports whether b[:p] ends with a digit or a masked
+// digit. Context rules treat a masked digit like a digit, so masking one
+// PAN never changes the verdict on its neighbours (masking is idempotent).
+func digitOrStarBefore(b []byte, p int) bool {
+	if isDigit(b[p-1]) {
+		return true
+	}
+	for _, f := range starForms {
+		if p >= len(f) && string(b[p-len(f):p]) == f {
+			return true
+		}
+	}
+	return false
+}
+
+// digitOrStarAt reports whether b[q:] starts with a digit or a masked digit.
+func digitOrStarAt(b []byte, q int) bool {
+	if isDigit(b[q]) {
+		return true
+	}
+	for _, f := range starForms {
+		if q+len(f) <= len(b) && string(b[q:q+len(f)]) == f {
+			return true
+		}
+	}
+	return false
 }
 
 // uuidAround reports whether b[start:end] lies inside a UUID

@@ -11,7 +11,7 @@ import (
 // fractions, '#' and ';' of character references). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
 var neutralTable = func() (t [256]bool) {
-	for _, c := range "\"'<>=,()[]{}|!?$@^~`*" {
+	for _, c := range "\"'<>=,()[]{}|!?$@^~`" {
 		t[c] = true
 	}
 	return t
