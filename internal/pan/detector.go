@@ -346,16 +346,12 @@ func (s *scanner) next(m *Match) bool {
 			s.i = n
 			return false
 		}
-		if c := b[p]; isDigit(c) {
-			// The bulk of candidates: years, counters, ports, hex
-			// fragments, too short or too long and not followed by a
-			// separator or another digit.
-			j := p + 1
-			for j < n && isDigit(b[j]) {
-				j++
-			}
-			if k := j - p; (k < MinDigits || k > MaxDigits) && (j >= n || !cont[b[j]]) {
-				s.i = j
+		if isDigit(b[p]) {
+			// The bulk of candidates: years, counters, ports, times, IPs,
+			// hex fragments; measured with ASCII tables only and dropped
+			// when they cannot hold a PAN.
+			if end, skip := quickRun(b, p); skip {
+				s.i = end
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w == 0 {
@@ -370,6 +366,91 @@ func (s *scanner) next(m *Match) bool {
 		}
 		s.from, s.flags = 0, 0
 	}
+}
+
+// asciiSep marks the plain ASCII separators; introHigh the bytes that may
+// start an escape or a non-ASCII digit or separator.
+var (
+	asciiSep = func() (t [256]bool) {
+		for _, c := range " \t\r\n-.:/_+" {
+			t[c] = true
+		}
+		return t
+	}()
+	introHigh = func() (t [256]bool) {
+		t['%'], t['\\'], t['&'] = true, true, true
+		for c := 0x80; c < 0x100; c++ {
+			t[c] = true
+		}
+		return t
+	}()
+)
+
+// quickRun measures the run of plain ASCII digits and separators at p. It
+// reports skip when the run certainly holds no PAN: no window of its groups
+// can have 12 digits and a printed shape (see shapeOK: a stretch of groups
+// of 3-8 digits plus a last group of 1-8; one group of 12-19 digits that a
+// network can start with; twelve one-digit groups), and no escape or
+// non-ASCII byte where it ends could continue it. end is where the run's
+// last digit ends.
+func quickRun(b []byte, p int) (end int, skip bool) {
+	n := len(b)
+	q := p
+	best, cur, ones := 0, 0, 0
+	for {
+		g0 := q
+		q += digitRun(b, q)
+		switch gs := q - g0; {
+		case gs >= 3 && gs <= 8:
+			best = max(best, cur+gs)
+			cur += gs
+			ones = 0
+		case gs <= 2:
+			best = max(best, cur+gs)
+			cur = 0
+			if gs == 1 {
+				ones++
+				best = max(best, ones)
+			} else {
+				ones = 0
+			}
+		default:
+			if gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
+				best = MinDigits
+			}
+			cur, ones = 0, 0
+		}
+		g := q
+		for g < n && g-q < maxGapUnits && asciiSep[b[g]] {
+			g++
+		}
+		if g < n && isDigit(b[g]) && g > q {
+			q = g
+			continue
+		}
+		if g < n && introHigh[b[g]] {
+			return q, false
+		}
+		break
+	}
+	return q, best < MinDigits
+}
+
+// digitRun returns how many ASCII digits start at b[q], eight bytes at a
+// time (no branch per digit: group lengths are unpredictable).
+func digitRun(b []byte, q int) int {
+	start := q
+	for q+8 <= len(b) {
+		nonDigit := ^digitMask(binary.LittleEndian.Uint64(b[q:])) & hi1
+		if nonDigit != 0 {
+			return q + bits.TrailingZeros64(nonDigit)>>3 - start
+		}
+		q += 8
+	}
+	for q < len(b) && isDigit(b[q]) {
+		q++
+	}
+	return q - start
 }
 
 // collect reads the run of digit groups that starts with a digit at p and
