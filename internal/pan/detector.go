@@ -205,38 +205,87 @@ func eqMask(x, c uint64) uint64 {
 	return ^((y&lo7 + lo7) | y | lo7)
 }
 
-// interestMask sets the high bit of every byte of x in the interest set.
-func interestMask(x uint64) uint64 {
-	return digitMask(x) | eqMask(x, '%'*ones) | eqMask(x, '\\'*ones) | eqMask(x, '&'*ones) | x&(x<<1)&hi1
-}
-
 // gather is the multiplier that moves the low bit of each byte of x (bytes
 // 0 or 1) into bit k of the top byte: (x*gather)>>56 has bit k = byte k.
 const gather = 0x0102040810204080
 
-// interestBits returns bit k set iff b[i+k] (k < 8) is in the interest set.
-func interestBits(b []byte, i int) uint64 {
-	return (interestMask(binary.LittleEndian.Uint64(b[i:])) >> 7) * gather >> 56
-}
+// bits8 packs the high bits of the 8 bytes of x into bits 0..7.
+func bits8(x uint64) uint64 { return (x >> 7) * gather >> 56 }
 
 // blockSize is how many bytes one filter block covers.
 const blockSize = 64
 
-// interestMasksGeneric is the portable interestMasks: for the whole 64-byte
-// blocks in b[bs:bs+n] it returns the offset of the first block holding a
-// byte of the interest set and that block's mask (bit k: b[bs+off+k]), or n
-// and 0.
-func interestMasksGeneric(b []byte, bs, n int) (int, uint64) {
-	for off := 0; off < n; off += blockSize {
-		i := bs + off
-		_ = b[i+63]
-		m := interestBits(b, i) | interestBits(b, i+8)<<8 | interestBits(b, i+16)<<16 | interestBits(b, i+24)<<24 |
-			interestBits(b, i+32)<<32 | interestBits(b, i+40)<<40 | interestBits(b, i+48)<<48 | interestBits(b, i+56)<<56
-		if m != 0 {
-			return off, m
+// blockMasksGeneric is the portable blockMasks: for the whole 64-byte
+// blocks in b[bs:bs+n] it returns the offset of the first block holding an
+// ASCII digit or a byte that can start an encoded digit ('%', '\\', '&',
+// UTF-8 lead bytes), and that block's masks: d (ASCII digits), s (the ASCII
+// separators, asciiSep) and i (escape and lead bytes); bit k is byte k of the block. With no
+// such block it returns n and zero masks.
+func blockMasksGeneric(b []byte, bs, n int) (off int, d, s, i uint64) {
+	for off = 0; off < n; off += blockSize {
+		p := bs + off
+		_ = b[p+63]
+		d, i = 0, 0
+		for k := 0; k < blockSize; k += 8 {
+			x := binary.LittleEndian.Uint64(b[p+k:])
+			d |= bits8(digitMask(x)) << k
+			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)|x&(x<<1)&hi1) << k
+		}
+		if d|i != 0 {
+			for k := 0; k < blockSize; k++ {
+				if asciiSep[b[p+k]] {
+					s |= 1 << k
+				}
+			}
+			return off, d, s, i
 		}
 	}
-	return n, 0
+	return n, 0, 0, 0
+}
+
+// candidates combines a block's masks with the digit and separator masks
+// of the block before it (pd, ps) into the positions worth a look: the end
+// of three ASCII digits in a row (every PAN has a group of three or more
+// digits unless it is printed one digit per group), the end of three
+// one-digit groups with one- or two-byte separators, and every byte that
+// can start an encoded digit or separator. Shorter digit runs (counters,
+// status codes, two-digit date and time fields, amounts' cents) are never
+// looked at.
+func candidates(d, s, i, pd, ps uint64) uint64 {
+	d1, d2, d3, d4, d6 := d<<1|pd>>63, d<<2|pd>>62, d<<3|pd>>61, d<<4|pd>>60, d<<6|pd>>58
+	s1, s2, s3, s4, s5 := s<<1|ps>>63, s<<2|ps>>62, s<<3|ps>>61, s<<4|ps>>60, s<<5|ps>>59
+	return d&d1&d2 | d&s1&d2&s3&d4 | d&s1&s2&d3&s4&s5&d6 | i
+}
+
+// edgeBits returns the digit and separator masks of the eight bytes before
+// bs, in bits 56..63 as candidates expects them.
+func edgeBits(b []byte, bs int) (pd, ps uint64) {
+	for k := 1; k <= 8 && bs-k >= 0; k++ {
+		c := b[bs-k]
+		if isDigit(c) {
+			pd |= 1 << (64 - k)
+		}
+		if asciiSep[c] {
+			ps |= 1 << (64 - k)
+		}
+	}
+	return pd, ps
+}
+
+// tailMasks computes the masks of the last, partial block b[bs:] byte by
+// byte.
+func tailMasks(b []byte, bs int) (d, s, i uint64) {
+	for k, c := range b[bs:] {
+		switch {
+		case isDigit(c):
+			d |= 1 << k
+		case asciiSep[c]:
+			s |= 1 << k
+		case c == '%' || c == '\\' || c == '&' || c >= 0xC0:
+			i |= 1 << k
+		}
+	}
+	return d, s, i
 }
 
 // Run limits: a run longer than this is cut (tables of numbers); the gap
@@ -272,8 +321,9 @@ type scanner struct {
 
 	// The last filter block, so dense text does not recompute it for every
 	// candidate.
-	bs    int // start of the block, or noBlock
-	bmask uint64
+	bs         int    // start of the block, or noBlock
+	bmask      uint64 // its candidates
+	bdig, bsep uint64 // its digit and separator masks (carried into the next block)
 
 	// The current run: groups, stored digits (ASCII), and the next window
 	// start to try.
@@ -290,9 +340,9 @@ func (s *scanner) init(d *Detector, b []byte) {
 	s.d, s.b, s.bs = d, b, noBlock
 }
 
-// candSlow returns the first byte of the interest set at or after i, or -1,
-// computing filter blocks as needed. next has the cached-block fast path
-// inlined.
+// candSlow returns the first candidate position (see candidates) at or
+// after i, or -1, computing filter blocks as needed. next has the
+// cached-block fast path inlined.
 func (s *scanner) candSlow(i int) int {
 	b := s.b
 	for {
@@ -306,24 +356,48 @@ func (s *scanner) candSlow(i int) int {
 		// Blocks are aligned to the slice start so each is computed at
 		// most once per pass.
 		bs := i &^ (blockSize - 1)
+		if bs >= len(b) {
+			return -1
+		}
+		pd, ps := s.bdig, s.bsep
+		if bs != s.bs+blockSize {
+			pd, ps = edgeBits(b, bs)
+		}
 		if bs+blockSize > len(b) {
-			break
+			// The last, partial block: same candidates, by bytes.
+			d, sp, in := tailMasks(b, bs)
+			s.bs, s.bmask, s.bdig, s.bsep = bs, candidates(d, sp, in, pd, ps), d, sp
+			if s.bmask>>uint(i-bs) == 0 {
+				return -1
+			}
+			continue
 		}
-		off, mask := interestMasks(b, bs)
-		if mask == 0 {
+		off, d, sp, in := blockMasks(b, bs)
+		if d|in == 0 {
 			i = max(i, bs+off)
-			s.bs = noBlock
-			break
+			s.bs, s.bdig, s.bsep = i-blockSize, 0, 0
+			continue
 		}
-		s.bs, s.bmask = bs+off, mask
+		if off > 0 {
+			pd, ps = 0, 0 // the block before had no digit
+		}
+		s.bs, s.bmask, s.bdig, s.bsep = bs+off, candidates(d, sp, in, pd, ps), d, sp
 		i = max(i, bs+off)
 	}
-	for p := i; p < len(b); p++ {
-		if interest[b[p]] {
-			return p
+}
+
+// runStart walks back from the candidate p over ASCII digits and
+// one-byte separators between digits, not before lim: the filter reports
+// where three digits end, the run starts earlier.
+func runStart(b []byte, lim, p int) int {
+	for p > lim {
+		if isDigit(b[p-1]) || (asciiSep[b[p-1]] && p-2 >= lim && isDigit(b[p-2])) {
+			p--
+			continue
 		}
+		break
 	}
-	return -1
+	return p
 }
 
 // next finds the next PAN at or after s.i, fills m and advances.
@@ -347,14 +421,21 @@ func (s *scanner) next(m *Match) bool {
 			return false
 		}
 		if isDigit(b[p]) {
-			// The bulk of candidates: years, counters, ports, times, IPs,
-			// hex fragments; measured with ASCII tables only and dropped
-			// when they cannot hold a PAN.
+			// The bulk of candidates: years, ports, times, IPs, hex
+			// fragments; measured with ASCII tables only and dropped when
+			// they cannot hold a PAN.
+			p = runStart(b, i, p)
 			if end, skip := quickRun(b, p); skip {
 				s.i = end
 				continue
 			}
-		} else if _, w, _ := digitAt(b, p); w == 0 {
+		} else if _, w, _ := digitAt(b, p); w > 0 {
+			p = runStart(b, i, p)
+		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
+			// An escaped or non-ASCII separator after a digit
+			// ("4\u200b1\u200b1..."): the run starts before it.
+			p = runStart(b, i, p)
+		} else {
 			s.i = p + skipWidth(b, p)
 			continue
 		}

@@ -8,23 +8,22 @@ import "golang.org/x/sys/cpu"
 // fallback (and what the purego build tag forces).
 var useAVX2 = cpu.X86.HasAVX2
 
-// interestMasksAVX2 is implemented in scan_amd64.s.
+// blockMasksAVX2 is implemented in scan_amd64.s.
 //
 //go:noescape
-func interestMasksAVX2(p *byte, n int) (off int, mask uint64)
+func blockMasksAVX2(p *byte, n int) (off int, d, s, i uint64)
 
-// interestMasks returns the offset (from bs) of the first whole 64-byte
-// block at or after bs that holds a byte of the interest set (one that can
-// start a digit in some encoding: ASCII digits, '%', '\\', '&', UTF-8 lead
-// bytes), and that block's bit mask. With no such block it returns the
-// length scanned and 0.
-func interestMasks(b []byte, bs int) (int, uint64) {
+// blockMasks returns the offset (from bs) of the first whole 64-byte block
+// at or after bs that holds an ASCII digit or a byte that can start an
+// encoded digit, and that block's masks (see blockMasksGeneric). With no
+// such block it returns the length scanned and zero masks.
+func blockMasks(b []byte, bs int) (off int, d, s, i uint64) {
 	n := (len(b) - bs) &^ (blockSize - 1)
 	if n <= 0 {
-		return 0, 0
+		return 0, 0, 0, 0
 	}
 	if useAVX2 {
-		return interestMasksAVX2(&b[bs], n)
+		return blockMasksAVX2(&b[bs], n)
 	}
-	return interestMasksGeneric(b, bs, n)
+	return blockMasksGeneric(b, bs, n)
 }
