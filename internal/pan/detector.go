@@ -425,7 +425,7 @@ func (s *scanner) next(m *Match) bool {
 			// fragments; measured with ASCII tables only and dropped when
 			// they cannot hold a PAN.
 			p = runStart(b, i, p)
-			if end, skip := quickRun(b, p); skip {
+			if end, skip := s.quickRun(p); skip {
 				s.i = end
 				continue
 			}
@@ -474,13 +474,14 @@ var (
 // network can start with; twelve one-digit groups), and no escape or
 // non-ASCII byte where it ends could continue it. end is where the run's
 // last digit ends.
-func quickRun(b []byte, p int) (end int, skip bool) {
+func (s *scanner) quickRun(p int) (end int, skip bool) {
+	b := s.b
 	n := len(b)
 	q := p
 	best, cur, ones := 0, 0, 0
 	for {
 		g0 := q
-		q += digitRun(b, q)
+		q = s.digitsEnd(q)
 		switch gs := q - g0; {
 		case gs >= 3 && gs <= 8:
 			best = max(best, cur+gs)
@@ -502,8 +503,12 @@ func quickRun(b []byte, p int) (end int, skip bool) {
 			cur, ones = 0, 0
 		}
 		g := q
-		for g < n && g-q < maxGapUnits && asciiSep[b[g]] {
-			g++
+		if off := g - s.bs; off >= 0 && off < blockSize-maxGapUnits {
+			g += min(bits.TrailingZeros64(^(s.bsep >> uint(off))), maxGapUnits)
+		} else {
+			for g < n && g-q < maxGapUnits && asciiSep[b[g]] {
+				g++
+			}
 		}
 		if g < n && isDigit(b[g]) && g > q {
 			q = g
@@ -515,6 +520,18 @@ func quickRun(b []byte, p int) (end int, skip bool) {
 		break
 	}
 	return q, best < MinDigits
+}
+
+// digitsEnd returns the end of the ASCII digits starting at q, read off
+// the cached block's digit mask where it can.
+func (s *scanner) digitsEnd(q int) int {
+	if off := q - s.bs; off >= 0 && off < blockSize {
+		q += bits.TrailingZeros64(^(s.bdig >> uint(off)))
+		if q-s.bs < blockSize {
+			return q
+		}
+	}
+	return q + digitRun(s.b, q)
 }
 
 // digitRun returns how many ASCII digits start at b[q], eight bytes at a
