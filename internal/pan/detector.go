@@ -215,30 +215,37 @@ func bits8(x uint64) uint64 { return (x >> 7) * gather >> 56 }
 // blockSize is how many bytes one filter block covers.
 const blockSize = 64
 
-// blockMasksGeneric is the portable blockMasks: for the whole 64-byte
-// blocks in b[bs:bs+n] it returns the offset of the first block holding an
-// ASCII digit or a byte that can start an encoded digit ('%', '\\', '&',
-// UTF-8 lead bytes), and that block's masks: d (ASCII digits), s (the ASCII
-// separators, asciiSep) and i (escape and lead bytes); bit k is byte k of the block. With no
-// such block it returns n and zero masks.
-func blockMasksGeneric(b []byte, bs, n int) (off int, d, s, i uint64) {
+// candMasksGeneric is the portable candMasks: for the whole 64-byte blocks
+// in b[bs:bs+n] it returns the offset of the first block with a candidate
+// (see candidates; pd and ps are the digit and separator masks of the 64
+// bytes before bs), its candidates c and its masks d (ASCII digits) and s
+// (ASCII separators, asciiSep); bit k is byte k of the block. With no such
+// block it returns n and zero masks.
+func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint64) {
 	for off = 0; off < n; off += blockSize {
 		p := bs + off
 		_ = b[p+63]
-		d, i = 0, 0
+		var i uint64
+		d = 0
 		for k := 0; k < blockSize; k += 8 {
 			x := binary.LittleEndian.Uint64(b[p+k:])
 			d |= bits8(digitMask(x)) << k
 			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)|x&(x<<1)&hi1) << k
 		}
-		if d|i != 0 {
-			for k := 0; k < blockSize; k++ {
-				if asciiSep[b[p+k]] {
-					s |= 1 << k
-				}
-			}
-			return off, d, s, i
+		if d|i == 0 {
+			pd = 0
+			continue
 		}
+		s = 0
+		for k := 0; k < blockSize; k++ {
+			if asciiSep[b[p+k]] {
+				s |= 1 << k
+			}
+		}
+		if c = candidates(d, s, i, pd, ps); c != 0 {
+			return off, c, d, s
+		}
+		pd, ps = d, s
 	}
 	return n, 0, 0, 0
 }
@@ -372,16 +379,13 @@ func (s *scanner) candSlow(i int) int {
 			}
 			continue
 		}
-		off, d, sp, in := blockMasks(b, bs)
-		if d|in == 0 {
+		off, c, d, sp := candMasks(b, bs, pd, ps)
+		if c == 0 {
 			i = max(i, bs+off)
-			s.bs, s.bdig, s.bsep = i-blockSize, 0, 0
+			s.bs = noBlock // the tail computes its carry from the bytes
 			continue
 		}
-		if off > 0 {
-			pd, ps = 0, 0 // the block before had no digit
-		}
-		s.bs, s.bmask, s.bdig, s.bsep = bs+off, candidates(d, sp, in, pd, ps), d, sp
+		s.bs, s.bmask, s.bdig, s.bsep = bs+off, c, d, sp
 		i = max(i, bs+off)
 	}
 }

@@ -8,22 +8,22 @@ import "golang.org/x/sys/cpu"
 // fallback (and what the purego build tag forces).
 var useAVX2 = cpu.X86.HasAVX2
 
-// blockMasksAVX2 is implemented in scan_amd64.s.
+// candMasksAVX2 is implemented in scan_amd64.s.
 //
 //go:noescape
-func blockMasksAVX2(p *byte, n int) (off int, d, s, i uint64)
+func candMasksAVX2(p *byte, n int, pd, ps uint64) (off int, c, d, s uint64)
 
-// blockMasks returns the offset (from bs) of the first whole 64-byte block
-// at or after bs that holds an ASCII digit or a byte that can start an
-// encoded digit, and that block's masks (see blockMasksGeneric). With no
-// such block it returns the length scanned and zero masks.
-func blockMasks(b []byte, bs int) (off int, d, s, i uint64) {
+// candMasks returns the offset (from bs) of the first whole 64-byte block
+// at or after bs with a candidate, its candidates and its digit and
+// separator masks (see candMasksGeneric). With no such block it returns
+// the length scanned and zero masks.
+func candMasks(b []byte, bs int, pd, ps uint64) (off int, c, d, s uint64) {
 	n := (len(b) - bs) &^ (blockSize - 1)
 	if n <= 0 {
 		return 0, 0, 0, 0
 	}
 	if useAVX2 {
-		return blockMasksAVX2(&b[bs], n)
+		return candMasksAVX2(&b[bs], n, pd, ps)
 	}
-	return blockMasksGeneric(b, bs, n)
+	return candMasksGeneric(b, bs, n, pd, ps)
 }

@@ -13,22 +13,28 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
-// func blockMasksAVX2(p *byte, n int) (off int, d, s, i uint64)
+#define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
+
+// func candMasksAVX2(p *byte, n int, pd, ps uint64) (off int, c, d, s uint64)
 //
 // Scans 64-byte blocks p[off:off+64] for off = 0, 64, ... < n (n is a
-// multiple of 64) and stops at the first block holding an ASCII digit or a
-// byte that can start an encoded digit ('%', '\\', '&', UTF-8 lead bytes
-// 0xC0-0xFF). It returns that block's masks: d (ASCII digits), s (the ASCII
-// separators " \t\r\n-.:/_+") and i (the escape and lead bytes); bit k is byte off+k. If no block
-// qualifies, off == n and the masks are 0.
+// multiple of 64) and stops at the first block with a candidate (see
+// candidates in detector.go; pd and ps are the digit and separator masks of
+// the 64 bytes before p). It returns that block's candidates c and its
+// masks d (ASCII digits) and s (the ASCII separators " \t\r\n-.:/_+"); bit
+// k is byte off+k. If no block qualifies, off == n and the masks are 0.
+// Blocks without a digit or an escape or lead byte ('%', '\\', '&',
+// 0xC0-0xFF) cost two loads and a handful of vector instructions.
 //
 // Digits: x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for
 // '0'..'9'. Lead bytes: the sign bit of x AND (x > -65 signed).
 // Constants are moved with VMOVQ (VEX): a legacy-SSE MOVQ after a 256-bit
 // instruction stalls on the AVX/SSE state transition.
-TEXT ·blockMasksAVX2(SB), NOSPLIT, $0-48
+TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), DX
+	MOVQ pd+16(FP), R11
+	MOVQ ps+24(FP), R12
 	XORQ DI, DI
 	BCAST($0x5050505050505050, X0, Y0)
 	BCAST($0x8a8a8a8a8a8a8a8a, X1, Y1)
@@ -75,6 +81,7 @@ loop:
 	MOVQ AX, CX
 	ORQ  BX, CX
 	JNZ  found
+	XORQ R11, R11 // no digit: nothing carries into the next block
 	ADDQ $64, DI
 	JMP  loop
 
@@ -104,17 +111,53 @@ found:
 	SHLQ $32, R8
 	ORQ  R8, CX
 	NOTQ CX
+	// BX |= D&D1&D2 | D&S1&D2&S3&D4 | D&S1&S2&D3&S4&S5&D6
+	SHIFTIN(AX, R11, 2, R8)
+	SHIFTIN(AX, R11, 1, R9)
+	ANDQ AX, R9
+	ANDQ R8, R9
+	ORQ  R9, BX
+	SHIFTIN(CX, R12, 1, R13)
+	SHIFTIN(CX, R12, 3, R14)
+	SHIFTIN(AX, R11, 4, R10)
+	MOVQ AX, R9
+	ANDQ R13, R9
+	ANDQ R8, R9
+	ANDQ R14, R9
+	ANDQ R10, R9
+	ORQ  R9, BX
+	MOVQ AX, R9
+	ANDQ R13, R9
+	SHIFTIN(CX, R12, 2, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 3, R10)
+	ANDQ R10, R9
+	SHIFTIN(CX, R12, 4, R14)
+	ANDQ R14, R9
+	SHIFTIN(CX, R12, 5, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 6, R10)
+	ANDQ R10, R9
+	ORQ  R9, BX
+	TESTQ BX, BX
+	JNZ  ret
+	MOVQ AX, R11
+	MOVQ CX, R12
+	ADDQ $64, DI
+	JMP  loop
+
+ret:
 	VZEROUPPER
-	MOVQ DI, off+16(FP)
-	MOVQ AX, d+24(FP)
-	MOVQ CX, s+32(FP)
-	MOVQ BX, i+40(FP)
+	MOVQ DI, off+32(FP)
+	MOVQ BX, c+40(FP)
+	MOVQ AX, d+48(FP)
+	MOVQ CX, s+56(FP)
 	RET
 
 none:
 	VZEROUPPER
-	MOVQ DI, off+16(FP)
-	MOVQ $0, d+24(FP)
-	MOVQ $0, s+32(FP)
-	MOVQ $0, i+40(FP)
+	MOVQ DI, off+32(FP)
+	MOVQ $0, c+40(FP)
+	MOVQ $0, d+48(FP)
+	MOVQ $0, s+56(FP)
 	RET

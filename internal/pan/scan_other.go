@@ -2,11 +2,11 @@
 
 package pan
 
-// blockMasks: see scan_amd64.go; this is the portable version.
-func blockMasks(b []byte, bs int) (off int, d, s, i uint64) {
+// candMasks: see scan_amd64.go; this is the portable version.
+func candMasks(b []byte, bs int, pd, ps uint64) (off int, c, d, s uint64) {
 	n := (len(b) - bs) &^ (blockSize - 1)
 	if n <= 0 {
 		return 0, 0, 0, 0
 	}
-	return blockMasksGeneric(b, bs, n)
+	return candMasksGeneric(b, bs, n, pd, ps)
 }
