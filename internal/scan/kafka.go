@@ -75,6 +75,7 @@ func (r *run) scanKafka(ctx context.Context, t Target) error {
 				Kafka:    &KafkaLocation{Topic: t.Topic, Partition: rec.Partition, Offset: rec.Offset, Part: part},
 				Network:  m.Network.String(),
 				Last4:    string(m.Last4[:]),
+				Encoding: m.Encoding.String(),
 				Digits:   m.Digits,
 				Message:  panMessage(m, loc),
 			}, "kafka:"+loc, occ)
