@@ -254,14 +254,16 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 // of the block before it (pd, ps) into the positions worth a look: the end
 // of three ASCII digits in a row (every PAN has a group of three or more
 // digits unless it is printed one digit per group), the end of three
-// one-digit groups with one- or two-byte separators, and every byte that
+// one-digit groups with one-, two- or three-byte separators ("4 1 1",
+// "4 - 1 - 1"), and every byte that
 // can start an encoded digit or separator. Shorter digit runs (counters,
 // status codes, two-digit date and time fields, amounts' cents) are never
 // looked at.
 func candidates(d, s, i, pd, ps uint64) uint64 {
-	d1, d2, d3, d4, d6 := d<<1|pd>>63, d<<2|pd>>62, d<<3|pd>>61, d<<4|pd>>60, d<<6|pd>>58
+	d1, d2, d3, d4, d6, d8 := d<<1|pd>>63, d<<2|pd>>62, d<<3|pd>>61, d<<4|pd>>60, d<<6|pd>>58, d<<8|pd>>56
 	s1, s2, s3, s4, s5 := s<<1|ps>>63, s<<2|ps>>62, s<<3|ps>>61, s<<4|ps>>60, s<<5|ps>>59
-	return d&d1&d2 | d&s1&d2&s3&d4 | d&s1&s2&d3&s4&s5&d6 | i
+	s6, s7 := s<<6|ps>>58, s<<7|ps>>57
+	return d&d1&d2 | d&s1&d2&s3&d4 | d&s1&s2&d3&s4&s5&d6 | d&s1&s2&s3&d4&s5&s6&s7&d8 | i
 }
 
 // edgeBits returns the digit and separator masks of the eight bytes before
@@ -390,13 +392,21 @@ func (s *scanner) candSlow(i int) int {
 	}
 }
 
-// runStart walks back from the candidate p over ASCII digits and
-// one-byte separators between digits, not before lim: the filter reports
+// runStart walks back from the candidate p over ASCII digits and the
+// ASCII separators between them, not before lim: the filter reports
 // where three digits end, the run starts earlier.
 func runStart(b []byte, lim, p int) int {
 	for p > lim {
-		if isDigit(b[p-1]) || (asciiSep[b[p-1]] && p-2 >= lim && isDigit(b[p-2])) {
+		if isDigit(b[p-1]) {
 			p--
+			continue
+		}
+		g := p
+		for g > lim && p-g < maxGapUnits && asciiSep[b[g-1]] {
+			g--
+		}
+		if g < p && g > lim && isDigit(b[g-1]) {
+			p = g - 1
 			continue
 		}
 		break
@@ -628,7 +638,7 @@ func (s *scanner) collect(p int) int {
 
 // firstOK reports whether a group of nd digits can start a window.
 func firstOK(nd uint8) bool {
-	return nd == 1 || (nd >= 3 && nd <= 8) || (nd >= MinDigits && nd <= MaxDigits)
+	return nd <= 8 || (nd >= MinDigits && nd <= MaxDigits)
 }
 
 // shapeOK reports whether groups i..j have the shape of a printed PAN.
@@ -637,14 +647,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 	if len(g) == 1 {
 		return g[0].nd >= MinDigits && g[0].nd <= MaxDigits
 	}
-	ones := true
-	for k := range g {
-		if g[k].nd != 1 {
-			ones = false
-			break
-		}
-	}
-	if ones {
+	if s.smallGroups(i, j) {
 		return true
 	}
 	if g[0].nd < 3 || g[0].nd > 8 || g[len(g)-1].nd > 8 {
@@ -652,6 +655,21 @@ func (s *scanner) shapeOK(i, j int) bool {
 	}
 	for k := 1; k < len(g)-1; k++ {
 		if g[k].nd < 3 || g[k].nd > 8 {
+			return false
+		}
+	}
+	return true
+}
+
+// smallGroups reports whether groups i..j are a number printed one digit
+// at a time: every group has one or two digits (two where an invisible
+// character or a lost separator joined two) and there are at least six.
+func (s *scanner) smallGroups(i, j int) bool {
+	if j-i+1 < 6 {
+		return false
+	}
+	for k := i; k <= j; k++ {
+		if s.groups[k].nd > 2 {
 			return false
 		}
 	}
@@ -780,18 +798,28 @@ func (s *scanner) runChecks() {
 	b := s.b
 	g := s.groups[:s.ng]
 	start := int(g[0].start)
-	if start > 0 && b[start-1] == '+' && s.nd <= 15 {
-		s.flags |= runReject // E.164: at most 15 digits
+	// E.164: at most 15 digits, written contiguously or after a country
+	// code of 1-3 digits ("+44 20 7946 0958"). A '+' before a number
+	// printed like a card ("+4111 1111 1111 1111") does not make it one.
+	plain := true
+	for k := range g {
+		plain = plain && g[k].enc == 0
+	}
+	if start > 0 && b[start-1] == '+' && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
+		s.flags |= runReject
 		return
 	}
 	if ibanAt(b, start) {
 		s.flags |= runReject
 		return
 	}
+	dot := func(l int) bool { return g[l].start-g[l].gap0 == 1 && b[g[l].gap0] == '.' }
 	for k := 0; k+3 < len(g); k++ {
-		quad := true
+		// A dotted quad of plain 0-255 numbers, not part of a longer
+		// dotted chain: an IPv4 address (a port may follow).
+		quad := (k == 0 || !dot(k)) && (k+4 >= len(g) || !dot(k+4))
 		for l := k; l < k+4 && quad; l++ {
-			if g[l].nd > 3 || (l > k && (g[l].start-g[l].gap0 != 1 || b[g[l].gap0] != '.')) {
+			if g[l].nd > 3 || g[l].enc != 0 || (l > k && !dot(l)) {
 				quad = false
 				break
 			}
@@ -910,15 +938,29 @@ func ibanAt(b []byte, start int) bool {
 	p := start
 	for k := 0; p > 0 && k < 40; k++ {
 		c := b[p-1]
-		if isUpper(c) || isDigit(c) || (c == ' ' && p >= 2 && (isUpper(b[p-2]) || isDigit(b[p-2]))) {
+		if isUpper(c) || isDigit(c) || ((c == ' ' || c == '+') && p >= 2 && (isUpper(b[p-2]) || isDigit(b[p-2]))) {
 			p--
+			continue
+		}
+		if c == '0' && p >= 4 && b[p-2] == '2' && b[p-3] == '%' && (isUpper(b[p-4]) || isDigit(b[p-4])) {
+			p -= 3
 			continue
 		}
 		break
 	}
-	for p < start && b[p] == ' ' {
-		p++
+	// Any token of the chain may be the country code ("INFO DE89 3704
+	// ...", "ref GB29 NWBK ..."): try each, nearest last.
+	for q := p; q < start; q++ {
+		if (q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0') && ibanFrom(b, q) {
+			return true
+		}
 	}
+	return ibanFrom(b, start)
+}
+
+// ibanFrom reports whether a valid IBAN starts at p (letters, digits and
+// single spaces, '+' or "%20" between them).
+func ibanFrom(b []byte, p int) bool {
 	if p+4 > len(b) || !isUpper(b[p]) || !isUpper(b[p+1]) || !isDigit(b[p+2]) || !isDigit(b[p+3]) {
 		return false
 	}
@@ -929,21 +971,39 @@ func ibanAt(b []byte, start int) bool {
 		if isUpper(c) || isDigit(c) {
 			chars[n] = c
 			n++
-		} else if c != ' ' || q+1 >= len(b) || !(isUpper(b[q+1]) || isDigit(b[q+1])) {
+			continue
+		}
+		if c == '%' && q+3 < len(b) && b[q+1] == '2' && b[q+2] == '0' {
+			q += 2 // "%20" in a URL
+		} else if c != ' ' && c != '+' {
+			break
+		}
+		if q+1 >= len(b) || !(isUpper(b[q+1]) || isDigit(b[q+1])) {
 			break
 		}
 	}
-	if n < 15 {
-		return false
-	}
+	// Mod-97 over the string rotated by four, for every length from 15
+	// (the text after an IBAN may continue with letters: "... 43 HTTP").
 	r := 0
-	for k := 0; k < n; k++ {
-		c := chars[(k+4)%n]
-		if isDigit(c) {
-			r = (r*10 + int(c-'0')) % 97
-		} else {
-			r = (r*100 + int(c-'A'+10)) % 97
+	for k := 4; k < n; k++ {
+		r = mod97(r, chars[k])
+		if k+1 >= 15 {
+			rr := r
+			for _, c := range chars[:4] {
+				rr = mod97(rr, c)
+			}
+			if rr == 1 {
+				return true
+			}
 		}
 	}
-	return r == 1
+	return false
+}
+
+// mod97 appends the IBAN digit or letter c to the remainder r.
+func mod97(r int, c byte) int {
+	if isDigit(c) {
+		return (r*10 + int(c-'0')) % 97
+	}
+	return (r*100 + int(c-'A'+10)) % 97
 }

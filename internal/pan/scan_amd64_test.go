@@ -27,8 +27,9 @@ func TestBlockMasksAVX2(t *testing.T) {
 				b[i] = 'x'
 			}
 		}
-		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), 0, 0)
-		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), 0, 0)
+		pd, ps := r.Uint64(), r.Uint64()
+		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps)
+		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), pd, ps)
 		if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
 			t.Fatalf("round %d: avx2 %d %x %x %x, generic %d %x %x %x", round, o1, d1, s1, i1, o2, d2, s2, i2)
 		}
