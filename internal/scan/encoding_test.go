@@ -27,7 +27,9 @@ func TestFindingEncoding(t *testing.T) {
 	lines := []string{
 		`{"msg":"card ` + esc(p1, func(c byte) string { return `\u003` + string(c) }) + `"}`,
 		"GET /pay?card=" + esc(p2, func(c byte) string { return "%3" + string(c) }) + " HTTP/1.1",
-		"<td>" + esc(p3, func(c byte) string { return "&#" + string(rune('0'+(c-'0'+48)/10)) + string(rune('0'+(c-'0'+48)%10)) + ";" }) + "</td>",
+		"<td>" + esc(p3, func(c byte) string {
+			return "&#" + string(rune('0'+(c-'0'+48)/10)) + string(rune('0'+(c-'0'+48)%10)) + ";"
+		}) + "</td>",
 		"chat: " + pantest.Group(p4, "\t"),
 	}
 	writeFile(t, filepath.Join(dir, "mixed.log"), []byte(strings.Join(lines, "\n")+"\n"))
