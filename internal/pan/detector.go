@@ -39,12 +39,32 @@
 // IPv4 addresses (with or without a port), versions, dates, already-masked
 // PANs and pcistream tokens (neither has 12 digits in a row).
 //
-// Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) finds the
-// bytes that can start a digit in any encoding (ASCII digits, '%', '\\',
-// '&' and UTF-8 lead bytes) and skips blocks without one; a digit run shorter
-// than 12 digits that no separator or escape follows is dropped at once; only
-// runs of 12 or more digits are split into windows and checked. Clean text
-// never allocates.
+// Tradeoffs, chosen recall-first (when in doubt, mask):
+//
+//   - Unix times: every timestamp from 2001 to 2033 in s, ms, µs or ns
+//     starts with 1, and no supported network starts with 1 (UATP is left
+//     out for that reason), so timestamps never match, Luhn or not. From
+//     2033 seconds start with 2; ns timestamps in 2200-2204 (Mir) and
+//     2221-2720 (Mastercard) then fall in card ranges and, when Luhn-valid
+//     (1 in 10), are masked: a false positive, never a leak.
+//   - '+' then 12-15 plain digits, contiguous or after a 1-3 digit country
+//     code, is an E.164 phone number and is kept, even when it is also a
+//     valid 15-digit Amex or 13-digit Visa; '+' before a number printed like
+//     a card (first group of 4+, or 16+ digits) does not protect it.
+//   - A digit run inside a hex token that holds other digits (hashes, ids)
+//     is kept; letters glued to a number alone ("card4111...") are not.
+//   - Space-, tab- or line-separated tables of 4-digit numbers can form a
+//     Luhn-valid number in a card range: masked (a false positive).
+//   - Commas and semicolons are not separators ("4111,1111,..." is a list).
+//
+// Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
+// positions worth a look: the end of three ASCII digits in a row, the end
+// of three one-digit groups, and every byte that can start an encoded digit
+// ('%', '\\', '&', UTF-8 lead bytes); blocks without one are skipped in the
+// vector loop. A run found there is measured with the block's digit and
+// separator masks and dropped unless some window of its groups can have 12
+// digits and a printed shape; only then are groups collected, decoded and
+// checked. Clean text never allocates.
 package pan
 
 import (
@@ -574,20 +594,44 @@ func (s *scanner) collect(p int) int {
 	g := &s.groups[0]
 	*g = group{gap0: int32(p), start: int32(p)}
 	for {
-		v, w, e := digitAt(b, p)
-		if g.nd <= MaxDigits {
-			s.digits[s.nd] = '0' + v
-			s.nd++
+		if c := b[p]; isDigit(c) {
+			// Plain digits, the common case, without decoding.
+			if g.nd <= MaxDigits {
+				s.digits[s.nd] = c
+				s.nd++
+			}
+			if g.nd < 255 {
+				g.nd++
+			}
+			p++
+		} else {
+			v, w, e := digitAt(b, p)
+			if g.nd <= MaxDigits {
+				s.digits[s.nd] = '0' + v
+				s.nd++
+			}
+			if g.nd < 255 {
+				g.nd++
+			}
+			g.enc |= e
+			p += w
 		}
-		if g.nd < 255 {
-			g.nd++
-		}
-		g.enc |= e
-		p += w
 		if p >= n {
 			break
 		}
 		if isDigit(b[p]) {
+			continue
+		}
+		if p+1 < n && (b[p] == ' ' || b[p] == '-') && isDigit(b[p+1]) {
+			// One classic separator between plain digits: a new group.
+			g.end = int32(p)
+			s.ng++
+			if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
+				return p
+			}
+			g = &s.groups[s.ng]
+			*g = group{gap0: int32(p), start: int32(p + 1), d0: uint8(s.nd)}
+			p++
 			continue
 		}
 		if _, w, _ := digitAt(b, p); w > 0 {

@@ -155,6 +155,20 @@ func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
 	if m.adj&adjAfter != 0 {
 		tail = 0
 	}
+	if m.Encoding&^(EncGlued|EncSeparators) == 0 {
+		// Plain ASCII digits: no decoding needed.
+		idx := 0
+		for _, c := range b[m.Start:m.End] {
+			if isDigit(c) {
+				if idx >= head && idx < m.Digits-tail {
+					c = '*'
+				}
+				idx++
+			}
+			dst = append(dst, c)
+		}
+		return dst
+	}
 	idx := 0
 	for q := m.Start; q < m.End; {
 		if _, w, _ := digitAt(b, q); w > 0 {
