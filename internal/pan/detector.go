@@ -134,8 +134,7 @@ func New(opts ...Opt) *Detector {
 // Find appends every PAN in b to dst and returns the extended slice. It does
 // not allocate when b holds no PAN (or dst has room).
 func (d *Detector) Find(dst []Match, b []byte) []Match {
-	var s scanner
-	s.init(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	for s.next(&m) {
 		dst = append(dst, m)
@@ -145,8 +144,7 @@ func (d *Detector) Find(dst []Match, b []byte) []Match {
 
 // Contains reports whether b holds at least one PAN.
 func (d *Detector) Contains(b []byte) bool {
-	var s scanner
-	s.init(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	return s.next(&m)
 }
@@ -364,10 +362,6 @@ type scanner struct {
 
 // noBlock marks an empty block cache; far below any i.
 const noBlock = math.MinInt / 2
-
-func (s *scanner) init(d *Detector, b []byte) {
-	s.d, s.b, s.bs = d, b, noBlock
-}
 
 // candSlow returns the first candidate position (see candidates) at or
 // after i, or -1, computing filter blocks as needed. next has the

@@ -111,8 +111,7 @@ func (p *Policy) Type() string { return "policy" }
 // keeps none of its digits (they could otherwise form a new PAN with their
 // neighbours).
 func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
-	var s scanner
-	s.init(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	if !s.next(&m) {
 		return append(dst, b...), 0
