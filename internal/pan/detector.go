@@ -453,6 +453,16 @@ func (s *scanner) next(m *Match) bool {
 			// fragments; measured with ASCII tables only and dropped when
 			// they cannot hold a PAN.
 			p = runStart(b, i, p)
+			// Most runs are one group that neither a separator nor an
+			// escape follows: decided off the block's digit mask.
+			if off := p - s.bs; off >= 0 && off < blockSize {
+				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
+				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
+					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
+					s.i = e
+					continue
+				}
+			}
 			if end, skip := s.quickRun(p); skip {
 				s.i = end
 				continue
@@ -525,7 +535,7 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 				ones = 0
 			}
 		default:
-			if gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
+			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
 				best = MinDigits
 			}
 			cur, ones = 0, 0
