@@ -45,6 +45,9 @@ func (k *Keyring) TokenizeVersion(v uint32, pan []byte) (string, error) {
 	if len(pan) == 0 {
 		return "", errors.New("tokenize: empty PAN")
 	}
+	if kv.hmac == nil {
+		return "", ErrNoTokenKey
+	}
 	m := hmac.New(sha256.New, kv.hmac)
 	m.Write(hmacDomain)
 	m.Write(pan)
