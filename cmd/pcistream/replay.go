@@ -16,6 +16,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/opaudit"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/replay"
 	"github.com/pcistream/pcistream/processors/masker"
@@ -198,7 +199,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	if f.operator != "" {
 		ev.Attrs["operator_claimed"] = f.operator // a name typed in, not an identity
 	}
-	if err := writeAudit(ctx, kopts, serde, cfg.Topics.AuditEvents, &ev); err != nil {
+	if err := opaudit.Write(ctx, kopts, serde, cfg.Topics.AuditEvents, &ev); err != nil {
 		return fmt.Errorf("recording the replay in the audit trail (nothing replayed): %w", err)
 	}
 	errw := cmd.ErrOrStderr()
@@ -231,7 +232,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	for t, n := range res.Written {
 		done.Attrs["wrote:"+t] = fmt.Sprint(n)
 	}
-	if aerr := writeAudit(ctx, kopts, serde, cfg.Topics.AuditEvents, &done); aerr != nil && err == nil {
+	if aerr := opaudit.Write(ctx, kopts, serde, cfg.Topics.AuditEvents, &done); aerr != nil && err == nil {
 		err = fmt.Errorf("recording the replay's outcome in the audit trail: %w", aerr)
 	}
 	if err != nil {
@@ -297,22 +298,4 @@ func offsetsText(m map[int32]int64) string {
 		s[i] = fmt.Sprintf("p%d@%d", p, m[p])
 	}
 	return strings.Join(s, " ")
-}
-
-// writeAudit writes one audit event, durably, before the caller goes on.
-func writeAudit(ctx context.Context, kopts []kgo.Opt, serde *schemas.Serde, topic string, ev *schemas.AuditEvent) error {
-	if ev.ID == "" {
-		h := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%s|%d|%s", ev.Actor, ev.Action, ev.Subject, ev.Time, ev.Outcome)))
-		ev.ID = hex.EncodeToString(h[:16])
-	}
-	b, err := serde.Encode(ev)
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(ev.Subject), Value: b}).FirstErr()
 }
