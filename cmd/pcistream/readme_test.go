@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -198,7 +199,8 @@ func (s *session) run(line string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := s.command(ctx, line)
-	var stdout, out bytes.Buffer
+	var stdout bytes.Buffer
+	var out lockedBuffer // stdout and stderr are copied by two goroutines
 	c.Stdout, c.Stderr = io.MultiWriter(&stdout, &out), &out
 	err := c.Run()
 	text := out.String()
@@ -287,4 +289,23 @@ func (s *session) masked(text string) string {
 		m = "…" + m[len(m)-4000:]
 	}
 	return m
+}
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a
+// command's stdout and stderr copiers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -29,6 +29,9 @@ import (
 // this long: only markers and aborted records are left below their ends.
 const idleTimeout = 3 * time.Second
 
+// joinTimeout bounds the wait for a job's group to assign its partitions.
+const joinTimeout = 2 * time.Minute
+
 // Range selects the records to replay from one topic.
 type Range struct {
 	Topic string
@@ -352,9 +355,13 @@ func (s *job) poll(ctx context.Context, n int) kgo.Fetches { return s.sess.PollR
 func (s *job) begin() error                                { s.prodErr = nil; return s.sess.Begin() }
 func (s *job) ready(ctx context.Context) error {
 	// The client joins in the background from its creation on.
+	t := time.NewTimer(joinTimeout)
+	defer t.Stop()
 	select {
 	case <-s.assigned:
 		return nil
+	case <-t.C:
+		return fmt.Errorf("no partitions assigned after %v (may this principal read the topic and use the group? is the same job running elsewhere?)", joinTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
