@@ -153,3 +153,13 @@ func auditedConfig(t *testing.T) config.Config {
 	}
 	return cfg
 }
+
+// TestSchemasRegisterBeforeTopology: on a fresh cluster without the audit
+// topic, schemas register registers, says it is not audited, and exits 0.
+func TestSchemasRegisterBeforeTopology(t *testing.T) {
+	cfg := auditStack(t)
+	out, errOut, err := runCmd(t, newSchemasCmd(&cfg), "register", "--reason", "bootstrap")
+	if err != nil || !strings.Contains(out, cfg.Topics.AuditEvents+"-value") || !strings.Contains(errOut, "Not audited") {
+		t.Fatalf("register before topology apply: %v\n%s\n%s", err, out, errOut)
+	}
+}
