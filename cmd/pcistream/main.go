@@ -56,5 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
-	return 1
+	// Exit 2 for every operational error (unreachable broker, missing
+	// topic, bad flag value); 1 stays reserved for "ran and found
+	// something" (scan findings).
+	return 2
 }

@@ -9,8 +9,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -94,12 +96,20 @@ func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
 	}
 }
 
+// RegistryTimeout bounds every schema-registry request.
+const RegistryTimeout = 10 * time.Second
+
 // SRClient returns a schema-registry client for r.
 func SRClient(r config.Registry) (*sr.Client, error) {
 	if r.URL == "" {
 		return nil, fmt.Errorf("no schema registry configured: set --registry-url or PCISTREAM_REGISTRY_URL")
 	}
-	opts := []sr.ClientOpt{sr.URLs(strings.Split(r.URL, ",")...)}
+	// Every registry call has a deadline: a hung registry is an error
+	// the operator sees, not a worker that hangs at start.
+	opts := []sr.ClientOpt{sr.URLs(strings.Split(r.URL, ",")...), sr.HTTPClient(&http.Client{
+		Timeout:   RegistryTimeout,
+		Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: RegistryTimeout},
+	})}
 	if r.Username != "" {
 		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
 	}
