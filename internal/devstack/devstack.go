@@ -171,6 +171,8 @@ func (s *Stack) startKafka() error {
 		return fmt.Errorf("devstack: kafka address: %w", err)
 	}
 	kdir := filepath.Join(s.DataDir, "kafka")
+	entries, _ := os.ReadDir(kdir)
+	restarted := len(entries) > 0
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
@@ -188,6 +190,15 @@ func (s *Stack) startKafka() error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
+	if restarted {
+		n, err := s.repairCrashAborts(context.Background(), cl)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", n)
+		}
+	}
 	if host != "127.0.0.1" && host != "" {
 		// kfake advertises 127.0.0.1; keep that for clients.
 		_ = host

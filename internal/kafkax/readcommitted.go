@@ -31,6 +31,12 @@ import (
 // to the aborted transaction).
 func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
 	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
+	_, err := scan(ctx, cl, topic, from, to, fn, progress)
+	return err
+}
+
+func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) (map[int32]*abortFilter, error) {
 	next := map[int32]int64{}
 	filters := map[int32]*abortFilter{}
 	for p, end := range to {
@@ -46,19 +52,19 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 	stalls := 0
 	for len(next) > 0 {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("reading %s: %d partitions not read to their end: %w", topic, len(next), err)
+			return nil, fmt.Errorf("reading %s: %d partitions not read to their end: %w", topic, len(next), err)
 		}
 		if leaders == nil {
 			var err error
 			if leaders, topicID, err = partitionLeaders(ctx, adm, topic); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		byLeader := map[int32][]int32{}
 		for p := range next {
 			l, ok := leaders[p]
 			if !ok {
-				return fmt.Errorf("reading %s: partition %d does not exist", topic, p)
+				return nil, fmt.Errorf("reading %s: partition %d does not exist", topic, p)
 			}
 			byLeader[l] = append(byLeader[l], p)
 		}
@@ -67,7 +73,7 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 			resp, err := fetchOnce(ctx, cl, leader, topic, topicID, parts, next)
 			if err != nil {
 				if ctx.Err() != nil {
-					return fmt.Errorf("reading %s: %w", topic, err)
+					return nil, fmt.Errorf("reading %s: %w", topic, err)
 				}
 				leaders = nil // refresh metadata and retry
 				continue
@@ -85,7 +91,7 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 							leaders = nil
 							continue
 						}
-						return fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
+						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
 					}
 					fp, nextOff := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 						KeepControlRecords: true,
@@ -95,7 +101,7 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 						Partition:          p,
 					}, rp, kgo.DefaultDecompressor(), nil)
 					if fp.Err != nil {
-						return fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, fp.Err)
+						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, fp.Err)
 					}
 					f := filters[p]
 					f.learn(rp.AbortedTransactions)
@@ -106,7 +112,7 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 						}
 						if f.keep(r) {
 							if err := fn(r); err != nil {
-								return err
+								return nil, err
 							}
 						}
 					}
@@ -135,7 +141,7 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 		case <-time.After(time.Duration(min(stalls, 10)) * 50 * time.Millisecond):
 		}
 	}
-	return nil
+	return filters, nil
 }
 
 func partitionLeaders(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int32, [16]byte, error) {

@@ -126,3 +126,77 @@ func copyDir(src, dst string) error {
 		return os.WriteFile(target, b, 0o644)
 	})
 }
+
+// TestMarkerlessAbortsRepair: after the simulated crash, the open
+// transaction is found, an abort marker closes it, and a plain kgo
+// read_committed consumer then sees the producer's next committed
+// transaction (without the marker it silently drops it).
+func TestMarkerlessAbortsRepair(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir1, dir2 := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	c1, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir1), kfake.SeedTopics(1, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := txnProducer(t, c1.ListenAddrs())
+	commitTxn(ctx, t, p1, "before-", 2)
+	if err := p1.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.ProduceSync(ctx, &kgo.Record{Topic: "state", Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyDir(dir1, dir2); err != nil {
+		t.Fatal(err)
+	}
+	p1.Close()
+	c1.Close()
+	c2, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c2.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	open, err := kafkax.MarkerlessAborts(ctx, cl, "state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 1 || open[0].Partition != 0 {
+		t.Fatalf("open aborts %+v, want one on partition 0", open)
+	}
+	if err := kafkax.WriteAbortMarkers(ctx, cl, "state", open); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := kafkax.MarkerlessAborts(ctx, cl, "state"); err != nil || len(again) != 0 {
+		t.Fatalf("after repair: %+v %v, want none", again, err)
+	}
+	p2 := txnProducer(t, c2.ListenAddrs())
+	defer p2.Close()
+	commitTxn(ctx, t, p2, "after-", 2)
+	got := consumeCommitted(ctx, t, c2.ListenAddrs(), 4)
+	if want := "[before-0 before-1 after-0 after-1]"; fmt.Sprint(got) != want {
+		t.Fatalf("kgo read_committed consumer read %v, want %s", got, want)
+	}
+}
+
+func consumeCommitted(ctx context.Context, t *testing.T, addrs []string, n int) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("state"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var got []string
+	for len(got) < n && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	return got
+}

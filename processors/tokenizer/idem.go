@@ -3,13 +3,15 @@ package tokenizer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
 // DefaultIdempotencyWindow is how long an idempotency key suppresses a second
@@ -174,7 +176,7 @@ func (s *idemState) size() int {
 // when the partition ends with a transaction marker. A partition the state
 // cannot be read for is an error: processing it without its dedup state could
 // emit duplicates, so the caller fails closed.
-func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32, timeout time.Duration) (map[int32]map[string]idemEntry, error) {
+func loadState(ctx context.Context, base []kgo.Opt, topic, inputTopic string, parts []int32, timeout time.Duration) (map[int32]map[string]idemEntry, error) {
 	out := make(map[int32]map[string]idemEntry, len(parts))
 	if len(parts) == 0 {
 		return out, nil
@@ -200,8 +202,7 @@ func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32,
 		return nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
 
-	want := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
+	from, to := map[int32]int64{}, map[int32]int64{}
 	for _, p := range parts {
 		out[p] = map[string]idemEntry{}
 		lo, ok := stable.Lookup(topic, p)
@@ -212,62 +213,29 @@ func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32,
 		if so, ok := starts.Lookup(topic, p); ok {
 			start = so.Offset
 		}
-		if lo.Offset > start {
-			want[p] = lo.Offset
-			consume[p] = kgo.NewOffset().At(start)
-		}
+		from[p], to[p] = start, lo.Offset
 	}
-	if len(want) == 0 {
-		return out, nil
+	// kafkax.ReadCommitted tracks its own position: a kgo consumer waiting
+	// for the record at the last stable offset stalls when the partition
+	// ends in a transaction a broker crash aborted without a marker.
+	read := func(r *kgo.Record) error {
+		m := out[r.Partition]
+		if r.Value == nil {
+			delete(m, string(r.Key))
+			return nil
+		}
+		var e idemEntry
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			return fmt.Errorf("idempotency state %s[%d] offset %d is not a state entry: %w", topic, r.Partition, r.Offset, err)
+		}
+		m[string(r.Key)] = e
+		return nil
 	}
-	opts := append(append([]kgo.Opt(nil), base...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency state consumer: %w", err)
+	progress := func(p int32, next, end int64) {
+		eos.ReportRestore(ctx, inputTopic, p, next-from[p], end-from[p])
 	}
-	defer cl.Close()
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("rebuilding idempotency state from %s: %d partitions not read to their stable offset in %s: %w", topic, len(want), timeout, err)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			ferr = errors.Join(ferr, fmt.Errorf("%s[%d]: %w", t, p, err))
-		})
-		if ferr != nil {
-			return nil, fmt.Errorf("rebuilding idempotency state: %w", ferr)
-		}
-		var bad error
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok {
-				return
-			}
-			if !r.Attrs.IsControl() && r.Offset < end {
-				m := out[r.Partition]
-				if r.Value == nil {
-					delete(m, string(r.Key))
-				} else {
-					var e idemEntry
-					if err := json.Unmarshal(r.Value, &e); err != nil {
-						bad = fmt.Errorf("idempotency state %s[%d] offset %d is not a state entry: %w", topic, r.Partition, r.Offset, err)
-						return
-					}
-					m[string(r.Key)] = e
-				}
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-		if bad != nil {
-			return nil, bad
-		}
+	if err := kafkax.ReadCommitted(ctx, admCl, topic, from, to, read, progress); err != nil {
+		return nil, fmt.Errorf("rebuilding idempotency state from %s (within %s): %w", topic, timeout, err)
 	}
 	return out, nil
 }
