@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -44,23 +45,30 @@ func NewClient(ctx context.Context, c config.S3) (*s3.Client, error) {
 	// black-holed network) becomes an error within RequestTimeout per
 	// attempt, which callers count, log and report as not ready, instead
 	// of a write that never returns.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = DialTimeout
-	tr.ResponseHeaderTimeout = RequestTimeout
+	var pool *x509.CertPool
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("s3 CA file: %w", err)
 		}
-		pool := x509.NewCertPool()
+		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("s3 CA file %s: no PEM certificates found", c.CAFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	// A BuildableClient (not a plain http.Client) so the SDK can still add
+	// an AWS_CA_BUNDLE from the environment.
+	hc := awshttp.NewBuildableClient().WithTimeout(RequestTimeout).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = DialTimeout }).
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.TLSHandshakeTimeout = DialTimeout
+			tr.ResponseHeaderTimeout = RequestTimeout
+			if pool != nil {
+				tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			}
+		})
 	loadOpts = append(loadOpts,
-		awsconfig.WithHTTPClient(&http.Client{Transport: tr, Timeout: RequestTimeout}),
+		awsconfig.WithHTTPClient(hc),
 		awsconfig.WithRetryMaxAttempts(MaxAttempts))
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
