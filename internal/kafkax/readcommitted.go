@@ -240,4 +240,3 @@ func (f *abortFilter) keep(r *kgo.Record) bool {
 	}
 	return !aborted
 }
-
