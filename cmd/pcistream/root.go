@@ -107,6 +107,9 @@ func requireSubcommands(cmd *cobra.Command) {
 			return usageErr(fmt.Errorf("%s needs a subcommand: %s (see '%s --help')", c.CommandPath(), strings.Join(names, ", "), c.CommandPath()))
 		}
 		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2
+		}
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
 			msg += fmt.Sprintf(": did you mean %s?", strings.Join(s, " or "))
 		} else {

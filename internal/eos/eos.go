@@ -417,6 +417,12 @@ func (l *Loop) session(ctx context.Context, failures, restarts *int) error {
 		if fetchErr != nil {
 			return l.classify(ctx, fmt.Errorf("fetch: %w", fetchErr))
 		}
+		if err := l.h.takeStalled(); err != nil {
+			return fmt.Errorf("session stalled, restarting it: %w", err)
+		}
+		if fetches.NumRecords() > 0 {
+			l.h.moved()
+		}
 		if err := l.syncAssignments(ctx, cl); err != nil {
 			return err
 		}

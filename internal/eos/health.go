@@ -27,6 +27,8 @@ type health struct {
 	member    string // our member id in the current or last session
 	assigned  map[string]map[int32]bool
 	restoring map[topicPart]progress
+	progress  time.Time // last poll that returned records, or session start
+	stalled   error     // set by the probe: assigned input waits and nothing moves
 }
 
 type topicPart struct {
@@ -64,6 +66,22 @@ func (h *health) reset(cl *kgo.Client) {
 	clear(h.assigned)
 	clear(h.restoring)
 	h.phase = errors.New("session starting")
+	h.progress, h.stalled = time.Now(), nil
+}
+
+func (h *health) moved() {
+	h.mu.Lock()
+	h.progress = time.Now()
+	h.mu.Unlock()
+}
+
+// takeStalled returns and clears the stall the probe found.
+func (h *health) takeStalled() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	err := h.stalled
+	h.stalled = nil
+	return err
 }
 
 func (h *health) observeMember(cl *kgo.Client) {
@@ -217,6 +235,9 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			l.checkStall(ctx, adm)
+		}
 		prev := l.h.probeErr()
 		l.h.setProbe(err)
 		if err != nil && (prev == nil || prev.Error() != err.Error()) {
@@ -227,6 +248,58 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// stallAfter is how long assigned partitions with uncommitted input may go
+// without a fetched record before the session is restarted. A client can
+// wait silently (a join answered UNKNOWN_MEMBER_ID after a broker restart,
+// committed offsets that stay unstable); a new session is the cure, and the
+// warning says why.
+const stallAfter = 20 * time.Second
+
+// checkStall flags the session as stalled when its partitions have input
+// past the group's committed offsets and no poll returned records for
+// stallAfter.
+func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
+	l.h.mu.Lock()
+	since := time.Since(l.h.progress)
+	parts := map[string][]int32{}
+	for t, ps := range l.h.assigned {
+		for p := range ps {
+			parts[t] = append(parts[t], p)
+		}
+	}
+	l.h.mu.Unlock()
+	if since < stallAfter || len(parts) == 0 {
+		return
+	}
+	ends, err := adm.ListEndOffsets(ctx, l.cfg.topics...)
+	if err != nil {
+		return
+	}
+	committed, err := adm.FetchOffsets(ctx, l.cfg.group)
+	if err != nil {
+		return
+	}
+	var waiting int64
+	for t, ps := range parts {
+		for _, p := range ps {
+			end, ok := ends.Lookup(t, p)
+			if !ok || end.Err != nil {
+				continue
+			}
+			at := int64(0)
+			if c, ok := committed.Lookup(t, p); ok && c.Err == nil {
+				at = c.At
+			}
+			waiting += max(0, end.Offset-at)
+		}
+	}
+	if waiting > 0 {
+		l.h.mu.Lock()
+		l.h.stalled = fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), waiting, parts)
+		l.h.mu.Unlock()
 	}
 }
 
