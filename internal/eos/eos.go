@@ -513,10 +513,14 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 	// Flush inside End waits for every produce; promise errors are known
 	// after it, but End must be told whether to commit before: so flush
 	// first, then decide.
+	// Bounded: after a broker restart a produce can wait on a producer
+	// epoch that will never be accepted again; abort and start over.
 	if procErr == nil {
-		if err := sess.Client().Flush(ctx); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, l.endTimeout())
+		if err := sess.Client().Flush(fctx); err != nil {
 			procErr = fmt.Errorf("flush: %w", err)
 		}
+		cancel()
 	}
 	prodMu.Lock()
 	pErr := prodErr
@@ -528,7 +532,7 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 	}
 	// End uses its own deadline: on shutdown ctx is already done, and the
 	// open transaction must still be finished or aborted.
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.txnTimeout)
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.endTimeout())
 	defer cancel()
 	committed, err = sess.End(endCtx, try)
 	if err != nil {
@@ -550,6 +554,13 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 		return false, pErr, nil
 	}
 	return committed, nil, nil
+}
+
+// endTimeout bounds flushing and ending one transaction: half the
+// transaction timeout, at most 20s. Past it the outcome is treated as
+// unknown and the session restarts from the committed offsets.
+func (l *Loop) endTimeout() time.Duration {
+	return min(l.cfg.txnTimeout/2, 20*time.Second)
 }
 
 // syncAssignments hands pending revocations and assignments to the
