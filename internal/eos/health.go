@@ -274,12 +274,27 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 	if since < stallAfter || len(parts) == 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	flag := func(err error) {
+		l.h.mu.Lock()
+		l.h.stalled = err
+		l.h.mu.Unlock()
+	}
 	ends, err := adm.ListEndOffsets(ctx, l.cfg.topics...)
+	if err == nil {
+		err = ends.Error()
+	}
 	if err != nil {
+		flag(fmt.Errorf("no records fetched for %s and the end offsets of %v cannot be listed: %w", since.Round(time.Second), l.cfg.topics, err))
 		return
 	}
 	committed, err := adm.FetchOffsets(ctx, l.cfg.group)
+	if err == nil {
+		err = committed.Error()
+	}
 	if err != nil {
+		flag(fmt.Errorf("no records fetched for %s and the committed offsets of group %s cannot be read: %w", since.Round(time.Second), l.cfg.group, err))
 		return
 	}
 	var waiting int64
@@ -297,9 +312,7 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 		}
 	}
 	if waiting > 0 {
-		l.h.mu.Lock()
-		l.h.stalled = fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), waiting, parts)
-		l.h.mu.Unlock()
+		flag(fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), waiting, parts))
 	}
 }
 
