@@ -236,6 +236,19 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 			return
 		}
 		if err == nil {
+			l.h.mu.Lock()
+			untaken := l.h.stalled
+			l.h.mu.Unlock()
+			if untaken != nil {
+				// The loop did not pick the stall up within a probe
+				// interval: it is blocked inside the client (a poll,
+				// produce or End waiting on a group or producer state
+				// the broker restart invalidated). Closing the client
+				// unblocks it; the loop then starts a new session.
+				l.log.Warn("session stuck; closing its client to start a new session", "err", untaken)
+				cl.Close()
+				return
+			}
 			l.checkStall(ctx, adm)
 		}
 		prev := l.h.probeErr()
@@ -277,6 +290,7 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	flag := func(err error) {
+		l.log.Warn("session stalled", "err", err)
 		l.h.mu.Lock()
 		l.h.stalled = err
 		l.h.mu.Unlock()
