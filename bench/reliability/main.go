@@ -59,7 +59,7 @@ func main() {
 	}
 	p.log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	rows := runAll(ctx, p)
-	md := report(p, rows, strings.Join(os.Args, " "))
+	md := report(p, rows, strings.TrimSpace("go run ./bench/reliability "+strings.Join(os.Args[1:], " ")))
 	fmt.Print(md)
 	if err := writeSection(*out, md); err != nil {
 		fail(err)
