@@ -67,21 +67,12 @@ or see everything work at once with 'pcistream demo'.`,
 		newHealthcheckCmd(),
 	)
 	addExtraCommands(root, &cfg)
+	setUsage(root)
 	requireSubcommands(root)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	return root
 }
 
-// usageError is a command-line mistake: exit code 2, like every
-// operational error, and a message that says what to type instead.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-// ExitCode implements exitCoder.
-func (e usageError) ExitCode() int { return 2 }
-
+// usageErr marks err as a usage error (exit 2).
 func usageErr(err error) error { return usageError{err} }
 
 // requireSubcommands makes every command that only groups subcommands

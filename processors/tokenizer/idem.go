@@ -188,37 +188,21 @@ func loadState(ctx context.Context, base []kgo.Opt, topic, inputTopic string, pa
 	if err != nil {
 		return nil, fmt.Errorf("idempotency state client: %w", err)
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	stable, err := adm.ListCommittedOffsets(ctx, topic)
+	all, err := kafkax.StableRanges(ctx, kadm.NewClient(admCl), topic, false)
+	admCl.Close()
 	if err != nil {
-		return nil, fmt.Errorf("listing stable offsets of %s: %w", topic, err)
+		return nil, err
 	}
-	if err := stable.Error(); err != nil {
-		return nil, fmt.Errorf("listing stable offsets of %s (does the topic exist? run `pcistream topology apply`): %w", topic, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-
-	from, to := map[int32]int64{}, map[int32]int64{}
+	ranges := map[int32]kafkax.Range{}
 	for _, p := range parts {
 		out[p] = map[string]idemEntry{}
-		lo, ok := stable.Lookup(topic, p)
+		r, ok := all[p]
 		if !ok {
 			return nil, fmt.Errorf("idempotency topic %s has no partition %d: it must be co-partitioned with the input topic (same partition count)", topic, p)
 		}
-		start := int64(0)
-		if so, ok := starts.Lookup(topic, p); ok {
-			start = so.Offset
-		}
-		from[p], to[p] = start, lo.Offset
+		ranges[p] = r
 	}
-	// kafkax.ReadCommitted tracks its own position: a kgo consumer waiting
-	// for the record at the last stable offset stalls when the partition
-	// ends in a transaction a broker crash aborted without a marker.
-	read := func(r *kgo.Record) error {
+	err = kafkax.ReadRanges(ctx, base, topic, ranges, func(r *kgo.Record) error {
 		m := out[r.Partition]
 		if r.Value == nil {
 			delete(m, string(r.Key))
@@ -230,11 +214,11 @@ func loadState(ctx context.Context, base []kgo.Opt, topic, inputTopic string, pa
 		}
 		m[string(r.Key)] = e
 		return nil
-	}
-	progress := func(p int32, next, end int64) {
-		eos.ReportRestore(ctx, inputTopic, p, next-from[p], end-from[p])
-	}
-	if err := kafkax.ReadCommitted(ctx, admCl, topic, from, to, read, progress); err != nil {
+	}, kafkax.Progress(func(p int32, next, end int64) {
+		// Readiness shows restore progress of the input partition.
+		eos.ReportRestore(ctx, inputTopic, p, next-ranges[p].Start, end-ranges[p].Start)
+	}))
+	if err != nil {
 		return nil, fmt.Errorf("rebuilding idempotency state from %s (within %s): %w", topic, timeout, err)
 	}
 	return out, nil
