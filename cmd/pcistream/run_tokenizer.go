@@ -25,6 +25,7 @@ type tokenizerFlags struct {
 	maxBytes     int
 	dataKeyReuse int
 	maxPoll      int
+	grp          groupFlags
 }
 
 // newRunTokenizerCmd builds `pcistream run tokenizer`. cfg is resolved by the
@@ -59,6 +60,7 @@ current version.`,
 	}
 	fl := cmd.Flags()
 	f.kms.bind(cmd)
+	f.grp.bind(cmd)
 	fl.StringVar(&f.group, "group", "pcistream-"+tokenizer.Name, "consumer group")
 	fl.StringVar(&f.txnID, "transactional-id", "", "transactional id, stable across restarts and unique per live worker (default pcistream-tokenizer-<hostname>)")
 	fl.DurationVar(&f.window, "idempotency-window", tokenizer.DefaultIdempotencyWindow, "a repeated idempotency key within this window (by record timestamps) is a duplicate")
@@ -98,8 +100,12 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if err != nil {
 		return err
 	}
+	gopts, err := f.grp.opts()
+	if err != nil {
+		return err
+	}
 	reg := telemetry.NewRegistry()
-	opts := []eos.Opt{eos.Group(f.group), eos.Registerer(reg), eos.Logger(log), eos.MaxPollRecords(f.maxPoll)}
+	opts := append([]eos.Opt{eos.Group(f.group), eos.Registerer(reg), eos.Logger(log), eos.MaxPollRecords(f.maxPoll)}, gopts...)
 	if f.txnID != "" {
 		opts = append(opts, eos.TransactionalID(f.txnID))
 	}

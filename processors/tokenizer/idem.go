@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
@@ -175,7 +176,7 @@ func (s *idemState) size() int {
 // when the partition ends with a transaction marker. A partition the state
 // cannot be read for is an error: processing it without its dedup state could
 // emit duplicates, so the caller fails closed.
-func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32, timeout time.Duration) (map[int32]map[string]idemEntry, error) {
+func loadState(ctx context.Context, base []kgo.Opt, topic, inputTopic string, parts []int32, timeout time.Duration) (map[int32]map[string]idemEntry, error) {
 	out := make(map[int32]map[string]idemEntry, len(parts))
 	if len(parts) == 0 {
 		return out, nil
@@ -213,7 +214,10 @@ func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32,
 		}
 		m[string(r.Key)] = e
 		return nil
-	})
+	}, kafkax.Progress(func(p int32, next, end int64) {
+		// Readiness shows restore progress of the input partition.
+		eos.ReportRestore(ctx, inputTopic, p, next-ranges[p].Start, end-ranges[p].Start)
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("rebuilding idempotency state from %s (within %s): %w", topic, timeout, err)
 	}

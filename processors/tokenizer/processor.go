@@ -57,7 +57,7 @@ func (p *Processor) Assigned(ctx context.Context, _ *kgo.Client, assigned map[st
 	if len(p.t.cfg.stateOpts) == 0 {
 		return fmt.Errorf("tokenizer: no StateClientOpts: cannot rebuild idempotency state")
 	}
-	st, err := loadState(ctx, p.t.cfg.stateOpts, p.t.cfg.topics.Idempotency, parts, p.t.cfg.rebuildWait)
+	st, err := loadState(ctx, p.t.cfg.stateOpts, p.t.cfg.topics.Idempotency, p.t.cfg.topics.PaymentsRaw, parts, p.t.cfg.rebuildWait)
 	if err != nil {
 		return err
 	}
