@@ -91,6 +91,9 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// GatewayIdempotency is the HTTP gateway's compacted Idempotency-Key
+	// state topic (request fingerprint and first response per key).
+	GatewayIdempotency string
 }
 
 // Defaults of the embedded development stack (pcistream dev).
@@ -116,15 +119,16 @@ const (
 // DefaultTopics returns the default topic names.
 func DefaultTopics() Topics {
 	return Topics{
-		PaymentsRaw:       "payments.raw",
-		PaymentsTokenized: "payments.tokenized",
-		PaymentsDLQ:       "payments.dlq",
-		LogsRaw:           "logs.raw",
-		LogsSanitized:     "logs.sanitized",
-		LogsDLQ:           "logs.dlq",
-		AuditEvents:       "audit.events",
-		Vault:             "pci.vault",
-		Idempotency:       "pcistream.tokenizer.idempotency",
+		PaymentsRaw:        "payments.raw",
+		PaymentsTokenized:  "payments.tokenized",
+		PaymentsDLQ:        "payments.dlq",
+		LogsRaw:            "logs.raw",
+		LogsSanitized:      "logs.sanitized",
+		LogsDLQ:            "logs.dlq",
+		AuditEvents:        "audit.events",
+		Vault:              "pci.vault",
+		Idempotency:        "pcistream.tokenizer.idempotency",
+		GatewayIdempotency: "pcistream.gateway.idempotency",
 	}
 }
 
