@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,6 +71,8 @@ type env struct {
 	stop     func()
 	mu       sync.Mutex
 	answers  [][]byte
+	// tls, when set, serves TLS; clientTLS is the test client's config.
+	tls, clientTLS *tls.Config
 }
 
 type syncBuffer struct {
@@ -135,6 +138,12 @@ func setupTopics(t *testing.T, brokers []string, tp config.Topics) ([]kgo.Opt, *
 // newEnv starts a gateway on the shared stack (or on brokers, when given).
 func newEnv(t *testing.T, brokers []string, opts ...gateway.Opt) *env {
 	t.Helper()
+	return newEnvTLS(t, brokers, nil, nil, opts...)
+}
+
+// newEnvTLS is newEnv serving TLS with serverTLS, the client using clientTLS.
+func newEnvTLS(t *testing.T, brokers []string, serverTLS, clientTLS *tls.Config, opts ...gateway.Opt) *env {
+	t.Helper()
 	if brokers == nil {
 		brokers = stack.KafkaAddrs
 	}
@@ -145,6 +154,7 @@ func newEnv(t *testing.T, brokers []string, opts ...gateway.Opt) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, topics: tp, kopts: kopts, serde: serde, kr: kr, logs: &syncBuffer{}}
+	e.tls, e.clientTLS = serverTLS, clientTLS
 	e.start(t.Name(), opts...)
 	t.Cleanup(e.stop)
 	return e
@@ -166,7 +176,7 @@ func (e *env) start(id string, opts ...gateway.Opt) {
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := gateway.Start(ctx, gateway.ServiceConfig{
 		ClientOpts: e.kopts, Keyring: e.kr, Vault: token.NewVault(e.kr), Serde: e.serde, Topics: e.topics,
-		TransactionalID: strings.ReplaceAll(id, "/", "_"), Listener: ln, Logger: log, Registry: e.reg,
+		TransactionalID: strings.ReplaceAll(id, "/", "_"), Listener: ln, Logger: log, Registry: e.reg, TLS: e.tls,
 		Opts: append([]gateway.Opt{gateway.Tracer(tp.Tracer("test"))}, opts...),
 	})
 	if err != nil {
@@ -175,6 +185,10 @@ func (e *env) start(id string, opts ...gateway.Opt) {
 	}
 	e.svc, e.url = svc, "http://"+svc.Addr()
 	e.client = &http.Client{Timeout: 30 * time.Second}
+	if e.tls != nil {
+		e.url = "https://" + svc.Addr()
+		e.client.Transport = &http.Transport{TLSClientConfig: e.clientTLS}
+	}
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
