@@ -202,6 +202,17 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	gw, gwURL, gwClient, err := startGateway(runCtx, kopts, kr, vault, serde, cfg.Topics, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { stopProcs(); gw.Wait() }() //nolint:errcheck // stopped with the processors
+	viaHTTP, gwRetried := len(tr.viaHTTP), gwRetries(tr)
+	fresh, replayed, err := postPayments(ctx, gwClient, gwURL, tr.viaHTTP)
+	if err != nil {
+		return nil, fmt.Errorf("send payments through the gateway: %w", err)
+	}
+	step("sent %d payments to the HTTPS gateway %s: %d accepted (202 after the Kafka commit), %d retries answered from Idempotency-Key state", viaHTTP, gwURL, fresh, replayed)
 	prod, err := kgo.NewClient(append(kopts, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))...)
 	if err != nil {
 		return nil, err
@@ -213,7 +224,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := prod.ProduceSync(ctx, tr.logs...).FirstErr(); err != nil {
 		return nil, fmt.Errorf("send logs: %w", err)
 	}
-	step("sent %d payment events and %d log records", len(tr.payments), len(tr.logs))
+	step("sent %d payment events (retries, invalid, malformed, JSON) and %d log records to Kafka directly", len(tr.payments), len(tr.logs))
 
 	// Wait for the pipeline to settle.
 	adm := kadm.NewClient(prod)
@@ -267,6 +278,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	c := sum.Topics
 	check("every valid payment tokenized exactly once", c[t.PaymentsTokenized] == int64(tr.wantTokenized),
 		"%d tokenized, want %d", c[t.PaymentsTokenized], tr.wantTokenized)
+	check("sample payments entered through the HTTPS gateway", fresh == viaHTTP-gwRetried && replayed == gwRetried,
+		"%d accepted, %d retries replayed without a second event", fresh, replayed)
 	check("webhook retries deduplicated", c[t.PaymentsTokenized] == int64(tr.wantTokenized),
 		"%d retries sent, %d extra tokenized events", tr.retries, c[t.PaymentsTokenized]-int64(tr.wantTokenized))
 	check("every PAN sealed in the vault", c[t.Vault] >= int64(tr.wantTokenized),

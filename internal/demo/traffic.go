@@ -18,6 +18,11 @@ import (
 // traffic is the sample input and what a correct pipeline must make of it.
 type traffic struct {
 	payments []*kgo.Record
+	// viaHTTP are the valid sample payments and their webhook retries, sent
+	// through the HTTP gateway (see gateway.go); payments are what goes to
+	// Kafka directly (retries the tokenizer dedups, invalid and malformed
+	// input for the DLQ).
+	viaHTTP []schemas.RawPayment
 	logs     []*kgo.Record
 
 	wantTokenized  int // distinct valid payments
@@ -73,12 +78,16 @@ func newTraffic(enc encoder, t config.Topics, n int, now time.Time) (*traffic, e
 	for i := 0; i < n; i++ {
 		p := base(i, networks[i%len(networks)])
 		auths = append(auths, p)
-		if err := add(p); err != nil {
-			return nil, err
-		}
+		tr.viaHTTP = append(tr.viaHTTP, p)
 		tr.wantTokenized++
 	}
-	// Webhook retries: same idempotency key, new offset.
+	// Webhook retries through the gateway: answered from its
+	// Idempotency-Key state, nothing produced.
+	for i := 0; i < 5 && i < len(auths); i++ {
+		tr.viaHTTP = append(tr.viaHTTP, auths[i])
+		tr.retries++
+	}
+	// Webhook retries straight to Kafka: same idempotency key, new offset.
 	for i := 0; i < 5 && i < len(auths); i++ {
 		if err := add(auths[i]); err != nil {
 			return nil, err
@@ -96,7 +105,8 @@ func newTraffic(enc encoder, t config.Topics, n int, now time.Time) (*traffic, e
 		c.AmountMinor = parent.AmountMinor / 2
 		next++
 		tr.wantTokenized++
-		return add(c)
+		tr.viaHTTP = append(tr.viaHTTP, c)
+		return nil
 	}
 	for _, l := range []struct {
 		parent int
