@@ -23,7 +23,7 @@ type traffic struct {
 	// Kafka directly (retries the tokenizer dedups, invalid and malformed
 	// input for the DLQ).
 	viaHTTP []schemas.RawPayment
-	logs     []*kgo.Record
+	logs    []*kgo.Record
 
 	wantTokenized  int // distinct valid payments
 	wantPaymentDLQ int // invalid payments

@@ -57,20 +57,20 @@ const testCVV = "9731"
 
 // env is one test's gateway on its own topics.
 type env struct {
-	t        *testing.T
-	topics   config.Topics
-	kopts    []kgo.Opt
-	serde    *schemas.Serde
-	kr       *token.Keyring
-	reg      *telemetry.Registry
-	spans    *tracetest.InMemoryExporter
-	logs     *syncBuffer
-	svc      *gateway.Service
-	url      string
-	client   *http.Client
-	stop     func()
-	mu       sync.Mutex
-	answers  [][]byte
+	t       *testing.T
+	topics  config.Topics
+	kopts   []kgo.Opt
+	serde   *schemas.Serde
+	kr      *token.Keyring
+	reg     *telemetry.Registry
+	spans   *tracetest.InMemoryExporter
+	logs    *syncBuffer
+	svc     *gateway.Service
+	url     string
+	client  *http.Client
+	stop    func()
+	mu      sync.Mutex
+	answers [][]byte
 	// tls, when set, serves TLS; clientTLS is the test client's config.
 	tls, clientTLS *tls.Config
 }
