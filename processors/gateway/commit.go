@@ -102,10 +102,14 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 	if c.Observe == nil {
 		c.Observe = func(time.Duration, bool) {}
 	}
-	return &TxnCommitter{
+	tc := &TxnCommitter{
 		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
 		timeout: c.Timeout, log: c.Logger, observe: c.Observe, queue: make(chan *pending, c.Queue),
-	}, nil
+	}
+	// Ready until a transaction fails: an idle gateway must not be taken
+	// out of a load balancer for lack of traffic.
+	tc.healthy.Store(true)
+	return tc, nil
 }
 
 // Commit implements Committer. It fails at once when the queue is full
@@ -125,7 +129,7 @@ func (c *TxnCommitter) Commit(ctx context.Context, recs ...*kgo.Record) error {
 	}
 }
 
-// Ready reports whether the last transaction committed.
+// Ready reports whether the last transaction (if any) committed.
 func (c *TxnCommitter) Ready() error {
 	if c.healthy.Load() {
 		return nil
@@ -133,7 +137,7 @@ func (c *TxnCommitter) Ready() error {
 	if e := c.lastErr.Load(); e != nil {
 		return fmt.Errorf("last Kafka transaction failed: %s", *e)
 	}
-	return errors.New("no Kafka transaction committed yet")
+	return errors.New("last Kafka transaction failed")
 }
 
 // Run runs the producers until ctx is done; requests still queued then are
