@@ -92,10 +92,11 @@ func (s *TopicStore) Lookup(key string, now time.Time) (IdemEntry, bool) {
 	return e, true
 }
 
-// Committed implements IdemStore.
+// Committed implements IdemStore. A live entry is kept: the first answer
+// of a key within the window stands.
 func (s *TopicStore) Committed(key string, e IdemEntry) {
 	s.mu.Lock()
-	if old, ok := s.entries[key]; !ok || old.TS <= e.TS {
+	if old, ok := s.entries[key]; !ok || e.TS-old.TS >= s.window.Milliseconds() {
 		s.entries[key] = e
 	}
 	s.mu.Unlock()
@@ -236,6 +237,15 @@ func (s *TopicStore) apply(r *kgo.Record) {
 		s.mu.Lock()
 		delete(s.entries, key)
 		s.mu.Unlock()
+		return
+	}
+	// Most records read back are this instance's own, already recorded by
+	// Committed: skip decoding a key that holds a live entry (the first
+	// answer of a key stands, whichever instance wrote it).
+	s.mu.RLock()
+	old, ok := s.entries[key]
+	s.mu.RUnlock()
+	if ok && r.Timestamp.Sub(time.UnixMilli(old.TS)) < s.window {
 		return
 	}
 	var e IdemEntry

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -77,7 +78,7 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	if err != nil {
 		return g.unavailable(w, "encode", "the raw payment could not be encoded (schema registry?)")
 	}
-	body, _ := json.Marshal(accepted{Status: "accepted", PaymentID: p.PaymentID, ContextID: chk.ContextID, Brand: chk.Network.String(), Last4: chk.Last4})
+	body := acceptedJSON(p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
 	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted, Body: body}
 	ev, _ := json.Marshal(entry)
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
@@ -175,4 +176,19 @@ func (k *keyLocks) unlock(key string) {
 	if ch != nil {
 		close(ch)
 	}
+}
+
+// acceptedJSON renders the 202 body (the accepted type) without reflection:
+// it is on every payment's path.
+func acceptedJSON(paymentID, contextID, brand, last4 string) []byte {
+	b := make([]byte, 0, 160)
+	b = append(b, `{"status":"accepted","payment_id":`...)
+	b = strconv.AppendQuote(b, paymentID)
+	b = append(b, `,"context_id":`...)
+	b = strconv.AppendQuote(b, contextID)
+	b = append(b, `,"brand":`...)
+	b = strconv.AppendQuote(b, brand)
+	b = append(b, `,"last4":`...)
+	b = strconv.AppendQuote(b, last4)
+	return append(b, '}')
 }

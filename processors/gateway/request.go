@@ -3,12 +3,14 @@ package gateway
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -221,15 +223,58 @@ func checkMetadata(det *pan.Detector, m map[string]string) *apiError {
 // holding card data: the PAN enters as its token (a keyed HMAC, never a
 // plain hash, PCI DSS 3.5.1.1), the CVV not at all (sensitive authentication
 // data is never stored in any form; only its presence counts), and the
-// occurred_at the gateway filled in is left out.
+// occurred_at the gateway filled in is left out. Every field is written
+// length-prefixed (absent and empty differ), metadata in key order.
 func fingerprint(tok string, q *paymentRequest) string {
-	c := *q
-	c.PAN, c.CVV = "", nil
-	b, _ := json.Marshal(struct {
-		Req        paymentRequest `json:"req"`
-		Token      string         `json:"tok"`
-		CVVPresent bool           `json:"cvv"`
-	}{c, tok, q.CVV != nil && *q.CVV != ""})
-	h := sha256.Sum256(append([]byte("pcistream/gateway/request/v1\x00"), b...))
-	return hex.EncodeToString(h[:])
+	h := sha256.New()
+	var num [8]byte
+	str := func(s string) {
+		binary.BigEndian.PutUint64(num[:], uint64(len(s)))
+		h.Write(num[:])
+		h.Write([]byte(s))
+	}
+	opt := func(s *string) {
+		if s == nil {
+			h.Write([]byte{0})
+			return
+		}
+		h.Write([]byte{1})
+		str(*s)
+	}
+	i64 := func(v int64) {
+		binary.BigEndian.PutUint64(num[:], uint64(v))
+		h.Write(num[:])
+	}
+	str("pcistream/gateway/request/v1")
+	str(tok)
+	str(q.PaymentID)
+	str(q.EventType)
+	opt(q.ParentPaymentID)
+	i64(int64(*q.ExpiryMonth))
+	i64(int64(*q.ExpiryYear))
+	h.Write([]byte{boolByte(q.CVV != nil && *q.CVV != "")})
+	opt(q.CardholderName)
+	i64(*q.AmountMinor)
+	str(q.Currency)
+	str(q.MerchantID)
+	i64(q.OccurredAt)
+	keys := make([]string, 0, len(q.Metadata))
+	for k := range q.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	i64(int64(len(keys)))
+	for _, k := range keys {
+		str(k)
+		str(q.Metadata[k])
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
