@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 64, "wrk connections of the saturation runs")
 	flag.IntVar(&o.rate, "rate", 5000, "target requests/s of the paced runs")
 	flag.IntVar(&o.rateConns, "rate-conns", 100, "wrk connections of the paced runs (each waits conns/rate between requests)")
-	flag.IntVar(&o.producers, "producers", 2, "gateway --producers")
+	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
@@ -350,7 +350,7 @@ func report(o opts, rows []row, accepted float64) string {
 	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d`.\n\n",
 		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
-		"group-committed Kafka transactions of 2 producers), and wrk. Every payment request carries a new payment id and " +
+		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
 		"Idempotency-Key, so each one is validated, fingerprinted, Avro-encoded and committed to payments.raw with its " +
 		"idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")

@@ -84,7 +84,7 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.BoolVar(&f.tls.RequireClientCert, "tls-require-client-cert", false, "refuse connections without a verified client certificate")
 	fl.BoolVar(&f.plaintext, "insecure-plaintext", false, "serve plain HTTP: local development only, never with real card data")
 	fl.StringVar(&f.txnID, "transactional-id", "pcistream-gateway-"+host, "prefix of the producers' transactional ids: stable per instance, unique per live instance")
-	fl.IntVar(&f.producers, "producers", 2, "transactional producers (one commits while the next batch is written)")
+	fl.IntVar(&f.producers, "producers", 1, "transactional producers; requests arriving while one commits form its next transaction (more: lower latency at low load, more CPU per request)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 1024, "requests served at once; beyond it 503")
 	fl.DurationVar(&f.commitTimeout, "commit-timeout", 2*time.Second, "longest wait for Kafka before answering 503")
 	fl.DurationVar(&f.window, "idempotency-window", gateway.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")

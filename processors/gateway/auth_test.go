@@ -203,3 +203,15 @@ func (e *env) audited(actor, tok string) bool {
 	}
 	return false
 }
+
+func TestServerTLSRefusesToServeWithoutCertificates(t *testing.T) {
+	if _, err := gateway.ServerTLS(gateway.TLSConfig{}); err == nil {
+		t.Fatal("no certificate: want an error (plain HTTP only with the explicit development flag)")
+	}
+	if _, err := gateway.ServerTLS(gateway.TLSConfig{CertFile: "x", KeyFile: "y", RequireClientCert: true}); err == nil {
+		t.Fatal("required client certificates without a CA: want an error")
+	}
+	if _, err := gateway.NewAuthenticator(gateway.AuthConfig{JWTKey: []byte("short")}); err == nil {
+		t.Fatal("a short HMAC secret: want an error")
+	}
+}

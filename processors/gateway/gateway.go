@@ -36,6 +36,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/logmask"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
@@ -75,9 +76,9 @@ type cfg struct {
 // Topics sets the topic names (default config.DefaultTopics()).
 func Topics(t config.Topics) Opt { return func(c *cfg) { c.topics = t } }
 
-// Logger sets the logger; pass one with the PAN-masking handler
-// (internal/logmask). The gateway logs routes, statuses, durations and
-// context ids, never bodies.
+// Logger sets the logger. The gateway logs routes, statuses, durations,
+// context ids and reason codes, never bodies; a logger without the
+// PAN-masking handler (internal/logmask) gets it added.
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }
 
 // Registerer sets where metrics are registered (default none).
@@ -147,6 +148,12 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, commit Com
 	}
 	for _, o := range opts {
 		o(&c)
+	}
+	// Request logging always goes through the PAN-masking handler, even if
+	// the caller passed a plain logger: the gateway logs no card data, and
+	// this makes sure a mistake could not either.
+	if _, ok := c.logger.Handler().(*logmask.Handler); !ok {
+		c.logger = slog.New(logmask.NewHandler(c.logger.Handler(), nil))
 	}
 	if kr == nil || vault == nil || serde == nil || commit == nil || idem == nil {
 		return nil, errors.New("gateway: keyring, vault, serde, committer and idempotency store are required")

@@ -74,7 +74,9 @@ func (e *env) assertNoLeaks(extraTopics []string) {
 		}
 	}
 	logs := e.logs.Bytes()
-	if hasPAN(det, logs) || digitRun(logs, testCVV) || bytes.Contains(logs, []byte("Cardholder")) {
+	// The gateway's logger masks PANs; a masked one in the log would still
+	// mean the gateway logged card data, so look for masks too.
+	if hasPAN(det, logs) || digitRun(logs, testCVV) || bytes.Contains(logs, []byte("Cardholder")) || bytes.Contains(logs, []byte("******")) {
 		e.t.Fatalf("the gateway's log holds card data: %s", redact(logs))
 	}
 	e.mu.Lock()

@@ -106,7 +106,7 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 	commitErr := make(chan error, 1)
 	go func() { commitErr <- commit.Run(ctx) }()
 	go func() {
-		err := Serve(ctx, c.Listener, g.Handler(), c.TLS, c.Logger)
+		err := Serve(ctx, c.Listener, g.Handler(), c.TLS, g.cfg.logger)
 		cancel()
 		s.done <- errors.Join(err, <-commitErr, <-storeErr)
 	}()
