@@ -132,13 +132,9 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 	if err != nil {
 		return fmt.Errorf("kafka options: %w", err)
 	}
-	srcl, err := kafkax.SRClient(cfg.Registry)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
-		return fmt.Errorf("schema registry client: %w", err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-	if err != nil {
-		return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
+		return err
 	}
 	opts := []gateway.Opt{gateway.Auth(auth), gateway.MaxInFlight(f.maxInFlight), gateway.CommitTimeout(f.commitTimeout),
 		gateway.DetokenizeRate(f.detokRate, f.detokBurst)}
