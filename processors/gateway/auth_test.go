@@ -138,8 +138,8 @@ func TestTokenizeAndDetokenizeRoles(t *testing.T) {
 		hdr         []string
 		cert        *tls.Certificate
 	}{
-		{"jwt", "operator:jwt:ops", []string{"Authorization", bearer(t, jwtSecret, "ops", []string{gateway.RoleDetokenize}, time.Minute)}, nil},
-		{"client certificate", "operator:cert:alice", nil, ptr(p.issue(t, "alice", []string{gateway.RoleDetokenize}, x509.ExtKeyUsageClientAuth))},
+		{"jwt", "gateway:jwt:ops", []string{"Authorization", bearer(t, jwtSecret, "ops", []string{gateway.RoleDetokenize}, time.Minute)}, nil},
+		{"client certificate", "gateway:cert:alice", nil, ptr(p.issue(t, "alice", []string{gateway.RoleDetokenize}, x509.ExtKeyUsageClientAuth))},
 	} {
 		got := e.postAs(c.cert, "/v1/detokenize", detok, c.hdr...)
 		var out struct {

@@ -123,7 +123,7 @@ func (g *Gateway) detokenize(w http.ResponseWriter, r *http.Request) result {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	pan, err := g.detok.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: q.Token, Reason: q.Reason, Operator: who.Name})
+	pan, err := g.detok.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: q.Token, Reason: q.Reason, Actor: Name + ":" + who.Name})
 	defer clear(pan)
 	switch {
 	case errors.Is(err, tokenizer.ErrRefused):
