@@ -94,6 +94,9 @@ type Topics struct {
 	// GatewayIdempotency is the HTTP gateway's compacted Idempotency-Key
 	// state topic (request fingerprint and first response per key).
 	GatewayIdempotency string
+	// AuditCheckpoints is the compacted topic that anchors the audit
+	// trail's signed checkpoints outside the S3 bucket.
+	AuditCheckpoints string
 }
 
 // WithSuffix returns the topic names with suffix appended to each, so tests
@@ -138,6 +141,7 @@ func DefaultTopics() Topics {
 		AuditEvents:        "audit.events",
 		Vault:              "pci.vault",
 		Idempotency:        "pcistream.tokenizer.idempotency",
+		AuditCheckpoints:   "audit.checkpoints",
 		GatewayIdempotency: "pcistream.gateway.idempotency",
 	}
 }
