@@ -91,6 +91,9 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// GatewayIdempotency is the HTTP gateway's compacted Idempotency-Key
+	// state topic (request fingerprint and first response per key).
+	GatewayIdempotency string
 	// AuditCheckpoints is the compacted topic that anchors the audit
 	// trail's signed checkpoints outside the S3 bucket.
 	AuditCheckpoints string
@@ -129,16 +132,17 @@ const (
 // DefaultTopics returns the default topic names.
 func DefaultTopics() Topics {
 	return Topics{
-		PaymentsRaw:       "payments.raw",
-		PaymentsTokenized: "payments.tokenized",
-		PaymentsDLQ:       "payments.dlq",
-		LogsRaw:           "logs.raw",
-		LogsSanitized:     "logs.sanitized",
-		LogsDLQ:           "logs.dlq",
-		AuditEvents:       "audit.events",
-		Vault:             "pci.vault",
-		Idempotency:       "pcistream.tokenizer.idempotency",
-		AuditCheckpoints:  "audit.checkpoints",
+		PaymentsRaw:        "payments.raw",
+		PaymentsTokenized:  "payments.tokenized",
+		PaymentsDLQ:        "payments.dlq",
+		LogsRaw:            "logs.raw",
+		LogsSanitized:      "logs.sanitized",
+		LogsDLQ:            "logs.dlq",
+		AuditEvents:        "audit.events",
+		Vault:              "pci.vault",
+		Idempotency:        "pcistream.tokenizer.idempotency",
+		AuditCheckpoints:   "audit.checkpoints",
+		GatewayIdempotency: "pcistream.gateway.idempotency",
 	}
 }
 

@@ -204,39 +204,15 @@ func (t *Tokenizer) Transform(ctx context.Context, rec *kgo.Record, dst []*kgo.R
 
 func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *schemas.RawPayment, dst []*kgo.Record) ([]*kgo.Record, error) {
 	// The PAN is copied once into a reused buffer, cleared on return.
-	digits := cleanPAN(t.panBuf, p.PAN)
+	chk, digits, rej := validatePayment(p, rec, t.panBuf)
 	defer clear(t.panBuf[:cap(t.panBuf)])
 	if cap(digits) > cap(t.panBuf) {
 		t.panBuf = digits[:0]
 	}
-	at := eventTime(p, rec)
-	var network pan.Network
-	var rej *rejection
-	if digits == nil {
-		rej = &rejection{ReasonInvalidPAN, "PAN may hold only digits, spaces and dashes"}
-	} else {
-		network, rej = checkPAN(digits)
-	}
-	if rej == nil {
-		rej = checkExpiry(p.ExpiryMonth, p.ExpiryYear, at)
-	}
-	if rej == nil {
-		rej = checkCVV(p.CVV)
-	}
-	if rej == nil {
-		rej = checkAmount(p.AmountMinor, p.Currency)
-	}
-	if rej == nil && p.MerchantID == "" {
-		rej = &rejection{ReasonInvalidMerchantID, "merchant_id is empty"}
-	}
-	var ctxID string
-	var parentCtx *string
-	if rej == nil {
-		ctxID, parentCtx, rej = contexts(p, rec)
-	}
 	if rej != nil {
 		return t.reject(dst, rec, p, rej.code, rej.msg), nil
 	}
+	network, ctxID, parentCtx := chk.Network, chk.ContextID, chk.ParentContextID
 
 	// Idempotency: a key seen within the window yields no second event.
 	idemKey := p.IdempotencyKey
@@ -263,14 +239,11 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 		}
 	}
 
-	tok, version, err := t.kr.Tokenize(digits)
+	tok, ve, err := SealVaultEntry(ctx, t.kr, t.vault, digits, rec.Timestamp)
 	if err != nil {
-		return dst, fmt.Errorf("tokenizing %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		return dst, fmt.Errorf("%s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
-	sealed, err := t.vault.Seal(ctx, tok, digits)
-	if err != nil {
-		return dst, fmt.Errorf("sealing vault entry for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
-	}
+	version := uint32(ve.KeyVersion)
 	tp := schemas.TokenizedPayment{
 		PaymentID:       p.PaymentID,
 		IdempotencyKey:  p.IdempotencyKey,
@@ -294,16 +267,6 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 	tv, err := t.serde.Encode(&tp)
 	if err != nil {
 		return dst, fmt.Errorf("encoding tokenized payment: %w", err)
-	}
-	ve := schemas.VaultEntry{
-		Token:      tok,
-		KeyVersion: int32(version),
-		KEKID:      t.kekID(version),
-		WrappedKey: sealed.WrappedKey,
-		Nonce:      sealed.Nonce,
-		Ciphertext: sealed.Ciphertext,
-		Algorithm:  "AES-256-GCM",
-		CreatedAt:  rec.Timestamp.UnixMilli(),
 	}
 	vv, err := t.serde.Encode(&ve)
 	if err != nil {
@@ -331,16 +294,6 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 	}
 	t.stats.Tokenized++
 	return dst, nil
-}
-
-// kekID names the key-encryption key of a version for the vault entry.
-func (t *Tokenizer) kekID(v uint32) string {
-	for _, vi := range t.kr.Versions() {
-		if vi.Version == v && vi.KMSKeyID != "" {
-			return vi.KMSKeyID
-		}
-	}
-	return "keyring:v" + strconv.FormatUint(uint64(v), 10)
 }
 
 // eventTime is the time expiry is judged at: the event's own time, falling
