@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/pcistream/pcistream/internal/pan"
@@ -57,21 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
-	if isArgsError(err) {
-		return 2
-	}
-	return 1
-}
-
-// isArgsError reports cobra's own argument errors (an unknown command, a
-// wrong number of arguments, a missing required flag): usage errors, exit 2,
-// though cobra gives them no exit code.
-func isArgsError(err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"unknown command ", " arg(s), received ", "required flag(s) "} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+	// Usage and operational errors alike exit 2; 1 is kept for "the command
+	// ran and found something" (scan findings, verify defects, an unhealthy
+	// healthcheck), which those commands choose with ExitCode.
+	return 2
 }
