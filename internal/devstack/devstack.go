@@ -38,6 +38,7 @@ import (
 	"github.com/versity/versitygw/embedgw"
 
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
@@ -52,8 +53,12 @@ type Stack struct {
 	S3 config.S3
 	// DataDir holds the Kafka log, the registry's schemas and the S3 data.
 	DataDir string
-	// Cluster is the kfake cluster, for fault injection in tests.
+	// Cluster is the kfake cluster, for fault injection in tests; nil when
+	// the stack runs a real Kafka broker (see RealKafka).
 	Cluster *kfake.Cluster
+	// Broker is the real Apache Kafka broker when the stack was started
+	// with RealKafka (kill and restart it to inject faults); else nil.
+	Broker *kafkabroker.Broker
 	// Registry is the fake registry, for inspection in tests.
 	Registry *srfake.Registry
 
@@ -76,6 +81,7 @@ type cfg struct {
 	bucket       string
 	partitions   int32
 	kfakeOpts    []kfake.Opt
+	realKafka    bool
 	logger       io.Writer
 }
 
@@ -114,6 +120,11 @@ func KfakeOpts(opts ...kfake.Opt) Opt {
 	return func(c *cfg) { c.kfakeOpts = append(c.kfakeOpts, opts...) }
 }
 
+// RealKafka runs a real single-node Apache Kafka broker (a JVM, see package
+// kafkabroker) instead of kfake. It needs Java 17+ and, once, Maven to
+// fetch the broker's classpath; KfakeOpts are ignored.
+func RealKafka() Opt { return func(c *cfg) { c.realKafka = true } }
+
 // GatewayLog sends the S3 gateway's own log output to w (default discarded).
 func GatewayLog(w io.Writer) Opt { return func(c *cfg) { c.logger = w } }
 
@@ -148,7 +159,7 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 
-	if err := s.startKafka(); err != nil {
+	if err := s.startKafka(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -165,10 +176,23 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 	return s, nil
 }
 
-func (s *Stack) startKafka() error {
+func (s *Stack) startKafka(ctx context.Context) error {
 	host, port, err := splitAddr(s.cfg.kafkaAddr)
 	if err != nil {
 		return fmt.Errorf("devstack: kafka address: %w", err)
+	}
+	if s.cfg.realKafka {
+		b, err := kafkabroker.Start(ctx, kafkabroker.Options{
+			Dir:        filepath.Join(s.DataDir, "kafka-real"),
+			Partitions: int(s.cfg.partitions),
+			Port:       port,
+		})
+		if err != nil {
+			return fmt.Errorf("devstack: start Apache Kafka: %w", err)
+		}
+		s.Broker = b
+		s.KafkaAddrs = []string{b.Addr}
+		return nil
 	}
 	kdir := filepath.Join(s.DataDir, "kafka")
 	opts := []kfake.Opt{
@@ -347,6 +371,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Cluster != nil {
 		s.Cluster.Close()
+	}
+	if s.Broker != nil {
+		_ = s.Broker.Stop()
 	}
 	if s.tempDir {
 		return os.RemoveAll(s.DataDir)

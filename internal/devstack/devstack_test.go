@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,9 +35,13 @@ func TestMain(m *testing.M) {
 	if p, err := filepath.Abs("testdata/interop.py"); err == nil {
 		scriptPath = p
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
+	s, err := devstack.StartFromEnv(ctx)
 	cancel()
+	if devstack.NoJava(err) {
+		fmt.Println("skip:", err)
+		os.Exit(0)
+	}
 	if err != nil {
 		os.Stderr.WriteString("devstack: " + err.Error() + "\n")
 		os.Exit(1)

@@ -41,10 +41,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv("AUDITOR_CHILD") != "" {
 		os.Exit(child())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
 	var err error
-	stack, err = devstack.Start(ctx)
+	stack, err = devstack.StartFromEnv(ctx)
 	cancel()
+	if devstack.NoJava(err) {
+		fmt.Println("skip:", err)
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		os.Exit(1)
