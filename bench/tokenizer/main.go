@@ -38,9 +38,15 @@ import (
 	"github.com/pcistream/pcistream/topology"
 )
 
-const (
+var (
 	beginMarker = "<!-- tokenizer:begin -->"
 	endMarker   = "<!-- tokenizer:end -->"
+	// realKafka runs on a real Apache Kafka broker (package kafkabroker)
+	// instead of kfake; the results go in their own section.
+	realKafka bool
+)
+
+const (
 
 	refTPSPerVCPU = 1200.0 // published reference
 	refP99        = 12 * time.Millisecond
@@ -53,8 +59,12 @@ func main() {
 		latDur     = flag.Duration("latency-duration", 10*time.Second, "length of the latency run")
 		write      = flag.String("write", "", "update the tokenizer section of this RESULTS.md")
 	)
+	flag.BoolVar(&realKafka, "real-kafka", false, "run on a real Apache Kafka 4.x broker (needs Java; results in the tokenizer-kafka section)")
 	flag.IntVar(&maxPoll, "max-poll", 1000, "records per transaction at most (the loop's MaxPollRecords), for every EOS run")
 	flag.Parse()
+	if realKafka {
+		beginMarker, endMarker = "<!-- tokenizer-kafka:begin -->", "<!-- tokenizer-kafka:end -->"
+	}
 	if *write != "" {
 		abs, err := filepath.Abs(*write)
 		if err != nil {
@@ -246,7 +256,11 @@ func (b *bench) newTokenizer(ctx context.Context, tp config.Topics, serde *schem
 
 func run(n int, parts int32, latDur time.Duration) (string, error) {
 	ctx := context.Background()
-	stack, err := devstack.Start(ctx, devstack.WithoutS3(), devstack.DefaultPartitions(parts))
+	sopts := []devstack.Opt{devstack.WithoutS3(), devstack.DefaultPartitions(parts)}
+	if realKafka {
+		sopts = append(sopts, devstack.RealKafka())
+	}
+	stack, err := devstack.Start(ctx, sopts...)
 	if err != nil {
 		return "", err
 	}
@@ -477,14 +491,25 @@ func report(rs []result, rate, achieved float64, lats []time.Duration, n int, pa
 	var sb strings.Builder
 	tok := rs[2]
 	p50, p99, pmax := pct(lats, 0.50), pct(lats, 0.99), pct(lats, 1)
-	fmt.Fprintf(&sb, "## Tokenizer (`processors/tokenizer`), end to end through the embedded broker\n\n")
+	where, flagS := "the embedded broker", ""
+	if realKafka {
+		where, flagS = "real Apache Kafka 4.4.0 (1 KRaft node, same machine, separate JVM)", " -real-kafka"
+	}
+	fmt.Fprintf(&sb, "## Tokenizer (`processors/tokenizer`), end to end through %s\n\n", where)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores visible (`nproc`), shared with other jobs; %s %s/%s. Date: %s.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&sb, "Command: `go run ./bench/tokenizer -events %d -partitions %d -latency-duration %s -max-poll %d -write bench/RESULTS.md`.\n\n", n, parts, latDur, maxPoll)
-	fmt.Fprintf(&sb, "One process holds everything: kfake broker (transactions on), schema registry, producer of the input\n")
-	fmt.Fprintf(&sb, "(before timing starts), the worker, and the offset poller. \"per core\" = events / CPU-seconds of\n")
-	fmt.Fprintf(&sb, "the whole process (broker included) during the run, from getrusage; a worker against a real cluster\n")
-	fmt.Fprintf(&sb, "would not pay the broker's share. Each event is an Avro payment with a unique idempotency key; the\n")
+	fmt.Fprintf(&sb, "Command: `go run ./bench/tokenizer%s -events %d -partitions %d -latency-duration %s -max-poll %d -write bench/RESULTS.md`.\n\n", flagS, n, parts, latDur, maxPoll)
+	if realKafka {
+		fmt.Fprintf(&sb, "One process holds the schema registry, the producer of the input (before timing starts), the worker\n")
+		fmt.Fprintf(&sb, "and the offset poller; the broker is a separate JVM on the same 2 cores. \"per core\" = events /\n")
+		fmt.Fprintf(&sb, "CPU-seconds of this process (the broker's CPU is not counted). Each event")
+	} else {
+		fmt.Fprintf(&sb, "One process holds everything: kfake broker (transactions on), schema registry, producer of the input\n")
+		fmt.Fprintf(&sb, "(before timing starts), the worker, and the offset poller. \"per core\" = events / CPU-seconds of\n")
+		fmt.Fprintf(&sb, "the whole process (broker included) during the run, from getrusage; a worker against a real cluster\n")
+		fmt.Fprintf(&sb, "would not pay the broker's share. Each event")
+	}
+	fmt.Fprintf(&sb, " is an Avro payment with a unique idempotency key; the\n")
 	fmt.Fprintf(&sb, "tokenizer writes 4 records per event (tokenized event, vault entry with a fresh AES-KW-wrapped data\n")
 	fmt.Fprintf(&sb, "key, audit event, idempotency entry) in transactions of up to %d input records with the offsets.\n\n", maxPoll)
 	fmt.Fprintf(&sb, "| run | events | wall | CPU | events/s (wall) | events per CPU-second | tokenizer vs this |\n|---|---:|---:|---:|---:|---:|---:|\n")

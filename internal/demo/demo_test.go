@@ -17,7 +17,7 @@ import (
 // requires every check to hold; its printed summary must not carry a PAN.
 func TestDemoEndToEnd(t *testing.T) {
 	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	st, err := devstack.StartFromEnv(ctx) // kfake, or real Kafka when PCISTREAM_TEST_BROKER=kafka
 	cancel()
 	if devstack.NoJava(err) {

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	if p, err := filepath.Abs("testdata/interop.py"); err == nil {
 		scriptPath = p
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a real broker's JVM starts slowly on a busy machine
 	s, err := devstack.StartFromEnv(ctx)
 	cancel()
 	if devstack.NoJava(err) {

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a real broker's JVM starts slowly on a busy machine
 	s, err := devstack.StartFromEnv(ctx, devstack.WithoutS3())
 	cancel()
 	if devstack.NoJava(err) {

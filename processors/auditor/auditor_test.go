@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("AUDITOR_CHILD") != "" {
 		os.Exit(child())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a real broker's JVM starts slowly on a busy machine
 	var err error
 	stack, err = devstack.StartFromEnv(ctx)
 	cancel()

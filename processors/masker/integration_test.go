@@ -28,7 +28,7 @@ import (
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a real broker's JVM starts slowly on a busy machine
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a real broker's JVM starts slowly on a busy machine
 	s, err := devstack.StartFromEnv(ctx, devstack.WithoutS3())
 	cancel()
 	if devstack.NoJava(err) {
