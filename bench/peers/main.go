@@ -18,6 +18,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +37,8 @@ func main() {
 		latDur     = flag.Duration("latency-duration", 8*time.Second, "length of each latency run")
 		write      = flag.String("write", "", "update the peers section of this RESULTS.md")
 		jsonOut    = flag.String("json", "", "also write the raw results as JSON here (for bench/plot)")
-		only       = flag.String("only", "", "comma-separated contenders to run (masker,plain,streams-eos,streams-alo)")
+		only       = flag.String("only", "masker,streams-eos,plain", "comma-separated contenders to run (masker,streams-eos,plain,streams-alo)")
+		loads      = flag.String("loads", "0.5,0.9", "latency runs, as fractions of each contender's measured capacity")
 		child      = flag.String("child", "", "internal: run one Go contender (masker or plain)")
 		broker     = flag.String("broker", "", "internal: child's broker")
 		registry   = flag.String("registry", "", "internal: child's registry URL")
@@ -58,7 +60,15 @@ func main() {
 			*p = abs
 		}
 	}
-	res, err := run(context.Background(), runOpts{records: *records, partitions: int32(*partitions), latDur: *latDur, only: *only})
+	var ls []float64
+	for _, f := range strings.Split(*loads, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 || v > 1 {
+			log.Fatalf("-loads: %q is not a fraction in (0, 1]", f)
+		}
+		ls = append(ls, v)
+	}
+	res, err := run(context.Background(), runOpts{records: *records, partitions: int32(*partitions), latDur: *latDur, only: *only, loads: ls})
 	if err != nil {
 		log.Fatal(err)
 	}

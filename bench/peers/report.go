@@ -58,8 +58,8 @@ func report(res *Results) string {
 	for _, r := range res.Contenders {
 		l5, _ := lat(r, 0.5)
 		l9, _ := lat(r, 0.9)
-		fmt.Fprintf(&sb, "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.0f MB | %.1f / %.1f ms | %.1f / %.1f ms |\n",
-			r.Name, r.Guarantee, r.PerSec, r.PerCore, r.Cores, r.BrokerCores, r.RSSMB, l5.P50ms, l5.P99ms, l9.P50ms, l9.P99ms)
+		fmt.Fprintf(&sb, "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.0f MB | %s | %s |\n",
+			r.Name, r.Guarantee, r.PerSec, r.PerCore, r.Cores, r.BrokerCores, r.RSSMB, latCell(l5), latCell(l9))
 	}
 	m, s := find(res.Contenders, "masker"), find(res.Contenders, "streams-eos")
 	if m != nil && s != nil {
@@ -74,6 +74,25 @@ func report(res *Results) string {
 	}
 	fmt.Fprintf(&sb, "\n")
 	return sb.String()
+}
+
+func latCell(l LatPoint) string {
+	ms := func(v float64) string {
+		if v >= 3.6e6 {
+			return "never"
+		}
+		if v >= 1000 {
+			return fmt.Sprintf("%.1f s", v/1000)
+		}
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	s := fmt.Sprintf("%s / %s (%.0f/s)", ms(l.P50ms), ms(l.P99ms), l.Achieved)
+	if l.Missing > 0 {
+		s += fmt.Sprintf(", %d not visible in 60 s", l.Missing)
+	} else if l.Err != "" {
+		s += ", failed: " + l.Err
+	}
+	return s
 }
 
 func yes(b bool) string {

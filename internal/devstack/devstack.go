@@ -82,6 +82,7 @@ type cfg struct {
 	partitions   int32
 	kfakeOpts    []kfake.Opt
 	realKafka    bool
+	brokerOpts   kafkabroker.Options
 	logger       io.Writer
 }
 
@@ -124,6 +125,13 @@ func KfakeOpts(opts ...kfake.Opt) Opt {
 // kafkabroker) instead of kfake. It needs Java 17+ and, once, Maven to
 // fetch the broker's classpath; KfakeOpts are ignored.
 func RealKafka() Opt { return func(c *cfg) { c.realKafka = true } }
+
+// RealKafkaWith is RealKafka with broker options (FullJIT for benchmarks,
+// extra server properties...); Dir, Partitions and Port default to the
+// stack's.
+func RealKafkaWith(o kafkabroker.Options) Opt {
+	return func(c *cfg) { c.realKafka, c.brokerOpts = true, o }
+}
 
 // GatewayLog sends the S3 gateway's own log output to w (default discarded).
 func GatewayLog(w io.Writer) Opt { return func(c *cfg) { c.logger = w } }
@@ -182,11 +190,17 @@ func (s *Stack) startKafka(ctx context.Context) error {
 		return fmt.Errorf("devstack: kafka address: %w", err)
 	}
 	if s.cfg.realKafka {
-		b, err := kafkabroker.Start(ctx, kafkabroker.Options{
-			Dir:        filepath.Join(s.DataDir, "kafka-real"),
-			Partitions: int(s.cfg.partitions),
-			Port:       port,
-		})
+		o := s.cfg.brokerOpts
+		if o.Dir == "" {
+			o.Dir = filepath.Join(s.DataDir, "kafka-real")
+		}
+		if o.Partitions == 0 {
+			o.Partitions = int(s.cfg.partitions)
+		}
+		if o.Port == 0 {
+			o.Port = port
+		}
+		b, err := kafkabroker.Start(ctx, o)
 		if err != nil {
 			return fmt.Errorf("devstack: start Apache Kafka: %w", err)
 		}
