@@ -36,9 +36,9 @@ type runOpts struct {
 // Results is one run of the whole comparison.
 type Results struct {
 	Date, Machine, Kafka, Command string
-	Records, Partitions         int
-	LatencySeconds              float64
-	Contenders                  []Result
+	Records, Partitions           int
+	LatencySeconds                float64
+	Contenders                    []Result
 }
 
 // Result is one contender's numbers.

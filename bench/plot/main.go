@@ -3,12 +3,14 @@
 //
 //   - peers-latency.png: produce-to-visible p50 and p99 against offered load,
 //     one line per contender (bench/peers);
+//
 //   - peers-throughput.png: delivered against offered records/s, and each
 //     contender's measured capacity (bench/peers);
+//
 //   - tokenizer-state.png: the tokenizer's idempotency state cost against the
 //     number of keys, when bench/tokenizer wrote it.
 //
-//	go run ./bench/plot -peers bench/out/peers.json -out bench
+//     go run ./bench/plot -peers bench/out/peers.json -out bench
 package main
 
 import (
@@ -98,7 +100,7 @@ func plotPeers(p peersJSON, dir string) error {
 	lat.X.Label.Text = "offered load (records/s)"
 	lat.Y.Label.Text = "latency (ms, log scale)"
 	lat.Y.Scale = plot.LogScale{}
-	lat.Y.Tick.Marker = plot.LogTicks{Prefix: 1}
+	lat.Y.Tick.Marker = plot.LogTicks{}
 	lat.Legend.Top = true
 	thr := plot.New()
 	thr.Title.Text = "Delivered vs offered load, real Kafka " + p.Date

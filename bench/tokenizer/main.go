@@ -47,7 +47,6 @@ var (
 )
 
 const (
-
 	refTPSPerVCPU = 1200.0 // published reference
 	refP99        = 12 * time.Millisecond
 )

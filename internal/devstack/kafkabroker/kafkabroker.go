@@ -370,24 +370,24 @@ func runCtx(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
 func (b *Broker) properties() string {
 	port := b.Addr[strings.LastIndexByte(b.Addr, ':')+1:]
 	p := map[string]string{
-		"process.roles":                            "broker,controller",
-		"node.id":                                  "1",
-		"controller.quorum.voters":                 fmt.Sprintf("1@127.0.0.1:%d", b.ctrl),
-		"listeners":                                fmt.Sprintf("PLAINTEXT://127.0.0.1:%s,CONTROLLER://127.0.0.1:%d", port, b.ctrl),
-		"advertised.listeners":                     "PLAINTEXT://127.0.0.1:" + port,
-		"controller.listener.names":                "CONTROLLER",
-		"inter.broker.listener.name":               "PLAINTEXT",
-		"listener.security.protocol.map":           "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-		"log.dirs":                                 filepath.Join(b.dir, "logs"),
-		"num.partitions":                           strconv.Itoa(b.opts.Partitions),
-		"default.replication.factor":               "1",
-		"min.insync.replicas":                      "1",
-		"auto.create.topics.enable":                "true",
-		"offsets.topic.replication.factor":         "1",
-		"offsets.topic.num.partitions":             "5",
-		"transaction.state.log.replication.factor": "1",
-		"transaction.state.log.min.isr":            "1",
-		"transaction.state.log.num.partitions":     "5",
+		"process.roles":                                    "broker,controller",
+		"node.id":                                          "1",
+		"controller.quorum.voters":                         fmt.Sprintf("1@127.0.0.1:%d", b.ctrl),
+		"listeners":                                        fmt.Sprintf("PLAINTEXT://127.0.0.1:%s,CONTROLLER://127.0.0.1:%d", port, b.ctrl),
+		"advertised.listeners":                             "PLAINTEXT://127.0.0.1:" + port,
+		"controller.listener.names":                        "CONTROLLER",
+		"inter.broker.listener.name":                       "PLAINTEXT",
+		"listener.security.protocol.map":                   "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		"log.dirs":                                         filepath.Join(b.dir, "logs"),
+		"num.partitions":                                   strconv.Itoa(b.opts.Partitions),
+		"default.replication.factor":                       "1",
+		"min.insync.replicas":                              "1",
+		"auto.create.topics.enable":                        "true",
+		"offsets.topic.replication.factor":                 "1",
+		"offsets.topic.num.partitions":                     "5",
+		"transaction.state.log.replication.factor":         "1",
+		"transaction.state.log.min.isr":                    "1",
+		"transaction.state.log.num.partitions":             "5",
 		"share.coordinator.state.topic.replication.factor": "1",
 		"share.coordinator.state.topic.min.isr":            "1",
 		"group.initial.rebalance.delay.ms":                 "0",
@@ -546,4 +546,3 @@ func tail(b []byte, n int) string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
