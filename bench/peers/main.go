@@ -32,7 +32,7 @@ const (
 
 func main() {
 	var (
-		records    = flag.Int("records", 200000, "input records for the throughput runs")
+		records    = flag.Int("records", 100000, "input records for the throughput runs")
 		partitions = flag.Int("partitions", 3, "partitions of every topic")
 		latDur     = flag.Duration("latency-duration", 8*time.Second, "length of each latency run")
 		write      = flag.String("write", "", "update the peers section of this RESULTS.md")
