@@ -39,6 +39,11 @@ run auditor go run ./bench/auditor -write "$results"
 run tokenizer-kfake go run ./bench/tokenizer -write "$results"
 run tokenizer-kafka go run ./bench/tokenizer -real-kafka -write "$results"
 run peers go run ./bench/peers -write "$results" -json "$out/peers.json"
+run tokenizer-state go test -run '^$' -bench IdemStateCost -benchtime 1x ./processors/tokenizer/
+awk 'BEGIN { printf "{\"Title\": \"Tokenizer idempotency state, heap bytes per key (processors/tokenizer BenchmarkIdemStateCost)\", \"Points\": [" }
+     /^BenchmarkIdemStateCost\/keys=/ { split($1, a, "[=-]"); n = a[2]; for (i = 1; i <= NF; i++) if ($(i+1) == "heap-bytes/key") b = $i;
+       printf "%s{\"Keys\": %s, \"Bytes\": %s}", sep, n, n * b; sep = ", " }
+     END { print "]}" }' "$out/tokenizer-state.log" >"$out/state.json"
 for b in masker state gateway; do   # benchmarks other work adds; each takes -write
   if [[ -f bench/$b/main.go ]]; then
     run "$b" go run "./bench/$b" -write "$results"
@@ -64,7 +69,17 @@ run plot "${plot[@]}"
   printf '%s\n' "${rows[@]}"
   echo
   if [[ -f bench/peers-latency.png ]]; then
-    echo "Plots: [latency against offered load](peers-latency.png), [delivered against offered load](peers-throughput.png)."
+    echo "Plots: [latency against offered load](peers-latency.png), [delivered against offered load](peers-throughput.png),"
+    echo "[tokenizer state cost against keys](tokenizer-state.png)."
+    echo
+  fi
+  if [[ -f $out/tokenizer-state.log ]]; then
+    echo "Tokenizer idempotency state (in memory, committed keys over 3 partitions): heap bytes per key,"
+    echo "from \`go test -run '^\$' -bench IdemStateCost -benchtime 1x ./processors/tokenizer/\`:"
+    echo
+    echo '| keys | heap bytes per key |'
+    echo '|---:|---:|'
+    awk '/^BenchmarkIdemStateCost\/keys=/ { split($1, a, "[=-]"); for (i = 1; i <= NF; i++) if ($(i+1) == "heap-bytes/key") print "| " a[2] " | " $i " |" }' "$out/tokenizer-state.log"
     echo
   fi
   echo "Detector, raw \`go test -bench\` output of this run (the detector section above interprets an earlier run):"

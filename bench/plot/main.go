@@ -157,7 +157,9 @@ func addLine(p *plot.Plot, xys plotter.XYs, col color.Color, dashed bool, label 
 func plotState(s stateJSON, dir string) error {
 	p := plot.New()
 	p.Title.Text = s.Title
-	p.X.Label.Text = "keys"
+	p.X.Label.Text = "keys (log scale)"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{}
 	p.Y.Label.Text = "bytes per key"
 	var xys plotter.XYs
 	for _, pt := range s.Points {
