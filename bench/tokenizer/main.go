@@ -31,6 +31,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
@@ -257,7 +258,7 @@ func run(n int, parts int32, latDur time.Duration) (string, error) {
 	ctx := context.Background()
 	sopts := []devstack.Opt{devstack.WithoutS3(), devstack.DefaultPartitions(parts)}
 	if realKafka {
-		sopts = append(sopts, devstack.RealKafka())
+		sopts = append(sopts, devstack.RealKafkaWith(kafkabroker.Options{FullJIT: true}))
 	}
 	stack, err := devstack.Start(ctx, sopts...)
 	if err != nil {
