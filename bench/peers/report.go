@@ -41,7 +41,7 @@ func lat(r Result, load float64) (LatPoint, bool) {
 func report(res *Results) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Masker vs Kafka Streams (exactly_once_v2) vs a plain franz-go loop, on real Apache Kafka\n\n")
-	fmt.Fprintf(&sb, "Machine: %s. Broker: %s, same machine. Date: %s.\n", res.Machine, res.Kafka, res.Date)
+	fmt.Fprintf(&sb, "Machine: %s (load average 1/5/15 min at the end of the run: %s). Broker: %s, same machine. Date: %s.\n", res.Machine, res.LoadAvg, res.Kafka, res.Date)
 	fmt.Fprintf(&sb, "Command: `%s` (all contenders in one run, one after the other, same broker).\n\n", res.Command)
 	fmt.Fprintf(&sb, "Input: %d log lines of about 190 bytes (timestamps, hex trace ids, order ids, amounts; one in ten carries\n", res.Records)
 	fmt.Fprintf(&sb, "a test PAN, contiguous or with spaces/dashes) in a %d-partition topic, the same topic for every\n", res.Partitions)

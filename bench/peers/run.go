@@ -36,6 +36,7 @@ type runOpts struct {
 // Results is one run of the whole comparison.
 type Results struct {
 	Date, Machine, Kafka, Command string
+	LoadAvg                       string // /proc/loadavg at the end: the machine is shared
 	Records, Partitions           int
 	LatencySeconds                float64
 	Contenders                    []Result
@@ -119,6 +120,9 @@ func run(ctx context.Context, o runOpts) (*Results, error) {
 			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
 		res.Contenders = append(res.Contenders, r)
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
 	return res, nil
 }
