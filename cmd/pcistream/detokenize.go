@@ -55,13 +55,9 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if err != nil {
 				return err
 			}
-			srcl, err := kafkax.SRClient(cfg.Registry)
+			serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 			if err != nil {
 				return err
-			}
-			serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-			if err != nil {
-				return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
 			}
 			d := tokenizer.NewDetokenizer(vault, serde, cfg.Topics, clientOpts)
 			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Operator: operator})

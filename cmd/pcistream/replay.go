@@ -119,13 +119,9 @@ func replayDeps(ctx context.Context, cfg *config.Config) (*schemas.Serde, []kgo.
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := kafkax.SRClient(cfg.Registry)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
 		return nil, nil, err
-	}
-	serde, err := schemas.NewSerde(ctx, src, cfg.Topics)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w (registry %s)", err, cfg.Registry.URL)
 	}
 	return serde, kopts, nil
 }

@@ -4,8 +4,13 @@
 // compatibility, and an S3 gateway with Object Lock and versioning (versitygw
 // embedgw, posix backend).
 //
-// It backs `pcistream dev`, `pcistream demo` and the integration tests.
-// Processors never import it: they only see addresses in a config.Config.
+// It backs `pcistream dev`, `pcistream demo` and the integration tests
+// (through devstacktest). Processors never import it: they only see
+// addresses in a config.Config.
+//
+// The Kafka side is replaceable: ExternalKafka starts the stack without
+// kfake and points KafkaAddrs (and Config) at another cluster, such as a real
+// Apache Kafka broker; Cluster is then nil.
 //
 // Two properties of versitygw shape this package: only one gateway can run
 // per process, and its posix backend changes the process working directory
@@ -44,7 +49,8 @@ import (
 
 // Stack is a running embedded stack.
 type Stack struct {
-	// KafkaAddrs are the broker addresses (host:port).
+	// KafkaAddrs are the broker addresses (host:port): kfake's, or the
+	// seeds given to ExternalKafka. Clients need nothing else.
 	KafkaAddrs []string
 	// RegistryURL is the schema registry base URL.
 	RegistryURL string
@@ -53,8 +59,8 @@ type Stack struct {
 	S3 config.S3
 	// DataDir holds the Kafka log, the registry's schemas and the S3 data.
 	DataDir string
-	// Cluster is the kfake cluster, for fault injection in tests; nil when
-	// the stack runs a real Kafka broker (see RealKafka).
+	// Cluster is the kfake cluster, for fault injection in tests; nil with
+	// ExternalKafka or RealKafka.
 	Cluster *kfake.Cluster
 	// Broker is the real Apache Kafka broker when the stack was started
 	// with RealKafka (kill and restart it to inject faults); else nil.
@@ -83,6 +89,7 @@ type cfg struct {
 	kfakeOpts    []kfake.Opt
 	realKafka    bool
 	brokerOpts   kafkabroker.Options
+	external     []string
 	logger       io.Writer
 }
 
@@ -131,6 +138,12 @@ func RealKafka() Opt { return func(c *cfg) { c.realKafka = true } }
 // stack's.
 func RealKafkaWith(o kafkabroker.Options) Opt {
 	return func(c *cfg) { c.realKafka, c.brokerOpts = true, o }
+}
+
+// ExternalKafka uses the Kafka cluster at seeds instead of starting kfake
+// (KafkaAddr, DefaultPartitions and KfakeOpts are then ignored).
+func ExternalKafka(seeds ...string) Opt {
+	return func(c *cfg) { c.external = append([]string(nil), seeds...) }
 }
 
 // GatewayLog sends the S3 gateway's own log output to w (default discarded).
@@ -185,6 +198,10 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 }
 
 func (s *Stack) startKafka(ctx context.Context) error {
+	if len(s.cfg.external) > 0 {
+		s.KafkaAddrs = s.cfg.external
+		return nil
+	}
 	host, port, err := splitAddr(s.cfg.kafkaAddr)
 	if err != nil {
 		return fmt.Errorf("devstack: kafka address: %w", err)
@@ -226,10 +243,6 @@ func (s *Stack) startKafka(ctx context.Context) error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
-	if host != "127.0.0.1" && host != "" {
-		// kfake advertises 127.0.0.1; keep that for clients.
-		_ = host
-	}
 	return nil
 }
 

@@ -3,13 +3,14 @@ package tokenizer
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
 // DefaultIdempotencyWindow is how long an idempotency key suppresses a second
@@ -186,88 +187,35 @@ func loadState(ctx context.Context, base []kgo.Opt, topic string, parts []int32,
 	if err != nil {
 		return nil, fmt.Errorf("idempotency state client: %w", err)
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	stable, err := adm.ListCommittedOffsets(ctx, topic)
+	all, err := kafkax.StableRanges(ctx, kadm.NewClient(admCl), topic, false)
+	admCl.Close()
 	if err != nil {
-		return nil, fmt.Errorf("listing stable offsets of %s: %w", topic, err)
+		return nil, err
 	}
-	if err := stable.Error(); err != nil {
-		return nil, fmt.Errorf("listing stable offsets of %s (does the topic exist? run `pcistream topology apply`): %w", topic, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-
-	want := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
+	ranges := map[int32]kafkax.Range{}
 	for _, p := range parts {
 		out[p] = map[string]idemEntry{}
-		lo, ok := stable.Lookup(topic, p)
+		r, ok := all[p]
 		if !ok {
 			return nil, fmt.Errorf("idempotency topic %s has no partition %d: it must be co-partitioned with the input topic (same partition count)", topic, p)
 		}
-		start := int64(0)
-		if so, ok := starts.Lookup(topic, p); ok {
-			start = so.Offset
-		}
-		if lo.Offset > start {
-			want[p] = lo.Offset
-			consume[p] = kgo.NewOffset().At(start)
-		}
+		ranges[p] = r
 	}
-	if len(want) == 0 {
-		return out, nil
-	}
-	opts := append(append([]kgo.Opt(nil), base...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
-	cl, err := kgo.NewClient(opts...)
+	err = kafkax.ReadRanges(ctx, base, topic, ranges, func(r *kgo.Record) error {
+		m := out[r.Partition]
+		if r.Value == nil {
+			delete(m, string(r.Key))
+			return nil
+		}
+		var e idemEntry
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			return fmt.Errorf("idempotency state %s[%d] offset %d is not a state entry: %w", topic, r.Partition, r.Offset, err)
+		}
+		m[string(r.Key)] = e
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("idempotency state consumer: %w", err)
-	}
-	defer cl.Close()
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("rebuilding idempotency state from %s: %d partitions not read to their stable offset in %s: %w", topic, len(want), timeout, err)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			ferr = errors.Join(ferr, fmt.Errorf("%s[%d]: %w", t, p, err))
-		})
-		if ferr != nil {
-			return nil, fmt.Errorf("rebuilding idempotency state: %w", ferr)
-		}
-		var bad error
-		fs.EachRecord(func(r *kgo.Record) {
-			end, ok := want[r.Partition]
-			if !ok {
-				return
-			}
-			if !r.Attrs.IsControl() && r.Offset < end {
-				m := out[r.Partition]
-				if r.Value == nil {
-					delete(m, string(r.Key))
-				} else {
-					var e idemEntry
-					if err := json.Unmarshal(r.Value, &e); err != nil {
-						bad = fmt.Errorf("idempotency state %s[%d] offset %d is not a state entry: %w", topic, r.Partition, r.Offset, err)
-						return
-					}
-					m[string(r.Key)] = e
-				}
-			}
-			if r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-		if bad != nil {
-			return nil, bad
-		}
+		return nil, fmt.Errorf("rebuilding idempotency state from %s (within %s): %w", topic, timeout, err)
 	}
 	return out, nil
 }

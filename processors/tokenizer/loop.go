@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/schemas"
 )
 
@@ -52,59 +53,27 @@ func LookupVault(ctx context.Context, clientOpts []kgo.Opt, serde *schemas.Serde
 	if err != nil {
 		return VaultRecord{}, fmt.Errorf("kafka client: %w", err)
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	td, err := adm.ListTopics(ctx, topic)
-	if err != nil {
-		return VaultRecord{}, fmt.Errorf("describing vault topic %s: %w", topic, err)
+	all, err := kafkax.StableRanges(ctx, kadm.NewClient(admCl), topic, false)
+	admCl.Close()
+	if err != nil || len(all) == 0 {
+		return VaultRecord{}, fmt.Errorf("vault topic %s not found (run `pcistream topology apply`): %w", topic, err)
 	}
-	d, ok := td[topic]
-	if !ok || d.Err != nil || len(d.Partitions) == 0 {
-		return VaultRecord{}, fmt.Errorf("vault topic %s not found (run `pcistream topology apply`)", topic)
-	}
-	n := len(d.Partitions)
-	part := int32(kgo.StickyKeyPartitioner(nil).ForTopic(topic).Partition(&kgo.Record{Key: []byte(tok)}, n))
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return VaultRecord{}, fmt.Errorf("listing vault offsets: %w", err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return VaultRecord{}, fmt.Errorf("listing vault offsets: %w", err)
-	}
-	end, _ := ends.Lookup(topic, part)
-	start, _ := starts.Lookup(topic, part)
-	if end.Offset <= start.Offset {
+	part := int32(kgo.StickyKeyPartitioner(nil).ForTopic(topic).Partition(&kgo.Record{Key: []byte(tok)}, len(all)))
+	rng := all[part]
+	if rng.End <= rng.Start {
 		return VaultRecord{}, ErrNotInVault
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), clientOpts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(start.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return VaultRecord{}, fmt.Errorf("kafka client: %w", err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var found *kgo.Record
-	for done := false; !done; {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return VaultRecord{}, fmt.Errorf("reading vault partition %d: %w", part, err)
+	err = kafkax.ReadRanges(ctx, clientOpts, topic, map[int32]kafkax.Range{part: rng}, func(r *kgo.Record) error {
+		if string(r.Key) == tok {
+			found = r
 		}
-		if err := fs.Err0(); err != nil {
-			return VaultRecord{}, fmt.Errorf("reading vault partition %d: %w", part, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() && string(r.Key) == tok {
-				found = r
-			}
-			if r.Offset+1 >= end.Offset {
-				done = true
-			}
-		})
+		return nil
+	})
+	if err != nil {
+		return VaultRecord{}, fmt.Errorf("reading vault partition %d: %w", part, err)
 	}
 	if found == nil || found.Value == nil {
 		return VaultRecord{}, ErrNotInVault
