@@ -137,4 +137,3 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("pcistream_pans_masked_total = %v, want %d", v, wantPANs+100)
 	}
 }
-
