@@ -64,6 +64,14 @@ run plot "${plot[@]}"
   echo "shared with other jobs (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); $(go version | cut -d' ' -f3-4);"
   echo "$(java -version 2>&1 | head -1). Date: $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
+  read -r load1 _ </proc/loadavg
+  if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > 2 * n) }'; then
+    echo "**This run shared an overloaded machine** (load average $load1 on $(nproc) cores at the end): every"
+    echo "process got a small slice of a core, so absolute rates are far below a quiet machine's and latencies"
+    echo "are dominated by CPU starvation. Ratios measured in the same run (same process, same broker) remain"
+    echo "comparable; absolute numbers and latency targets should be re-measured on a quiet machine."
+    echo
+  fi
   echo "| benchmark | command | took | result |"
   echo "|---|---|---:|---|"
   printf '%s\n' "${rows[@]}"

@@ -161,6 +161,7 @@ func plotState(s stateJSON, dir string) error {
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{}
 	p.Y.Label.Text = "bytes per key"
+	p.Y.Min = 0 // Go maps grow in steps: the swings are small next to the level
 	var xys plotter.XYs
 	for _, pt := range s.Points {
 		xys = append(xys, plotter.XY{X: pt.Keys, Y: pt.Bytes / max(pt.Keys, 1)})
