@@ -176,6 +176,17 @@ func (e *env) assertClean(topics ...string) {
 				ve.WrappedKey, ve.Nonce, ve.Ciphertext = nil, nil, nil
 				scan, _ = json.Marshal(ve)
 			}
+			if tp == e.topics.AuditEvents {
+				// The id is 32 hex digits of a hash of random test topic
+				// names: it holds any 4-digit string about once in 2,300
+				// events. Check every other field.
+				var ev schemas.AuditEvent
+				if err := e.serde.Decode(context.Background(), r.Value, &ev); err != nil {
+					e.t.Fatalf("audit event does not decode: %v", err)
+				}
+				ev.ID = ""
+				scan, _ = json.Marshal(ev)
+			}
 			if bytes.Contains(scan, []byte(testCVV)) || bytes.Contains(r.Key, []byte(testCVV)) {
 				e.t.Fatalf("%s[%d]@%d: holds the CVV", tp, r.Partition, r.Offset)
 			}
