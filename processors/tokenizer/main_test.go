@@ -131,6 +131,16 @@ func (e *env) read(topic string, uncommitted bool) []*kgo.Record {
 	return recs
 }
 
+// readNow reads topic once, without settling (crash tests time their
+// kills on it).
+func (e *env) readNow(topic string, uncommitted bool) []*kgo.Record {
+	e.t.Helper()
+	if uncommitted {
+		return devstacktest.ReadStable(e.t, stack, topic, kafkax.Uncommitted())
+	}
+	return devstacktest.ReadStable(e.t, stack, topic)
+}
+
 // waitCount waits until topic holds n committed records.
 func (e *env) waitCount(topic string, n int, timeout time.Duration) []*kgo.Record {
 	e.t.Helper()
