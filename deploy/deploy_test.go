@@ -41,6 +41,7 @@ var knownMetrics = map[string]bool{
 	"pcistream_audit_decode_errors_total": true,
 	"pcistream_audit_pans_masked_total":   true,
 	"pcistream_audit_chain_last_offset":   true, // {partition}
+	"pcistream_audit_tamper_alarms_total": true,
 }
 
 // dashboardMetrics must each have a panel: the design's runtime metrics.

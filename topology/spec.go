@@ -137,6 +137,8 @@ func roleName(t config.Topics, role string) (string, bool) {
 		return t.Vault, true
 	case "idempotency":
 		return t.Idempotency, true
+	case "audit_checkpoints":
+		return t.AuditCheckpoints, true
 	}
 	return "", false
 }
@@ -193,7 +195,7 @@ func parse(b []byte, names config.Topics, strict bool) (Spec, error) {
 		}
 		n, ok := roleName(names, role)
 		if !ok {
-			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency)", role)
+			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency, audit_checkpoints)", role)
 		}
 		if n != "" {
 			if strict && name != "" && name != n {

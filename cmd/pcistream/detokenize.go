@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,7 +31,8 @@ func newDetokenizeCmd(cfg *config.Config) *cobra.Command {
 		Long: `Reads the token's entry from the vault topic, unwraps its data key with the keyring's
 key-encryption key (or the KMS), decrypts the PAN and prints it on stdout, nothing else.
 
-Every use is written to the audit topic (action detokenize, actor operator:<name>,
+Every use is written to the audit topic (action detokenize, actor: the Kafka principal
+this command authenticates as (SASL user or TLS certificate subject),
 the reason, the token, the outcome) before the PAN is shown; if that write fails,
 nothing is shown. Access control is the keyring itself: without the KEK (file mode 0600,
 or KMS permissions) there is nothing to decrypt with.`,
@@ -48,8 +48,9 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if len(strings.TrimSpace(reason)) < tokenizer.MinReasonLen {
 				return fmt.Errorf("%w: --reason must say why (at least %d characters, e.g. a ticket id)", tokenizer.ErrRefused, tokenizer.MinReasonLen)
 			}
-			if operator == "" {
-				operator = os.Getenv("USER")
+			actor, err := kafkax.Principal(cfg.Kafka)
+			if err != nil {
+				return err
 			}
 			_, vault, err := openKeyring(ctx, cfg, &kf)
 			if err != nil {
@@ -64,7 +65,7 @@ or KMS permissions) there is nothing to decrypt with.`,
 				return err
 			}
 			d := tokenizer.NewDetokenizer(vault, serde, cfg.Topics, clientOpts)
-			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Operator: operator})
+			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Actor: actor, Operator: operator})
 			if err != nil {
 				// Detokenize's errors say "detokenize refused: ..." or
 				// name the step that failed; no second prefix.
@@ -81,6 +82,6 @@ or KMS permissions) there is nothing to decrypt with.`,
 	fl := cmd.Flags()
 	fl.StringVar(&tok, "token", "", "the token to reveal (tok_v<N>_...)")
 	fl.StringVar(&reason, "reason", "", "why (recorded in the audit trail; at least 8 characters, e.g. a ticket id)")
-	fl.StringVar(&operator, "operator", "", "who is asking (default $USER); recorded in the audit trail")
+	fl.StringVar(&operator, "operator", "", "a name recorded beside the actor, which is the Kafka principal (SASL user or TLS certificate subject)")
 	return cmd
 }

@@ -91,6 +91,9 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// AuditCheckpoints is the compacted topic that anchors the audit
+	// trail's signed checkpoints outside the S3 bucket.
+	AuditCheckpoints string
 }
 
 // WithSuffix returns the topic names with suffix appended to each, so tests
@@ -135,6 +138,7 @@ func DefaultTopics() Topics {
 		AuditEvents:       "audit.events",
 		Vault:             "pci.vault",
 		Idempotency:       "pcistream.tokenizer.idempotency",
+		AuditCheckpoints:  "audit.checkpoints",
 	}
 }
 
