@@ -337,7 +337,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", len(stages)-1)
 	}
 	build, final := stages[len(stages)-2], stages[len(stages)-1]
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w", "./cmd/pcistream"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags nodev", "-s -w", "./cmd/pcistream"} {
 		if !strings.Contains(build, want) {
 			t.Errorf("build stage lacks %q", want)
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
@@ -39,13 +40,9 @@ import (
 	"github.com/pcistream/pcistream/topology"
 )
 
-var (
-	beginMarker = "<!-- tokenizer:begin -->"
-	endMarker   = "<!-- tokenizer:end -->"
-	// realKafka runs on a real Apache Kafka broker (package kafkabroker)
-	// instead of kfake; the results go in their own section.
-	realKafka bool
-)
+// realKafka runs on a real Apache Kafka broker (package kafkabroker)
+// instead of kfake; the results go in their own section.
+var realKafka bool
 
 const (
 	refTPSPerVCPU = 1200.0 // published reference
@@ -62,9 +59,6 @@ func main() {
 	flag.BoolVar(&realKafka, "real-kafka", false, "run on a real Apache Kafka 4.x broker (needs Java; results in the tokenizer-kafka section)")
 	flag.IntVar(&maxPoll, "max-poll", 1000, "records per transaction at most (the loop's MaxPollRecords), for every EOS run")
 	flag.Parse()
-	if realKafka {
-		beginMarker, endMarker = "<!-- tokenizer-kafka:begin -->", "<!-- tokenizer-kafka:end -->"
-	}
 	if *write != "" {
 		abs, err := filepath.Abs(*write)
 		if err != nil {
@@ -78,7 +72,11 @@ func main() {
 	}
 	fmt.Print(md)
 	if *write != "" {
-		if err := updateSection(*write, md); err != nil {
+		section := "tokenizer"
+		if realKafka {
+			section = "tokenizer-kafka"
+		}
+		if err := results.UpdateSection(*write, section, md); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("updated %s", *write)
@@ -604,25 +602,4 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-func updateSection(path, md string) error {
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(b)
-	block := beginMarker + "\n" + md + endMarker
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	if i >= 0 && j > i {
-		s = s[:i] + block + s[j+len(endMarker):]
-	} else {
-		if s == "" {
-			s = "# Benchmark results\n\n"
-		} else if !strings.HasSuffix(s, "\n\n") {
-			s += "\n"
-		}
-		s += block + "\n"
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
 }
