@@ -91,6 +91,19 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// TokenizerRepartition is the tokenizer's repartition topic: raw
+	// payments re-keyed by idempotency key, co-partitioned with
+	// Idempotency. It holds PANs (same controls as PaymentsRaw). Empty
+	// means Idempotency + ".repartition" (see RepartitionTopic).
+	TokenizerRepartition string
+}
+
+// RepartitionTopic is the tokenizer's repartition topic name.
+func (t Topics) RepartitionTopic() string {
+	if t.TokenizerRepartition != "" {
+		return t.TokenizerRepartition
+	}
+	return t.Idempotency + ".repartition"
 }
 
 // Defaults of the embedded development stack (pcistream dev).
@@ -125,6 +138,7 @@ func DefaultTopics() Topics {
 		AuditEvents:       "audit.events",
 		Vault:             "pci.vault",
 		Idempotency:       "pcistream.tokenizer.idempotency",
+		// TokenizerRepartition empty: derived from Idempotency.
 	}
 }
 

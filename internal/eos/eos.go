@@ -53,6 +53,16 @@ type Assigner interface {
 	Assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error
 }
 
+// AssignListener is implemented by processors that must act the moment
+// partitions are assigned or revoked, not at the next batch: start restoring
+// state at once (pausing the partitions on cl until it is ready) and cancel
+// the restores of partitions that went away. It is called from the client's
+// group callbacks and must not block for long.
+type AssignListener interface {
+	PartitionsAssigned(cl *kgo.Client, assigned map[string][]int32)
+	PartitionsRevoked(revoked map[string][]int32)
+}
+
 // Revoker is implemented by processors that drop state when partitions go.
 // It is called from the loop's goroutine before the next batch.
 type Revoker interface {
@@ -255,19 +265,28 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsAssigned(cl, m)
+			}
 			l.mu.Lock()
 			l.assigned = merge(l.assigned, m)
 			l.mu.Unlock()
 			l.log.Info("partitions assigned", "partitions", m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsRevoked(m)
+			}
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()
 			l.log.Info("partitions revoked", "partitions", m)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsRevoked(m)
+			}
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()

@@ -118,7 +118,7 @@ func TestRestoreCommittedTailAndWindow(t *testing.T) {
 	defer s2.Close()
 	tbl := NewTable(s2, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Window: 2500 * time.Millisecond, Logger: quiet()})
 	defer tbl.Close()
-	tbl.Assign([]int32{0}, nil)
+	tbl.Assign([]int32{0}, nil, nil)
 	if err := tbl.WaitRestored(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestTableCommitAbortRestart(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	tbl := NewTable(s, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Window: time.Hour, Logger: quiet()})
-	tbl.Assign([]int32{0}, nil)
+	tbl.Assign([]int32{0}, nil, nil)
 	if err := tbl.WaitRestored(ctx, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -126,18 +126,31 @@ func (t *Table) Store() *Store { return t.store }
 // Topic is the changelog topic.
 func (t *Table) Topic() string { return t.cl.Topic }
 
-// Assign starts restoring parts in the background; onRestored (may be nil)
-// is called from the restore goroutine once a partition is ready, e.g. to
-// resume fetching it. A partition already restored or restoring is left
-// alone.
-func (t *Table) Assign(parts []int32, onRestored func(part int32)) {
+// Assign starts restoring parts in the background. pause (may be nil) is
+// called, under the table's lock, with the partitions that are not restored
+// yet, e.g. to pause fetching them; resume (may be nil) is called from the
+// restore goroutine once a partition is ready. Holding the lock across pause
+// means a restore cannot finish (and resume) before its partition was
+// paused. A partition already restored or restoring is not restarted, but
+// its resume callback is replaced (a new client may have been assigned it).
+func (t *Table) Assign(parts []int32, pause func([]int32), resume func(part int32)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var paused []int32
 	for _, p := range parts {
-		if ps, ok := t.parts[p]; ok && ps.Status != Failed {
+		ps, ok := t.parts[p]
+		switch {
+		case ok && ps.Status == Restored:
 			continue
+		case ok && ps.Status == Restoring:
+			ps.onRestored = resume
+		default:
+			t.startLocked(p, resume)
 		}
-		t.startLocked(p, onRestored)
+		paused = append(paused, p)
+	}
+	if pause != nil && len(paused) > 0 {
+		pause(paused)
 	}
 }
 

@@ -14,10 +14,11 @@ import (
 )
 
 // NewLoop returns the exactly-once loop running t over the raw payments
-// topic. clientOpts connect to the cluster (kafkax.Opts); they also serve the
-// idempotency-state rebuild when t has no StateClientOpts. opts are passed
-// to eos.New after the tokenizer's own (name, topics, partitioner), so they
-// can override the group or transactional id.
+// topic and the tokenizer's repartition topic (see Processor). clientOpts
+// connect to the cluster (kafkax.Opts); they also serve the state restores
+// when t has no StateClientOpts. opts are passed to eos.New after the
+// tokenizer's own (name, topics, partitioner), so they can override the
+// group or transactional id.
 func NewLoop(t *Tokenizer, clientOpts []kgo.Opt, opts ...eos.Opt) (*eos.Loop, error) {
 	if len(t.cfg.stateOpts) == 0 {
 		t.cfg.stateOpts = clientOpts
@@ -25,7 +26,7 @@ func NewLoop(t *Tokenizer, clientOpts []kgo.Opt, opts ...eos.Opt) (*eos.Loop, er
 	co := append(append([]kgo.Opt(nil), clientOpts...), kgo.RecordPartitioner(Partitioner(t.cfg.topics.Idempotency)))
 	base := []eos.Opt{
 		eos.Name(Name),
-		eos.Topics(t.cfg.topics.PaymentsRaw),
+		eos.Topics(t.cfg.topics.PaymentsRaw, t.cfg.topics.RepartitionTopic()),
 		eos.ClientOpts(co...),
 		eos.Logger(t.cfg.logger),
 	}
