@@ -33,6 +33,13 @@ type Changelog struct {
 	// Filter, when set, drops records during a restore (returns false):
 	// e.g. entries already outside the window, so they are never loaded.
 	Filter func(r *kgo.Record, streamTime int64) bool
+	// Encode, when set, is what the store keeps for a record (default its
+	// value); a nil result is a deletion.
+	Encode func(r *kgo.Record) []byte
+	// Admin, when set, is used to list offsets (saves a connection per
+	// restore for callers that restore often, e.g. an index caught up before
+	// each lookup).
+	Admin *kgo.Client
 }
 
 // RestoreBatch bounds the records applied in one Pebble batch.
@@ -114,7 +121,11 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 			if c.Filter != nil && !c.Filter(r, cp.StreamTime) {
 				return
 			}
-			puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: ts})
+			v := r.Value
+			if c.Encode != nil && v != nil {
+				v = c.Encode(r)
+			}
+			puts = append(puts, Put{Key: r.Key, Value: v, TS: ts})
 		})
 		cp.Next = pr.Next
 		if err := store.Apply(part, puts, cp); err != nil {
@@ -131,11 +142,13 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 
 // bounds returns the log start and last stable offset of part.
 func (c *Changelog) bounds(ctx context.Context, part int32) (start, end int64, err error) {
-	cl, err := kgo.NewClient(c.ClientOpts...)
-	if err != nil {
-		return 0, 0, fmt.Errorf("state: kafka client: %w", err)
+	cl := c.Admin
+	if cl == nil {
+		if cl, err = kgo.NewClient(c.ClientOpts...); err != nil {
+			return 0, 0, fmt.Errorf("state: kafka client: %w", err)
+		}
+		defer cl.Close()
 	}
-	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListCommittedOffsets(ctx, c.Topic)
 	if err != nil {
