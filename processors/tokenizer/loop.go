@@ -25,4 +25,3 @@ func NewLoop(t *Tokenizer, clientOpts []kgo.Opt, opts ...eos.Opt) (*eos.Loop, er
 	}
 	return eos.New(NewProcessor(t), append(base, opts...)...)
 }
-
