@@ -59,7 +59,7 @@ exported; it exits non-zero if any defect was found. Records are in chain order 
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
-			t := time.Now().Add(time.Hour)
+			t := time.Now() // as the help says; events stamped in the future are outside the range
 			if to != "" {
 				if t, err = parseTime(to); err != nil {
 					return fmt.Errorf("--to: %w", err)
@@ -163,7 +163,7 @@ func newAuditKeygenCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "keygen --out FILE",
-		Short: "Create an Ed25519 checkpoint signing key (and FILE.pub.pem with its public key)",
+		Short: "Create an Ed25519 checkpoint signing key and its public key beside it (key.pem → key.pub.pem)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(out); err == nil && ifMissing {

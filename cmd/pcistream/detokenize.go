@@ -10,6 +10,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -43,15 +44,18 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if tok == "" {
 				return errors.New("detokenize: --token is required")
 			}
+			if _, err := token.ParseToken(tok); err != nil {
+				return fmt.Errorf("--token: %w", err)
+			}
 			if len(strings.TrimSpace(reason)) < tokenizer.MinReasonLen {
-				return fmt.Errorf("detokenize refused: --reason must say why (at least %d characters, e.g. a ticket id)", tokenizer.MinReasonLen)
+				return fmt.Errorf("%w: --reason must say why (at least %d characters, e.g. a ticket id)", tokenizer.ErrRefused, tokenizer.MinReasonLen)
 			}
 			if operator == "" {
 				operator = os.Getenv("USER")
 			}
 			_, vault, err := openKeyring(ctx, cfg, &kf)
 			if err != nil {
-				return fmt.Errorf("detokenize refused: %w", err)
+				return fmt.Errorf("%w: %w", tokenizer.ErrRefused, err)
 			}
 			clientOpts, err := kafkax.Opts(cfg.Kafka)
 			if err != nil {
@@ -76,7 +80,9 @@ or KMS permissions) there is nothing to decrypt with.`,
 			}
 			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Operator: operator})
 			if err != nil {
-				return fmt.Errorf("detokenize: %w", err)
+				// Detokenize's errors say "detokenize refused: ..." or
+				// name the step that failed; no second prefix.
+				return err
 			}
 			defer clear(pan)
 			out := append(pan, '\n')

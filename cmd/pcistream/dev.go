@@ -28,9 +28,16 @@ func newDevCmd(cfg *config.Config) *cobra.Command {
 Any Kafka or S3 client can connect (kcat, librdkafka, the AWS CLI). Every other
 pcistream command's defaults point here. State lives in --data-dir and survives
 restarts.`,
-		Example: `  pcistream dev
-  pcistream dev --data-dir /tmp/pcistream --kafka-addr 127.0.0.1:19092
-  kcat -b 127.0.0.1:9092 -L`,
+		Example: `  # the default ports, which every other command's defaults point at
+  pcistream dev
+  kcat -b 127.0.0.1:9092 -L
+
+  # a second stack beside the first: other ports, another data dir, and the
+  # same addresses given to the commands that use it
+  pcistream dev --data-dir /tmp/pcistream-2 --kafka-addr 127.0.0.1:19092 \
+    --registry-addr 127.0.0.1:18081 --s3-addr 127.0.0.1:17070
+  kcat -b 127.0.0.1:19092 -L
+  pcistream scan --brokers 127.0.0.1:19092 kafka:///logs.sanitized`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

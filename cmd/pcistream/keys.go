@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -67,52 +69,98 @@ func openKeyring(ctx context.Context, cfg *config.Config, kf *kmsFlags, vaultOpt
 func newKeysCmd(cfg *config.Config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Manage the token keyring: HMAC token keys and key-encryption keys, by version",
-		Long: `The keyring holds, per key version, the HMAC-SHA-256 key that makes tokens and the
-key-encryption key (KEK) that wraps vault data keys, either locally or as an AWS KMS key.
-It is a JSON file (--keyring, mode 0600 enforced). For development PCISTREAM_KEYRING may
-hold the JSON itself. Rotation adds a version and makes it current; older versions stay,
-so their tokens still detokenize.`,
+		Short: "Manage the keyrings: token keys for the tokenizer, vault keys for detokenization",
+		Long: `Keys come in two keyrings, one per role, so that no process holds both.
+
+The tokenizer keyring (--keyring) holds, per key version, the HMAC-SHA-256 key that makes
+tokens and the X25519 public key that vault data keys are sealed to: the tokenizer can
+tokenize and seal, and cannot open a vault record. The detokenize keyring
+(--detokenize-keyring; detokenize reads it through --keyring) holds the X25519 private
+keys that open vault records, and no token key. Every key in both files is stored
+wrapped (by a key-encryption key in the file, or by AWS KMS with --kms aws); mode 0600
+(or 0440 on a Kubernetes secret) is enforced. With KMS, the roles are KMS grants: see
+the README, "Key roles". Rotation adds a version to both keyrings and makes it current;
+older versions stay, so their tokens still detokenize.`,
 	}
 	cmd.AddCommand(newKeysInitCmd(cfg), newKeysRotateCmd(cfg), newKeysListCmd(cfg))
 	return cmd
+}
+
+// defaultDetokenizePath is where the detokenize keyring goes by default:
+// next to the tokenizer keyring, named <name>-detokenize.json.
+func defaultDetokenizePath(keyring string) string {
+	ext := filepath.Ext(keyring)
+	return strings.TrimSuffix(keyring, ext) + "-detokenize" + ext
+}
+
+// keyringPaths returns the tokenizer and detokenize keyring paths.
+func keyringPaths(cfg *config.Config, detok string) (string, string, error) {
+	path := cfg.Keyring
+	if path == "" || path[0] == '{' {
+		return "", "", errors.New("--keyring must name the tokenizer keyring file (an inline PCISTREAM_KEYRING cannot be written)")
+	}
+	if detok == "" {
+		detok = defaultDetokenizePath(path)
+	}
+	if filepath.Clean(detok) == filepath.Clean(path) {
+		return "", "", errors.New("--detokenize-keyring must differ from --keyring: the two roles never share a file")
+	}
+	return path, detok, nil
 }
 
 func newKeysInitCmd(cfg *config.Config) *cobra.Command {
 	var (
 		kf        kmsFlags
 		ifMissing bool
+		detok     string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create a new keyring file with key version 1 (refuses to overwrite)",
+		Short: "Create the tokenizer and detokenize keyrings with key version 1 (refuses to overwrite)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := cfg.Keyring
-			if path == "" || path[0] == '{' {
-				return errors.New("keys init: --keyring must name a file to create")
-			}
-			if _, err := os.Stat(path); err == nil && ifMissing {
-				fmt.Fprintf(cmd.ErrOrStderr(), "keyring %s exists; left as it is\n", path)
-				return nil
-			} else if err == nil {
-				return fmt.Errorf("keys init: %s already exists; losing keys loses the vault, so it is never overwritten (use `pcistream keys rotate`)", path)
-			} else if !errors.Is(err, fs.ErrNotExist) {
+			path, dpath, err := keyringPaths(cfg, detok)
+			if err != nil {
 				return fmt.Errorf("keys init: %w", err)
 			}
-			kr, err := initKeyring(cmd.Context(), &kf)
+			exist := 0
+			for _, p := range []string{path, dpath} {
+				if _, err := os.Stat(p); err == nil {
+					exist++
+				} else if !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("keys init: %w", err)
+				}
+			}
+			switch {
+			case exist > 0 && ifMissing:
+				fmt.Fprintf(cmd.ErrOrStderr(), "keyring %s exists; left as it is\n", path)
+				return nil
+			case exist > 0:
+				return fmt.Errorf("keys init: %s or %s already exists; losing keys loses the vault, so keyrings are never overwritten (use `pcistream keys rotate`)", path, dpath)
+			}
+			full, err := initKeyring(cmd.Context(), &kf)
 			if err != nil {
 				return err
 			}
-			if err := kr.Save(path); err != nil {
+			tok, dk, err := full.Split()
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "created keyring %s (mode 0600) with key version %d\n", path, kr.Current())
+			// The detokenize keyring first: no token may exist whose vault
+			// record nobody can open.
+			if err := dk.Save(dpath); err != nil {
+				return err
+			}
+			if err := tok.Save(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "created tokenizer keyring %s and detokenize keyring %s (mode 0600) with key version %d; give the tokenizer only the first and detokenization only the second\n", path, dpath, tok.Current())
 			return nil
 		},
 	}
 	kf.bind(cmd)
 	cmd.Flags().BoolVar(&ifMissing, "if-missing", false, "succeed without changes when the keyring exists (for idempotent setup jobs)")
+	cmd.Flags().StringVar(&detok, "detokenize-keyring", "", "the detokenize keyring to create (default: next to --keyring, named <name>-detokenize.json)")
 	return cmd
 }
 
@@ -131,24 +179,32 @@ func initKeyring(ctx context.Context, kf *kmsFlags) (*token.Keyring, error) {
 }
 
 func newKeysRotateCmd(cfg *config.Config) *cobra.Command {
-	var kf kmsFlags
+	var (
+		kf    kmsFlags
+		detok string
+	)
 	cmd := &cobra.Command{
 		Use:   "rotate",
-		Short: "Add a key version and make it current; old tokens still detokenize",
-		Long: `Adds a key version with a fresh HMAC key and KEK (or a KMS key with --kms aws
---kms-key-id) and makes it current. Running tokenizers pick it up on restart; until then
-they keep tokenizing under the previous version. Tokens carry their version, so old tokens
-and vault records stay valid. Back up the keyring file after rotating.`,
+		Short: "Add a key version to both keyrings and make it current; old tokens still detokenize",
+		Long: `Adds a key version with a fresh token key and vault key pair (or a KMS key with --kms aws
+--kms-key-id) to the tokenizer keyring (--keyring) and the detokenize keyring
+(--detokenize-keyring), and makes it current. The detokenize keyring is written first.
+Running tokenizers pick the new version up on restart; until then they keep tokenizing
+under the previous one. Tokens carry their version, so old tokens and vault records stay
+valid. A v1 keyring (one file for both roles) is rotated in place. Back up both files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			path := cfg.Keyring
-			if path == "" || path[0] == '{' {
-				return errors.New("keys rotate: --keyring must name the keyring file (an inline PCISTREAM_KEYRING cannot be rewritten)")
+			path, dpath, err := keyringPaths(cfg, detok)
+			if err != nil {
+				return fmt.Errorf("keys rotate: %w", err)
 			}
 			k, err := kf.kms(ctx)
 			if err != nil {
 				return err
+			}
+			if k != nil && kf.keyID == "" {
+				return errors.New("--kms aws needs --kms-key-id (the KMS key that wraps the new version)")
 			}
 			var lopts []token.LoadOpt
 			if k != nil {
@@ -158,34 +214,61 @@ and vault records stay valid. Back up the keyring file after rotating.`,
 			if err != nil {
 				return err
 			}
-			var next *token.Keyring
+			if kr.Role() == token.RoleFull {
+				return rotateFull(cmd, kr, k, kf.keyID, path)
+			}
+			dk, err := token.Load(ctx, dpath, lopts...)
+			if err != nil {
+				return fmt.Errorf("keys rotate: the detokenize keyring: %w", err)
+			}
+			var nt, nd *token.Keyring
 			if k != nil {
-				if kf.keyID == "" {
-					return errors.New("--kms aws needs --kms-key-id (the KMS key that wraps the new version)")
-				}
-				next, err = kr.RotateKMS(ctx, k, kf.keyID)
+				nt, nd, err = token.RotatePairKMS(ctx, k, kf.keyID, kr, dk)
 			} else {
-				next, err = kr.Rotate()
+				nt, nd, err = token.RotatePair(kr, dk)
 			}
 			if err != nil {
 				return err
 			}
-			if err := next.Save(path); err != nil {
+			if err := nd.Save(dpath); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "keyring %s: key version %d is now current (previous: %d); restart tokenizers to use it\n", path, next.Current(), kr.Current())
+			if err := nt.Save(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "keyrings %s and %s: key version %d is now current (previous: %d); restart tokenizers to use it\n", path, dpath, nt.Current(), kr.Current())
 			return nil
 		},
 	}
 	kf.bind(cmd)
+	cmd.Flags().StringVar(&detok, "detokenize-keyring", "", "the detokenize keyring (default: next to --keyring, named <name>-detokenize.json)")
 	return cmd
+}
+
+// rotateFull rotates a single-file (v1 or full-role) keyring in place.
+func rotateFull(cmd *cobra.Command, kr *token.Keyring, k token.KMS, keyID, path string) error {
+	var next *token.Keyring
+	var err error
+	if k != nil {
+		next, err = kr.RotateKMS(cmd.Context(), k, keyID)
+	} else {
+		next, err = kr.Rotate()
+	}
+	if err != nil {
+		return err
+	}
+	if err := next.Save(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "keyring %s (one file for both roles; create role keyrings with keys init): key version %d is now current (previous: %d); restart tokenizers to use it\n", path, next.Current(), kr.Current())
+	return nil
 }
 
 func newKeysListCmd(cfg *config.Config) *cobra.Command {
 	var kf kmsFlags
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List key versions (never prints key material)",
+		Short: "List key versions and what the keyring can do with each (never prints key material)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			kr, _, err := openKeyring(cmd.Context(), cfg, &kf)
@@ -193,21 +276,29 @@ func newKeysListCmd(cfg *config.Config) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tCURRENT\tCREATED\tKEK")
+			fmt.Fprintf(w, "ROLE %s\n", kr.Role())
+			fmt.Fprintln(w, "VERSION\tCURRENT\tCREATED\tSEALING\tTOKENIZE\tOPEN")
 			for _, v := range kr.Versions() {
-				kek := "local (AES-KW)"
+				seal := v.Sealing
 				if v.KMSKeyID != "" {
-					kek = "kms:" + v.KMSKeyID
+					seal = "kms:" + v.KMSKeyID
 				}
 				cur := ""
 				if v.Current {
 					cur = "*"
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", v.Version, cur, v.Created.Format("2006-01-02T15:04:05Z"), kek)
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, cur, v.Created.Format("2006-01-02T15:04:05Z"), seal, yesNo(v.CanToken), yesNo(v.CanOpen))
 			}
 			return w.Flush()
 		},
 	}
 	kf.bind(cmd)
 	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -47,7 +47,7 @@ func TestKeysInitRotateList(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[2], "2 ") || !strings.Contains(lines[2], "*") {
+	if len(lines) != 4 || lines[0] != "ROLE tokenizer" || !strings.HasPrefix(lines[3], "2 ") || !strings.Contains(lines[3], "*") {
 		t.Fatalf("list output:\n%s", out)
 	}
 	after, _ := token.Load(context.Background(), cfg.Keyring)

@@ -66,6 +66,7 @@ or see everything work at once with 'pcistream demo'.`,
 		newHealthcheckCmd(),
 	)
 	addExtraCommands(root, &cfg)
+	setUsage(root)
 	return root
 }
 

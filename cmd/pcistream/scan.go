@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,9 +87,8 @@ new findings fail the build.`,
 			if code == scan.ExitClean {
 				return nil
 			}
-			if err != nil {
-				err = fmt.Errorf("scan: %w", err)
-			}
+			// RunCLI's errors name the target ("scan kafka:///t: …") or
+			// the flag; no second prefix.
 			return &scanExitError{code: code, err: err}
 		},
 	}

@@ -13,6 +13,7 @@ import (
 // BindFlags registers the shared flags on fs, writing into c. Call it on the
 // root command's persistent flag set with c holding Default().
 func BindFlags(fs *pflag.FlagSet, c *Config) {
+	defer groupFlags(fs)
 	fs.String(ConfigFileFlag, "", "YAML config file: a map of flag names to values (env "+DefaultConfigEnvVar+")")
 
 	fs.StringSliceVar(&c.Kafka.Brokers, "brokers", c.Kafka.Brokers, "Kafka seed brokers, comma separated")

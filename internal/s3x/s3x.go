@@ -51,5 +51,6 @@ func NewClient(ctx context.Context, c config.S3) (*s3.Client, error) {
 			o.BaseEndpoint = aws.String(c.Endpoint)
 		}
 		o.UsePathStyle = c.PathStyle
+		o.APIOptions = append(o.APIOptions, describeErrors(c.Endpoint))
 	}), nil
 }

@@ -28,9 +28,9 @@ type KMS interface {
 	Unwrap(ctx context.Context, ref KeyRef, wrapped []byte, purpose string) ([]byte, error)
 }
 
-// LocalKMS is the KMS backed by the keyring's own KEKs (AES key wrap, RFC
-// 3394). It serves development and single-host deployments; production should
-// keep KEKs in a hardware-backed KMS (see AWSKMS).
+// LocalKMS is the KMS backed by the local symmetric KEKs of v1 keyrings (AES
+// key wrap, RFC 3394). Versions created since seal data keys to an X25519
+// public key instead (see Vault), so that sealing needs no secret that opens.
 type LocalKMS struct {
 	kr *Keyring
 }
@@ -66,43 +66,6 @@ func (l *LocalKMS) Unwrap(_ context.Context, ref KeyRef, wrapped []byte, _ strin
 		return nil, err
 	}
 	return aesKeyUnwrap(kek, wrapped)
-}
-
-// routingKMS sends versions with a local KEK to the keyring and the rest to
-// the configured KMS.
-type routingKMS struct {
-	local  *LocalKMS
-	remote KMS
-}
-
-func (r routingKMS) pick(ref KeyRef) (KMS, error) {
-	kv, err := r.local.kr.version(ref.Version)
-	if err != nil {
-		return nil, err
-	}
-	if kv.kek != nil {
-		return r.local, nil
-	}
-	if r.remote == nil {
-		return nil, fmt.Errorf("%w %d: it is held by KMS key %q, configure the KMS", ErrNoKEK, ref.Version, kv.kmsKeyID)
-	}
-	return r.remote, nil
-}
-
-func (r routingKMS) Wrap(ctx context.Context, ref KeyRef, key []byte, purpose string) ([]byte, error) {
-	k, err := r.pick(ref)
-	if err != nil {
-		return nil, err
-	}
-	return k.Wrap(ctx, ref, key, purpose)
-}
-
-func (r routingKMS) Unwrap(ctx context.Context, ref KeyRef, wrapped []byte, purpose string) ([]byte, error) {
-	k, err := r.pick(ref)
-	if err != nil {
-		return nil, err
-	}
-	return k.Unwrap(ctx, ref, wrapped, purpose)
 }
 
 var errNoKMSKey = errors.New("KMS key id is empty")

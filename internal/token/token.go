@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -24,7 +25,7 @@ const Prefix = "tok_v"
 var hmacDomain = []byte("pcistream/token/v1\x00")
 
 // ErrInvalidToken is returned by ParseToken for strings that are not tokens.
-var ErrInvalidToken = errors.New("not a pcistream token (want tok_v<N>_<32 letters>)")
+var ErrInvalidToken = errors.New("not a pcistream token (tok_v<N>_<32 letters>)")
 
 // Tokenize returns the token of pan under the current key version, and that
 // version. pan must be the PAN's digits only; the caller validates it.
@@ -43,6 +44,9 @@ func (k *Keyring) TokenizeVersion(v uint32, pan []byte) (string, error) {
 	}
 	if len(pan) == 0 {
 		return "", errors.New("tokenize: empty PAN")
+	}
+	if kv.hmac == nil {
+		return "", ErrNoTokenKey
 	}
 	m := hmac.New(sha256.New, kv.hmac)
 	m.Write(hmacDomain)
@@ -73,23 +77,33 @@ func render(v uint32, mac []byte) string {
 }
 
 // ParseToken checks that s is a well-formed token and returns its key version.
+// Its errors wrap ErrInvalidToken and name the rule s broke; they never echo
+// s, which a user may have confused with a card number.
 func ParseToken(s string) (uint32, error) {
 	rest, ok := strings.CutPrefix(s, Prefix)
 	if !ok {
-		return 0, ErrInvalidToken
+		return 0, fmt.Errorf("%w: it must start with %q", ErrInvalidToken, Prefix)
 	}
 	num, body, ok := strings.Cut(rest, "_")
-	if !ok || len(body) != bodyLen || num == "" || len(num) > 10 || (num[0] == '0') {
-		return 0, ErrInvalidToken
+	if !ok {
+		return 0, fmt.Errorf("%w: no '_' after the key version", ErrInvalidToken)
 	}
 	v, err := strconv.ParseUint(num, 10, 32)
-	if err != nil || v == 0 {
-		return 0, ErrInvalidToken
+	if err != nil || v == 0 || num[0] == '0' {
+		return 0, fmt.Errorf("%w: the key version after %q must be a number from 1 without leading zeros", ErrInvalidToken, Prefix)
+	}
+	if len(body) != bodyLen {
+		return 0, fmt.Errorf("%w: the body after tok_v%d_ has %d characters, want %d", ErrInvalidToken, v, len(body), bodyLen)
 	}
 	for i := 0; i < len(body); i++ {
-		if strings.IndexByte(Alphabet, body[i]) < 0 {
-			return 0, ErrInvalidToken
+		if strings.IndexByte(Alphabet, body[i]) >= 0 {
+			continue
 		}
+		what := "a character that is not a letter"
+		if c := body[i]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			what = fmt.Sprintf("the letter %q", c)
+		}
+		return 0, fmt.Errorf("%w: character %d of the body is %s; tokens use only the letters %s (no vowels, no l, I or O)", ErrInvalidToken, i+1, what, Alphabet)
 	}
 	return uint32(v), nil
 }

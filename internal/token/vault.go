@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hpke"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -40,9 +41,10 @@ type vaultCfg struct {
 func VaultKMS(k KMS) VaultOpt { return func(c *vaultCfg) { c.kms = k } }
 
 // DataKeyReuse lets one data key encrypt up to n records within maxAge before
-// a new one is generated and wrapped. The default, n = 1, gives every record
-// its own data key; a remote KMS needs reuse (one KMS call per record would
-// cap throughput at the KMS's rate). Records stay independently decryptable:
+// a new one is generated and wrapped. Without it, KMS and v1 versions give
+// every record its own data key, and X25519 versions reuse one for up to
+// 4096 records within 10 minutes (see hpkeReuse); a remote KMS needs reuse
+// (one KMS call per record would cap throughput at the KMS's rate). Records stay independently decryptable:
 // each carries the wrapped data key and a random nonce. n is capped at 2^24,
 // far below the 2^32 random-nonce limit of AES-GCM.
 func DataKeyReuse(n int, maxAge time.Duration) VaultOpt {
@@ -52,10 +54,11 @@ func DataKeyReuse(n int, maxAge time.Duration) VaultOpt {
 	}
 }
 
-// Vault seals and opens PANs for the vault topic. It is safe for concurrent use.
+// Vault seals and opens PANs for the vault topic. It is safe for concurrent
+// use. A vault over a tokenizer keyring seals only.
 type Vault struct {
 	kr  *Keyring
-	kms KMS
+	kms KMS // for KMS-backed versions; nil without one
 	cfg vaultCfg
 
 	mu  sync.Mutex
@@ -71,11 +74,11 @@ type dataKey struct {
 
 // NewVault returns a Vault over the keyring kr.
 func NewVault(kr *Keyring, opts ...VaultOpt) *Vault {
-	c := vaultCfg{reuse: 1, nowFunc: time.Now}
+	c := vaultCfg{nowFunc: time.Now}
 	for _, o := range opts {
 		o(&c)
 	}
-	return &Vault{kr: kr, kms: routingKMS{local: NewLocalKMS(kr), remote: c.kms}, cfg: c, dek: map[uint32]*dataKey{}}
+	return &Vault{kr: kr, kms: c.kms, cfg: c, dek: map[uint32]*dataKey{}}
 }
 
 // Keyring returns the vault's keyring.
@@ -91,12 +94,60 @@ func aad(token string, version uint32) []byte {
 	return b
 }
 
-func (v *Vault) ref(version uint32) (KeyRef, error) {
+// hpkeInfo binds a sealed data key to its purpose and key version.
+func hpkeInfo(version uint32) []byte {
+	return strconv.AppendUint([]byte("pcistream/vault-data-key/v"), uint64(version), 10)
+}
+
+// wrapKey wraps a data key of version: sealed to its X25519 public key,
+// wrapped by its KMS key, or (v1) by its local KEK.
+func (v *Vault) wrapKey(ctx context.Context, version uint32, key []byte) ([]byte, error) {
 	kv, err := v.kr.version(version)
 	if err != nil {
-		return KeyRef{}, err
+		return nil, err
 	}
-	return KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, nil
+	switch kv.wrap {
+	case wrapHPKE:
+		pk, err := hpkeKEM.NewPublicKey(kv.vaultPub)
+		if err != nil {
+			return nil, err
+		}
+		return hpke.Seal(pk, hpkeKDF, hpkeAEAD, hpkeInfo(version), key)
+	case wrapAESKW:
+		return aesKeyWrap(kv.kek, key)
+	}
+	if v.kms == nil {
+		return nil, fmt.Errorf("%w %d: it is held by KMS key %q, configure the KMS", ErrNoKEK, version, kv.kmsKeyID)
+	}
+	return v.kms.Wrap(ctx, KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, key, dataKeyWrapContext)
+}
+
+// unwrapKey reverses wrapKey; only a keyring that may open can.
+func (v *Vault) unwrapKey(ctx context.Context, version uint32, wrapped []byte) ([]byte, error) {
+	kv, err := v.kr.version(version)
+	if err != nil {
+		return nil, err
+	}
+	if v.kr.role == RoleTokenizer {
+		return nil, ErrSealOnly
+	}
+	switch kv.wrap {
+	case wrapHPKE:
+		if kv.vaultPriv == nil {
+			return nil, fmt.Errorf("%w %d: the keyring holds no vault private key for it", ErrNoKEK, version)
+		}
+		sk, err := hpkeKEM.NewPrivateKey(kv.vaultPriv)
+		if err != nil {
+			return nil, err
+		}
+		return hpke.Open(sk, hpkeKDF, hpkeAEAD, hpkeInfo(version), wrapped)
+	case wrapAESKW:
+		return aesKeyUnwrap(kv.kek, wrapped)
+	}
+	if v.kms == nil {
+		return nil, fmt.Errorf("%w %d: it is held by KMS key %q, configure the KMS", ErrNoKEK, version, kv.kmsKeyID)
+	}
+	return v.kms.Unwrap(ctx, KeyRef{Version: version, KMSKeyID: kv.kmsKeyID}, wrapped, dataKeyWrapContext)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -107,26 +158,45 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
+// Default data-key reuse of versions that seal to an X25519 public key:
+// every new data key costs an X25519 key generation and exchange (tens of
+// times an AES key wrap), so by default one data key serves up to
+// hpkeReuse records within hpkeMaxAge. Each record still carries its sealed
+// data key and its own random nonce.
+const (
+	hpkeReuse  = 4096
+	hpkeMaxAge = 10 * time.Minute
+)
+
+// reuse returns how many records one data key of version may encrypt, and
+// for how long: DataKeyReuse when set, else 1 (HPKE versions: hpkeReuse).
+func (v *Vault) reuse(version uint32) (int, time.Duration) {
+	if v.cfg.reuse > 0 {
+		return v.cfg.reuse, v.cfg.maxAge
+	}
+	if kv, ok := v.kr.versions[version]; ok && kv.wrap == wrapHPKE {
+		return hpkeReuse, hpkeMaxAge
+	}
+	return 1, 0
+}
+
 // dataKeyFor returns a data key for version, generating and wrapping a new one
 // when reuse is exhausted.
 func (v *Vault) dataKeyFor(ctx context.Context, version uint32) (*dataKey, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.cfg.nowFunc()
-	if d := v.dek[version]; d != nil && d.uses < v.cfg.reuse && (v.cfg.maxAge <= 0 || now.Sub(d.born) < v.cfg.maxAge) {
+	reuse, maxAge := v.reuse(version)
+	if d := v.dek[version]; d != nil && d.uses < reuse && (maxAge <= 0 || now.Sub(d.born) < maxAge) {
 		d.uses++
 		return d, nil
-	}
-	ref, err := v.ref(version)
-	if err != nil {
-		return nil, err
 	}
 	key, err := randomKey()
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
-	wrapped, err := v.kms.Wrap(ctx, ref, key, dataKeyWrapContext)
+	wrapped, err := v.wrapKey(ctx, version, key)
 	if err != nil {
 		return nil, fmt.Errorf("wrapping data key with KEK version %d: %w", version, err)
 	}
@@ -172,11 +242,10 @@ func (v *Vault) Open(ctx context.Context, token string, s Sealed) ([]byte, error
 	if tv != s.KeyVersion {
 		return nil, fmt.Errorf("vault record has key version %d but the token has %d: %w", s.KeyVersion, tv, ErrDecrypt)
 	}
-	ref, err := v.ref(s.KeyVersion)
-	if err != nil {
+	key, err := v.unwrapKey(ctx, s.KeyVersion, s.WrappedKey)
+	if errors.Is(err, ErrSealOnly) {
 		return nil, err
 	}
-	key, err := v.kms.Unwrap(ctx, ref, s.WrappedKey, dataKeyWrapContext)
 	if err != nil {
 		return nil, fmt.Errorf("unwrapping data key with KEK version %d: %w", s.KeyVersion, err)
 	}

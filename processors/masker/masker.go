@@ -27,6 +27,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/internal/redact"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -257,11 +258,13 @@ func (m *Masker) deadLetter(rec *kgo.Record, out []*kgo.Record, st *partStats, c
 		SourceOffset:      rec.Offset,
 		SourceTimestampMs: rec.Timestamp.UnixMilli(),
 	}
-	var nk, nv int
-	d.MaskedKey, nk = m.cfg.det.Mask(nil, rec.Key, m.cfg.policy)
-	// Mask the whole value before truncating: a cut through a PAN would
-	// leave a fragment the detector no longer recognises.
-	d.MaskedValue, nv = m.cfg.det.Mask(nil, rec.Value, m.cfg.policy)
+	// The copy is redacted whole before truncating (a cut through a PAN
+	// would leave a fragment no rule recognises), and does not rely on
+	// detection alone: see internal/redact.
+	red := redact.New(m.cfg.det, m.cfg.policy)
+	nk, nv := len(m.cfg.det.Find(nil, rec.Key)), len(m.cfg.det.Find(nil, rec.Value))
+	d.MaskedKey = red.Bytes(rec.Key)
+	d.MaskedValue = red.Bytes(rec.Value)
 	if len(d.MaskedValue) > maxMaskedCopy {
 		d.MaskedValue, d.Truncated = d.MaskedValue[:maxMaskedCopy], true
 	}
@@ -279,12 +282,16 @@ func (m *Masker) deadLetter(rec *kgo.Record, out []*kgo.Record, st *partStats, c
 	coords := rec.Topic + "/" + strconv.FormatInt(int64(rec.Partition), 10) + "/" + strconv.FormatInt(rec.Offset, 10)
 	headers := []kgo.RecordHeader{{Key: ReasonHeader, Value: []byte(code)}}
 	for _, h := range rec.Headers {
-		k, _ := m.cfg.det.MaskString(h.Key, m.cfg.policy)
-		hv, _ := m.cfg.det.Mask(nil, h.Value, m.cfg.policy)
+		// CVV-like headers are dropped, PAN-like ones lose every digit.
+		c := redact.Classify(h.Key)
+		if c == redact.CVV {
+			continue
+		}
+		hv := red.Field(c, h.Value)
 		if len(hv) > maxMaskedCopy {
 			hv = hv[:maxMaskedCopy]
 		}
-		headers = append(headers, kgo.RecordHeader{Key: k, Value: hv})
+		headers = append(headers, kgo.RecordHeader{Key: red.String(h.Key), Value: hv})
 	}
 	out = append(out, &kgo.Record{Topic: m.cfg.topics.LogsDLQ, Key: []byte(coords), Value: v, Headers: headers, Timestamp: rec.Timestamp})
 	m.cfg.log.Warn("record sent to the dead-letter topic", "reason", code, "source", coords, "dlq", m.cfg.topics.LogsDLQ)

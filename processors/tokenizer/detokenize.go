@@ -83,16 +83,11 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	if !d.vault.Keyring().HasKEK(version) {
-		kms := false
-		for _, v := range d.vault.Keyring().Versions() {
-			if v.Version == version && v.KMSKeyID != "" {
-				kms = true
-			}
+	if kr := d.vault.Keyring(); !kr.CanOpen(version) {
+		if kr.Role() == token.RoleTokenizer {
+			return nil, fmt.Errorf("%w: %v", ErrRefused, token.ErrSealOnly)
 		}
-		if !kms {
-			return nil, fmt.Errorf("%w: the keyring has no key-encryption key for key version %d", ErrRefused, version)
-		}
+		return nil, fmt.Errorf("%w: the keyring has no key that opens vault records of key version %d", ErrRefused, version)
 	}
 
 	now := d.now()

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/internal/redact"
 	"github.com/pcistream/pcistream/internal/state"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/schemas"
@@ -121,11 +123,14 @@ type Tokenizer struct {
 	vault *token.Vault
 	serde *schemas.Serde
 	det   *pan.Detector
+	red   *redact.Redactor
 
 	store     *state.Store
 	tmpDir    string
 	tableOnce sync.Once
 	table     *state.Table
+
+	required []string // fields a JSON payment must carry (raw_payment.avsc)
 
 	panBuf []byte
 	stats  Stats
@@ -154,17 +159,26 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if kr == nil || vault == nil || serde == nil {
 		return nil, errors.New("tokenizer: keyring, vault and serde are required")
 	}
+	if kr.Role() == token.RoleDetokenizer {
+		return nil, fmt.Errorf("tokenizer: %w", token.ErrNoTokenKey)
+	}
 	if err := checkAuditSchema(); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	if c.topics.Idempotency == "" {
 		return nil, errors.New("tokenizer: no idempotency-state topic configured (--topic-idempotency)")
 	}
+	req, err := requiredFields()
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
 	store, tmp, err := openStore(&c)
 	if err != nil {
 		return nil, err
 	}
-	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: pan.New(), store: store, tmpDir: tmp, panBuf: make([]byte, 0, 32)}, nil
+	det := pan.New()
+	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: det, red: redact.New(det, c.policy),
+		store: store, tmpDir: tmp, required: req, panBuf: make([]byte, 0, 32)}, nil
 }
 
 // Stats returns the counters so far.
@@ -191,6 +205,9 @@ func (t *Tokenizer) transform(ctx context.Context, rec *kgo.Record, statePart in
 		var err error
 		if p, err = schemas.DecodeRawPaymentJSON(rec.Value); err != nil {
 			return t.reject(dst, rec, nil, ReasonMalformedJSON, "value starts with '{' but is not a RawPayment JSON document"), nil
+		}
+		if miss := missingJSONFields(rec.Value, t.required); len(miss) > 0 {
+			return t.reject(dst, rec, &p, ReasonMissingField, "required field missing or empty: "+strings.Join(miss, ", ")), nil
 		}
 	case len(rec.Value) > 0 && rec.Value[0] == 0:
 		if err := t.serde.Decode(ctx, rec.Value, &p); err != nil {
@@ -278,7 +295,7 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 		EventType:       p.EventType,
 		Token:           tok,
 		KeyVersion:      int32(version),
-		BIN:             string(digits[:6]),
+		BIN:             binOf(digits),
 		Last4:           string(digits[len(digits)-4:]),
 		Brand:           network.String(),
 		ContextID:       ctxID,
@@ -432,9 +449,10 @@ func (t *Tokenizer) appendAudit(dst []*kgo.Record, rec *kgo.Record, ev schemas.A
 }
 
 // reject appends a DLQ record and its audit event. p is the decoded payment
-// when decoding worked (its masked form becomes the copy), nil otherwise
-// (then every digit of the raw bytes is starred: a CVV cannot be located in
-// bytes that do not decode, so all digits go).
+// when decoding worked (its redacted form becomes the copy), nil otherwise
+// (then the raw bytes are kept only as text with every digit starred, or
+// withheld when binary: a CVV or a binary-encoded PAN cannot be located in
+// bytes that do not decode). The record's headers are not copied.
 func (t *Tokenizer) reject(dst []*kgo.Record, rec *kgo.Record, p *schemas.RawPayment, code, msg string) []*kgo.Record {
 	t.stats.DLQ++
 	d := schemas.DLQRecord{
@@ -450,15 +468,18 @@ func (t *Tokenizer) reject(dst []*kgo.Record, rec *kgo.Record, p *schemas.RawPay
 		id := int32(binary.BigEndian.Uint32(rec.Value[1:5]))
 		d.SchemaID = &id
 	}
-	d.MaskedKey, _ = t.det.Mask(nil, rec.Key, t.cfg.policy)
+	d.MaskedKey = t.red.Bytes(rec.Key)
 	var copyb []byte
 	if p != nil {
 		copyb = t.maskedJSON(p)
 	} else {
-		copyb = scrubDigits(rec.Value)
+		copyb = t.red.Opaque(rec.Value)
 	}
 	if len(copyb) > maxMaskedCopy {
 		copyb, d.Truncated = copyb[:maxMaskedCopy], true
+	}
+	if len(d.MaskedKey) > maxMaskedCopy {
+		d.MaskedKey, d.Truncated = d.MaskedKey[:maxMaskedCopy], true
 	}
 	d.MaskedValue = copyb
 	coords := rec.Topic + "/" + strconv.FormatInt(int64(rec.Partition), 10) + "/" + strconv.FormatInt(rec.Offset, 10)
@@ -479,7 +500,8 @@ func (t *Tokenizer) reject(dst []*kgo.Record, rec *kgo.Record, p *schemas.RawPay
 }
 
 // maskedPayment is the DLQ copy of a decoded payment: the PAN reduced to its
-// last four digits, no CVV field at all, the cardholder name withheld.
+// last four digits, no CVV field at all, the cardholder name withheld, every
+// free-text field and the metadata redacted (internal/redact).
 type maskedPayment struct {
 	PaymentID       string            `json:"payment_id"`
 	IdempotencyKey  string            `json:"idempotency_key"`
@@ -499,25 +521,31 @@ type maskedPayment struct {
 }
 
 func (t *Tokenizer) maskedJSON(p *schemas.RawPayment) []byte {
+	s := t.red.String
 	m := maskedPayment{
-		PaymentID: p.PaymentID, IdempotencyKey: p.IdempotencyKey, EventType: string(p.EventType),
-		ParentPaymentID: p.ParentPaymentID, ExpiryMonth: p.ExpiryMonth, ExpiryYear: p.ExpiryYear,
-		CVVPresent: p.CVV != nil && *p.CVV != "", AmountMinor: p.AmountMinor, Currency: p.Currency,
-		MerchantID: p.MerchantID, OccurredAt: p.OccurredAt, Metadata: p.Metadata,
+		PaymentID: s(p.PaymentID), IdempotencyKey: s(p.IdempotencyKey), EventType: s(string(p.EventType)),
+		ExpiryMonth: p.ExpiryMonth, ExpiryYear: p.ExpiryYear,
+		CVVPresent: p.CVV != nil && *p.CVV != "", AmountMinor: p.AmountMinor, Currency: s(p.Currency),
+		MerchantID: s(p.MerchantID), OccurredAt: p.OccurredAt, Metadata: t.red.Map(p.Metadata),
+	}
+	if p.ParentPaymentID != nil {
+		pp := s(*p.ParentPaymentID)
+		m.ParentPaymentID = &pp
 	}
 	m.PAN, m.PANDigits = maskPANField(p.PAN)
 	if p.CardholderName != nil && *p.CardholderName != "" {
-		m.CardholderName = "[withheld]"
+		m.CardholderName = redact.Withheld
 	}
 	b, _ := json.Marshal(&m)
-	// Belt and braces: any PAN elsewhere (metadata, ids) is masked too.
+	// Belt and braces: whatever the detector still finds is masked too.
 	out, _ := t.det.Mask(nil, b, t.cfg.policy)
 	return out
 }
 
 // maskPANField keeps at most the last four digits of a PAN field, and only
-// when it has at least 12 digits (a short field could be mostly PAN digits).
-// Every other character is starred.
+// when the field is a well-formed PAN of 12 to 19 digits (spaces and dashes
+// allowed): in anything else the last four digits could be something else (a
+// CVV typed into the field). Every other byte is starred.
 func maskPANField(s string) (string, int) {
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -526,7 +554,8 @@ func maskPANField(s string) (string, int) {
 		}
 	}
 	keep := 0
-	if n >= 12 {
+	var buf [32]byte
+	if n >= 12 && n <= 19 && cleanPAN(buf[:0], s) != nil {
 		keep = 4
 	}
 	b := []byte(s)
@@ -543,14 +572,20 @@ func maskPANField(s string) (string, int) {
 	return string(b), n
 }
 
-// scrubDigits returns b with every ASCII digit replaced by '*'.
-func scrubDigits(b []byte) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if c >= '0' && c <= '9' {
-			c = '*'
-		}
-		out[i] = c
+// minHiddenForBIN is how many digits must stay hidden for the BIN to be
+// shown next to the last four: with fewer, BIN + last four + the Luhn digit
+// leave few enough candidates to enumerate the PAN (a 15-digit PAN keeps 5
+// hidden digits, 10^4 candidates once Luhn is applied).
+const minHiddenForBIN = 6
+
+// binOf returns the first six digits when at least minHiddenForBIN digits
+// stay hidden besides them and the last four (PANs of 16 to 19 digits), and
+// "" for shorter PANs, whose events carry the last four and brand only.
+// TODO(issue-11-detector): use internal/pan's truncation function once it
+// lands, so every truncation in pcistream follows one rule.
+func binOf(digits []byte) string {
+	if len(digits)-6-4 < minHiddenForBIN {
+		return ""
 	}
-	return out
+	return string(digits[:6])
 }

@@ -1,10 +1,16 @@
 package tokenizer
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
+	"github.com/hamba/avro/v2"
+
 	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/schemas"
 )
 
 // Reason codes on DLQ records and audit events. They are stable: alerting and
@@ -27,6 +33,7 @@ const (
 	ReasonInvalidCVV        = "invalid_cvv"
 	ReasonOversize          = "oversize"
 	ReasonInvalidMerchantID = "invalid_merchant_id"
+	ReasonMissingField      = "missing_field"
 )
 
 // rejection is a validation failure: a machine-readable code and a message
@@ -134,4 +141,59 @@ func checkAmount(amountMinor int64, currency string) *rejection {
 		return &rejection{ReasonInvalidCurrency, "currency is not an ISO 4217 alphabetic code (upper case, e.g. EUR)"}
 	}
 	return nil
+}
+
+// requiredFields returns the raw payment fields that have no default in
+// raw_payment.avsc: an Avro payment always carries them, so a JSON payment
+// must too. Read from the schema, so the two cannot drift apart.
+func requiredFields() ([]string, error) {
+	defs, err := schemas.Defs()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range defs {
+		if d.File != "raw_payment.avsc" {
+			continue
+		}
+		rs, ok := d.Schema.(*avro.RecordSchema)
+		if !ok {
+			return nil, errors.New("raw_payment.avsc is not a record schema")
+		}
+		var out []string
+		for _, f := range rs.Fields() {
+			// event_type defaults to AUTHORIZATION in JSON
+			// (schemas.DecodeRawPaymentJSON), as the enum's default symbol.
+			if !f.HasDefault() && f.Name() != "event_type" {
+				out = append(out, f.Name())
+			}
+		}
+		return out, nil
+	}
+	return nil, errors.New("raw_payment.avsc is not among the embedded schemas")
+}
+
+// missingJSONFields returns the required fields that the JSON object b lacks,
+// holds as null, or holds as a blank string, in schema order. Names match
+// exactly, as in raw_payment.avsc (Go's case-insensitive matching would
+// accept "PAN" for "pan"; a strict contract does not).
+func missingJSONFields(b []byte, required []string) []string {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil // not an object: the decoder has already said so
+	}
+	var out []string
+	for _, f := range required {
+		v, ok := m[f]
+		v = bytes.TrimSpace(v)
+		switch {
+		case !ok, len(v) == 0, string(v) == "null":
+			out = append(out, f)
+		case v[0] == '"':
+			var s string
+			if json.Unmarshal(v, &s) == nil && strings.TrimSpace(s) == "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
