@@ -3,7 +3,6 @@ package schemas
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -22,23 +21,13 @@ type Registration struct {
 // registers the embedded schemas. It is idempotent: an unchanged schema keeps
 // its id. The registry rejects an incompatible change, and so does Register.
 func Register(ctx context.Context, cl *sr.Client, t config.Topics) ([]Registration, error) {
-	defs, err := Defs()
+	sds, err := subjectDefs(t)
 	if err != nil {
 		return nil, err
 	}
-	byFile := map[string]Def{}
-	for _, d := range defs {
-		byFile[d.File] = d
-	}
-	subjects := Subjects(t)
-	names := make([]string, 0, len(subjects))
-	for s := range subjects {
-		names = append(names, s)
-	}
-	sort.Strings(names)
 	var out []Registration
-	for _, subj := range names {
-		d := byFile[subjects[subj]]
+	for _, sd := range sds {
+		subj, d := sd.subject, sd.def
 		for _, r := range cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subj) {
 			if r.Err != nil {
 				return out, fmt.Errorf("set BACKWARD compatibility on %s: %w", subj, r.Err)

@@ -7,45 +7,29 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/schemas"
 )
 
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	if err == nil {
-		err = s.Setup(ctx, nil)
-	}
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3()), devstacktest.Setup()))
 }
 
 func serde(t *testing.T) (*schemas.Serde, *sr.Client) {
 	t.Helper()
-	cl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	cfg := stack.Config()
+	s, err := schemas.Open(context.Background(), cfg.Registry, cfg.Topics)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := schemas.NewSerde(context.Background(), cl, stack.Config().Topics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cl
+	return s, s.Client()
 }
 
 func TestRoundTrip(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/hamba/avro/v2"
@@ -54,6 +53,10 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 	if err != nil {
 		return nil, err
 	}
+	sds, err := subjectDefs(t)
+	if err != nil {
+		return nil, err
+	}
 	s := &Serde{
 		cl:      cl,
 		readers: map[reflect.Type]avro.Schema{},
@@ -61,19 +64,11 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 		writers: map[writerKey]avro.Schema{},
 		missing: map[int]bool{},
 	}
-	byFile := map[string]Def{}
 	for _, d := range defs {
 		s.readers[d.Type] = d.Schema
-		byFile[d.File] = d
 	}
-	subjects := Subjects(t)
-	names := make([]string, 0, len(subjects))
-	for subj := range subjects {
-		names = append(names, subj)
-	}
-	sort.Strings(names)
-	for _, subj := range names {
-		d := byFile[subjects[subj]]
+	for _, sd := range sds {
+		subj, d := sd.subject, sd.def
 		if _, ok := s.ids[d.Type]; ok {
 			continue
 		}

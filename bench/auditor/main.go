@@ -130,11 +130,7 @@ func run(n, batchRecords int) (string, error) {
 	if err := stack.Setup(ctx, &cfg); err != nil {
 		return "", err
 	}
-	srcl, err := kafkax.SRClient(cfg.Registry)
-	if err != nil {
-		return "", err
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
 		return "", err
 	}

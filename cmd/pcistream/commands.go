@@ -17,7 +17,7 @@ func addRunCommands(run *cobra.Command, cfg *config.Config) {
 // the vault (detokenize).
 func addExtraCommands(root *cobra.Command, cfg *config.Config) {
 	root.AddCommand(newVerifyCmd(cfg), newAuditCmd(cfg), newReplayCmd(cfg))
-	root.AddCommand(newDetokenizeCmd(cfg))
+	root.AddCommand(newDetokenizeCmd(cfg), newStatusCmd(cfg), newDLQCmd(cfg))
 }
 
 // addReplayCommands adds replays of processors other than the masker.

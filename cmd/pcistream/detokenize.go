@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,7 +33,8 @@ func newDetokenizeCmd(cfg *config.Config) *cobra.Command {
 --vault-index-dir), unwraps its data key with the keyring's
 key-encryption key (or the KMS), decrypts the PAN and prints it on stdout, nothing else.
 
-Every use is written to the audit topic (action detokenize, actor operator:<name>,
+Every use is written to the audit topic (action detokenize, actor: the Kafka principal
+this command authenticates as (SASL user or TLS certificate subject),
 the reason, the token, the outcome) before the PAN is shown; if that write fails,
 nothing is shown. Access control is the keyring itself: without the KEK (file mode 0600,
 or KMS permissions) there is nothing to decrypt with.`,
@@ -50,8 +50,9 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if len(strings.TrimSpace(reason)) < tokenizer.MinReasonLen {
 				return fmt.Errorf("%w: --reason must say why (at least %d characters, e.g. a ticket id)", tokenizer.ErrRefused, tokenizer.MinReasonLen)
 			}
-			if operator == "" {
-				operator = os.Getenv("USER")
+			actor, err := kafkax.Principal(cfg.Kafka)
+			if err != nil {
+				return err
 			}
 			_, vault, err := openKeyring(ctx, cfg, &kf)
 			if err != nil {
@@ -61,13 +62,9 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if err != nil {
 				return err
 			}
-			srcl, err := kafkax.SRClient(cfg.Registry)
+			serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 			if err != nil {
 				return err
-			}
-			serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-			if err != nil {
-				return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
 			}
 			d := tokenizer.NewDetokenizer(vault, serde, cfg.Topics, clientOpts)
 			if indexDir != "" {
@@ -78,7 +75,7 @@ or KMS permissions) there is nothing to decrypt with.`,
 				defer ix.Close()
 				d.UseIndex(ix)
 			}
-			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Operator: operator})
+			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Actor: actor, Operator: operator})
 			if err != nil {
 				// Detokenize's errors say "detokenize refused: ..." or
 				// name the step that failed; no second prefix.
@@ -95,7 +92,7 @@ or KMS permissions) there is nothing to decrypt with.`,
 	fl := cmd.Flags()
 	fl.StringVar(&tok, "token", "", "the token to reveal (tok_v<N>_...)")
 	fl.StringVar(&reason, "reason", "", "why (recorded in the audit trail; at least 8 characters, e.g. a ticket id)")
-	fl.StringVar(&operator, "operator", "", "who is asking (default $USER); recorded in the audit trail")
+	fl.StringVar(&operator, "operator", "", "a name recorded beside the actor, which is the Kafka principal (SASL user or TLS certificate subject)")
 	fl.StringVar(&indexDir, "vault-index-dir", "", "local index of the vault (Pebble; encrypted entries, same controls as the vault): kept, later lookups read one key plus what was written since (default: a temporary index of the token's partition)")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -48,8 +49,15 @@ func TestREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One session for all blocks, in README order: later sections (the
+	// runbook, the first hour) go on in the shell the local session opened,
+	// as a reader would.
+	s := newSession(t, repo)
+	defer func() { s.t = t; s.stop() }()
 	for _, b := range blocks {
-		t.Run(b.name, func(t *testing.T) { runSession(t, repo, b.lines) })
+		if !t.Run(b.name, func(t *testing.T) { s.runBlock(t, b.lines) }) {
+			return
+		}
 	}
 }
 
@@ -113,25 +121,37 @@ type bgProc struct {
 	done chan struct{}
 }
 
-func runSession(t *testing.T, repo string, lines []string) {
-	s := newSession(t, repo)
-	defer s.stop()
+// runBlock runs one block's lines in s, failing t.
+func (s *session) runBlock(t *testing.T, lines []string) {
+	s.t = t
 	for _, line := range lines {
 		if !s.allRunning() {
 			return
 		}
 		line = s.subst.Replace(line)
 		cmdLine, comment, _ := strings.Cut(line, " #")
-		_ = comment
 		cmdLine = strings.TrimSpace(cmdLine)
+		// "# → TEXT" after a command is the output the README promises.
+		_, want, expect := strings.Cut(comment, "→ ")
 		if bg, ok := strings.CutSuffix(cmdLine, "&"); ok {
 			s.start(strings.TrimSpace(bg))
 			continue
 		}
-		s.run(cmdLine)
+		if m := assignment.FindStringSubmatch(cmdLine); m != nil {
+			// A shell variable the following lines use: each line runs
+			// in its own bash, so keep it in the session's environment.
+			s.env = append(s.env, m[1]+"="+s.run(cmdLine+`; printf %s "$`+m[1]+`"`))
+			continue
+		}
+		out := s.run(cmdLine)
+		if want = strings.TrimSpace(want); expect && !strings.Contains(out, want) {
+			t.Fatalf("%s: output lacks %q:\n%s", s.masked(cmdLine), s.masked(want), s.masked(out))
+		}
 	}
 	s.allRunning()
 }
+
+var assignment = regexp.MustCompile(`^([A-Z_][A-Z0-9_]*)=\S`)
 
 func newSession(t *testing.T, repo string) *session {
 	ports := freePorts(t, 9)
@@ -171,33 +191,35 @@ func (s *session) command(ctx context.Context, line string) *exec.Cmd {
 	return c
 }
 
-// run runs a foreground command and checks its outcome.
-func (s *session) run(line string) {
-	s.t.Logf("$ %s", line)
+// run runs a foreground command, checks its outcome and returns its
+// standard output.
+func (s *session) run(line string) string {
+	s.t.Logf("$ %s", s.masked(line))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := s.command(ctx, line)
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
+	var stdout, out bytes.Buffer
+	c.Stdout, c.Stderr = io.MultiWriter(&stdout, &out), &out
 	err := c.Run()
 	text := out.String()
 	if !strings.Contains(line, "detokenize") {
 		s.noPAN(line, text)
 	}
 	if err != nil {
-		s.t.Fatalf("%s: %v\n%s", line, err, s.masked(text))
+		s.t.Fatalf("%s: %v\n%s", s.masked(line), err, s.masked(text))
 	}
 	if strings.HasPrefix(line, "kcat") && strings.Contains(line, " -C") && strings.TrimSpace(text) == "" {
-		s.t.Fatalf("%s printed nothing", line)
+		s.t.Fatalf("%s printed nothing (%q, %q)", s.masked(line), s.masked(text), s.masked(stdout.String()))
 	}
+	return stdout.String()
 }
 
 // start runs a background command; `pcistream dev` is waited for until its
 // ports answer, as a person would wait for its banner.
 func (s *session) start(line string) {
-	s.t.Logf("$ %s &", line)
+	s.t.Logf("$ %s &", s.masked(line))
 	c := s.command(context.Background(), line)
-	p := &bgProc{line: line, cmd: c, out: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &bgProc{line: s.masked(line), cmd: c, out: &bytes.Buffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = p.out, p.out
 	if err := c.Start(); err != nil {
 		s.t.Fatalf("%s: %v", line, err)
@@ -255,7 +277,7 @@ func (s *session) stop() {
 
 func (s *session) noPAN(line, text string) {
 	if s.det.ContainsString(text) {
-		s.t.Errorf("%s printed a card number:\n%s", line, s.masked(text))
+		s.t.Errorf("%s printed a card number:\n%s", s.masked(line), s.masked(text))
 	}
 }
 

@@ -1,12 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"os/user"
 	"sort"
 	"strings"
 	"time"
@@ -33,23 +32,34 @@ type replayFlags struct {
 	operator   string
 	reason     string
 	txnID      string
+	// only and action are set by `dlq redrive`, not by flags: the source
+	// offsets to re-process, and the audit action ("redrive").
+	only   map[int32][]int64
+	action string
 }
 
 func (f *replayFlags) bind(cmd *cobra.Command) {
+	f.bindRange(cmd)
 	fl := cmd.Flags()
-	fl.Int32SliceVar(&f.partitions, "partition", nil, "partitions to replay (default all)")
-	fl.Int64Var(&f.from, "from-offset", -1, "first offset to replay (default the start)")
-	fl.Int64Var(&f.to, "to-offset", -1, "replay up to this offset, exclusive (default the end when the replay starts)")
-	fl.StringVar(&f.fromTime, "from-time", "", "first record time to replay (RFC 3339)")
-	fl.StringVar(&f.toTime, "to-time", "", "replay records before this time (RFC 3339)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "process the range and report what would be written, writing nothing")
-	fl.StringVar(&f.operator, "operator", "", "who runs the replay, for the audit event (default $USER)")
+	fl.StringVar(&f.operator, "operator", "", "a name recorded beside the actor, which is the Kafka principal (SASL user or TLS certificate subject)")
 	fl.StringVar(&f.reason, "reason", "", "why the replay is run, for the audit event (required)")
 	fl.StringVar(&f.txnID, "transactional-id", "", "transactional id for the replay's writes (default pcistream-replay-<processor>)")
 }
 
+// bindRange binds the flags that select input records (also used by `dlq
+// inspect`, where they select by source coordinates).
+func (f *replayFlags) bindRange(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.Int32SliceVar(&f.partitions, "partition", nil, "input partitions (default all)")
+	fl.Int64Var(&f.from, "from-offset", -1, "first input offset (default the start)")
+	fl.Int64Var(&f.to, "to-offset", -1, "input offsets before this one, exclusive (default the end when the command starts)")
+	fl.StringVar(&f.fromTime, "from-time", "", "first input record time (RFC 3339)")
+	fl.StringVar(&f.toTime, "to-time", "", "input records before this time (RFC 3339)")
+}
+
 func (f *replayFlags) rng(topic string) (replay.Range, error) {
-	r := replay.Range{Topic: topic, Partitions: f.partitions, FromOffset: f.from, ToOffset: f.to}
+	r := replay.Range{Topic: topic, Partitions: f.partitions, FromOffset: f.from, ToOffset: f.to, Only: f.only}
 	for _, tv := range []struct {
 		s   string
 		dst *time.Time
@@ -85,9 +95,8 @@ the operator and the reason.`,
 
 func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 	var (
-		f        replayFlags
-		policy   = pan.First6Last4
-		maxBytes int
+		f  replayFlags
+		mf maskerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "masker",
@@ -101,7 +110,7 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := masker.New(serde, masker.Topics(cfg.Topics), masker.Policy(policy), masker.MaxRecordBytes(maxBytes))
+			m, err := mf.build(serde, cfg)
 			if err != nil {
 				return err
 			}
@@ -109,9 +118,24 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 		},
 	}
 	f.bind(cmd)
-	cmd.Flags().Var(&policy, "policy", "what a mask keeps: first6last4, last4 or full")
-	cmd.Flags().IntVar(&maxBytes, "max-record-bytes", masker.DefaultMaxRecordBytes, "largest record masked and forwarded; larger ones go to the DLQ")
+	mf.bind(cmd)
 	return cmd
+}
+
+// maskerFlags configure a masker run outside its group (replay, redrive).
+type maskerFlags struct {
+	policy   pan.Policy
+	maxBytes int
+}
+
+func (mf *maskerFlags) bind(cmd *cobra.Command) {
+	mf.policy = pan.First6Last4
+	cmd.Flags().Var(&mf.policy, "policy", "what a mask keeps: first6last4, last4 or full")
+	cmd.Flags().IntVar(&mf.maxBytes, "max-record-bytes", masker.DefaultMaxRecordBytes, "largest record masked and forwarded; larger ones go to the DLQ")
+}
+
+func (mf *maskerFlags) build(serde *schemas.Serde, cfg *config.Config) (*masker.Masker, error) {
+	return masker.New(serde, masker.Topics(cfg.Topics), masker.Policy(mf.policy), masker.MaxRecordBytes(mf.maxBytes))
 }
 
 func replayDeps(ctx context.Context, cfg *config.Config) (*schemas.Serde, []kgo.Opt, error) {
@@ -119,13 +143,9 @@ func replayDeps(ctx context.Context, cfg *config.Config) (*schemas.Serde, []kgo.
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := kafkax.SRClient(cfg.Registry)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
 		return nil, nil, err
-	}
-	serde, err := schemas.NewSerde(ctx, src, cfg.Topics)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w (registry %s)", err, cfg.Registry.URL)
 	}
 	return serde, kopts, nil
 }
@@ -142,13 +162,9 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	if err != nil {
 		return err
 	}
-	operator := f.operator
-	if operator == "" {
-		if u, err := user.Current(); err == nil {
-			operator = u.Username
-		} else {
-			operator = os.Getenv("USER")
-		}
+	actor, err := kafkax.Principal(cfg.Kafka)
+	if err != nil {
+		return err
 	}
 	txnID := f.txnID
 	if txnID == "" {
@@ -157,8 +173,8 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	start := time.Now()
 	ev := schemas.AuditEvent{
 		Time:    start.UnixMilli(),
-		Actor:   "operator:" + operator,
-		Action:  "replay",
+		Actor:   actor,
+		Action:  cmp.Or(f.action, "replay"),
 		Outcome: "started",
 		Topic:   topic,
 		Subject: name,
@@ -169,6 +185,9 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 			"from_offset": fmt.Sprint(f.from), "to_offset": fmt.Sprint(f.to),
 			"from_time": f.fromTime, "to_time": f.toTime,
 		},
+	}
+	if f.operator != "" {
+		ev.Attrs["operator_claimed"] = f.operator // a name typed in, not an identity
 	}
 	if err := writeAudit(ctx, kopts, serde, cfg.Topics.AuditEvents, &ev); err != nil {
 		return fmt.Errorf("recording the replay in the audit trail (nothing replayed): %w", err)

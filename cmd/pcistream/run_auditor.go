@@ -109,13 +109,9 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 	var decode auditor.EventDecoder
 	switch f.inputFormat {
 	case "avro":
-		srcl, err := kafkax.SRClient(cfg.Registry)
+		serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 		if err != nil {
-			return fmt.Errorf("schema registry client: %w", err)
-		}
-		serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-		if err != nil {
-			return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
+			return err
 		}
 		decode = auditor.SerdeDecoder(ctx, serde)
 	case "json":

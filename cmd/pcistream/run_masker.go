@@ -61,13 +61,9 @@ func runMasker(ctx context.Context, cfg *config.Config, policy pan.Policy, maxBy
 	if err != nil {
 		return fmt.Errorf("kafka options: %w", err)
 	}
-	srcl, err := kafkax.SRClient(cfg.Registry)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
-		return fmt.Errorf("schema registry client: %w", err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-	if err != nil {
-		return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
+		return err
 	}
 	reg := telemetry.NewRegistry()
 	m, err := masker.New(serde,

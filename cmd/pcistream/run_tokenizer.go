@@ -103,13 +103,9 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if err != nil {
 		return fmt.Errorf("kafka options: %w", err)
 	}
-	srcl, err := kafkax.SRClient(cfg.Registry)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
-		return fmt.Errorf("schema registry client: %w", err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
-	if err != nil {
-		return fmt.Errorf("schemas (registry %s): %w", cfg.Registry.URL, err)
+		return err
 	}
 	reg := telemetry.NewRegistry()
 	tk, err := tokenizer.New(kr, vault, serde,

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pcistream/pcistream/internal/config"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/schemas"
 )
 
@@ -30,7 +29,7 @@ incompatible change is rejected by the registry, and the command exits non-zero.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			cl, err := kafkax.SRClient(cfg.Registry)
+			cl, err := schemas.NewClient(cfg.Registry)
 			if err != nil {
 				return err
 			}

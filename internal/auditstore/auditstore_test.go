@@ -15,24 +15,13 @@ import (
 	"github.com/pcistream/pcistream/internal/auditstore"
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
 var stack *devstack.Stack
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	var err error
-	stack, err = devstack.Start(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stack.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
 var bucketN int
 

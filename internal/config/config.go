@@ -106,6 +106,16 @@ func (t Topics) RepartitionTopic() string {
 	return t.Idempotency + ".repartition"
 }
 
+// WithSuffix returns the topic names with suffix appended to each, so tests
+// and benchmarks get their own topics on a shared cluster.
+func (t Topics) WithSuffix(suffix string) Topics {
+	return Topics{
+		PaymentsRaw: t.PaymentsRaw + suffix, PaymentsTokenized: t.PaymentsTokenized + suffix, PaymentsDLQ: t.PaymentsDLQ + suffix,
+		LogsRaw: t.LogsRaw + suffix, LogsSanitized: t.LogsSanitized + suffix, LogsDLQ: t.LogsDLQ + suffix,
+		AuditEvents: t.AuditEvents + suffix, Vault: t.Vault + suffix, Idempotency: t.Idempotency + suffix,
+	}
+}
+
 // Defaults of the embedded development stack (pcistream dev).
 const (
 	DefaultKafkaAddr    = "127.0.0.1:9092"

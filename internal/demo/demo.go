@@ -119,11 +119,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := kafkax.SRClient(cfg.Registry)
-	if err != nil {
-		return nil, err
-	}
-	serde, err := schemas.NewSerde(ctx, src, cfg.Topics)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
 		return nil, err
 	}

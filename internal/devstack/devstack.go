@@ -4,8 +4,13 @@
 // compatibility, and an S3 gateway with Object Lock and versioning (versitygw
 // embedgw, posix backend).
 //
-// It backs `pcistream dev`, `pcistream demo` and the integration tests.
-// Processors never import it: they only see addresses in a config.Config.
+// It backs `pcistream dev`, `pcistream demo` and the integration tests
+// (through devstacktest). Processors never import it: they only see
+// addresses in a config.Config.
+//
+// The Kafka side is replaceable: ExternalKafka starts the stack without
+// kfake and points KafkaAddrs (and Config) at another cluster, such as a real
+// Apache Kafka broker; Cluster is then nil.
 //
 // Two properties of versitygw shape this package: only one gateway can run
 // per process, and its posix backend changes the process working directory
@@ -43,7 +48,8 @@ import (
 
 // Stack is a running embedded stack.
 type Stack struct {
-	// KafkaAddrs are the broker addresses (host:port).
+	// KafkaAddrs are the broker addresses (host:port): kfake's, or the
+	// seeds given to ExternalKafka. Clients need nothing else.
 	KafkaAddrs []string
 	// RegistryURL is the schema registry base URL.
 	RegistryURL string
@@ -52,7 +58,8 @@ type Stack struct {
 	S3 config.S3
 	// DataDir holds the Kafka log, the registry's schemas and the S3 data.
 	DataDir string
-	// Cluster is the kfake cluster, for fault injection in tests.
+	// Cluster is the kfake cluster, for fault injection in tests; nil with
+	// ExternalKafka.
 	Cluster *kfake.Cluster
 	// Registry is the fake registry, for inspection in tests.
 	Registry *srfake.Registry
@@ -76,6 +83,7 @@ type cfg struct {
 	bucket       string
 	partitions   int32
 	kfakeOpts    []kfake.Opt
+	external     []string
 	logger       io.Writer
 }
 
@@ -112,6 +120,12 @@ func DefaultPartitions(n int32) Opt { return func(c *cfg) { c.partitions = n } }
 // SASL, TLS...).
 func KfakeOpts(opts ...kfake.Opt) Opt {
 	return func(c *cfg) { c.kfakeOpts = append(c.kfakeOpts, opts...) }
+}
+
+// ExternalKafka uses the Kafka cluster at seeds instead of starting kfake
+// (KafkaAddr, DefaultPartitions and KfakeOpts are then ignored).
+func ExternalKafka(seeds ...string) Opt {
+	return func(c *cfg) { c.external = append([]string(nil), seeds...) }
 }
 
 // GatewayLog sends the S3 gateway's own log output to w (default discarded).
@@ -166,6 +180,10 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 }
 
 func (s *Stack) startKafka() error {
+	if len(s.cfg.external) > 0 {
+		s.KafkaAddrs = s.cfg.external
+		return nil
+	}
 	host, port, err := splitAddr(s.cfg.kafkaAddr)
 	if err != nil {
 		return fmt.Errorf("devstack: kafka address: %w", err)
@@ -188,10 +206,6 @@ func (s *Stack) startKafka() error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
-	if host != "127.0.0.1" && host != "" {
-		// kfake advertises 127.0.0.1; keep that for clients.
-		_ = host
-	}
 	return nil
 }
 

@@ -17,11 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
@@ -34,32 +34,15 @@ func TestMain(m *testing.M) {
 	if p, err := filepath.Abs("testdata/interop.py"); err == nil {
 		scriptPath = p
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx)
-	cancel()
-	if err != nil {
-		os.Stderr.WriteString("devstack: " + err.Error() + "\n")
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack))
 }
 
-func newTopic(t *testing.T, name string, partitions int32) {
+// newTopic creates a topic named for base and the test.
+func newTopic(t *testing.T, base string, partitions int32) string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, partitions, 1, nil, name); err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
+	name := devstacktest.Name(t, base)
+	devstacktest.CreateTopic(t, stack, name, partitions)
+	return name
 }
 
 // TestTransactionalRoundTrip produces in a committed and an aborted
@@ -68,8 +51,8 @@ func newTopic(t *testing.T, name string, partitions int32) {
 func TestTransactionalRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	newTopic(t, "rt", 1)
-	p, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.TransactionalID("rt-producer"), kgo.DefaultProduceTopic("rt"))
+	topic := newTopic(t, "rt", 1)
+	p, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.TransactionalID(topic+"-producer"), kgo.DefaultProduceTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,19 +69,9 @@ func TestTransactionalRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.ConsumeTopics("rt"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	var got []string
-	for len(got) < 2 {
-		fs := c.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("timed out with %q", got)
-		}
-		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	for _, r := range devstacktest.ReadStable(t, stack, topic) {
+		got = append(got, string(r.Value))
 	}
 	if strings.Join(got, ",") != "a,c" {
 		t.Fatalf("read_committed saw %q, want a,c (b was aborted)", got)
@@ -189,14 +162,14 @@ func TestKcatInterop(t *testing.T) {
 	if err != nil {
 		t.Skip("kcat not installed (apt-get install kcat); .ci/run installs it")
 	}
-	newTopic(t, "kcat", 1)
+	topic := newTopic(t, "kcat", 1)
 	broker := stack.KafkaAddrs[0]
-	prod := exec.Command(kcat, "-b", broker, "-t", "kcat", "-P", "-K:")
+	prod := exec.Command(kcat, "-b", broker, "-t", topic, "-P", "-K:")
 	prod.Stdin = strings.NewReader("k1:v1\nk2:v2\n")
 	if out, err := prod.CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce: %v: %s", err, out)
 	}
-	cons := exec.Command(kcat, "-b", broker, "-t", "kcat", "-C", "-e", "-o", "beginning", "-f", "%k=%s\n", "-X", "isolation.level=read_committed")
+	cons := exec.Command(kcat, "-b", broker, "-t", topic, "-C", "-e", "-o", "beginning", "-f", "%k=%s\n", "-X", "isolation.level=read_committed")
 	out, err := cons.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kcat consume: %v: %s", err, out)
@@ -205,18 +178,7 @@ func TestKcatInterop(t *testing.T) {
 		t.Fatalf("kcat consumed %q", got)
 	}
 	// And a record kcat produced is visible to franz-go.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("kcat"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	n := 0
-	for n < 2 && ctx.Err() == nil {
-		n += c.PollFetches(ctx).NumRecords()
-	}
-	if n != 2 {
+	if n := len(devstacktest.ReadStable(t, stack, topic)); n != 2 {
 		t.Fatalf("franz-go saw %d of kcat's records", n)
 	}
 }
@@ -235,8 +197,8 @@ func TestLibrdkafkaTransactionsInterop(t *testing.T) {
 	if py == "" {
 		t.Skip("python3-confluent-kafka not installed (apt-get install python3-confluent-kafka); .ci/run installs it")
 	}
-	newTopic(t, "pyinterop", 1)
-	out, err := exec.Command(py, scriptPath, stack.KafkaAddrs[0], "pyinterop").CombinedOutput()
+	topic := newTopic(t, "pyinterop", 1)
+	out, err := exec.Command(py, scriptPath, stack.KafkaAddrs[0], topic).CombinedOutput()
 	if err != nil {
 		t.Fatalf("librdkafka interop: %v: %s", err, out)
 	}
@@ -291,15 +253,7 @@ func TestRestartKeepsState(t *testing.T) {
 			t.Fatalf("schema %s id %d came back as %s id %d", before[i].Subject, before[i].ID, after[i].Subject, after[i].ID)
 		}
 	}
-	c, _ := kgo.NewClient(kgo.SeedBrokers(b.KafkaAddrs...), kgo.ConsumeTopics("logs.raw"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	defer c.Close()
-	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer pcancel()
-	n := 0
-	for n == 0 && pctx.Err() == nil {
-		n = c.PollFetches(pctx).NumRecords()
-	}
-	if n != 1 {
+	if n := len(devstacktest.ReadStable(t, b, "logs.raw")); n != 1 {
 		t.Fatalf("records after restart: %d, want 1", n)
 	}
 }

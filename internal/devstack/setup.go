@@ -43,7 +43,7 @@ func Setup(ctx context.Context, c config.Config) error {
 	if _, err := topology.Apply(ctx, kadm.NewClient(cl), spec); err != nil {
 		return fmt.Errorf("apply topology: %w", err)
 	}
-	src, err := kafkax.SRClient(c.Registry)
+	src, err := schemas.NewClient(c.Registry)
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
 )
 
@@ -28,20 +28,7 @@ var stack *devstack.Stack
 const childEnv = "PCISTREAM_EOS_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(runChild())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3()), devstacktest.Child(childEnv, runChild)))
 }
 
 // upper is the transform under test: one output per input, derived only
@@ -119,19 +106,8 @@ func stopChild(cmd *exec.Cmd) {
 
 func createTopics(t *testing.T, partitions int32, names ...string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, names...)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatal(err)
+	for _, n := range names {
+		devstacktest.CreateTopic(t, stack, n, partitions)
 	}
 }
 
@@ -153,35 +129,16 @@ func produceInputs(t *testing.T, topic string, n int) {
 	}
 }
 
-// readCommitted reads topic with read_committed until want records arrived
-// and then until it is idle for a while (so late duplicates would show),
-// returning how often each value appears.
+// readCommitted waits until topic holds want committed records, then reads
+// it again to its last stable offset a moment later (so late duplicates
+// would show), returning how often each value appears.
 func readCommitted(t *testing.T, topic string, want int, timeout time.Duration) map[string]int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	devstacktest.WaitStable(t, stack, topic, want, timeout)
+	time.Sleep(1500 * time.Millisecond)
 	got := map[string]int{}
-	n := 0
-	deadline := time.Now().Add(timeout)
-	idleSince := time.Now()
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		k := 0
-		fs.EachRecord(func(r *kgo.Record) { got[string(r.Value)]++; k++ })
-		n += k
-		if k > 0 {
-			idleSince = time.Now()
-		}
-		if n >= want && time.Since(idleSince) > 1500*time.Millisecond {
-			break
-		}
+	for _, r := range devstacktest.ReadStable(t, stack, topic) {
+		got[string(r.Value)]++
 	}
 	return got
 }

@@ -1,6 +1,7 @@
 // Package kafkax turns pcistream's Kafka and schema-registry configuration
 // into franz-go client options, so every command connects the same way
-// (seed brokers, TLS, SASL, client id).
+// (seed brokers, TLS, SASL, client id), and reads topics to their last stable
+// offset (ReadStable).
 package kafkax
 
 import (
@@ -16,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/config"
 )
@@ -92,22 +92,6 @@ func saslMechanism(s config.SASL) (sasl.Mechanism, error) {
 	default:
 		return nil, fmt.Errorf("unknown SASL mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
 	}
-}
-
-// SRClient returns a schema-registry client for r.
-func SRClient(r config.Registry) (*sr.Client, error) {
-	if r.URL == "" {
-		return nil, fmt.Errorf("no schema registry configured: set --registry-url or PCISTREAM_REGISTRY_URL")
-	}
-	opts := []sr.ClientOpt{sr.URLs(strings.Split(r.URL, ",")...)}
-	if r.Username != "" {
-		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
-	}
-	cl, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry client: %w", err)
-	}
-	return cl, nil
 }
 
 // Reachable dials the first seed broker, to turn "no brokers" into a one-line

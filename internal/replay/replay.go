@@ -37,6 +37,10 @@ type Range struct {
 	// FromTime/ToTime, when non-zero, bound the range by record time
 	// instead (resolved to offsets with ListOffsets).
 	FromTime, ToTime time.Time
+	// Only, when set, replays just these offsets per partition (a DLQ
+	// redrive), within the bounds above; other records are read and
+	// skipped.
+	Only map[int32][]int64
 }
 
 // Options configures Run.
@@ -82,6 +86,7 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 	if err != nil {
 		return res, err
 	}
+	only := narrow(bounds, r.Only)
 	res.Ranges = bounds
 	consume := map[string]map[int32]kgo.Offset{r.Topic: {}}
 	remaining := 0
@@ -139,10 +144,12 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 				if done[ftp.Partition] || rec.Offset >= end {
 					break
 				}
-				if ferr = p.Process(ctx, rec, &out); ferr != nil {
-					return
+				if only == nil || only[ftp.Partition][rec.Offset] {
+					if ferr = p.Process(ctx, rec, &out); ferr != nil {
+						return
+					}
+					n++
 				}
-				n++
 				if rec.Offset+1 >= end {
 					done[ftp.Partition] = true
 					remaining--
@@ -257,4 +264,38 @@ func resolve(ctx context.Context, adm *kadm.Client, r Range) (map[int32][2]int64
 		})
 	}
 	return out, nil
+}
+
+// narrow shrinks bounds to the partitions and offset spans of only, and
+// returns only as a set; with no only it changes nothing and returns nil.
+func narrow(bounds map[int32][2]int64, only map[int32][]int64) map[int32]map[int64]bool {
+	if only == nil {
+		return nil
+	}
+	set := map[int32]map[int64]bool{}
+	for p, b := range bounds {
+		offs := only[p]
+		if len(offs) == 0 {
+			delete(bounds, p)
+			continue
+		}
+		set[p] = map[int64]bool{}
+		lo, hi := int64(-1), int64(-1)
+		for _, o := range offs {
+			if o < b[0] || o >= b[1] {
+				continue
+			}
+			set[p][o] = true
+			if lo < 0 || o < lo {
+				lo = o
+			}
+			hi = max(hi, o+1)
+		}
+		if lo < 0 {
+			delete(bounds, p)
+			continue
+		}
+		bounds[p] = [2]int64{lo, hi}
+	}
+	return set
 }

@@ -6,12 +6,12 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/replay"
 )
@@ -19,17 +19,7 @@ import (
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3())))
 }
 
 var upper = eos.ProcessorFunc(func(_ context.Context, r *kgo.Record, o *eos.Out) error {
@@ -70,17 +60,9 @@ func TestReplayRangeDryRunAndWrite(t *testing.T) {
 	if res, err = replay.Run(ctx, upper, r, opts); err != nil || res.Read != 10 {
 		t.Fatalf("replay: %v, read %d", err, res.Read)
 	}
-	c, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.ConsumeTopics("rp.out"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	var got []string
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for len(got) < 10 && pctx.Err() == nil {
-		c.PollFetches(pctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	for _, r := range devstacktest.ReadStable(t, stack, "rp.out") {
+		got = append(got, string(r.Value))
 	}
 	if strings.Join(got, ",") != "V05,V06,V07,V08,V09,V10,V11,V12,V13,V14" {
 		t.Fatalf("replayed outputs %v", got)

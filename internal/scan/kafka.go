@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,29 +34,6 @@ func (r *run) scanKafka(ctx context.Context, t Target) error {
 	if err != nil {
 		return err
 	}
-	remaining := map[int32]int64{}
-	starts := map[int32]kgo.Offset{}
-	for p, b := range bounds {
-		if b[0] < b[1] {
-			remaining[p] = b[1]
-			starts[p] = kgo.NewOffset().At(b[0])
-		}
-	}
-	if len(remaining) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: starts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Commit/abort markers are kept so a partition whose last offset
-		// before the end is a marker is seen to be finished.
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer cl.Close()
-
 	det := r.s.det
 	var ms []pan.Match
 	var unit unitMatches
@@ -65,81 +41,52 @@ func (r *run) scanKafka(ctx context.Context, t Target) error {
 		ms = det.Find(ms[:0], b)
 		unit.reset()
 		for _, m := range ms {
-			occ := unit.occurrence(m)
-			loc := fmt.Sprintf("%s/%d/%d %s", t.Topic, rec.Partition, rec.Offset, part)
-			r.emit(Finding{
-				Kind:     KindPAN,
-				Source:   SourceKafka,
-				Target:   t.String(),
-				Location: loc,
-				Kafka:    &KafkaLocation{Topic: t.Topic, Partition: rec.Partition, Offset: rec.Offset, Part: part},
-				Network:  m.Network.String(),
-				Last4:    string(m.Last4[:]),
-				Digits:   m.Digits,
-				Message:  panMessage(m, loc),
-			}, "kafka:"+loc, occ)
+			r.emitKafka(t, rec, part, m, unit.occurrence(m))
 		}
 	}
-	for len(remaining) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, r.s.cfg.kafkaIdle)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return err
+	err = kafkax.ReadRanges(ctx, opts, t.Topic, bounds, func(rec *kgo.Record) error {
+		r.items.Add(1)
+		n := len(rec.Value) + len(rec.Key)
+		scanPart(rec, "value", rec.Value)
+		if len(rec.Key) > 0 {
+			scanPart(rec, "key", rec.Key)
 		}
-		progressed := false
-		var ferr error
-		fs.EachError(func(_ string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return
-			}
-			ferr = fmt.Errorf("fetching %s partition %d from %s: %w", t.Topic, p, brokers, err)
-		})
-		if ferr != nil {
-			return ferr
+		for _, h := range rec.Headers {
+			n += len(h.Value)
+			scanPart(rec, "header:"+r.s.mask(h.Key), h.Value)
 		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			end, ok := remaining[rec.Partition]
-			if !ok {
-				return
-			}
-			progressed = true
-			if rec.Offset >= end {
-				delete(remaining, rec.Partition)
-				return
-			}
-			if !rec.Attrs.IsControl() {
-				r.items.Add(1)
-				n := len(rec.Value) + len(rec.Key)
-				scanPart(rec, "value", rec.Value)
-				if len(rec.Key) > 0 {
-					scanPart(rec, "key", rec.Key)
-				}
-				for _, h := range rec.Headers {
-					n += len(h.Value)
-					scanPart(rec, "header:"+r.s.mask(h.Key), h.Value)
-				}
-				r.bytes.Add(int64(n))
-			}
-			if rec.Offset >= end-1 {
-				delete(remaining, rec.Partition)
-			}
-		})
-		if !progressed && fs.Err0() != nil && errors.Is(fs.Err0(), context.DeadlineExceeded) {
-			ps := make([]int32, 0, len(remaining))
-			for p := range remaining {
-				ps = append(ps, p)
-			}
-			sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-			r.warn("kafka %s: partitions %v returned nothing for %s before reaching the end offset captured at start (aborted transactional records at the tail?); scanned what was readable", t.Topic, ps, r.s.cfg.kafkaIdle)
-			return nil
-		}
+		r.bytes.Add(int64(n))
+		return nil
+	}, kafkax.IdleTimeout(r.s.cfg.kafkaIdle))
+	var stalled *kafkax.StalledError
+	if errors.As(err, &stalled) {
+		r.warn("kafka %s: partitions %v returned nothing for %s before reaching the end offset captured at start (aborted transactional records at the tail?); scanned what was readable", t.Topic, stalled.Partitions, stalled.Idle)
+		return nil
 	}
-	return nil
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("fetching from %s: %w", brokers, err)
+	}
+	return err
+}
+
+// emitKafka reports one PAN match in a part of a Kafka record.
+func (r *run) emitKafka(t Target, rec *kgo.Record, part string, m pan.Match, occ int) {
+	loc := fmt.Sprintf("%s/%d/%d %s", t.Topic, rec.Partition, rec.Offset, part)
+	r.emit(Finding{
+		Kind:     KindPAN,
+		Source:   SourceKafka,
+		Target:   t.String(),
+		Location: loc,
+		Kafka:    &KafkaLocation{Topic: t.Topic, Partition: rec.Partition, Offset: rec.Offset, Part: part},
+		Network:  m.Network.String(),
+		Last4:    string(m.Last4[:]),
+		Digits:   m.Digits,
+		Message:  panMessage(m, loc),
+	}, "kafka:"+loc, occ)
 }
 
 // kafkaBounds lists, per partition, the [start, end) offsets to read.
-func (r *run) kafkaBounds(ctx context.Context, opts []kgo.Opt, t Target, brokers string) (map[int32][2]int64, error) {
+func (r *run) kafkaBounds(ctx context.Context, opts []kgo.Opt, t Target, brokers string) (map[int32]kafkax.Range, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -193,7 +140,7 @@ func (r *run) kafkaBounds(ctx context.Context, opts []kgo.Opt, t Target, brokers
 	if err != nil {
 		return nil, err
 	}
-	out := map[int32][2]int64{}
+	out := map[int32]kafkax.Range{}
 	for p, so := range startL[t.Topic] {
 		start, end := so.Offset, int64(0)
 		if eo, ok := endL.Lookup(t.Topic, p); ok {
@@ -215,7 +162,7 @@ func (r *run) kafkaBounds(ctx context.Context, opts []kgo.Opt, t Target, brokers
 		case t.To.Set:
 			end = min(end, t.To.Offset)
 		}
-		out[p] = [2]int64{start, end}
+		out[p] = kafkax.Range{Start: start, End: end}
 	}
 	return out, nil
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/s3x"
 	"github.com/pcistream/pcistream/internal/scan"
@@ -21,17 +21,8 @@ import (
 
 func kafkaTopic(t *testing.T, partitions int32) string {
 	t.Helper()
-	name := "scan-" + uniq()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, name); err != nil {
-		t.Fatalf("create topic: %v", err)
-	}
+	name := devstacktest.Name(t, "scan")
+	devstacktest.CreateTopic(t, stack, name, partitions)
 	return name
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/s3x"
 	"github.com/pcistream/pcistream/processors/auditor"
@@ -38,20 +39,7 @@ var stack *devstack.Stack
 const testPAN = "4111 1111 1111 1111" // a well-known test card number
 
 func TestMain(m *testing.M) {
-	if os.Getenv("AUDITOR_CHILD") != "" {
-		os.Exit(child())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	var err error
-	stack, err = devstack.Start(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stack.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.Child("AUDITOR_CHILD", child)))
 }
 
 type env struct {
@@ -86,12 +74,7 @@ func newEnv(t *testing.T, name string) *env {
 }
 
 func kgoClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return devstacktest.Client(t, stack, opts...)
 }
 
 // produce writes n audit events (with ids from..from+n-1) transactionally,

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/chain"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/processors/auditor"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -25,11 +24,7 @@ func TestAvroAuditEvents(t *testing.T) {
 	if err := stack.Setup(ctx, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	srcl, err := kafkax.SRClient(cfg.Registry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, cfg.Topics)
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
 	if err != nil {
 		t.Fatal(err)
 	}

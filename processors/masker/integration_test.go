@@ -10,17 +10,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/pan/pantest"
 	"github.com/pcistream/pcistream/schemas"
-	"github.com/pcistream/pcistream/topology"
 )
 
 // One embedded stack per test package (versitygw allows one gateway per
@@ -28,17 +25,7 @@ import (
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3())))
 }
 
 // TestEndToEnd runs the masker in the shared exactly-once loop on the
@@ -48,34 +35,9 @@ func TestMain(m *testing.M) {
 // counts, and no PAN appears in any output topic.
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	d := config.DefaultTopics()
-	sfx := ".maskere2e"
-	tp := d
-	tp.LogsRaw, tp.LogsSanitized, tp.LogsDLQ, tp.AuditEvents = d.LogsRaw+sfx, d.LogsSanitized+sfx, d.LogsDLQ+sfx, d.AuditEvents+sfx
-	opts := []kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	spec, err := topology.Default(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Apply(ctx, kadm.NewClient(cl), spec); err != nil {
-		t.Fatalf("topology apply: %v", err)
-	}
-	srcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schemas.Register(ctx, srcl, tp); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp := devstacktest.Topics(t)
+	opts := devstacktest.Opts(stack)
+	serde := devstacktest.Apply(t, stack, tp)
 
 	// Input: 200 log lines with PANs of every network in every style,
 	// plus clean lines and one oversize record.
@@ -123,15 +85,15 @@ func TestEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- loop.Run(runCtx) }()
 
-	san := waitRecords(t, opts, tp.LogsSanitized, len(in)-1, 60*time.Second)
-	dlq := waitRecords(t, opts, tp.LogsDLQ, 1, 30*time.Second)
+	san := devstacktest.WaitStable(t, stack, tp.LogsSanitized, len(in)-1, 60*time.Second)
+	dlq := devstacktest.WaitStable(t, stack, tp.LogsDLQ, 1, 30*time.Second)
 	// Metrics are applied after the commit; wait for the last one.
 	deadline := time.Now().Add(30 * time.Second)
 	for counter(t, reg, "pcistream_pans_masked_total", map[string]string{"policy": "first6last4", "topic": tp.LogsRaw}) < float64(wantPANs+100) &&
 		time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	audit := readAll(t, opts, tp.AuditEvents)
+	audit := devstacktest.ReadStable(t, stack, tp.AuditEvents)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("loop: %v", err)
@@ -174,63 +136,4 @@ func TestEndToEnd(t *testing.T) {
 	if v := counter(t, reg, "pcistream_pans_masked_total", map[string]string{"policy": "first6last4", "topic": tp.LogsRaw}); v != float64(wantPANs+100) {
 		t.Errorf("pcistream_pans_masked_total = %v, want %d", v, wantPANs+100)
 	}
-}
-
-func waitRecords(t *testing.T, opts []kgo.Opt, topic string, n int, timeout time.Duration) []*kgo.Record {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		recs := readAll(t, opts, topic)
-		if len(recs) >= n {
-			return recs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d committed records after %s, want %d", topic, len(recs), timeout, n)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// readAll reads topic read_committed up to its last stable offsets.
-func readAll(t *testing.T, opts []kgo.Opt, topic string) []*kgo.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	cl.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	rc, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := rc.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: timeout", topic)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
 }

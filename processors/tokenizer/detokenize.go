@@ -23,9 +23,14 @@ const MinReasonLen = 8
 
 // DetokenizeRequest is one authorised operator's request to reveal a PAN.
 type DetokenizeRequest struct {
-	Token    string
-	Reason   string // why: recorded in the audit event
-	Operator string // who: recorded in the audit event
+	Token  string
+	Reason string // why: recorded in the audit event
+	// Actor is who: the authenticated identity (the Kafka principal, or
+	// the gateway's authenticated caller), recorded as the event's actor.
+	Actor string
+	// Operator is an optional name typed by the operator, recorded as an
+	// attribute beside the actor, never as the actor.
+	Operator string
 }
 
 // Detokenizer reveals PANs from the vault: the one authorised path back from
@@ -76,8 +81,8 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 	if len(req.Reason) < MinReasonLen {
 		return nil, fmt.Errorf("%w: --reason must say why (at least %d characters, e.g. a ticket id)", ErrRefused, MinReasonLen)
 	}
-	if req.Operator == "" {
-		return nil, fmt.Errorf("%w: no operator: set --operator or $USER", ErrRefused)
+	if req.Actor == "" {
+		return nil, fmt.Errorf("%w: no authenticated actor", ErrRefused)
 	}
 	version, err := token.ParseToken(req.Token)
 	if err != nil {
@@ -93,12 +98,15 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 	now := d.now()
 	ev := schemas.AuditEvent{
 		Time:    now.UnixMilli(),
-		Actor:   "operator:" + req.Operator,
+		Actor:   req.Actor,
 		Action:  "detokenize",
 		Topic:   d.topics.Vault,
 		Subject: req.Token,
 		Reason:  req.Reason,
 		Attrs:   map[string]string{"key_version": strconv.FormatUint(uint64(version), 10)},
+	}
+	if req.Operator != "" {
+		ev.Attrs["operator_claimed"] = req.Operator
 	}
 	// Unlike processor events, detokenizations are not replays of a record:
 	// each use is its own event, so the id includes the time.

@@ -25,23 +25,23 @@ func TestDetokenizeIsAuditedAndAuthorised(t *testing.T) {
 	d := NewDetokenizer(token.NewVault(kr), e.serde, e.topics, e.opts)
 	ctx := context.Background()
 	for _, req := range []DetokenizeRequest{
-		{Token: tp.Token, Reason: "", Operator: "alice"},
-		{Token: tp.Token, Reason: "because", Operator: "alice"},
-		{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Operator: ""},
-		{Token: "5555555555554444", Reason: "INC-1234 chargeback dispute", Operator: "alice"},
+		{Token: tp.Token, Reason: "", Actor: "User:alice"},
+		{Token: tp.Token, Reason: "because", Actor: "User:alice"},
+		{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Actor: "", Operator: "alice"},
+		{Token: "5555555555554444", Reason: "INC-1234 chargeback dispute", Actor: "User:alice"},
 	} {
 		if _, err := d.Detokenize(ctx, req); !errors.Is(err, ErrRefused) {
-			t.Fatalf("request without reason/operator/token not refused: %v", err)
+			t.Fatalf("request without reason/actor/token not refused: %v", err)
 		}
 	}
 	// A keyring without the token's KEK (another keyring, version 1) is refused at decrypt.
 	other, _ := token.NewKeyring()
 	if _, err := NewDetokenizer(token.NewVault(other), e.serde, e.topics, e.opts).Detokenize(ctx,
-		DetokenizeRequest{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Operator: "mallory"}); err == nil {
+		DetokenizeRequest{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Actor: "User:mallory"}); err == nil {
 		t.Fatal("a foreign keyring detokenized")
 	}
 
-	got, err := d.Detokenize(ctx, DetokenizeRequest{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Operator: "alice"})
+	got, err := d.Detokenize(ctx, DetokenizeRequest{Token: tp.Token, Reason: "INC-1234 chargeback dispute", Actor: "User:alice", Operator: "Alice A."})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,8 @@ func TestDetokenizeIsAuditedAndAuthorised(t *testing.T) {
 	}
 	// Order-independent: mallory's error first, alice's success second.
 	slices.SortFunc(ops, func(a, b schemas.AuditEvent) int { return strings.Compare(b.Actor, a.Actor) })
-	if len(ops) != 2 || ops[0].Outcome != "error" || ops[0].Actor != "operator:mallory" ||
-		ops[1].Outcome != "ok" || ops[1].Actor != "operator:alice" || ops[1].Action != "detokenize" ||
+	if len(ops) != 2 || ops[0].Outcome != "error" || ops[0].Actor != "User:mallory" ||
+		ops[1].Outcome != "ok" || ops[1].Actor != "User:alice" || ops[1].Attrs["operator_claimed"] != "Alice A." || ops[1].Action != "detokenize" ||
 		ops[1].Subject != tp.Token || ops[1].Reason != "INC-1234 chargeback dispute" {
 		t.Fatalf("audit events of detokenization: %+v", ops)
 	}

@@ -4,26 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/schemas"
-	"github.com/pcistream/pcistream/topology"
 )
 
 // One embedded stack per test package (versitygw allows one gateway per
@@ -33,74 +29,26 @@ var stack *devstack.Stack
 const childEnv = "PCISTREAM_TOKENIZER_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(childMain())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3()), devstacktest.Child(childEnv, childMain)))
 }
-
-var topicSeq atomic.Int32
 
 // env is one test's isolated world: its own topic names on the shared stack.
 type env struct {
 	t      *testing.T
 	topics config.Topics
 	opts   []kgo.Opt
-	srcl   *sr.Client
 	serde  *schemas.Serde
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	n := topicSeq.Add(1)
-	d := config.DefaultTopics()
-	suffix := fmt.Sprintf(".%s.%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_")), n)
-	tp := config.Topics{
-		PaymentsRaw: d.PaymentsRaw + suffix, PaymentsTokenized: d.PaymentsTokenized + suffix, PaymentsDLQ: d.PaymentsDLQ + suffix,
-		LogsRaw: d.LogsRaw + suffix, LogsSanitized: d.LogsSanitized + suffix, LogsDLQ: d.LogsDLQ + suffix,
-		AuditEvents: d.AuditEvents + suffix, Vault: d.Vault + suffix, Idempotency: d.Idempotency + suffix,
-	}
-	return newEnvTopics(t, tp)
+	return newEnvTopics(t, devstacktest.Topics(t))
 }
 
 func newEnvTopics(t *testing.T, tp config.Topics) *env {
 	t.Helper()
-	ctx := context.Background()
-	opts := []kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	spec, err := topology.Default(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topology.Apply(ctx, kadm.NewClient(cl), spec); err != nil {
-		t.Fatalf("topology apply: %v", err)
-	}
-	srcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := schemas.Register(ctx, srcl, tp); err != nil {
-		t.Fatalf("register schemas: %v", err)
-	}
-	serde, err := schemas.NewSerde(ctx, srcl, tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, topics: tp, opts: opts, srcl: srcl, serde: serde}
+	serde := devstacktest.Apply(t, stack, tp)
+	return &env{t: t, topics: tp, opts: devstacktest.Opts(stack), serde: serde}
 }
 
 func (e *env) tokenizer(kr *token.Keyring, opts ...Opt) *Tokenizer {
@@ -161,66 +109,16 @@ func (e *env) produce(recs ...*kgo.Record) {
 // unless uncommitted.
 func (e *env) read(topic string, uncommitted bool) []*kgo.Record {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cl, _ := kgo.NewClient(e.opts...)
-	adm := kadm.NewClient(cl)
-	var ends kadm.ListedOffsets
-	var err error
 	if uncommitted {
-		ends, err = adm.ListEndOffsets(ctx, topic)
-	} else {
-		ends, err = adm.ListCommittedOffsets(ctx, topic)
+		return devstacktest.ReadStable(e.t, stack, topic, kafkax.Uncommitted())
 	}
-	cl.Close()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	iso := kgo.ReadCommitted()
-	if uncommitted {
-		iso = kgo.ReadUncommitted()
-	}
-	rc, _ := kgo.NewClient(append(e.opts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	defer rc.Close()
-	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := rc.PollFetches(ctx)
-		if ctx.Err() != nil {
-			e.t.Fatalf("reading %s: timeout with %d partitions left", topic, len(want))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out
+	return devstacktest.ReadStable(e.t, stack, topic)
 }
 
 // waitCount waits until topic holds n committed records.
 func (e *env) waitCount(topic string, n int, timeout time.Duration) []*kgo.Record {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		recs := e.read(topic, false)
-		if len(recs) >= n || time.Now().After(deadline) {
-			if len(recs) < n {
-				e.t.Fatalf("%s: %d committed records after %s, want %d", topic, len(recs), timeout, n)
-			}
-			return recs
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return devstacktest.WaitStable(e.t, stack, topic, n, timeout)
 }
 
 func (e *env) encode(p *schemas.RawPayment) []byte {

@@ -1,0 +1,118 @@
+package status_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/chain"
+	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
+	"github.com/pcistream/pcistream/internal/status"
+	"github.com/pcistream/pcistream/schemas"
+)
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3())))
+}
+
+// TestCollect runs a consumer group part way through a topic, dead-letters a
+// few records and checks what status reports: the group's state, member and
+// lag, how long ago it last progressed, dead letters by reason, and a group
+// that never ran.
+func TestCollect(t *testing.T) {
+	ctx := context.Background()
+	tp := devstacktest.Topics(t)
+	serde := devstacktest.Apply(t, stack, tp)
+	input := devstacktest.Name(t, "input")
+	devstacktest.CreateTopic(t, stack, input, 1)
+	group := devstacktest.Name(t, "group")
+
+	prod := devstacktest.Client(t, stack)
+	old := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for i := range 5 {
+		rec := &kgo.Record{Topic: input, Value: []byte{byte('a' + i)}, Timestamp: old.Add(time.Duration(i) * time.Second)}
+		if err := prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, reason := range []string{"invalid_pan", "invalid_pan", "malformed_avro"} {
+		b, err := serde.Encode(&schemas.DLQRecord{Processor: "tokenizer", ReasonCode: reason, Reason: reason, SourceTopic: tp.PaymentsRaw, SourceOffset: int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: tp.PaymentsDLQ, Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumeAndCommit(t, input, group, 3)
+
+	rep, err := status.Collect(ctx, status.Sources{
+		ClientOpts: devstacktest.Opts(stack), Serde: serde, Audit: chain.NewDirStore(t.TempDir()),
+	}, []status.Processor{
+		{Name: "tokenizer", Group: group, DLQ: tp.PaymentsDLQ},
+		{Name: "masker", Group: devstacktest.Name(t, "never-ran")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, mask := rep.Processors[0], rep.Processors[1]
+	if tok.State != "Empty" || tok.TotalLag != 2 || len(tok.Lag) != 1 || tok.Lag[0].Committed != 3 {
+		t.Errorf("tokenizer: state %q, lag %d, rows %+v; want Empty, 2, committed 3", tok.State, tok.TotalLag, tok.Lag)
+	}
+	if want := old.Add(2 * time.Second); tok.LastProgress == nil || !tok.LastProgress.Equal(want) {
+		t.Errorf("last progress %v, want %v (the third record's time)", tok.LastProgress, want)
+	}
+	if d := tok.DLQ; d == nil || d.Total != 3 || d.ByReason["invalid_pan"] != 2 || d.ByReason["malformed_avro"] != 1 {
+		t.Errorf("dead letters %+v, want 2 invalid_pan and 1 malformed_avro", d)
+	}
+	if mask.State != status.NoGroup {
+		t.Errorf("a group that never ran: state %q, want %q", mask.State, status.NoGroup)
+	}
+	if rep.Audit == nil || rep.Audit.Checkpoint != nil || len(rep.Errors) != 0 {
+		t.Errorf("audit %+v, errors %v: want no checkpoint and no errors", rep.Audit, rep.Errors)
+	}
+	var tbl, js bytes.Buffer
+	if err := status.WriteTable(&tbl, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := status.WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"invalid_pan", "lag 2", "NoGroup", "no checkpoint yet"} {
+		if !strings.Contains(tbl.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, tbl.String())
+		}
+	}
+	if !strings.Contains(js.String(), `"total_lag": 2`) {
+		t.Errorf("json lacks the lag:\n%s", js.String())
+	}
+}
+
+// consumeAndCommit consumes n records of topic in group and commits them.
+func consumeAndCommit(t *testing.T, topic, group string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := devstacktest.Client(t, stack, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []*kgo.Record
+	for len(got) < n {
+		fs := cl.PollRecords(ctx, n-len(got))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fs.Records()...)
+	}
+	if err := cl.CommitRecords(ctx, got...); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close() // leave the group: it is Empty with committed offsets
+}
