@@ -100,8 +100,10 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 		key = pay.PaymentID
 	}
 	if key == "" {
-		// No key: nothing to deduplicate, no state touched.
-		return t.transformPayment(ctx, rec, -1, &pay, dst)
+		// No key: nothing to deduplicate, no state touched. The full
+		// transform runs (its decoding checks, e.g. required JSON fields,
+		// are the tokenizer's, not the router's).
+		return t.transform(ctx, rec, -1, dst)
 	}
 	return append(dst, &kgo.Record{
 		Topic:     t.cfg.topics.RepartitionTopic(),
