@@ -41,6 +41,7 @@ var knownMetrics = map[string]bool{
 	"pcistream_audit_decode_errors_total": true,
 	"pcistream_audit_pans_masked_total":   true,
 	"pcistream_audit_chain_last_offset":   true, // {partition}
+	"pcistream_audit_tamper_alarms_total": true,
 }
 
 // dashboardMetrics must each have a panel: the design's runtime metrics.
@@ -336,7 +337,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", len(stages)-1)
 	}
 	build, final := stages[len(stages)-2], stages[len(stages)-1]
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w", "./cmd/pcistream"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags nodev", "-s -w", "./cmd/pcistream"} {
 		if !strings.Contains(build, want) {
 			t.Errorf("build stage lacks %q", want)
 		}

@@ -142,6 +142,8 @@ func roleName(t config.Topics, role string) (string, bool) {
 			return "", true
 		}
 		return t.RepartitionTopic(), true
+	case "audit_checkpoints":
+		return t.AuditCheckpoints, true
 	}
 	return "", false
 }
@@ -198,7 +200,7 @@ func parse(b []byte, names config.Topics, strict bool) (Spec, error) {
 		}
 		n, ok := roleName(names, role)
 		if !ok {
-			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency)", role)
+			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency, audit_checkpoints)", role)
 		}
 		if n != "" {
 			if strict && name != "" && name != n {

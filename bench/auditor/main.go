@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/auditstore"
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/devstack"
@@ -66,7 +67,7 @@ func main() {
 	}
 	fmt.Print(md)
 	if *write != "" {
-		if err := updateSection(*write, md); err != nil {
+		if err := results.UpdateSection(*write, "auditor", md); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("updated %s", *write)
@@ -296,32 +297,4 @@ func archived(reg *prometheus.Registry) float64 {
 		}
 	}
 	return 0
-}
-
-const (
-	beginMarker = "<!-- auditor:begin -->"
-	endMarker   = "<!-- auditor:end -->"
-)
-
-// updateSection replaces the auditor section of RESULTS.md (or appends it).
-func updateSection(path, md string) error {
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(b)
-	block := beginMarker + "\n" + md + endMarker
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	if i >= 0 && j > i {
-		s = s[:i] + block + s[j+len(endMarker):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n\n") {
-			s += "\n"
-		}
-		if s == "" {
-			s = "# Benchmark results\n\n"
-		}
-		s += block + "\n"
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
 }

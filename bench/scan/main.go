@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/s3x"
@@ -86,7 +87,7 @@ func main() {
 	md := render(res, cmd)
 	fmt.Print(md)
 	if *write != "" {
-		if err := updateSection(*write, md); err != nil {
+		if err := results.UpdateSection(*write, "scan", md); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("updated %s", *write)
@@ -471,30 +472,4 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
-}
-
-const (
-	beginMarker = "<!-- scan:begin -->"
-	endMarker   = "<!-- scan:end -->"
-)
-
-// updateSection replaces the text between the scan markers (or appends the
-// section) and leaves the rest of the file alone.
-func updateSection(path, md string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	s := string(old)
-	section := beginMarker + "\n" + md + endMarker
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	switch {
-	case i >= 0 && j > i:
-		s = s[:i] + section + s[j+len(endMarker):]
-	case s == "":
-		s = "# Benchmark results\n\n" + section + "\n"
-	default:
-		s = strings.TrimRight(s, "\n") + "\n\n" + section + "\n"
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
 }

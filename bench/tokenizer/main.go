@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/eos"
@@ -39,9 +40,6 @@ import (
 )
 
 const (
-	beginMarker = "<!-- tokenizer:begin -->"
-	endMarker   = "<!-- tokenizer:end -->"
-
 	refTPSPerVCPU = 1200.0 // published reference
 	refP99        = 12 * time.Millisecond
 )
@@ -68,7 +66,7 @@ func main() {
 	}
 	fmt.Print(md)
 	if *write != "" {
-		if err := updateSection(*write, md); err != nil {
+		if err := results.UpdateSection(*write, "tokenizer", md); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("updated %s", *write)
@@ -528,25 +526,4 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-func updateSection(path, md string) error {
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(b)
-	block := beginMarker + "\n" + md + endMarker
-	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	if i >= 0 && j > i {
-		s = s[:i] + block + s[j+len(endMarker):]
-	} else {
-		if s == "" {
-			s = "# Benchmark results\n\n"
-		} else if !strings.HasSuffix(s, "\n\n") {
-			s += "\n"
-		}
-		s += block + "\n"
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
 }

@@ -11,17 +11,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pcistream/pcistream/internal/anchor"
+	"github.com/pcistream/pcistream/internal/auditstore"
 	"github.com/pcistream/pcistream/internal/chain"
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
 // newAuditCmd builds `pcistream audit` (export, prove, keygen).
 func newAuditCmd(cfg *config.Config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Work with the audit trail: export records for an assessor, prove inclusion, create keys",
+		Short: "Work with the audit trail: export records for an assessor, prove inclusion, save anchors, create keys",
 	}
-	cmd.AddCommand(newAuditExportCmd(cfg), newAuditProveCmd(cfg), newAuditKeygenCmd())
+	cmd.AddCommand(newAuditExportCmd(cfg), newAuditProveCmd(cfg), newAuditKeygenCmd(), newAuditCheckpointCmd(cfg))
 	return cmd
 }
 
@@ -198,5 +201,85 @@ func newAuditKeygenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "private key file to create (mode 0600)")
 	cmd.Flags().BoolVar(&ifMissing, "if-missing", false, "succeed without changes when FILE exists (for idempotent setup jobs)")
 	cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func newAuditCheckpointCmd(cfg *config.Config) *cobra.Command {
+	var (
+		src  chainSource
+		out  string
+		from string
+	)
+	cmd := &cobra.Command{
+		Use:   "checkpoint --out FILE",
+		Short: "Save the newest signed checkpoint to a file kept outside the bucket (an anchor for verify --checkpoint)",
+		Long: `checkpoint writes the newest checkpoint signed by a trusted key, byte for byte, to --out: from
+the Kafka anchor topic (--topic-audit-checkpoints, default) or from the bucket (--from bucket).
+Keep the file where whoever can write the audit bucket cannot (a ticket, a WORM share, an
+assessor's archive). 'pcistream verify --checkpoint FILE' then fails if the trail no longer
+reaches it, even when the newest checkpoints were removed from the bucket along with the
+batches they signed. The file is never overwritten.`,
+		Example: `  pcistream audit checkpoint --public-key audit-signing.pub.pem --out anchor-$(date +%F).json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pubs, err := src.keys()
+			if err != nil {
+				return operational(err)
+			}
+			keys := chain.NewKeyring(pubs...)
+			var c *chain.Checkpoint
+			var b []byte
+			switch from {
+			case "kafka":
+				kopts, err := kafkax.Opts(cfg.Kafka)
+				if err != nil {
+					return operational(fmt.Errorf("kafka options: %w", err))
+				}
+				anchors, err := anchor.Read(ctx, kopts, cfg.Topics.AuditCheckpoints, cfg.Topics.AuditEvents)
+				if err != nil {
+					return operational(fmt.Errorf("%w: check --kafka-brokers, or use --from bucket", err))
+				}
+				c, b = anchor.Newest(anchors, keys)
+			case "bucket":
+				st, err := auditstore.Open(ctx, cfg.S3)
+				if err != nil {
+					return operational(err)
+				}
+				if c, b, err = chain.LatestCheckpoint(ctx, st); err != nil {
+					return operational(err)
+				}
+				if c != nil {
+					if err := keys.VerifyCheckpoint(c); err != nil {
+						return defective("the bucket's newest checkpoint is not trusted: %v: run 'pcistream verify'", err)
+					}
+				}
+			default:
+				return operational(fmt.Errorf("--from %q: want kafka or bucket", from))
+			}
+			if c == nil {
+				return defective("no checkpoint signed by a trusted key in %s yet: run the auditor until it signs one", from)
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return operational(fmt.Errorf("creating %s (an anchor is never overwritten): %w", out, err))
+			}
+			if _, err := f.Write(b); err != nil {
+				f.Close()
+				return operational(err)
+			}
+			if err := f.Close(); err != nil {
+				return operational(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "checkpoint #%d of %s (signed by %s, %d partitions) saved to %s\n", c.Sequence, c.Time.Format(time.RFC3339), c.KeyID, len(c.Heads), out)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&src.publicKeys, "public-key", nil, "trusted PEM Ed25519 public key of the auditor (repeatable)")
+	cmd.Flags().StringVar(&src.trustFile, "trust-file", "", "file of trusted PEM public keys")
+	cmd.Flags().StringVar(&out, "out", "", "file to create")
+	cmd.Flags().StringVar(&from, "from", "kafka", "where to read the newest checkpoint: kafka (the anchor topic) or bucket")
+	cmd.MarkFlagRequired("out")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return operational(fmt.Errorf("%w (see --help)", err)) })
 	return cmd
 }

@@ -47,7 +47,10 @@ func offlineChain(t *testing.T) (dir, pubFile string) {
 	}
 	ctx := context.Background()
 	s := chain.NewDirStore(dir)
-	w, err := chain.OpenPartition(ctx, s, "audit.events", 0)
+	if err := chain.PublishPublicKey(ctx, s, chain.EncodePublicKey(signer.Public()), chain.KeyID(signer.Public())); err != nil {
+		t.Fatal(err)
+	}
+	w, err := chain.OpenPartition(ctx, s, "audit.events", 0, chain.WriterSigner(signer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,20 +73,20 @@ func offlineChain(t *testing.T) (dir, pubFile string) {
 func TestVerifyExportProveOffline(t *testing.T) {
 	dir, pub := offlineChain(t)
 	cfg := config.Default()
-	out, _, err := runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--public-key", pub)
+	out, _, err := runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--no-kafka", "--public-key", pub)
 	if err != nil || !strings.Contains(out, "result: OK") {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	out, _, err = runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--public-key", pub, "--format", "json", "-q")
+	out, _, err = runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--no-kafka", "--public-key", pub, "--format", "json", "-q")
 	var rep chain.Report
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || !rep.OK() || rep.Partitions[0].Records != 12 {
 		t.Fatalf("verify json: %v %+v", err, rep)
 	}
-	out, _, err = runCobra(t, newAuditCmd(&cfg), "export", "--dir", dir, "--public-key", pub, "--from", "1003", "--to", "1007")
+	out, _, err = runCobra(t, newAuditCmd(&cfg), "export", "--dir", dir, "--no-kafka", "--public-key", pub, "--from", "1003", "--to", "1007")
 	if err != nil || strings.Count(out, "\n") != 4 || !strings.Contains(out, `"offset":3,`) || strings.Contains(out, `"offset":7,`) {
 		t.Fatalf("export: %v\n%s", err, out)
 	}
-	out, _, err = runCobra(t, newAuditCmd(&cfg), "prove", "--dir", dir, "--public-key", pub, "--partition", "0", "--offset", "9")
+	out, _, err = runCobra(t, newAuditCmd(&cfg), "prove", "--dir", dir, "--no-kafka", "--public-key", pub, "--partition", "0", "--offset", "9")
 	var ip chain.InclusionProof
 	if err != nil || json.Unmarshal([]byte(out), &ip) != nil || ip.LeafIndex != 9 || ip.TreeSize != 12 {
 		t.Fatalf("prove: %v\n%s", err, out)
@@ -99,16 +102,16 @@ func TestVerifyExportProveOffline(t *testing.T) {
 	b, _ := os.ReadFile(obj)
 	b[len(b)-9] ^= 1
 	os.WriteFile(obj, b, 0o644)
-	out, _, err = runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--public-key", pub, "-q")
+	out, _, err = runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--no-kafka", "--public-key", pub, "-q")
 	if err == nil || !strings.Contains(out, "object-hash") {
 		t.Fatalf("tampered copy verified: %v\n%s", err, out)
 	}
-	if _, _, err := runCobra(t, newAuditCmd(&cfg), "export", "--dir", dir, "--public-key", pub, "--from", "0"); err == nil {
+	if _, _, err := runCobra(t, newAuditCmd(&cfg), "export", "--dir", dir, "--no-kafka", "--public-key", pub, "--from", "0"); err == nil {
 		t.Fatal("export of a tampered trail succeeded")
 	}
 	// A different trusted key: every checkpoint signature fails.
 	_, otherPub := offlineChain(t)
-	if out, _, err := runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--public-key", otherPub, "-q"); err == nil || !strings.Contains(out, "signature") {
+	if out, _, err := runCobra(t, newVerifyCmd(&cfg), "--dir", dir, "--no-kafka", "--public-key", otherPub, "-q"); err == nil || !strings.Contains(out, "signature") {
 		t.Fatalf("wrong key accepted: %v\n%s", err, out)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
-	"github.com/pcistream/pcistream/schemas"
 )
 
 // newDetokenizeCmd builds `pcistream detokenize`: the one authorised path from
@@ -58,11 +57,7 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if err != nil {
 				return fmt.Errorf("%w: %w", tokenizer.ErrRefused, err)
 			}
-			clientOpts, err := kafkax.Opts(cfg.Kafka)
-			if err != nil {
-				return err
-			}
-			serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
+			serde, clientOpts, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}

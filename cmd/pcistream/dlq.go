@@ -95,7 +95,7 @@ func newDLQInspectCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			serde, kopts, err := replayDeps(cmd.Context(), cfg)
+			serde, kopts, err := connect(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -182,7 +182,7 @@ depends on state that a redrive outside the group does not hold.`,
 				return err
 			}
 			ctx := cmd.Context()
-			serde, kopts, err := replayDeps(ctx, cfg)
+			serde, kopts, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -117,8 +117,27 @@ type session struct {
 type bgProc struct {
 	line string
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	done chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer that the process's output goroutine may
+// write while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // runBlock runs one block's lines in s, failing t.
@@ -198,10 +217,11 @@ func (s *session) run(line string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := s.command(ctx, line)
-	var stdout, out bytes.Buffer
-	c.Stdout, c.Stderr = io.MultiWriter(&stdout, &out), &out
+	// Separate buffers: exec copies stdout and stderr in two goroutines.
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
-	text := out.String()
+	text := stdout.String() + stderr.String()
 	if !strings.Contains(line, "detokenize") {
 		s.noPAN(line, text)
 	}
@@ -219,7 +239,7 @@ func (s *session) run(line string) string {
 func (s *session) start(line string) {
 	s.t.Logf("$ %s &", s.masked(line))
 	c := s.command(context.Background(), line)
-	p := &bgProc{line: s.masked(line), cmd: c, out: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &bgProc{line: s.masked(line), cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = p.out, p.out
 	if err := c.Start(); err != nil {
 		s.t.Fatalf("%s: %v", line, err)

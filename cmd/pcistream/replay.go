@@ -106,7 +106,7 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			serde, kopts, err := replayDeps(ctx, cfg)
+			serde, kopts, err := connect(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -136,18 +136,6 @@ func (mf *maskerFlags) bind(cmd *cobra.Command) {
 
 func (mf *maskerFlags) build(serde *schemas.Serde, cfg *config.Config) (*masker.Masker, error) {
 	return masker.New(serde, masker.Topics(cfg.Topics), masker.Policy(mf.policy), masker.MaxRecordBytes(mf.maxBytes))
-}
-
-func replayDeps(ctx context.Context, cfg *config.Config) (*schemas.Serde, []kgo.Opt, error) {
-	kopts, err := kafkax.Opts(cfg.Kafka)
-	if err != nil {
-		return nil, nil, err
-	}
-	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
-	if err != nil {
-		return nil, nil, err
-	}
-	return serde, kopts, nil
 }
 
 // runReplay runs p over the range, reports progress and the result, and

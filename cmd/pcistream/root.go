@@ -54,9 +54,8 @@ or see everything work at once with 'pcistream demo'.`,
 		},
 	}
 	config.BindFlags(root.PersistentFlags(), &cfg)
+	addDevCommands(root, &cfg)
 	root.AddCommand(
-		newDevCmd(&cfg),
-		newDemoCmd(&cfg),
 		newRunCmd(&cfg),
 		newTopologyCmd(&cfg),
 		newSchemasCmd(&cfg),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"os/signal"
@@ -35,6 +36,8 @@ type auditorFlags struct {
 	policy          pan.Policy
 	inputFormat     string
 	writerName      string
+	previousKeys    []string
+	noAnchor        bool
 }
 
 // newRunAuditorCmd builds `pcistream run auditor`.
@@ -50,6 +53,14 @@ cannot fork the chain). Every --checkpoint-interval it signs the heads of all pa
 Ed25519. Offsets are committed only once a batch and its manifest are durable; on start the
 position is recovered from the chain in S3. If S3 is unreachable the auditor stops committing,
 retries with backoff and reports not ready on /readyz; Kafka keeps the data.
+
+Every manifest is signed with the same key. On start the auditor resumes only from a head
+it signed (or one signed by a --previous-public-key), whose records match what Kafka still
+holds at those offsets, and only if the bucket still holds the newest checkpoint anchored in
+the compacted Kafka topic --topic-audit-checkpoints (each checkpoint is also written there).
+Anything else is a tamper alarm: it logs "TAMPER ALARM", counts
+pcistream_audit_tamper_alarms_total, stays up not ready for a minute and exits non-zero,
+without skipping or adopting a record.
 
 It refuses to start against a bucket without Object Lock. Anything PAN-like in an event is
 masked before it is written. Check the result with 'pcistream verify'.
@@ -77,6 +88,8 @@ pcistream_audit_chain_head{partition}, pcistream_audit_records_total.`,
 	fl.Var(&f.policy, "mask-policy", "how PAN-like values in events are masked: first6last4, last4 or full")
 	fl.StringVar(&f.inputFormat, "input-format", "avro", "audit event encoding on the topic: avro (Confluent wire format) or json")
 	fl.StringVar(&f.writerName, "writer-name", "", "name recorded in each manifest (default: the host name)")
+	fl.StringSliceVar(&f.previousKeys, "previous-public-key", nil, "PEM public key of an earlier signing key whose manifests and checkpoints are still trusted after a key rotation (repeatable)")
+	fl.BoolVar(&f.noAnchor, "no-checkpoint-anchor", false, "do not write checkpoints to the Kafka anchor topic (weakens truncation detection; for clusters where the topic cannot exist)")
 	return cmd
 }
 
@@ -126,6 +139,18 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 	if f.writerName == "" {
 		f.writerName, _ = os.Hostname()
 	}
+	var previous []ed25519.PublicKey
+	for _, p := range f.previousKeys {
+		keys, err := chain.LoadPublicKeys(p)
+		if err != nil {
+			return fmt.Errorf("--previous-public-key: %w", err)
+		}
+		previous = append(previous, keys...)
+	}
+	anchorTopic := cfg.Topics.AuditCheckpoints
+	if f.noAnchor {
+		anchorTopic = ""
+	}
 	reg := telemetry.NewRegistry()
 	a, err := auditor.New(store,
 		auditor.Topic(cfg.Topics.AuditEvents),
@@ -133,6 +158,8 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 		auditor.ClientOpts(clientOpts...),
 		auditor.BatchLimits(f.batchRecords, f.batchBytes, f.batchAge),
 		auditor.Checkpoints(signer, f.checkpointEvery),
+		auditor.TrustedKeys(previous...),
+		auditor.AnchorTopic(anchorTopic),
 		auditor.Decoder(decode),
 		auditor.MaskPolicy(f.policy),
 		auditor.WriterName(f.writerName),

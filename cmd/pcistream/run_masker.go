@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,11 +10,9 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/processors/masker"
-	"github.com/pcistream/pcistream/schemas"
 )
 
 // newRunMaskerCmd builds `pcistream run masker`. cfg is resolved by the root
@@ -57,11 +54,7 @@ pcistream_masker_dlq_total, and the shared loop's records/transactions/lag.`,
 
 func runMasker(ctx context.Context, cfg *config.Config, policy pan.Policy, maxBytes int, group, txnID string) error {
 	log := newLogger(cfg, os.Stderr)
-	clientOpts, err := kafkax.Opts(cfg.Kafka)
-	if err != nil {
-		return fmt.Errorf("kafka options: %w", err)
-	}
-	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
+	serde, clientOpts, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}

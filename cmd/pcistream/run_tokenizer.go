@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,12 +11,10 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
-	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/state"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
-	"github.com/pcistream/pcistream/schemas"
 )
 
 // tokenizerFlags are the flags of `pcistream run tokenizer`.
@@ -99,11 +96,7 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if kr.Role() == token.RoleFull {
 		log.Warn("the keyring can also open vault records; give the tokenizer its own keyring (pcistream keys init writes a tokenizer and a detokenize keyring)", "role", string(kr.Role()))
 	}
-	clientOpts, err := kafkax.Opts(cfg.Kafka)
-	if err != nil {
-		return fmt.Errorf("kafka options: %w", err)
-	}
-	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
+	serde, clientOpts, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,23 @@ func topologyAdmin(cfg *config.Config) (*kadm.Client, func(), error) {
 	return kadm.NewClient(cl), cl.Close, nil
 }
 
+// run resolves the spec and connects an admin client for fn, which runs
+// within --timeout.
+func (f *topologyFlags) run(cmd *cobra.Command, cfg *config.Config, fn func(context.Context, *kadm.Client, topology.Spec) error) error {
+	s, err := f.spec(cfg)
+	if err != nil {
+		return err
+	}
+	adm, closeFn, err := topologyAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	return fn(ctx, adm, s)
+}
+
 // newTopologyCmd builds `pcistream topology` with its diff, apply and show
 // subcommands. cfg is resolved by the root command before any RunE runs.
 func newTopologyCmd(cfg *config.Config) *cobra.Command {
@@ -99,23 +116,14 @@ func newTopologyDiffCmd(cfg *config.Config) *cobra.Command {
   pcistream topology diff --file deploy/topics.prod.yaml --brokers kafka-0:9092`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.spec(cfg)
-			if err != nil {
-				return err
-			}
-			adm, closeFn, err := topologyAdmin(cfg)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			changes, err := topology.Diff(ctx, adm, s)
-			if err != nil {
-				return err
-			}
-			topology.Print(cmd.OutOrStdout(), changes)
-			return nil
+			return f.run(cmd, cfg, func(ctx context.Context, adm *kadm.Client, s topology.Spec) error {
+				changes, err := topology.Diff(ctx, adm, s)
+				if err != nil {
+					return err
+				}
+				topology.Print(cmd.OutOrStdout(), changes)
+				return nil
+			})
 		},
 	}
 	f.bind(cmd)
@@ -140,45 +148,35 @@ everything else was applied.`,
   pcistream topology apply --replication-factor 3 --brokers kafka-0:9092,kafka-1:9092`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.spec(cfg)
-			if err != nil {
-				return err
-			}
-			adm, closeFn, err := topologyAdmin(cfg)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-
-			plan, err := topology.Diff(ctx, adm, s)
-			if err != nil {
-				return err
-			}
-			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-			topology.Print(out, plan)
-			if dryRun {
-				fmt.Fprintln(errOut, "Dry run: nothing changed.")
-				return conflictErr(plan)
-			}
-			if !topology.Pending(plan) {
-				if err := conflictErr(plan); err != nil {
-					fmt.Fprintln(errOut, "Nothing applied.")
+			return f.run(cmd, cfg, func(ctx context.Context, adm *kadm.Client, s topology.Spec) error {
+				plan, err := topology.Diff(ctx, adm, s)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintln(errOut, "Nothing to apply: the cluster matches the spec.")
-				return nil
-			}
-			fmt.Fprintln(errOut, "Applying...")
-			changes, err := topology.Apply(ctx, adm, s)
-			if err != nil && !errors.Is(err, topology.ErrConflict) {
-				return fmt.Errorf("topology apply: %w", err)
-			}
-			fmt.Fprintf(errOut, "Applied: %d created, %d changed.\n",
-				topology.Count(changes, topology.KindCreate)+topology.Count(changes, topology.KindCreateACL),
-				topology.Count(changes, topology.KindAlterConfig)+topology.Count(changes, topology.KindAddPartitions))
-			return conflictErr(changes)
+				out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+				topology.Print(out, plan)
+				if dryRun {
+					fmt.Fprintln(errOut, "Dry run: nothing changed.")
+					return conflictErr(plan)
+				}
+				if !topology.Pending(plan) {
+					if err := conflictErr(plan); err != nil {
+						fmt.Fprintln(errOut, "Nothing applied.")
+						return err
+					}
+					fmt.Fprintln(errOut, "Nothing to apply: the cluster matches the spec.")
+					return nil
+				}
+				fmt.Fprintln(errOut, "Applying...")
+				changes, err := topology.Apply(ctx, adm, s)
+				if err != nil && !errors.Is(err, topology.ErrConflict) {
+					return fmt.Errorf("topology apply: %w", err)
+				}
+				fmt.Fprintf(errOut, "Applied: %d created, %d changed.\n",
+					topology.Count(changes, topology.KindCreate)+topology.Count(changes, topology.KindCreateACL),
+					topology.Count(changes, topology.KindAlterConfig)+topology.Count(changes, topology.KindAddPartitions))
+				return conflictErr(changes)
+			})
 		},
 	}
 	f.bind(cmd)

@@ -86,7 +86,7 @@ func buildChain(t *testing.T, s Store, sg Signer) {
 		t.Fatal(err)
 	}
 	for p := int32(0); p < 2; p++ {
-		w, err := OpenPartition(ctx, s, "audit.events", p)
+		w, err := OpenPartition(ctx, s, "audit.events", p, WriterSigner(sg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func buildChain(t *testing.T, s Store, sg Signer) {
 		t.Fatalf("unchanged heads must not checkpoint again: %v %v", c, err)
 	}
 	for p := int32(0); p < 2; p++ {
-		w, err := OpenPartition(ctx, s, "audit.events", p)
+		w, err := OpenPartition(ctx, s, "audit.events", p, WriterSigner(sg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestRoundTripVerifyAndProve(t *testing.T) {
 			exported = append(exported, r.Offset)
 		}
 		return nil
-	}), OnlyPartitions(1)); err != nil {
+	}), OnlyPartitions(1), TrustedKey(sg.Public())); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(exported) != "[0 1 2 3 5 6 7 8 9]" {
@@ -174,9 +174,9 @@ func TestRoundTripVerifyAndProve(t *testing.T) {
 
 func TestAppendIsIdempotentAndFenced(t *testing.T) {
 	ctx := context.Background()
-	s := newMemStore()
-	w1, _ := OpenPartition(ctx, s, "audit.events", 0)
-	w2, _ := OpenPartition(ctx, s, "audit.events", 0) // a zombie with the same view
+	s, sg := newMemStore(), testSigner(t)
+	w1, _ := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg))
+	w2, _ := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg)) // a zombie with the same view
 	if _, err := w1.Append(ctx, recs(0, 0, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestAppendIsIdempotentAndFenced(t *testing.T) {
 		t.Fatalf("identical re-attempt: %v", err)
 	}
 	// A different batch at the same sequence: fenced.
-	w3, _ := OpenPartition(ctx, s, "audit.events", 0)
+	w3, _ := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg))
 	if _, err := w1.Append(ctx, recs(0, 2, 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestAppendIsIdempotentAndFenced(t *testing.T) {
 		t.Fatalf("zombie got %v, want ErrFenced", err)
 	}
 	// A conflicting object at the same key is never overwritten.
-	w4, _ := OpenPartition(ctx, s, "audit.events", 0)
+	w4, _ := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg))
 	bad := recs(0, 4, 5)
 	bad[0].Key = "different"
 	s.PutIfAbsent(ctx, ObjectKey(0, 4, 5), []byte("junk"))
@@ -202,7 +202,7 @@ func TestAppendIsIdempotentAndFenced(t *testing.T) {
 	}
 	// Only the manifests written by w1 exist, and the chain verifies apart
 	// from the junk object (unreferenced: a warning).
-	rep, err := Verify(ctx, s)
+	rep, err := Verify(ctx, s, TrustedKey(sg.Public()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,15 +213,15 @@ func TestAppendIsIdempotentAndFenced(t *testing.T) {
 
 func TestPendingObjectIsAdopted(t *testing.T) {
 	ctx := context.Background()
-	s := newMemStore()
-	w, _ := OpenPartition(ctx, s, "audit.events", 0)
+	s, sg := newMemStore(), testSigner(t)
+	w, _ := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg))
 	if _, err := w.Append(ctx, recs(0, 0, 1)); err != nil {
 		t.Fatal(err)
 	}
 	// The writer dies after the object PUT of the next batch.
 	b, _ := EncodeBatch(recs(0, 2, 3, 4))
 	s.PutIfAbsent(ctx, b.Key(), b.Object)
-	w2, err := OpenPartition(ctx, s, "audit.events", 0)
+	w2, err := OpenPartition(ctx, s, "audit.events", 0, WriterSigner(sg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestPendingObjectIsAdopted(t *testing.T) {
 	if _, ok := w2.PendingEnd(); ok {
 		t.Fatal("pending not cleared")
 	}
-	rep, _ := Verify(ctx, s)
+	rep, _ := Verify(ctx, s, TrustedKey(sg.Public()))
 	if !rep.OK() || len(rep.Warnings) != 1 { // the only warning: no checkpoint
 		t.Fatalf("defects %v warnings %v", rep.Defects, rep.Warnings)
 	}

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -89,10 +90,21 @@ func PublishPublicKey(ctx context.Context, s Store, pub []byte, keyID string) er
 // if any head is behind what the latest checkpoint signed: a checkpoint's
 // tree sizes never shrink. When another auditor instance wins the race for
 // the sequence number, the error wraps ErrExists and the caller may retry.
-func WriteCheckpoint(ctx context.Context, s Store, signer Signer, now time.Time) (*Checkpoint, error) {
+//
+// Nothing unauthenticated is signed: the previous checkpoint and every head
+// manifest must be signed by the signer's key or one of trusted, else the
+// error wraps ErrTampered.
+func WriteCheckpoint(ctx context.Context, s Store, signer Signer, now time.Time, trusted ...ed25519.PublicKey) (*Checkpoint, error) {
+	keys := NewKeyring(trusted...)
+	keys.Add(signer.Public())
 	prev, prevBytes, err := LatestCheckpoint(ctx, s)
 	if err != nil {
 		return nil, err
+	}
+	if prev != nil {
+		if err := keys.VerifyCheckpoint(prev); err != nil {
+			return nil, fmt.Errorf("refusing to extend the latest checkpoint in the bucket: %w: %w", err, ErrTampered)
+		}
 	}
 	known := map[int32]Head{}
 	if prev != nil {
@@ -124,7 +136,13 @@ func WriteCheckpoint(ctx context.Context, s Store, signer Signer, now time.Time)
 		}
 		m, err := DecodeManifest(b)
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: head manifest: %w", p, err)
+			return nil, fmt.Errorf("partition %d: head manifest: %w: %w", p, err, ErrTampered)
+		}
+		if m.Partition != p || m.Sequence != seq {
+			return nil, fmt.Errorf("partition %d: head manifest at sequence %d claims partition %d sequence %d: %w", p, seq, m.Partition, m.Sequence, ErrTampered)
+		}
+		if err := keys.VerifyManifest(m); err != nil {
+			return nil, fmt.Errorf("refusing to sign partition %d's head: %w: %w", p, err, ErrTampered)
 		}
 		h := Head{Topic: m.Topic, Partition: p, Sequence: m.Sequence, LastOffset: m.LastOffset,
 			ManifestSHA256: SHA256Hex(b), TreeSize: m.TreeSize, TreeRoot: m.TreeRoot}

@@ -151,6 +151,29 @@ type Manifest struct {
 	PrevManifestSHA256 string    `json:"prev_manifest_sha256"`
 	WrittenAt          time.Time `json:"written_at"`
 	Writer             string    `json:"writer,omitempty"`
+	// KeyID and Signature authenticate the manifest with the auditor's
+	// Ed25519 key (the one that signs checkpoints), so a head appended by
+	// someone holding only S3 write access is refused on resume and fails
+	// verify. Signature is base64 over SignedBytes().
+	KeyID     string `json:"key_id,omitempty"`
+	Signature string `json:"signature,omitempty"`
+}
+
+// manifestDomain separates manifest signatures from checkpoint signatures:
+// one key signs both, and neither message can pass for the other.
+const manifestDomain = "pcistream audit manifest v1\n"
+
+// SignedBytes returns the exact message a manifest signature covers: the
+// manifest as compact JSON with an empty signature (key_id included),
+// prefixed by a domain separation string.
+func (m *Manifest) SignedBytes() []byte {
+	mm := *m
+	mm.Signature = ""
+	b, err := json.Marshal(mm)
+	if err != nil {
+		panic(err) // only plain fields: cannot fail
+	}
+	return append([]byte(manifestDomain), b...)
 }
 
 // Key returns the manifest's own key.
@@ -162,6 +185,8 @@ func (m *Manifest) sameBatch(o *Manifest) bool {
 	a, b := *m, *o
 	a.WrittenAt, b.WrittenAt = time.Time{}, time.Time{}
 	a.Writer, b.Writer = "", ""
+	a.KeyID, b.KeyID = "", ""
+	a.Signature, b.Signature = "", ""
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)

@@ -20,6 +20,9 @@ type memStore struct {
 	n        int
 	clock    time.Time
 	fail     error
+	// frozen gives every version the same LastModified, as some S3
+	// implementations do: nothing may depend on timestamps.
+	frozen bool
 }
 
 type memVersion struct {
@@ -35,7 +38,9 @@ func newMemStore() *memStore {
 
 func (m *memStore) add(key string, body []byte, marker bool) string {
 	m.n++
-	m.clock = m.clock.Add(time.Millisecond)
+	if !m.frozen {
+		m.clock = m.clock.Add(time.Millisecond)
+	}
 	id := fmt.Sprintf("v%06d", m.n)
 	m.versions[key] = append(m.versions[key], memVersion{id: id, body: append([]byte(nil), body...), marker: marker, at: m.clock})
 	return id

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 )
 
 // Signer signs checkpoints. The file signer below holds an Ed25519 key in
@@ -142,4 +144,114 @@ func VerifyCheckpointSignature(c *Checkpoint, pub ed25519.PublicKey) error {
 		return fmt.Errorf("checkpoint %d: signature does not verify", c.Sequence)
 	}
 	return nil
+}
+
+// ErrTampered marks evidence that someone other than the auditor wrote to
+// the trail: a head manifest or checkpoint that is unsigned, signed by an
+// unknown key, or disagrees with the records still in Kafka. A writer that
+// sees it must stop and raise an alarm, never skip or adopt anything.
+var ErrTampered = errors.New("audit trail tampered with")
+
+// Keyring is a set of trusted Ed25519 public keys by key id. Only keys an
+// operator pinned belong in it, never keys read from the bucket.
+type Keyring map[string]ed25519.PublicKey
+
+// NewKeyring returns a keyring holding pubs.
+func NewKeyring(pubs ...ed25519.PublicKey) Keyring {
+	k := Keyring{}
+	for _, p := range pubs {
+		k.Add(p)
+	}
+	return k
+}
+
+// Add trusts pub.
+func (k Keyring) Add(pub ed25519.PublicKey) { k[KeyID(pub)] = pub }
+
+// IDs returns the trusted key ids.
+func (k Keyring) IDs() []string {
+	out := make([]string, 0, len(k))
+	for id := range k {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (k Keyring) verify(what, keyID, sigB64 string, msg []byte) error {
+	if sigB64 == "" {
+		return fmt.Errorf("%s is not signed", what)
+	}
+	pub, ok := k[keyID]
+	if !ok {
+		return fmt.Errorf("%s is signed by key %s, which is not a trusted key (trusted: %s)", what, keyID, strings.Join(k.IDs(), ", "))
+	}
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%s: malformed signature", what)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return fmt.Errorf("%s: signature does not verify under key %s", what, keyID)
+	}
+	return nil
+}
+
+// VerifyCheckpoint checks c's signature against the trusted keys.
+func (k Keyring) VerifyCheckpoint(c *Checkpoint) error {
+	return k.verify(fmt.Sprintf("checkpoint %d", c.Sequence), c.KeyID, c.Signature, c.SignedBytes())
+}
+
+// VerifyManifest checks m's signature against the trusted keys.
+func (k Keyring) VerifyManifest(m *Manifest) error {
+	return k.verify(fmt.Sprintf("manifest %d of partition %d", m.Sequence, m.Partition), m.KeyID, m.Signature, m.SignedBytes())
+}
+
+// SignManifest fills in m's KeyID and Signature.
+func SignManifest(ctx context.Context, s Signer, m *Manifest) error {
+	m.KeyID = KeyID(s.Public())
+	m.Signature = ""
+	sig, err := s.Sign(ctx, m.SignedBytes())
+	if err != nil {
+		return fmt.Errorf("signing manifest %d of partition %d: %w", m.Sequence, m.Partition, err)
+	}
+	m.Signature = base64.StdEncoding.EncodeToString(sig)
+	return nil
+}
+
+// ParsePublicKeys parses every PEM "PUBLIC KEY" block in b (a trust file may
+// hold the current key and the ones it replaced). It fails on anything else.
+func ParsePublicKeys(b []byte) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		pub, err := ParsePublicKey(pem.EncodeToMemory(blk))
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w", len(out)+1, err)
+		}
+		out = append(out, pub)
+	}
+	if len(strings.TrimSpace(string(b))) > 0 {
+		return nil, errors.New("trailing data that is not a PEM block")
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM \"PUBLIC KEY\" block")
+	}
+	return out, nil
+}
+
+// LoadPublicKeys reads a trust file of one or more PEM public keys.
+func LoadPublicKeys(path string) ([]ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading trusted keys: %w", err)
+	}
+	keys, err := ParsePublicKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("trusted keys %s: %w", path, err)
+	}
+	return keys, nil
 }

@@ -3,6 +3,7 @@ package chain
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,10 @@ const (
 	DefectCheckpointChain  = "checkpoint-chain"    // checkpoint sequence gap or broken prev link
 	DefectCheckpointShrink = "checkpoint-shrink"   // a partition's tree shrank between checkpoints
 	DefectCheckpointHead   = "checkpoint-mismatch" // a signed head does not match the chain (fork or truncation)
+	DefectAnchor           = "anchor"              // a checkpoint held outside the bucket is missing from it or differs
+	DefectDuplicateID      = "duplicate-id"        // one audit event id is archived more than once
+	DefectGap              = "gap"                 // a committed Kafka record is missing from the trail, or a chained offset is not a committed record
+	DefectNoTrustedKey     = "no-trusted-key"      // nothing to check signatures with: pin a key
 )
 
 // Defect is one finding that makes a chain fail verification.
@@ -61,7 +66,17 @@ type PartitionReport struct {
 	// SignedTreeSize is the tree size signed by the latest checkpoint;
 	// records beyond it are chained but not yet signed.
 	SignedTreeSize uint64 `json:"signed_tree_size"`
-	Defects        int    `json:"defects"`
+	// Gaps counts holes in the partition's offsets (between records, within
+	// and across batches) and GapOffsets the offsets they span. Kafka
+	// transaction markers and aborted records explain gaps; with an
+	// OffsetSource each gap is checked against the committed records still
+	// in Kafka and UncheckedGaps counts those Kafka no longer holds.
+	Gaps          int   `json:"gaps"`
+	GapOffsets    int64 `json:"gap_offsets"`
+	UncheckedGaps int   `json:"unchecked_gaps"`
+	// GapsChecked is true when the gaps were checked against Kafka.
+	GapsChecked bool `json:"gaps_checked"`
+	Defects     int  `json:"defects"`
 }
 
 // Report is the result of Verify.
@@ -69,13 +84,28 @@ type Report struct {
 	Partitions       []PartitionReport `json:"partitions"`
 	Checkpoints      uint64            `json:"checkpoints"`
 	LatestCheckpoint *Checkpoint       `json:"latest_checkpoint,omitempty"`
-	Defects          []Defect          `json:"defects"`
-	Warnings         []string          `json:"warnings"`
-	VerifiedAt       time.Time         `json:"verified_at"`
+	// NewestAnchor is the newest trusted checkpoint obtained outside the
+	// bucket (file, Kafka topic), if any was given.
+	NewestAnchor *Checkpoint `json:"newest_anchor,omitempty"`
+	// TrustedKeys are the pinned key ids signatures were checked with;
+	// BucketKeys the ids published in the bucket (listed, not trusted).
+	TrustedKeys []string `json:"trusted_keys"`
+	BucketKeys  []string `json:"bucket_keys"`
+	// DuplicateIDs counts audit event ids found more than once.
+	DuplicateIDs int       `json:"duplicate_ids"`
+	Defects      []Defect  `json:"defects"`
+	Warnings     []string  `json:"warnings"`
+	VerifiedAt   time.Time `json:"verified_at"`
 }
 
 // OK reports whether no defect was found.
 func (r *Report) OK() bool { return len(r.Defects) == 0 }
+
+// Empty reports whether the store held no trail at all (no manifest, no
+// checkpoint) and no anchor said there should be one.
+func (r *Report) Empty() bool {
+	return len(r.Partitions) == 0 && r.Checkpoints == 0 && r.NewestAnchor == nil
+}
 
 // Progress is passed to the progress callback after each manifest.
 type Progress struct {
@@ -89,7 +119,10 @@ type Progress struct {
 type VerifyOpt func(*verifyCfg)
 
 type verifyCfg struct {
-	pub        ed25519.PublicKey
+	keys       Keyring
+	bucketKeys bool
+	anchors    []Anchor
+	offsets    OffsetSource
 	retention  bool
 	progress   func(Progress)
 	onBatch    func(m *Manifest, recs []Record) error
@@ -99,10 +132,51 @@ type verifyCfg struct {
 	onLines    func(m *Manifest, lines [][]byte) // for Prove
 }
 
-// TrustedKey sets the public key checkpoints must be signed with. Without it
-// Verify uses the keys published in the store and warns that the bucket is
-// then trusted to hold the right key.
-func TrustedKey(pub ed25519.PublicKey) VerifyOpt { return func(c *verifyCfg) { c.pub = pub } }
+// TrustedKey pins a public key manifests and checkpoints may be signed with;
+// give it once per key (the current one and those it replaced). Keys found
+// in the store are never trusted unless InsecureTrustBucketKeys is given:
+// whoever can write the bucket could have published them.
+func TrustedKey(pubs ...ed25519.PublicKey) VerifyOpt {
+	return func(c *verifyCfg) {
+		for _, p := range pubs {
+			c.keys.Add(p)
+		}
+	}
+}
+
+// InsecureTrustBucketKeys also trusts the public keys published in the
+// store. Anyone with write access to the bucket can then forge checkpoints;
+// the report says so.
+func InsecureTrustBucketKeys() VerifyOpt { return func(c *verifyCfg) { c.bucketKeys = true } }
+
+// Anchor is a checkpoint obtained outside the bucket (a file an operator
+// exported, the compacted Kafka checkpoint topic), with where it came from.
+type Anchor struct {
+	Source string
+	Bytes  []byte
+}
+
+// Anchors gives Verify checkpoints held outside the bucket. Each must be
+// signed by a trusted key; the bucket must hold it byte for byte, and the
+// chain must reach every head it signs: a chain or checkpoint sequence
+// shorter than an anchor is a truncation even when the bucket's own newest
+// checkpoints were removed too.
+func Anchors(a ...Anchor) VerifyOpt {
+	return func(c *verifyCfg) { c.anchors = append(c.anchors, a...) }
+}
+
+// OffsetSource reports which offsets of the audit topic hold committed
+// records (Kafka read_committed), so Verify can tell offset gaps that
+// transaction markers and aborted records explain from missing records.
+type OffsetSource interface {
+	// CommittedOffsets calls fn, in increasing order, with the offset of
+	// every committed record of the partition in [from, to], and returns
+	// the partition's log start offset (offsets below it are gone).
+	CommittedOffsets(ctx context.Context, topic string, partition int32, from, to int64, fn func(offset int64)) (logStart int64, err error)
+}
+
+// CheckOffsets checks every partition's offsets against src.
+func CheckOffsets(src OffsetSource) VerifyOpt { return func(c *verifyCfg) { c.offsets = src } }
 
 // CheckRetention turns the Object Lock retention check on (default) or off.
 func CheckRetention(on bool) VerifyOpt { return func(c *verifyCfg) { c.retention = on } }
@@ -131,6 +205,13 @@ func VerifyAt(t time.Time) VerifyOpt { return func(c *verifyCfg) { c.now = t } }
 // heads of other partitions are then not cross-checked).
 func OnlyPartitions(ps ...int32) VerifyOpt { return func(c *verifyCfg) { c.partitions = ps } }
 
+// recordAt is where a record sits in the trail. Event ids are kept as
+// truncated hashes so a trail of millions of events fits in memory.
+type recordAt struct {
+	partition int32
+	offset    int64
+}
+
 type signedPoint struct {
 	seq      uint64
 	sha      string
@@ -148,6 +229,8 @@ type verifier struct {
 	points   map[int32]map[uint64]signedPoint
 	heads    map[int32]uint64 // highest manifest sequence present
 	retWarn  bool
+	ids      map[[16]byte]recordAt // truncated SHA-256 of an audit event id -> where it was first seen
+	offsets  map[int32][]int64     // chained offsets per partition, in chain order
 }
 
 // Verify walks every partition's chain and every checkpoint in s and reports
@@ -155,16 +238,19 @@ type verifier struct {
 // at all; tampering is reported in the Report.
 func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
 	v := &verifier{
-		cfg:      verifyCfg{retention: true, now: time.Now()},
+		cfg:      verifyCfg{retention: true, now: time.Now(), keys: Keyring{}},
 		s:        s,
-		rep:      &Report{Defects: []Defect{}, Warnings: []string{}},
+		rep:      &Report{Defects: []Defect{}, Warnings: []string{}, BucketKeys: []string{}},
 		versions: map[string][]ObjectVersion{},
 		points:   map[int32]map[uint64]signedPoint{},
 		heads:    map[int32]uint64{},
+		ids:      map[[16]byte]recordAt{},
+		offsets:  map[int32][]int64{},
 	}
 	for _, o := range opts {
 		o(&v.cfg)
 	}
+	v.rep.TrustedKeys = v.cfg.keys.IDs()
 	v.rep.VerifiedAt = v.cfg.now.UTC()
 	if err := s.Versions(ctx, Root, func(ov ObjectVersion) error {
 		v.versions[ov.Key] = append(v.versions[ov.Key], ov)
@@ -177,6 +263,9 @@ func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if err := v.loadBucketKeys(ctx, keys); err != nil {
+		return nil, err
+	}
 	parts := map[int32]map[uint64]bool{}
 	referenced := map[string]bool{}
 	for _, k := range keys {
@@ -216,6 +305,9 @@ func Verify(ctx context.Context, s Store, opts ...VerifyOpt) (*Report, error) {
 			}
 		}
 	}
+	if err := v.checkOffsets(ctx); err != nil {
+		return nil, err
+	}
 	for i := range v.rep.Partitions {
 		pr := &v.rep.Partitions[i]
 		for _, d := range v.rep.Defects {
@@ -241,10 +333,80 @@ func (v *verifier) defect(p int32, key, kind, detail string) {
 	v.rep.Defects = append(v.rep.Defects, Defect{Partition: p, Key: key, Kind: kind, Detail: detail})
 }
 
-// pick chooses which version of a chained key to read: the pinned one if
-// given, else the oldest (the one written first). It reports shadowing
-// versions.
-func (v *verifier) pick(p int32, key, pinned string) (string, bool) {
+// loadBucketKeys lists the public keys published in the store. They are
+// reported, and trusted only with InsecureTrustBucketKeys.
+func (v *verifier) loadBucketKeys(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if !strings.HasPrefix(k, KeyPrefix) {
+			continue
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(k, KeyPrefix), ".pem")
+		v.rep.BucketKeys = append(v.rep.BucketKeys, id)
+		if !v.cfg.bucketKeys {
+			continue
+		}
+		b, _, err := v.s.Get(ctx, k, "")
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", k, err)
+		}
+		if pub, err := ParsePublicKey(b); err == nil && KeyID(pub) == id {
+			v.cfg.keys.Add(pub)
+		}
+	}
+	if v.cfg.bucketKeys {
+		v.rep.Warnings = append(v.rep.Warnings, "INSECURE: keys published in the bucket were trusted; anyone with write access to the bucket could have published them and forged the trail: pin the key with --public-key or --trust-file")
+	} else if len(v.rep.BucketKeys) > 0 {
+		var untrusted []string
+		for _, id := range v.rep.BucketKeys {
+			if _, ok := v.cfg.keys[id]; !ok {
+				untrusted = append(untrusted, id)
+			}
+		}
+		if len(untrusted) > 0 {
+			v.rep.Warnings = append(v.rep.Warnings, "keys published in the bucket but not pinned (not trusted): "+strings.Join(untrusted, ", "))
+		}
+	}
+	v.rep.TrustedKeys = v.cfg.keys.IDs()
+	if len(v.cfg.keys) == 0 && len(keys) > 0 {
+		v.defect(-1, "", DefectNoTrustedKey, "no trusted public key: signatures of manifests and checkpoints cannot be checked; pin the auditor's key with --public-key or --trust-file")
+	}
+	return nil
+}
+
+// pickSigned chooses which version of a manifest or checkpoint key to read,
+// from the chain itself rather than timestamps (some stores give every
+// version the same LastModified): the one version if there is one, else the
+// version whose content valid accepts (signed by a trusted key, in its
+// place), else the first listed. Shadowing versions are reported.
+func (v *verifier) pickSigned(ctx context.Context, p int32, key string, valid func([]byte) bool) (string, bool, error) {
+	live := v.live(p, key, "")
+	if len(live) <= 1 {
+		if len(live) == 0 {
+			return "", false, nil
+		}
+		return live[0].VersionID, true, nil
+	}
+	for _, ov := range live {
+		b, _, err := v.s.Get(ctx, key, ov.VersionID)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("reading %s version %s: %w", key, ov.VersionID, err)
+		}
+		if valid(b) {
+			return ov.VersionID, true, nil
+		}
+	}
+	return live[0].VersionID, true, nil
+}
+
+// live returns the versions of key that are not delete markers, reporting
+// shadowing when there is more than one.
+func (v *verifier) live(p int32, key, pinned string) []ObjectVersion {
 	var live []ObjectVersion
 	for _, ov := range v.versions[key] {
 		if !ov.DeleteMarker {
@@ -256,21 +418,26 @@ func (v *verifier) pick(p int32, key, pinned string) (string, bool) {
 		for i, ov := range live {
 			ids[i] = ov.VersionID
 		}
-		v.defect(p, key, DefectShadowVersion, fmt.Sprintf("%d versions exist over a chained key (%s); the chain pins %q", len(live), strings.Join(ids, ", "), pinned))
+		what := "the chain pins the one signed by a trusted key"
+		if pinned != "" {
+			what = fmt.Sprintf("the chain pins %q", pinned)
+		}
+		v.defect(p, key, DefectShadowVersion, fmt.Sprintf("%d versions exist over a chained key (%s); %s", len(live), strings.Join(ids, ", "), what))
 	}
+	return live
+}
+
+// pick chooses which version of an object to read: the one the manifest
+// pins. It reports shadowing versions.
+func (v *verifier) pick(p int32, key, pinned string) (string, bool) {
+	live := v.live(p, key, pinned)
 	if pinned != "" {
 		return pinned, true
 	}
 	if len(live) == 0 {
 		return "", false
 	}
-	oldest := live[0]
-	for _, ov := range live[1:] {
-		if ov.LastModified.Before(oldest.LastModified) {
-			oldest = ov
-		}
-	}
-	return oldest.VersionID, true
+	return live[0].VersionID, true
 }
 
 func (v *verifier) checkRetention(ctx context.Context, p int32, key, version string) error {
@@ -322,7 +489,13 @@ func (v *verifier) partition(ctx context.Context, p int32, seqs map[uint64]bool,
 			prev, prevSHA = nil, "" // cannot link across the hole
 			continue
 		}
-		ver, ok := v.pick(p, key, "")
+		ver, ok, err := v.pickSigned(ctx, p, key, func(b []byte) bool {
+			m, err := DecodeManifest(b)
+			return err == nil && m.Partition == p && m.Sequence == seq && v.cfg.keys.VerifyManifest(m) == nil
+		})
+		if err != nil {
+			return err
+		}
 		if !ok {
 			prev, prevSHA = nil, ""
 			continue // only delete markers: reported already
@@ -347,6 +520,12 @@ func (v *verifier) partition(ctx context.Context, p int32, seqs map[uint64]bool,
 			continue
 		}
 		pr.Manifests++
+		// Records of a batch whose manifest no trusted key signed never
+		// reach OnBatch (export): they may be forged.
+		signed := v.cfg.keys.VerifyManifest(m) == nil
+		if !signed && len(v.cfg.keys) > 0 {
+			v.defect(p, key, DefectSignature, v.cfg.keys.VerifyManifest(m).Error()+" (appended or altered by someone without the auditor's key)")
+		}
 		if m.Partition != p || m.Sequence != seq {
 			v.defect(p, key, DefectOffsets, fmt.Sprintf("manifest stored at partition %d sequence %d claims partition %d sequence %d (moved or reordered)", p, seq, m.Partition, m.Sequence))
 		}
@@ -371,7 +550,7 @@ func (v *verifier) partition(ctx context.Context, p int32, seqs map[uint64]bool,
 			v.defect(p, key, DefectOffsets, fmt.Sprintf("object key %s, want %s", m.ObjectKey, want))
 		}
 		referenced[m.ObjectKey] = true
-		batchOK := v.object(ctx, p, m, tree)
+		batchOK := v.object(ctx, p, m, tree, signed)
 		if tree.Size() != m.TreeSize || hex.EncodeToString(tree.Root()) != m.TreeRoot {
 			v.defect(p, key, DefectTree, fmt.Sprintf("tree after batch has size %d root %s, manifest says size %d root %s", tree.Size(), short(hex.EncodeToString(tree.Root())), m.TreeSize, short(m.TreeRoot)))
 			// Continue from what the manifest claims so one bad batch
@@ -401,7 +580,7 @@ func (v *verifier) partition(ctx context.Context, p int32, seqs map[uint64]bool,
 
 // object checks one batch object and appends its leaves to tree. It reports
 // whether the batch verified cleanly.
-func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree) bool {
+func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree, signed bool) bool {
 	key := m.ObjectKey
 	if _, ok := v.pick(p, key, m.ObjectVersionID); !ok {
 		return false
@@ -454,6 +633,22 @@ func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree)
 			v.defect(p, key, DefectOffsets, fmt.Sprintf("record %d is from partition %d", i, r.Partition))
 			ok = false
 		}
+		if len(r.Event) > 0 {
+			var ev struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(r.Event, &ev) == nil && ev.ID != "" {
+				sum := sha256.Sum256([]byte(ev.ID))
+				id := [16]byte(sum[:16])
+				if first, dup := v.ids[id]; dup {
+					v.rep.DuplicateIDs++
+					v.defect(p, key, DefectDuplicateID, fmt.Sprintf("the audit event at partition %d offset %d has the id of the one already archived at partition %d offset %d (the id itself is not printed: a forged record could carry anything)", p, r.Offset, first.partition, first.offset))
+				} else {
+					v.ids[id] = recordAt{p, r.Offset}
+				}
+			}
+		}
+		v.offsets[p] = append(v.offsets[p], r.Offset)
 		if i > 0 && r.Offset <= last {
 			v.defect(p, key, DefectOffsets, fmt.Sprintf("record %d has offset %d after offset %d", i, r.Offset, last))
 			ok = false
@@ -474,12 +669,39 @@ func (v *verifier) object(ctx context.Context, p int32, m *Manifest, tree *Tree)
 	if v.cfg.onLines != nil {
 		v.cfg.onLines(m, lines)
 	}
-	if ok && v.cfg.onBatch != nil {
+	if ok && signed && v.cfg.onBatch != nil {
 		if err := v.cfg.onBatch(m, recs); err != nil {
 			v.rep.Warnings = append(v.rep.Warnings, "stopped: "+err.Error())
 		}
 	}
 	return ok
+}
+
+// checkpointAt reads and authenticates the bucket's checkpoint at seq,
+// choosing among versions by signature and place, never by time.
+func (v *verifier) checkpointAt(ctx context.Context, seq uint64) (*Checkpoint, []byte, error) {
+	key := CheckpointKey(seq)
+	ver, ok, err := v.pickSigned(ctx, -1, key, func(b []byte) bool {
+		c, err := DecodeCheckpoint(b)
+		return err == nil && c.Sequence == seq && v.cfg.keys.VerifyCheckpoint(c) == nil
+	})
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	b, _, err := v.s.Get(ctx, key, ver)
+	if err != nil {
+		v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("cannot read version %s: %v", ver, err))
+		return nil, nil, nil
+	}
+	if err := v.checkRetention(ctx, -1, key, ver); err != nil {
+		return nil, nil, err
+	}
+	c, err := DecodeCheckpoint(b)
+	if err != nil {
+		v.defect(-1, key, DefectMalformed, err.Error())
+		return nil, nil, nil
+	}
+	return c, b, nil
 }
 
 func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
@@ -499,64 +721,39 @@ func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
 		seqs[n], any = true, true
 		maxSeq = max(maxSeq, n)
 	}
-	if !any {
+	anchor := v.newestAnchor()
+	if !any && anchor == nil {
 		if len(v.rep.Partitions) > 0 {
 			v.rep.Warnings = append(v.rep.Warnings, "no signed checkpoint yet: the chains are hash-linked but not signed")
 		}
 		return nil
 	}
-	keys := map[string]ed25519.PublicKey{}
-	if v.cfg.pub != nil {
-		keys[KeyID(v.cfg.pub)] = v.cfg.pub
-	} else {
-		v.rep.Warnings = append(v.rep.Warnings, "no trusted public key given (--public-key): checkpoint signatures were checked against the keys published in the bucket")
-	}
 	lastSigned := map[int32]Head{}
+	stored := map[uint64]string{} // sequence -> SHA-256 of the bucket's checkpoint
 	prevSHA := ""
 	var prevTime time.Time
 	linked := false
-	for seq := uint64(0); seq <= maxSeq; seq++ {
+	for seq := uint64(0); any && seq <= maxSeq; seq++ {
 		key := CheckpointKey(seq)
 		if !seqs[seq] {
 			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("checkpoint %d is missing", seq))
 			linked = false
 			continue
 		}
-		ver, ok := v.pick(-1, key, "")
-		if !ok {
-			linked = false
-			continue
-		}
-		b, _, err := v.s.Get(ctx, key, ver)
+		c, b, err := v.checkpointAt(ctx, seq)
 		if err != nil {
-			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("cannot read version %s: %v", ver, err))
-			linked = false
-			continue
-		}
-		if err := v.checkRetention(ctx, -1, key, ver); err != nil {
 			return err
 		}
-		c, err := DecodeCheckpoint(b)
-		if err != nil {
-			v.defect(-1, key, DefectMalformed, err.Error())
+		if c == nil {
 			linked = false
 			continue
 		}
 		v.rep.Checkpoints++
-		pub, ok := keys[c.KeyID]
-		if !ok && v.cfg.pub == nil {
-			pb, _, err := v.s.Get(ctx, PublicKeyKey(c.KeyID), "")
-			if err == nil {
-				if pk, perr := ParsePublicKey(pb); perr == nil && KeyID(pk) == c.KeyID {
-					pub, ok = pk, true
-					keys[c.KeyID] = pk
-				}
+		stored[seq] = SHA256Hex(b)
+		if len(v.cfg.keys) > 0 {
+			if err := v.cfg.keys.VerifyCheckpoint(c); err != nil {
+				v.defect(-1, key, DefectSignature, err.Error())
 			}
-		}
-		if !ok {
-			v.defect(-1, key, DefectSignature, fmt.Sprintf("checkpoint %d is signed by unknown key %s", seq, c.KeyID))
-		} else if err := VerifyCheckpointSignature(c, pub); err != nil {
-			v.defect(-1, key, DefectSignature, err.Error())
 		}
 		if c.Sequence != seq {
 			v.defect(-1, key, DefectCheckpointChain, fmt.Sprintf("stored as checkpoint %d but claims sequence %d", seq, c.Sequence))
@@ -574,24 +771,7 @@ func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
 				v.defect(h.Partition, key, DefectCheckpointShrink, fmt.Sprintf("partition %d tree size %d (sequence %d) after %d (sequence %d) in an earlier checkpoint", h.Partition, h.TreeSize, h.Sequence, old.TreeSize, old.Sequence))
 			}
 			lastSigned[h.Partition] = h
-			pts, checked := v.points[h.Partition]
-			if !checked {
-				if allPartitions {
-					v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head of partition %d, which has no chain in the store", h.Partition))
-				}
-				continue
-			}
-			pt, ok := pts[h.Sequence]
-			switch {
-			case !ok && h.Sequence > v.heads[h.Partition]:
-				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d is beyond the chain's last manifest %d (chain truncated)", h.Sequence, v.heads[h.Partition]))
-			case !ok:
-				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d cannot be checked (manifest unreadable)", h.Sequence))
-			case pt.sha != h.ManifestSHA256:
-				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed manifest %d hash %s, stored manifest hashes to %s (forked or altered)", h.Sequence, short(h.ManifestSHA256), short(pt.sha)))
-			case pt.size != h.TreeSize || pt.root != h.TreeRoot || pt.last != h.LastOffset:
-				v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed tree size %d root %s, chain has size %d root %s at sequence %d", h.TreeSize, short(h.TreeRoot), pt.size, short(pt.root), h.Sequence))
-			}
+			v.checkHead(key, h, allPartitions)
 		}
 		for p := range lastSigned {
 			if !seen[p] {
@@ -600,6 +780,14 @@ func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
 		}
 		prevSHA, prevTime, linked = SHA256Hex(b), c.Time, true
 		v.rep.LatestCheckpoint = c
+	}
+	if anchor != nil {
+		v.checkAnchor(anchor, stored, any, maxSeq, allPartitions)
+		for _, h := range anchor.c.Heads {
+			if old, ok := lastSigned[h.Partition]; !ok || h.TreeSize > old.TreeSize {
+				lastSigned[h.Partition] = h
+			}
+		}
 	}
 	for i := range v.rep.Partitions {
 		pr := &v.rep.Partitions[i]
@@ -610,6 +798,80 @@ func (v *verifier) checkpoints(ctx context.Context, allPartitions bool) error {
 	return nil
 }
 
+// checkHead compares one signed head with the chain: a head beyond the
+// chain is a truncation, a different manifest hash a fork.
+func (v *verifier) checkHead(key string, h Head, allPartitions bool) {
+	pts, checked := v.points[h.Partition]
+	if !checked {
+		if allPartitions {
+			v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head of partition %d, which has no chain in the store (chain removed)", h.Partition))
+		}
+		return
+	}
+	pt, ok := pts[h.Sequence]
+	switch {
+	case !ok && h.Sequence > v.heads[h.Partition]:
+		v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d (offset %d, %d records) is beyond the chain's last manifest %d (chain truncated)", h.Sequence, h.LastOffset, h.TreeSize, v.heads[h.Partition]))
+	case !ok:
+		v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed head sequence %d cannot be checked (manifest unreadable)", h.Sequence))
+	case pt.sha != h.ManifestSHA256:
+		v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed manifest %d hash %s, stored manifest hashes to %s (forked or altered)", h.Sequence, short(h.ManifestSHA256), short(pt.sha)))
+	case pt.size != h.TreeSize || pt.root != h.TreeRoot || pt.last != h.LastOffset:
+		v.defect(h.Partition, key, DefectCheckpointHead, fmt.Sprintf("signed tree size %d root %s, chain has size %d root %s at sequence %d", h.TreeSize, short(h.TreeRoot), pt.size, short(pt.root), h.Sequence))
+	}
+}
+
+type anchorCP struct {
+	c      *Checkpoint
+	sha    string
+	source string
+}
+
+// newestAnchor authenticates the anchors and returns the newest; an anchor
+// that does not parse or verify is a defect (it is evidence, not noise).
+func (v *verifier) newestAnchor() *anchorCP {
+	var best *anchorCP
+	for _, a := range v.cfg.anchors {
+		where := "anchor " + a.Source
+		c, err := DecodeCheckpoint(a.Bytes)
+		if err != nil {
+			v.defect(-1, where, DefectAnchor, err.Error())
+			continue
+		}
+		if err := v.cfg.keys.VerifyCheckpoint(c); err != nil {
+			v.defect(-1, where, DefectAnchor, err.Error())
+			continue
+		}
+		if best == nil || c.Sequence > best.c.Sequence {
+			best = &anchorCP{c: c, sha: SHA256Hex(a.Bytes), source: a.Source}
+		}
+	}
+	if best != nil {
+		v.rep.NewestAnchor = best.c
+	}
+	return best
+}
+
+// checkAnchor checks the bucket against a checkpoint held outside it.
+func (v *verifier) checkAnchor(a *anchorCP, stored map[uint64]string, any bool, maxSeq uint64, allPartitions bool) {
+	where := "anchor " + a.source
+	switch sha, ok := stored[a.c.Sequence]; {
+	case !any || a.c.Sequence > maxSeq:
+		newest := "none"
+		if any {
+			newest = fmt.Sprintf("%d", maxSeq)
+		}
+		v.defect(-1, where, DefectAnchor, fmt.Sprintf("checkpoint %d is held outside the bucket, the bucket's newest is %s: checkpoints were removed (trail truncated)", a.c.Sequence, newest))
+	case !ok:
+		v.defect(-1, where, DefectAnchor, fmt.Sprintf("checkpoint %d is held outside the bucket but cannot be read from it", a.c.Sequence))
+	case sha != a.sha:
+		v.defect(-1, where, DefectAnchor, fmt.Sprintf("checkpoint %d in the bucket hashes to %s, the copy held outside to %s (replaced)", a.c.Sequence, short(sha), short(a.sha)))
+	}
+	for _, h := range a.c.Heads {
+		v.checkHead(where, h, allPartitions)
+	}
+}
+
 func short(h string) string {
 	if len(h) > 16 {
 		return h[:16]
@@ -618,4 +880,96 @@ func short(h string) string {
 		return `""`
 	}
 	return h
+}
+
+// maxGapDefects bounds the gap defects listed per partition; the rest are
+// summed up in one line.
+const maxGapDefects = 20
+
+// checkOffsets counts each partition's offset gaps and, with an
+// OffsetSource, checks them against the committed records still in Kafka.
+func (v *verifier) checkOffsets(ctx context.Context) error {
+	if v.cfg.skipObject != nil {
+		return nil // not every record was read
+	}
+	for i := range v.rep.Partitions {
+		pr := &v.rep.Partitions[i]
+		offs := slices.Clone(v.offsets[pr.Partition])
+		slices.Sort(offs)
+		offs = slices.Compact(offs)
+		type gap struct{ from, to int64 }
+		var gaps []gap
+		for j := 1; j < len(offs); j++ {
+			if offs[j] > offs[j-1]+1 {
+				gaps = append(gaps, gap{offs[j-1] + 1, offs[j] - 1})
+				pr.GapOffsets += offs[j] - offs[j-1] - 1
+			}
+		}
+		pr.Gaps = len(gaps)
+		if len(offs) == 0 {
+			continue
+		}
+		if v.cfg.offsets == nil {
+			pr.UncheckedGaps = pr.Gaps
+			if pr.Gaps > 0 {
+				v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("partition %d: %d offset gaps (%d offsets) not checked against Kafka; transaction markers and aborted transactions explain gaps, a missing record does not: verify with Kafka reachable to tell them apart", pr.Partition, pr.Gaps, pr.GapOffsets))
+			}
+			continue
+		}
+		var missing, forged []int64
+		j := 0
+		logStart, err := v.cfg.offsets.CommittedOffsets(ctx, pr.Topic, pr.Partition, 0, offs[len(offs)-1], func(o int64) {
+			for j < len(offs) && offs[j] < o {
+				forged = append(forged, offs[j])
+				j++
+			}
+			if j < len(offs) && offs[j] == o {
+				j++
+				return
+			}
+			missing = append(missing, o)
+		})
+		if err != nil {
+			return fmt.Errorf("partition %d: reading committed offsets from Kafka: %w", pr.Partition, err)
+		}
+		for ; j < len(offs); j++ {
+			forged = append(forged, offs[j])
+		}
+		// Chained offsets Kafka no longer holds cannot be checked.
+		forged = slices.DeleteFunc(forged, func(o int64) bool { return o < logStart })
+		pr.GapsChecked = true
+		for _, g := range gaps {
+			if g.to < logStart {
+				pr.UncheckedGaps++
+			}
+		}
+		if pr.UncheckedGaps > 0 {
+			v.rep.Warnings = append(v.rep.Warnings, fmt.Sprintf("partition %d: %d offset gaps lie below Kafka's log start offset %d and can no longer be explained", pr.Partition, pr.UncheckedGaps, logStart))
+		}
+		v.reportOffsets(pr.Partition, missing, "committed record at offset%s %s is missing from the trail (unexplained gap)")
+		v.reportOffsets(pr.Partition, forged, "chained record at offset%s %s is not a committed record in Kafka (forged or aborted)")
+	}
+	return nil
+}
+
+// reportOffsets reports offsets as gap defects, merged into ranges.
+func (v *verifier) reportOffsets(p int32, offs []int64, format string) {
+	n := 0
+	for i := 0; i < len(offs); {
+		j := i
+		for j+1 < len(offs) && offs[j+1] == offs[j]+1 {
+			j++
+		}
+		if n == maxGapDefects {
+			v.defect(p, "", DefectGap, fmt.Sprintf("... and %d more offsets like the above", len(offs)-i))
+			return
+		}
+		if i == j {
+			v.defect(p, "", DefectGap, fmt.Sprintf(format, "", fmt.Sprint(offs[i])))
+		} else {
+			v.defect(p, "", DefectGap, fmt.Sprintf(format, "s", fmt.Sprintf("%d..%d", offs[i], offs[j])))
+		}
+		n++
+		i = j + 1
+	}
 }

@@ -3,7 +3,9 @@ package chain
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -30,6 +32,8 @@ type PartitionWriter struct {
 	partition int32
 	writer    string
 	now       func() time.Time
+	signer    Signer
+	trust     Keyring
 
 	head    *Manifest // nil for an empty chain
 	headSHA string
@@ -48,13 +52,38 @@ type WriterOpt func(*PartitionWriter)
 // WriterName records who wrote each manifest (host, pod, instance id).
 func WriterName(name string) WriterOpt { return func(w *PartitionWriter) { w.writer = name } }
 
+// WriterSigner signs every manifest the writer appends and makes
+// OpenPartition authenticate the head it resumes from: the head must be
+// signed by this key or one given with WriterTrust, else OpenPartition fails
+// with ErrTampered. A writer without a signer cannot append.
+func WriterSigner(s Signer) WriterOpt {
+	return func(w *PartitionWriter) {
+		w.signer = s
+		w.trust.Add(s.Public())
+	}
+}
+
+// WriterTrust also accepts heads signed by these keys (the keys a rotated
+// signing key replaced).
+func WriterTrust(pubs ...ed25519.PublicKey) WriterOpt {
+	return func(w *PartitionWriter) {
+		for _, p := range pubs {
+			w.trust.Add(p)
+		}
+	}
+}
+
 // WriterClock overrides time.Now for manifests' written_at.
 func WriterClock(now func() time.Time) WriterOpt { return func(w *PartitionWriter) { w.now = now } }
 
 // OpenPartition recovers a partition's chain head from the store. The store is
-// the source of truth for where the writer resumes.
+// the source of truth for where the writer resumes, but only once the head is
+// authenticated: with WriterSigner or WriterTrust, a head that is unsigned,
+// signed by an untrusted key, malformed or misplaced fails with ErrTampered
+// (whoever holds S3 write access could have appended it). Without either
+// option the head is read unauthenticated (read-only use).
 func OpenPartition(ctx context.Context, s Store, topic string, partition int32, opts ...WriterOpt) (*PartitionWriter, error) {
-	w := &PartitionWriter{store: s, topic: topic, partition: partition, now: time.Now, tree: NewTree()}
+	w := &PartitionWriter{store: s, topic: topic, partition: partition, now: time.Now, tree: NewTree(), trust: Keyring{}}
 	for _, o := range opts {
 		o(w)
 	}
@@ -71,10 +100,15 @@ func OpenPartition(ctx context.Context, s Store, topic string, partition int32, 
 		}
 		m, err := DecodeManifest(b)
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: head manifest %s: %w", partition, key, err)
+			return nil, fmt.Errorf("partition %d: head manifest %s: %w: %w", partition, key, err, ErrTampered)
 		}
 		if m.Partition != partition || m.Sequence != seq {
-			return nil, fmt.Errorf("head manifest %s claims partition %d sequence %d", key, m.Partition, m.Sequence)
+			return nil, fmt.Errorf("head manifest %s claims partition %d sequence %d: %w", key, m.Partition, m.Sequence, ErrTampered)
+		}
+		if len(w.trust) > 0 {
+			if err := w.trust.VerifyManifest(m); err != nil {
+				return nil, fmt.Errorf("partition %d: refusing to resume from head %s: %w: %w", partition, key, err, ErrTampered)
+			}
 		}
 		if m.Topic != topic {
 			return nil, fmt.Errorf("head manifest %s is for topic %q, not %q: use a separate bucket per audit topic", key, m.Topic, topic)
@@ -221,6 +255,9 @@ func (w *PartitionWriter) Append(ctx context.Context, recs []Record) (*Manifest,
 
 // AppendBatch is Append for an already encoded batch.
 func (w *PartitionWriter) AppendBatch(ctx context.Context, b *Batch) (*Manifest, error) {
+	if w.signer == nil {
+		return nil, fmt.Errorf("partition %d: no signing key: manifests must be signed (open the partition with WriterSigner)", w.partition)
+	}
 	if b.Partition != w.partition {
 		return nil, fmt.Errorf("batch of partition %d given to the writer of partition %d", b.Partition, w.partition)
 	}
@@ -269,6 +306,9 @@ func (w *PartitionWriter) AppendBatch(ctx context.Context, b *Batch) (*Manifest,
 		m.Sequence = w.head.Sequence + 1
 		m.PrevManifestSHA256 = w.headSHA
 	}
+	if err := SignManifest(ctx, w.signer, m); err != nil {
+		return nil, fmt.Errorf("partition %d: %w", w.partition, err)
+	}
 	mb := m.Encode()
 	_, err = w.store.PutIfAbsent(ctx, m.Key(), mb)
 	if errors.Is(err, ErrExists) {
@@ -279,6 +319,9 @@ func (w *PartitionWriter) AppendBatch(ctx context.Context, b *Batch) (*Manifest,
 		other, derr := DecodeManifest(got)
 		if derr != nil || !other.sameBatch(m) {
 			return nil, fmt.Errorf("partition %d: manifest %s: %w", w.partition, m.Key(), ErrFenced)
+		}
+		if verr := w.trust.VerifyManifest(other); verr != nil {
+			return nil, fmt.Errorf("partition %d: manifest %s: %w: %w", w.partition, m.Key(), verr, ErrTampered)
 		}
 		// Our own earlier attempt (its response was lost): adopt it.
 		m, mb, err = other, got, nil
@@ -291,4 +334,49 @@ func (w *PartitionWriter) AppendBatch(ctx context.Context, b *Batch) (*Manifest,
 		w.hasPending = false
 	}
 	return m, nil
+}
+
+// HeadRecords reads the head batch by its pinned version and checks it against
+// the head manifest (object SHA-256, record count, offsets, Merkle root). It
+// returns the records' exact lines, so a caller can compare them with what
+// the source still holds. A mismatch wraps ErrTampered; nil, nil for an empty
+// chain.
+func (w *PartitionWriter) HeadRecords(ctx context.Context) ([]Record, [][]byte, error) {
+	m := w.head
+	if m == nil {
+		return nil, nil, nil
+	}
+	obj, _, err := w.store.Get(ctx, m.ObjectKey, m.ObjectVersionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, fmt.Errorf("partition %d: head batch %s version %s is gone: %w", w.partition, m.ObjectKey, m.ObjectVersionID, ErrTampered)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("partition %d: reading head batch %s: %w", w.partition, m.ObjectKey, err)
+	}
+	bad := func(format string, args ...any) ([]Record, [][]byte, error) {
+		return nil, nil, fmt.Errorf("partition %d: head batch %s: %s: %w", w.partition, m.ObjectKey, fmt.Sprintf(format, args...), ErrTampered)
+	}
+	if got := SHA256Hex(obj); got != m.ObjectSHA256 {
+		return bad("object hashes to %s, the signed manifest says %s", short(got), short(m.ObjectSHA256))
+	}
+	lines, err := DecodeObject(obj)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if len(lines) != m.RecordCount {
+		return bad("%d records, the manifest says %d", len(lines), m.RecordCount)
+	}
+	if hex.EncodeToString(RootOf(LeafHashes(lines))) != m.MerkleRoot {
+		return bad("records do not hash to the manifest's Merkle root")
+	}
+	recs := make([]Record, len(lines))
+	for i, l := range lines {
+		if err := json.Unmarshal(l, &recs[i]); err != nil {
+			return bad("record %d does not parse: %v", i, err)
+		}
+	}
+	if recs[0].Offset != m.FirstOffset || recs[len(recs)-1].Offset != m.LastOffset {
+		return bad("records span offsets %d..%d, the manifest says %d..%d", recs[0].Offset, recs[len(recs)-1].Offset, m.FirstOffset, m.LastOffset)
+	}
+	return recs, lines, nil
 }

@@ -96,6 +96,9 @@ type Topics struct {
 	// Idempotency. It holds PANs (same controls as PaymentsRaw). Empty
 	// means Idempotency + ".repartition" (see RepartitionTopic).
 	TokenizerRepartition string
+	// AuditCheckpoints is the compacted topic that anchors the audit
+	// trail's signed checkpoints outside the S3 bucket.
+	AuditCheckpoints string
 }
 
 // RepartitionTopic is the tokenizer's repartition topic name.
@@ -149,6 +152,7 @@ func DefaultTopics() Topics {
 		Vault:             "pci.vault",
 		Idempotency:       "pcistream.tokenizer.idempotency",
 		// TokenizerRepartition empty: derived from Idempotency.
+		AuditCheckpoints:  "audit.checkpoints",
 	}
 }
 

@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/optcheck"
 )
 
 // Processor transforms one fetched record into zero or more output records,
@@ -166,6 +168,29 @@ func MaxRetries(n int) Opt { return func(c *cfg) { c.maxRetries = n } }
 // (default 250ms).
 func Backoff(d time.Duration) Opt { return func(c *cfg) { c.backoff = d } }
 
+// validate checks the options' values, naming the option at fault. The
+// bounds are Kafka's: a broker refuses a transaction timeout above
+// transaction.max.timeout.ms (15 minutes by default) and a session timeout
+// outside group.min/max.session.timeout.ms (6 seconds to 30 minutes).
+func (c *cfg) validate() error {
+	errs := []error{
+		optcheck.NotEmpty("Name", c.name),
+		optcheck.NotEmpty("Group", c.group),
+		optcheck.NotEmpty("TransactionalID", c.txnID),
+		optcheck.AtLeast("MaxPollRecords", c.maxPoll, 1),
+		optcheck.Between("TxnTimeout", c.txnTimeout, time.Second, 15*time.Minute),
+		optcheck.AtLeast("MaxRetries", c.maxRetries, 0),
+		optcheck.Between("Backoff", c.backoff, time.Millisecond, 30*time.Second),
+	}
+	if c.sessionTimeout != 0 {
+		errs = append(errs, optcheck.Between("SessionTimeout", c.sessionTimeout, 6*time.Second, 30*time.Minute))
+	}
+	for _, t := range c.topics {
+		errs = append(errs, optcheck.NotEmpty("Topics", t))
+	}
+	return optcheck.Check("eos "+c.name, errs...)
+}
+
 // Loop runs one Processor exactly once over its input topics.
 type Loop struct {
 	p   Processor
@@ -201,6 +226,9 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 	}
 	if len(c.topics) == 0 {
 		return nil, fmt.Errorf("eos: %s: no input topics", c.name)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 	if c.log == nil {
 		c.log = slog.Default()

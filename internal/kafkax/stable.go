@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -119,7 +120,7 @@ func ReadRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 			return fmt.Errorf("reading %s: %d partitions not at their end offset: %w", topic, len(remaining), err)
 		}
 		if fs.NumRecords() == 0 && c.idle > 0 {
-			return &StalledError{Topic: topic, Partitions: sortedKeys(remaining), Idle: c.idle}
+			return &StalledError{Topic: topic, Partitions: slices.Sorted(maps.Keys(remaining)), Idle: c.idle}
 		}
 		if err := eachInRange(fs, remaining, fn); err != nil {
 			return err
@@ -187,13 +188,4 @@ func eachInRange(fs kgo.Fetches, remaining map[int32]int64, fn func(*kgo.Record)
 		}
 	})
 	return ferr
-}
-
-func sortedKeys(m map[int32]int64) []int32 {
-	ps := make([]int32, 0, len(m))
-	for p := range m {
-		ps = append(ps, p)
-	}
-	slices.Sort(ps)
-	return ps
 }

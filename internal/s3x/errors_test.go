@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,13 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
 // TestErrorsSayWhatToFix runs the common mistakes against the embedded S3
 // and checks each error is one line that names the endpoint and the fix,
@@ -22,11 +28,7 @@ import (
 func TestErrorsSayWhatToFix(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := devstack.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := stack
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -16,6 +16,7 @@ package auditor
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,9 @@ type cfg struct {
 	writer          string
 	minBackoff      time.Duration
 	maxBackoff      time.Duration
+	trusted         []ed25519.PublicKey
+	anchorTopic     string
+	alarmHold       time.Duration
 }
 
 // Topic is the audit events topic (default audit.events).
@@ -116,6 +120,23 @@ func BatchLimits(records, bytes int, age time.Duration) Opt {
 func Checkpoints(s chain.Signer, every time.Duration) Opt {
 	return func(c *cfg) { c.signer, c.checkpointEvery = s, every }
 }
+
+// TrustedKeys are earlier signing keys (before a rotation) whose manifests
+// and checkpoints the auditor still accepts when it resumes; its own key is
+// always trusted.
+func TrustedKeys(pubs ...ed25519.PublicKey) Opt {
+	return func(c *cfg) { c.trusted = append(c.trusted, pubs...) }
+}
+
+// AnchorTopic is the compacted Kafka topic every checkpoint is also written
+// to (a trust domain apart from the bucket). On start the auditor checks the
+// bucket still holds the newest checkpoint anchored there.
+func AnchorTopic(t string) Opt { return func(c *cfg) { c.anchorTopic = t } }
+
+// AlarmHold is how long Run keeps the process up (not ready, metrics
+// served) after a tamper alarm before it returns, so the alarm metric is
+// scraped before the process exits (default one minute).
+func AlarmHold(d time.Duration) Opt { return func(c *cfg) { c.alarmHold = d } }
 
 // Decoder sets how record values are decoded (default JSONDecoder; the
 // command wires the Avro serde).
@@ -152,6 +173,12 @@ type Auditor struct {
 	notReady error
 	joined   bool
 	cl       *kgo.Client
+	fatal    error // a tamper alarm: the auditor stops
+
+	// anchored is the newest checkpoint known to be in the anchor topic;
+	// unanchored a written checkpoint not yet produced there.
+	anchored   []byte
+	unanchored []byte
 }
 
 type batch struct {
@@ -162,9 +189,9 @@ type batch struct {
 }
 
 type metrics struct {
-	records, batches, failures, masked, decodeErrors, checkpoints prometheus.Counter
-	writeSeconds                                                  *prometheus.HistogramVec
-	head, lastOffset                                              *prometheus.GaugeVec
+	records, batches, failures, masked, decodeErrors, checkpoints, tamper prometheus.Counter
+	writeSeconds                                                          *prometheus.HistogramVec
+	head, lastOffset                                                      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -175,13 +202,14 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		masked:       prometheus.NewCounter(prometheus.CounterOpts{Name: "pcistream_audit_pans_masked_total", Help: "PAN-like values masked in audit events before archiving."}),
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcistream_audit_decode_errors_total", Help: "Audit records whose value could not be decoded (archived masked, with the error)."}),
 		checkpoints:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pcistream_audit_checkpoints_total", Help: "Signed checkpoints written."}),
+		tamper:       prometheus.NewCounter(prometheus.CounterOpts{Name: "pcistream_audit_tamper_alarms_total", Help: "Tamper alarms: the chain head, a checkpoint or an anchor failed authentication or disagreed with Kafka; the auditor stopped."}),
 		writeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pcistream_s3_write_seconds", Help: "Latency of durable S3 writes: a batch (object-locked PUT + manifest PUT) or a checkpoint.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)}, []string{"op"}),
 		head:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pcistream_audit_chain_head", Help: "Sequence number of the chain head manifest."}, []string{"partition"}),
 		lastOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pcistream_audit_chain_last_offset", Help: "Last Kafka offset archived in the chain."}, []string{"partition"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.records, m.batches, m.failures, m.masked, m.decodeErrors, m.checkpoints, m.writeSeconds, m.head, m.lastOffset} {
+		for _, c := range []prometheus.Collector{m.records, m.batches, m.failures, m.masked, m.decodeErrors, m.checkpoints, m.tamper, m.writeSeconds, m.head, m.lastOffset} {
 			reg.MustRegister(c)
 		}
 	}
@@ -200,6 +228,7 @@ func New(store chain.Store, opts ...Opt) (*Auditor, error) {
 		policy:     pan.Last4,
 		minBackoff: 100 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
+		alarmHold:  time.Minute,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -209,6 +238,9 @@ func New(store chain.Store, opts ...Opt) (*Auditor, error) {
 	}
 	if len(c.clientOpts) == 0 {
 		return nil, errors.New("auditor: no Kafka client options (brokers)")
+	}
+	if c.signer == nil {
+		return nil, errors.New("auditor: no signing key: manifests and checkpoints must be signed (Checkpoints option; 'pcistream audit keygen')")
 	}
 	if c.maxRecords <= 0 || c.maxBytes <= 0 || c.maxAge <= 0 {
 		return nil, errors.New("auditor: batch limits must be positive")
@@ -270,7 +302,7 @@ func (a *Auditor) retry(ctx context.Context, what string, fn func() error) error
 			a.setReady(nil)
 			return nil
 		}
-		if errors.Is(err, chain.ErrFenced) || errors.Is(err, chain.ErrConflict) || ctx.Err() != nil {
+		if errors.Is(err, chain.ErrFenced) || errors.Is(err, chain.ErrConflict) || errors.Is(err, chain.ErrTampered) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -311,13 +343,17 @@ func (a *Auditor) Run(ctx context.Context) error {
 			return fatal
 		}
 	}
-	if a.cfg.signer != nil {
-		pub := a.cfg.signer.Public()
-		if err := a.retry(ctx, "publish public key", func() error {
-			return chain.PublishPublicKey(ctx, a.store, chain.EncodePublicKey(pub), chain.KeyID(pub))
-		}); err != nil {
-			return err
+	pub := a.cfg.signer.Public()
+	if err := a.retry(ctx, "publish public key", func() error {
+		return chain.PublishPublicKey(ctx, a.store, chain.EncodePublicKey(pub), chain.KeyID(pub))
+	}); err != nil {
+		return err
+	}
+	if err := a.checkAnchor(ctx); err != nil {
+		if errors.Is(err, chain.ErrTampered) {
+			a.hold(ctx)
 		}
+		return err
 	}
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(a.cfg.group),
@@ -340,6 +376,11 @@ func (a *Auditor) Run(ctx context.Context) error {
 	defer cl.Close()
 
 	err = a.loop(ctx, cl)
+	if errors.Is(err, chain.ErrTampered) {
+		a.alarm(err)
+		cl.AllowRebalance()
+		a.hold(ctx)
+	}
 
 	// Graceful: finish what is batched and sign the heads, briefly.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
@@ -393,13 +434,51 @@ func (a *Auditor) loop(ctx context.Context, cl *kgo.Client) error {
 			nextCheckpoint = time.Now().Add(a.cfg.checkpointEvery)
 		}
 		cl.AllowRebalance()
+		if ferr == nil {
+			ferr = a.fatalErr()
+		}
 		if ferr != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && !errors.Is(ferr, chain.ErrTampered) {
 				return nil
 			}
 			return ferr
 		}
 	}
+}
+
+// hold keeps a tamper-alarmed auditor up for AlarmHold.
+func (a *Auditor) hold(ctx context.Context) {
+	if a.cfg.alarmHold <= 0 {
+		return
+	}
+	a.log.Error("auditor stopped by a tamper alarm; exiting after the alarm hold", "hold", a.cfg.alarmHold)
+	select {
+	case <-ctx.Done():
+	case <-time.After(a.cfg.alarmHold):
+	}
+}
+
+func (a *Auditor) fatalErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fatal
+}
+
+// alarm raises a tamper alarm: log, metric, not ready, and the auditor
+// stops. It never skips or adopts anything to carry on.
+func (a *Auditor) alarm(err error) error {
+	a.mu.Lock()
+	first := a.fatal == nil
+	if first {
+		a.fatal = err
+	}
+	a.notReady = err
+	a.mu.Unlock()
+	if first {
+		a.m.tamper.Inc()
+		a.log.Error("TAMPER ALARM: the audit trail does not match what the auditor signed or what Kafka holds; stopping without skipping or adopting any record. Run 'pcistream verify --public-key KEY', review who wrote to the bucket, then restart", "err", err)
+	}
+	return err
 }
 
 // adjust runs when partitions are assigned: the position comes from the
@@ -411,11 +490,18 @@ func (a *Auditor) adjust(ctx context.Context, offsets map[string]map[int32]kgo.O
 		}
 		for p := range parts {
 			var w *chain.PartitionWriter
-			err := a.retry(ctx, "recover chain head of partition "+strconv.Itoa(int(p)), func() error {
+			err := a.retry(ctx, "recover and authenticate the chain head of partition "+strconv.Itoa(int(p)), func() error {
 				var err error
-				w, err = chain.OpenPartition(ctx, a.store, topic, p, chain.WriterName(a.cfg.writer))
-				return err
+				w, err = chain.OpenPartition(ctx, a.store, topic, p, chain.WriterName(a.cfg.writer),
+					chain.WriterSigner(a.cfg.signer), chain.WriterTrust(a.cfg.trusted...))
+				if err != nil {
+					return err
+				}
+				return a.crossCheck(ctx, w)
 			})
+			if errors.Is(err, chain.ErrTampered) {
+				return nil, a.alarm(err)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -523,6 +609,11 @@ func (a *Auditor) add(ctx context.Context, cl *kgo.Client, r *kgo.Record) error 
 	switch {
 	case pending && r.Offset >= pendEnd:
 		return a.flush(ctx, cl, r.Partition)
+	case pending && (len(b.recs) >= a.cfg.maxRecords || b.bytes >= a.cfg.maxBytes):
+		// A batch this auditor wrote ends where a full batch does; an
+		// orphan object reaching further was not written by it.
+		return fmt.Errorf("partition %d: a batch object without manifest ends at offset %d, beyond a full batch (%d records from offset %d): it was not written with these batch limits (if --batch-records or --batch-bytes were lowered, restore them): %w",
+			r.Partition, pendEnd, len(b.recs), b.recs[0].Offset, chain.ErrTampered)
 	case pending:
 		return nil // the batch must end exactly where the orphan object does
 	case len(b.recs) >= a.cfg.maxRecords || b.bytes >= a.cfg.maxBytes:
@@ -608,16 +699,24 @@ func (a *Auditor) flush(ctx context.Context, cl *kgo.Client, p int32) error {
 }
 
 func (a *Auditor) checkpoint(ctx context.Context) {
-	if a.cfg.signer == nil {
+	if a.fatalErr() != nil {
 		return
 	}
+	a.publishAnchor(ctx) // one left over from a Kafka outage first
 	start := time.Now()
 	var c *chain.Checkpoint
 	err := a.retryBounded(ctx, func() error {
+		if err := a.bucketHoldsAnchor(ctx); err != nil {
+			return err
+		}
 		var err error
-		c, err = chain.WriteCheckpoint(ctx, a.store, a.cfg.signer, time.Now())
+		c, err = chain.WriteCheckpoint(ctx, a.store, a.cfg.signer, time.Now(), a.cfg.trusted...)
 		return err
 	})
+	if errors.Is(err, chain.ErrTampered) {
+		a.alarm(err)
+		return
+	}
 	if err != nil {
 		a.log.Warn("checkpoint not written", "err", err)
 		return
@@ -626,6 +725,10 @@ func (a *Auditor) checkpoint(ctx context.Context) {
 		a.m.checkpoints.Inc()
 		a.m.writeSeconds.WithLabelValues("checkpoint").Observe(time.Since(start).Seconds())
 		a.log.Info("checkpoint signed", "sequence", c.Sequence, "partitions", len(c.Heads))
+		a.mu.Lock()
+		a.unanchored = c.Encode()
+		a.mu.Unlock()
+		a.publishAnchor(ctx)
 	}
 }
 
@@ -634,8 +737,8 @@ func (a *Auditor) checkpoint(ctx context.Context) {
 func (a *Auditor) retryBounded(ctx context.Context, fn func() error) error {
 	var err error
 	for i := 0; i < 3; i++ {
-		if err = fn(); err == nil {
-			return nil
+		if err = fn(); err == nil || errors.Is(err, chain.ErrTampered) {
+			return err
 		}
 		if !errors.Is(err, chain.ErrExists) {
 			a.m.failures.Inc()

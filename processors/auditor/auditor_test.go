@@ -313,7 +313,10 @@ func TestRefusesBucketWithoutObjectLock(t *testing.T) {
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("plain-bucket")}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := auditor.New(auditstore.New(cl, "plain-bucket"), auditor.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)))
+	key, _ := chain.GenerateKey()
+	priv, _ := chain.ParsePrivateKey(key)
+	a, err := auditor.New(auditstore.New(cl, "plain-bucket"), auditor.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)),
+		auditor.Checkpoints(chain.NewSigner(priv), time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestAvroAuditEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	var decoded, undecodable int
-	_, err = chain.Verify(ctx, e.store, chain.OnBatch(func(_ *chain.Manifest, recs []chain.Record) error {
+	_, err = chain.Verify(ctx, e.store, chain.TrustedKey(e.signer.Public()), chain.OnBatch(func(_ *chain.Manifest, recs []chain.Record) error {
 		for _, r := range recs {
 			if r.DecodeError != "" {
 				undecodable++

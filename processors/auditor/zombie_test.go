@@ -23,7 +23,8 @@ func TestTwoWritersCannotForkTheChain(t *testing.T) {
 	start := func(group string, age time.Duration) (chan error, context.CancelFunc) {
 		a, err := auditor.New(e.store, auditor.Topic(e.topic), auditor.Group(group),
 			auditor.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)),
-			auditor.BatchLimits(5+len(group)%3, 1<<20, age), auditor.Backoff(10*time.Millisecond, 50*time.Millisecond))
+			auditor.BatchLimits(5+len(group)%3, 1<<20, age), auditor.Backoff(10*time.Millisecond, 50*time.Millisecond),
+			auditor.Checkpoints(e.signer, time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}

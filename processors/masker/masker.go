@@ -26,6 +26,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/optcheck"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/redact"
 	"github.com/pcistream/pcistream/internal/telemetry"
@@ -77,13 +78,7 @@ func Policy(p pan.Policy) Opt { return func(c *cfg) { c.policy = p } }
 
 // MaxRecordBytes sets the largest record (key + value + headers) masked
 // and forwarded; larger ones go to the DLQ (default 1 MiB).
-func MaxRecordBytes(n int) Opt {
-	return func(c *cfg) {
-		if n > 0 {
-			c.maxBytes = n
-		}
-	}
-}
+func MaxRecordBytes(n int) Opt { return func(c *cfg) { c.maxBytes = n } }
 
 // Detector sets the PAN detector (default pan.New()).
 func Detector(d *pan.Detector) Opt { return func(c *cfg) { c.det = d } }
@@ -134,6 +129,10 @@ func New(enc Encoder, opts ...Opt) (*Masker, error) {
 	}
 	if enc == nil {
 		return nil, fmt.Errorf("masker: an encoder (schemas.Serde) is required for audit events and DLQ records")
+	}
+	if err := optcheck.Check("masker", optcheck.AtLeast("MaxRecordBytes", c.maxBytes, 1), optcheck.NotEmpty("Topics: logs raw", c.topics.LogsRaw),
+		optcheck.NotEmpty("Topics: logs sanitized", c.topics.LogsSanitized), optcheck.NotEmpty("Topics: logs DLQ", c.topics.LogsDLQ)); err != nil {
+		return nil, err
 	}
 	if c.det == nil {
 		c.det = pan.New()

@@ -168,6 +168,9 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if c.topics.Idempotency == "" {
 		return nil, errors.New("tokenizer: no idempotency-state topic configured (--topic-idempotency)")
 	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	req, err := requiredFields()
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
