@@ -152,7 +152,7 @@ func DefaultTopics() Topics {
 		Vault:             "pci.vault",
 		Idempotency:       "pcistream.tokenizer.idempotency",
 		// TokenizerRepartition empty: derived from Idempotency.
-		AuditCheckpoints:  "audit.checkpoints",
+		AuditCheckpoints: "audit.checkpoints",
 	}
 }
 
