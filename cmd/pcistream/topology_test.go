@@ -47,7 +47,7 @@ func TestTopologyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 10 to create") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 11 to create") {
 		t.Fatalf("diff output:\n%s", out)
 	}
 
