@@ -73,7 +73,7 @@ func TestTopologyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, errOut)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 10 created") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 11 created") {
 		t.Fatalf("apply output:\n%s\n%s", out, errOut)
 	}
 	td, err = adm.ListTopics(kadm.WithAuthorizedOps(context.Background()))
