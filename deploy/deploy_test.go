@@ -272,10 +272,10 @@ func TestComposePcistreamHardening(t *testing.T) {
 			}
 		}
 	}
-	if got := strList(get(svcs["setup-topology"], "command")); !slices.Equal(got, []string{"topology", "apply"}) {
+	if got := strList(get(svcs["setup-topology"], "command")); !slices.Equal(got, []string{"topology", "apply", "--reason", "compose setup"}) {
 		t.Errorf("setup-topology command %v", got)
 	}
-	if got := strList(get(svcs["setup-schemas"], "command")); !slices.Equal(got, []string{"schemas", "register"}) {
+	if got := strList(get(svcs["setup-schemas"], "command")); !slices.Equal(got, []string{"schemas", "register", "--reason", "compose setup"}) {
 		t.Errorf("setup-schemas command %v", got)
 	}
 }

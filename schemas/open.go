@@ -3,20 +3,32 @@ package schemas
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pcistream/pcistream/internal/config"
 )
 
+// RegistryTimeout bounds every schema-registry request.
+const RegistryTimeout = 10 * time.Second
+
 // NewClient returns a schema-registry client for r.
 func NewClient(r config.Registry) (*sr.Client, error) {
 	if r.URL == "" {
 		return nil, fmt.Errorf("no schema registry configured: set --registry-url or PCISTREAM_REGISTRY_URL")
 	}
-	opts := []sr.ClientOpt{sr.URLs(strings.Split(r.URL, ",")...)}
+	// Every registry call has a deadline: a hung registry is an error the
+	// operator sees, not a worker that hangs at start.
+	opts := []sr.ClientOpt{sr.URLs(strings.Split(r.URL, ",")...), sr.HTTPClient(&http.Client{
+		Timeout: RegistryTimeout,
+		Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: RegistryTimeout},
+	})}
 	if r.Username != "" {
 		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
 	}

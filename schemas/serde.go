@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"sync"
@@ -74,7 +75,14 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 		}
 		ss, err := cl.LookupSchema(ctx, subj, sr.Schema{Schema: d.Text, Type: sr.TypeAvro})
 		if err != nil {
-			return nil, fmt.Errorf("schema for %s is not registered (%w): run `pcistream schemas register`", subj, err)
+			var re *sr.ResponseError
+			if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+				return nil, fmt.Errorf("schema for %s is not registered (%w): run `pcistream schemas register`", subj, err)
+			}
+			if errors.As(err, &re) {
+				return nil, fmt.Errorf("schema registry answered %d looking up %s (%w): check --registry-url and its credentials", re.StatusCode, subj, err)
+			}
+			return nil, fmt.Errorf("schema registry unreachable looking up %s (%w): start `pcistream dev` or check --registry-url", subj, err)
 		}
 		s.ids[d.Type] = ss.ID
 		s.writers[writerKey{ss.ID, d.Type}] = d.Schema

@@ -142,6 +142,8 @@ func roleName(t config.Topics, role string) (string, bool) {
 			return "", true
 		}
 		return t.RepartitionTopic(), true
+	case "gateway_idempotency":
+		return t.GatewayIdempotency, true
 	case "audit_checkpoints":
 		return t.AuditCheckpoints, true
 	}
@@ -200,7 +202,7 @@ func parse(b []byte, names config.Topics, strict bool) (Spec, error) {
 		}
 		n, ok := roleName(names, role)
 		if !ok {
-			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency, audit_checkpoints)", role)
+			return "", fmt.Errorf("unknown role %q (known: payments_raw, payments_tokenized, payments_dlq, logs_raw, logs_sanitized, logs_dlq, audit_events, vault, idempotency, gateway_idempotency, audit_checkpoints)", role)
 		}
 		if n != "" {
 			if strict && name != "" && name != n {

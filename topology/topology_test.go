@@ -99,7 +99,7 @@ func partitions(t *testing.T, ctx context.Context, adm *kadm.Client, topic strin
 func TestDefaultSpec(t *testing.T) {
 	s := defaultSpec(t)
 	want := []string{"payments.raw", "payments.tokenized", "payments.dlq", "logs.raw", "logs.sanitized", "logs.dlq",
-		"audit.events", "pci.vault", "pcistream.tokenizer.idempotency", "pcistream.tokenizer.idempotency.repartition", "audit.checkpoints"}
+		"audit.events", "pci.vault", "pcistream.tokenizer.idempotency", "pcistream.tokenizer.idempotency.repartition", "audit.checkpoints", "pcistream.gateway.idempotency"}
 	if len(s.Topics) != len(want) {
 		t.Fatalf("got %d topics, want %d", len(s.Topics), len(want))
 	}

@@ -11,6 +11,7 @@ func addRunCommands(run *cobra.Command, cfg *config.Config) {
 	run.AddCommand(newRunMaskerCmd(cfg))
 	run.AddCommand(newRunAuditorCmd(cfg))
 	run.AddCommand(newRunTokenizerCmd(cfg))
+	run.AddCommand(newRunGatewayCmd(cfg))
 }
 
 // addExtraCommands adds the commands of the audit trail (verify, audit) and

@@ -37,7 +37,7 @@ the worker is waiting for).`,
 			}
 			for _, url := range args {
 				if err := probeUntil(cmd.Context(), url, timeout, wait); err != nil {
-					return err
+					return unhealthy{err}
 				}
 			}
 			return nil
@@ -91,3 +91,13 @@ func probe(ctx context.Context, url string, timeout time.Duration) error {
 	}
 	return fmt.Errorf("healthcheck: %s answered %s%s", url, resp.Status, why)
 }
+
+// unhealthy is a failed health check: exit 1, as Docker's HEALTHCHECK
+// expects (it reserves 2).
+type unhealthy struct{ err error }
+
+func (u unhealthy) Error() string { return u.err.Error() }
+func (u unhealthy) Unwrap() error { return u.err }
+
+// ExitCode makes the process exit with status 1.
+func (unhealthy) ExitCode() int { return 1 }

@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/opaudit"
 	"github.com/pcistream/pcistream/internal/token"
+	"github.com/pcistream/pcistream/schemas"
 )
 
 // kmsFlags select where key-encryption keys live: the keyring itself (local,
@@ -180,8 +182,9 @@ func initKeyring(ctx context.Context, kf *kmsFlags) (*token.Keyring, error) {
 
 func newKeysRotateCmd(cfg *config.Config) *cobra.Command {
 	var (
-		kf    kmsFlags
-		detok string
+		kf     kmsFlags
+		detok  string
+		reason string
 	)
 	cmd := &cobra.Command{
 		Use:   "rotate",
@@ -191,10 +194,18 @@ func newKeysRotateCmd(cfg *config.Config) *cobra.Command {
 (--detokenize-keyring), and makes it current. The detokenize keyring is written first.
 Running tokenizers pick the new version up on restart; until then they keep tokenizing
 under the previous one. Tokens carry their version, so old tokens and vault records stay
-valid. A v1 keyring (one file for both roles) is rotated in place. Back up both files.`,
-		Args: cobra.NoArgs,
+valid. A v1 keyring (one file for both roles) is rotated in place. Back up both files.
+
+The rotation is an audit event (action keys_rotate, the Kafka principal as actor,
+--reason, the new and previous key versions), written before the new version is saved:
+when Kafka or the registry cannot be reached, nothing is rotated.`,
+		Example: `  pcistream keys rotate --reason "CHG-12 yearly rotation"`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if strings.TrimSpace(reason) == "" {
+				return usageError{errors.New("keys rotate needs --reason: the rotation is recorded in the audit trail")}
+			}
 			path, dpath, err := keyringPaths(cfg, detok)
 			if err != nil {
 				return fmt.Errorf("keys rotate: %w", err)
@@ -215,7 +226,7 @@ valid. A v1 keyring (one file for both roles) is rotated in place. Back up both 
 				return err
 			}
 			if kr.Role() == token.RoleFull {
-				return rotateFull(cmd, kr, k, kf.keyID, path)
+				return rotateFull(cmd, cfg, reason, kr, k, kf.keyID, path)
 			}
 			dk, err := token.Load(ctx, dpath, lopts...)
 			if err != nil {
@@ -230,6 +241,9 @@ valid. A v1 keyring (one file for both roles) is rotated in place. Back up both 
 			if err != nil {
 				return err
 			}
+			if err := auditRotation(ctx, cfg, reason, kr.Current(), nt.Current(), path, dpath); err != nil {
+				return err
+			}
 			if err := nd.Save(dpath); err != nil {
 				return err
 			}
@@ -242,11 +256,31 @@ valid. A v1 keyring (one file for both roles) is rotated in place. Back up both 
 	}
 	kf.bind(cmd)
 	cmd.Flags().StringVar(&detok, "detokenize-keyring", "", "the detokenize keyring (default: next to --keyring, named <name>-detokenize.json)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the keys are rotated, for the audit event (required)")
 	return cmd
 }
 
+// auditRotation records a rotation before it takes effect (fail closed: no
+// event, no new key).
+func auditRotation(ctx context.Context, cfg *config.Config, reason string, prev, next uint32, paths ...string) error {
+	ev := schemas.AuditEvent{
+		Action:  "keys_rotate",
+		Outcome: "ok",
+		Subject: "keyring",
+		Attrs: map[string]string{
+			"key_version":      fmt.Sprint(next),
+			"previous_version": fmt.Sprint(prev),
+			"keyrings":         strings.Join(paths, ","),
+		},
+	}
+	if err := opaudit.Operator(ctx, cfg, reason, &ev); err != nil {
+		return fmt.Errorf("keys rotate: recording the rotation in the audit trail failed, nothing rotated: %w", err)
+	}
+	return nil
+}
+
 // rotateFull rotates a single-file (v1 or full-role) keyring in place.
-func rotateFull(cmd *cobra.Command, kr *token.Keyring, k token.KMS, keyID, path string) error {
+func rotateFull(cmd *cobra.Command, cfg *config.Config, reason string, kr *token.Keyring, k token.KMS, keyID, path string) error {
 	var next *token.Keyring
 	var err error
 	if k != nil {
@@ -255,6 +289,9 @@ func rotateFull(cmd *cobra.Command, kr *token.Keyring, k token.KMS, keyID, path 
 		next, err = kr.Rotate()
 	}
 	if err != nil {
+		return err
+	}
+	if err := auditRotation(cmd.Context(), cfg, reason, kr.Current(), next.Current(), path); err != nil {
 		return err
 	}
 	if err := next.Save(path); err != nil {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/token"
 )
 
@@ -18,7 +17,7 @@ import (
 // rotate keeps them in step; the files hold no key in plain text.
 func TestKeysInitWritesBothRoles(t *testing.T) {
 	ctx := context.Background()
-	cfg := config.Default()
+	cfg := auditedConfig(t) // rotate writes an audit event
 	dir := t.TempDir()
 	cfg.Keyring = filepath.Join(dir, "keyring.json")
 	dpath := filepath.Join(dir, "keyring-detokenize.json")
@@ -45,7 +44,7 @@ func TestKeysInitWritesBothRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := runCmd(t, newKeysCmd(&cfg), "rotate"); err != nil {
+	if _, _, err := runCmd(t, newKeysCmd(&cfg), "rotate", "--reason", "test"); err != nil {
 		t.Fatal(err)
 	}
 	tok2, err := token.Load(ctx, cfg.Keyring)

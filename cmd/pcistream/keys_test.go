@@ -25,7 +25,7 @@ func runCmd(t *testing.T, cmd *cobra.Command, args ...string) (string, string, e
 }
 
 func TestKeysInitRotateList(t *testing.T) {
-	cfg := config.Default()
+	cfg := auditedConfig(t) // rotate writes an audit event
 	cfg.Keyring = filepath.Join(t.TempDir(), "keyring.json")
 	if _, _, err := runCmd(t, newKeysCmd(&cfg), "init"); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestKeysInitRotateList(t *testing.T) {
 	}
 	before, _ := token.Load(context.Background(), cfg.Keyring)
 	tok1, _, _ := before.Tokenize([]byte("4111111111111111"))
-	if _, _, err := runCmd(t, newKeysCmd(&cfg), "rotate"); err != nil {
+	if _, _, err := runCmd(t, newKeysCmd(&cfg), "rotate", "--reason", "test"); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runCmd(t, newKeysCmd(&cfg), "list")

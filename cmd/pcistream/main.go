@@ -56,5 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
-	return 1
+	// Usage and operational errors alike exit 2; 1 is kept for "the command
+	// ran and found something" (scan findings, verify defects, an unhealthy
+	// healthcheck), which those commands choose with ExitCode.
+	return 2
 }

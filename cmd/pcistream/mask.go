@@ -22,10 +22,17 @@ func newMaskCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mask [FILE...]",
 		Short: "Mask card numbers (PANs) in text from stdin or files, writing to stdout",
-		Long: `Mask copies its input to stdout with every card number masked: digits become '*',
-separators and length are kept, so log parsers downstream keep working. It uses the
-same detector as the masker processor and the scanner (12-19 digits, contiguous or
-grouped by spaces, dashes, dots or URL escapes, Luhn-valid, known card networks).
+		Long: `Mask copies its input to stdout with every card number masked: digits become '*'
+(an escaped digit becomes an escaped '*': \u002a, %2A, &#42;), separators and length
+are kept, so log parsers downstream keep working and JSON, URLs and XML stay valid.
+It uses the same detector as the masker processor and the scanner: 12-19 digits,
+Luhn-valid, in a known card network's range and length, however they are written
+(glued to words, grouped by any mix of spaces, tabs, dashes, dots, colons, slashes,
+NBSP or zero-width characters, wrapped across lines, JSON- or percent-escaped, HTML
+character references, fullwidth or other scripts' digits). Look-alikes (timestamps,
+UUIDs, hashes, IBANs, phone numbers, IPs, amounts, masked PANs, tokens) are kept.
+Policies: first6last4 shows the first six and last four digits only for 16-19 digit
+PANs (shorter ones show the last four), last4, full.
 
 It streams: each line is written as soon as it is complete, memory stays bounded
 (--max-buffer), and a line longer than that buffer is never passed through raw

@@ -29,7 +29,7 @@ func TestMaskCmdStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"card":"4111 11** **** 1111","ts":"2026-11-23T11:28:50Z"}` + "\namex 378282*****0005 ok\n"
+	want := `{"card":"4111 11** **** 1111","ts":"2026-11-23T11:28:50Z"}` + "\namex ***********0005 ok\n"
 	if out != want {
 		t.Errorf("got %q", pantest.Redact(out))
 	}

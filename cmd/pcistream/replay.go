@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/opaudit"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/replay"
 	"github.com/pcistream/pcistream/processors/masker"
@@ -32,6 +32,7 @@ type replayFlags struct {
 	operator   string
 	reason     string
 	txnID      string
+	job        string
 	// only and action are set by `dlq redrive`, not by flags: the source
 	// offsets to re-process, and the audit action ("redrive").
 	only   map[int32][]int64
@@ -44,7 +45,8 @@ func (f *replayFlags) bind(cmd *cobra.Command) {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "process the range and report what would be written, writing nothing")
 	fl.StringVar(&f.operator, "operator", "", "a name recorded beside the actor, which is the Kafka principal (SASL user or TLS certificate subject)")
 	fl.StringVar(&f.reason, "reason", "", "why the replay is run, for the audit event (required)")
-	fl.StringVar(&f.txnID, "transactional-id", "", "transactional id for the replay's writes (default pcistream-replay-<processor>)")
+	fl.StringVar(&f.job, "job", "", "the replay job's id: a re-run with the same id resumes after its last committed transaction (default derived from the processor, range and --reason)")
+	fl.StringVar(&f.txnID, "transactional-id", "", "transactional id for the replay's writes (default the job's group, pcistream-replay-<processor>-<job>)")
 }
 
 // bindRange binds the flags that select input records (also used by `dlq
@@ -84,8 +86,15 @@ func newReplayCmd(cfg *config.Config) *cobra.Command {
 		Long: `Re-run a processor over a range of its input topic without touching the live
 consumer group or its committed offsets. With --dry-run nothing is written and the
 command reports what would be; otherwise outputs are written in transactions of the
-replay's own. Processors are deterministic, so replaying the same offsets writes
-byte-identical records. Every replay, dry or not, is written to the audit topic with
+replay's own. Each replay is a job with its own consumer group
+(pcistream-replay-<processor>-<job>): its input offsets commit in the same transaction
+as its outputs, so an interrupted replay run again (same command, or same --job)
+resumes after its last committed transaction and writes nothing twice, and a finished
+job run again writes nothing. The job id is derived from the processor, the range and
+--reason. Without --to-offset/--to-time the range ends where the log ends when a run
+starts, so a re-run also covers records that arrived since (each still once).
+Processors are deterministic, so replaying the same offsets writes byte-identical
+records. Every replay, dry or not, is written to the audit topic with
 the operator and the reason.`,
 	}
 	cmd.AddCommand(newReplayMaskerCmd(cfg))
@@ -154,10 +163,9 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	if err != nil {
 		return err
 	}
-	txnID := f.txnID
-	if txnID == "" {
-		txnID = "pcistream-replay-" + name
-	}
+	job := cmp.Or(f.job, f.jobID(name))
+	group := "pcistream-replay-" + name + "-" + job
+	txnID := cmp.Or(f.txnID, group)
 	start := time.Now()
 	ev := schemas.AuditEvent{
 		Time:    start.UnixMilli(),
@@ -172,24 +180,30 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 			"partitions":  fmt.Sprint(f.partitions),
 			"from_offset": fmt.Sprint(f.from), "to_offset": fmt.Sprint(f.to),
 			"from_time": f.fromTime, "to_time": f.toTime,
+			"job": job,
 		},
 	}
 	if f.operator != "" {
 		ev.Attrs["operator_claimed"] = f.operator // a name typed in, not an identity
 	}
-	if err := writeAudit(ctx, kopts, serde, cfg.Topics.AuditEvents, &ev); err != nil {
+	if err := opaudit.Write(ctx, kopts, serde, cfg.Topics.AuditEvents, &ev); err != nil {
 		return fmt.Errorf("recording the replay in the audit trail (nothing replayed): %w", err)
 	}
 	errw := cmd.ErrOrStderr()
+	fmt.Fprintf(errw, "job %s (progress in consumer group %s)\n", job, group)
 	res, err := replay.Run(ctx, p, r, replay.Options{
 		ClientOpts:      kopts,
 		DryRun:          f.dryRun,
+		Group:           group,
 		TransactionalID: txnID,
 		Progress: func(res replay.Result) {
 			fmt.Fprintf(errw, "\rreplayed %d records in %v", res.Read, res.Duration.Round(time.Millisecond))
 		},
 	})
 	fmt.Fprintln(errw)
+	if len(res.Resumed) > 0 && !res.Finished {
+		fmt.Fprintf(errw, "resumed job %s after its last committed transaction: %s\n", job, offsetsText(res.Resumed))
+	}
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -197,17 +211,25 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	done := ev
 	done.Time = time.Now().UnixMilli()
 	done.Outcome = outcome
-	done.Attrs = map[string]string{"read": fmt.Sprint(res.Read), "dry_run": fmt.Sprint(f.dryRun)}
+	done.Attrs = map[string]string{"read": fmt.Sprint(res.Read), "dry_run": fmt.Sprint(f.dryRun), "job": job,
+		"finished_earlier": fmt.Sprint(res.Finished)}
+	if len(res.Resumed) > 0 {
+		done.Attrs["resumed_from"] = offsetsText(res.Resumed)
+	}
 	for t, n := range res.Written {
 		done.Attrs["wrote:"+t] = fmt.Sprint(n)
 	}
-	if aerr := writeAudit(ctx, kopts, serde, cfg.Topics.AuditEvents, &done); aerr != nil && err == nil {
+	if aerr := opaudit.Write(ctx, kopts, serde, cfg.Topics.AuditEvents, &done); aerr != nil && err == nil {
 		err = fmt.Errorf("recording the replay's outcome in the audit trail: %w", aerr)
 	}
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", name, err)
 	}
 	out := cmd.OutOrStdout()
+	if res.Finished {
+		fmt.Fprintf(out, "job %s already finished: nothing replayed, nothing written (give --job to start another)\n", job)
+		return nil
+	}
 	verb := "wrote"
 	if f.dryRun {
 		verb = "would write"
@@ -233,20 +255,34 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	return nil
 }
 
-// writeAudit writes one audit event, durably, before the caller goes on.
-func writeAudit(ctx context.Context, kopts []kgo.Opt, serde *schemas.Serde, topic string, ev *schemas.AuditEvent) error {
-	if ev.ID == "" {
-		h := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%s|%d|%s", ev.Actor, ev.Action, ev.Subject, ev.Time, ev.Outcome)))
-		ev.ID = hex.EncodeToString(h[:16])
+// jobID derives a replay job's id from what it replays and why, so that the
+// same command run again resumes the same job.
+func (f *replayFlags) jobID(name string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%v|%d|%d|%s|%s|%s\n", cmp.Or(f.action, "replay"), name, f.partitions, f.from, f.to, f.fromTime, f.toTime, f.reason)
+	parts := make([]int32, 0, len(f.only))
+	for p := range f.only {
+		parts = append(parts, p)
 	}
-	b, err := serde.Encode(ev)
-	if err != nil {
-		return err
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	for _, p := range parts {
+		offs := append([]int64(nil), f.only[p]...)
+		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+		fmt.Fprintf(h, "%d:%v\n", p, offs)
 	}
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		return err
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// offsetsText renders per-partition offsets as "p0@12 p3@40".
+func offsetsText(m map[int32]int64) string {
+	parts := make([]int32, 0, len(m))
+	for p := range m {
+		parts = append(parts, p)
 	}
-	defer cl.Close()
-	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(ev.Subject), Value: b}).FirstErr()
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = fmt.Sprintf("p%d@%d", p, m[p])
+	}
+	return strings.Join(s, " ")
 }

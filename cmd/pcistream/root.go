@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,7 +67,46 @@ or see everything work at once with 'pcistream demo'.`,
 	)
 	addExtraCommands(root, &cfg)
 	setUsage(root)
+	requireSubcommands(root)
 	return root
+}
+
+// usageErr marks err as a usage error (exit 2).
+func usageErr(err error) error { return usageError{err} }
+
+// requireSubcommands makes every command that only groups subcommands
+// (run, keys, audit, ...) reject a missing or unknown subcommand with exit
+// code 2; cobra would print the help and exit 0, so `pcistream run tokenise`
+// looked like success.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		requireSubcommands(c)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		names := []string{}
+		for _, sc := range c.Commands() {
+			if sc.IsAvailableCommand() {
+				names = append(names, sc.Name())
+			}
+		}
+		if len(args) == 0 {
+			return usageErr(fmt.Errorf("%s needs a subcommand: %s (see '%s --help')", c.CommandPath(), strings.Join(names, ", "), c.CommandPath()))
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2
+		}
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(": did you mean %s?", strings.Join(s, " or "))
+		} else {
+			msg += ": choose " + strings.Join(names, ", ")
+		}
+		return usageErr(errors.New(msg))
+	}
 }
 
 // newLogger returns pcistream's logger: every message and attribute goes
@@ -96,7 +136,11 @@ type worker interface {
 // runWorker serves metrics and health while w runs, and stops both when ctx
 // is done or w returns.
 func runWorker(ctx context.Context, cfg *config.Config, reg *telemetry.Registry, name string, w worker, log *slog.Logger) error {
-	reg.AddReadiness(name, w.Ready)
+	if s, ok := w.(interface{ Status() (string, error) }); ok {
+		reg.AddStatus(name, s.Status)
+	} else {
+		reg.AddReadiness(name, w.Ready)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srvErr := make(chan error, 1)

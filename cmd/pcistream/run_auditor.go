@@ -18,6 +18,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/internal/s3x"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/processors/auditor"
 	"github.com/pcistream/pcistream/schemas"
@@ -139,6 +140,10 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 	if f.writerName == "" {
 		f.writerName, _ = os.Hostname()
 	}
+	s3cl, err := s3x.NewClient(ctx, cfg.S3)
+	if err != nil {
+		return err
+	}
 	var previous []ed25519.PublicKey
 	for _, p := range f.previousKeys {
 		keys, err := chain.LoadPublicKeys(p)
@@ -152,6 +157,11 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 		anchorTopic = ""
 	}
 	reg := telemetry.NewRegistry()
+	reg.AddProbe("s3", s3x.BucketProbe(s3cl, cfg.S3))
+	endpoint := cfg.S3.Endpoint
+	if endpoint == "" {
+		endpoint = "aws"
+	}
 	a, err := auditor.New(store,
 		auditor.Topic(cfg.Topics.AuditEvents),
 		auditor.Group(f.group),
@@ -163,7 +173,7 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 		auditor.Decoder(decode),
 		auditor.MaskPolicy(f.policy),
 		auditor.WriterName(f.writerName),
-		auditor.Logger(log),
+		auditor.Logger(log.With("s3_endpoint", endpoint)),
 		auditor.Registerer(reg),
 	)
 	if err != nil {

@@ -23,6 +23,7 @@ func newRunMaskerCmd(cfg *config.Config) *cobra.Command {
 		maxBytes int
 		group    string
 		txnID    string
+		grp      groupFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "masker",
@@ -40,9 +41,10 @@ pcistream_masker_dlq_total, and the shared loop's records/transactions/lag.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runMasker(ctx, cfg, policy, maxBytes, group, txnID)
+			return runMasker(ctx, cfg, policy, maxBytes, group, txnID, &grp)
 		},
 	}
+	grp.bind(cmd)
 	f := cmd.Flags()
 	f.Var(&policy, "policy", "what a mask keeps: first6last4, last4 or full")
 	f.IntVar(&maxBytes, "max-record-bytes", masker.DefaultMaxRecordBytes, "largest record (key+value+headers) masked and forwarded; larger ones go to the DLQ")
@@ -52,7 +54,7 @@ pcistream_masker_dlq_total, and the shared loop's records/transactions/lag.`,
 	return cmd
 }
 
-func runMasker(ctx context.Context, cfg *config.Config, policy pan.Policy, maxBytes int, group, txnID string) error {
+func runMasker(ctx context.Context, cfg *config.Config, policy pan.Policy, maxBytes int, group, txnID string, grp *groupFlags) error {
 	log := newLogger(cfg, os.Stderr)
 	serde, clientOpts, err := connect(ctx, cfg)
 	if err != nil {
@@ -69,7 +71,11 @@ func runMasker(ctx context.Context, cfg *config.Config, policy pan.Policy, maxBy
 	if err != nil {
 		return err
 	}
-	opts := []eos.Opt{eos.Group(group)}
+	gopts, err := grp.opts()
+	if err != nil {
+		return err
+	}
+	opts := append([]eos.Opt{eos.Group(group), eos.Registerer(reg), eos.Logger(log)}, gopts...)
 	if txnID != "" {
 		opts = append(opts, eos.TransactionalID(txnID))
 	}

@@ -28,6 +28,7 @@ type tokenizerFlags struct {
 	maxPoll      int
 	stateDir     string
 	stateCache   int64
+	grp          groupFlags
 }
 
 // newRunTokenizerCmd builds `pcistream run tokenizer`. cfg is resolved by the
@@ -69,6 +70,7 @@ current version.`,
 	}
 	fl := cmd.Flags()
 	f.kms.bind(cmd)
+	f.grp.bind(cmd)
 	fl.StringVar(&f.group, "group", "pcistream-"+tokenizer.Name, "consumer group")
 	fl.StringVar(&f.txnID, "transactional-id", "", "transactional id, stable across restarts and unique per live worker (default pcistream-tokenizer-<hostname>)")
 	fl.DurationVar(&f.window, "idempotency-window", tokenizer.DefaultIdempotencyWindow, "a repeated idempotency key within this window (by record timestamps) is a duplicate")
@@ -116,7 +118,11 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	}
 	defer tk.Close()
 	reg.AddReadiness("tokenizer-state", tk.StateReady)
-	opts := []eos.Opt{eos.Group(f.group), eos.Registerer(reg), eos.Logger(log), eos.MaxPollRecords(f.maxPoll)}
+	gopts, err := f.grp.opts()
+	if err != nil {
+		return err
+	}
+	opts := append([]eos.Opt{eos.Group(f.group), eos.Registerer(reg), eos.Logger(log), eos.MaxPollRecords(f.maxPoll)}, gopts...)
 	if f.txnID != "" {
 		opts = append(opts, eos.TransactionalID(f.txnID))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/opaudit"
+	"github.com/pcistream/pcistream/schemas"
 	"github.com/pcistream/pcistream/topology"
 )
 
@@ -134,6 +137,7 @@ func newTopologyApplyCmd(cfg *config.Config) *cobra.Command {
 	var (
 		f      topologyFlags
 		dryRun bool
+		reason string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply",
@@ -142,12 +146,20 @@ func newTopologyApplyCmd(cfg *config.Config) *cobra.Command {
 ACLs, sets drifted configs and raises partition counts. Running it again is a
 no-op. Conflicts (a topic with more partitions or another replication factor
 than declared) are never changed and make the command exit non-zero after
-everything else was applied.`,
-		Example: `  pcistream topology apply
+everything else was applied.
+
+An apply that changed something is an audit event (action topology_apply, the Kafka
+principal as actor, --reason, the topics created and altered), written after the
+change. On a fresh cluster the audit schema is not registered yet (bootstrap): the
+command then says so in one line and exits 0; run 'schemas register' next.`,
+		Example: `  pcistream topology apply --reason "initial setup"
   pcistream topology apply --dry-run
-  pcistream topology apply --replication-factor 3 --brokers kafka-0:9092,kafka-1:9092`,
+  pcistream topology apply --replication-factor 3 --brokers kafka-0:9092,kafka-1:9092 --reason "CHG-7 RF 3"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !dryRun && strings.TrimSpace(reason) == "" {
+				return usageError{errors.New("topology apply needs --reason (or --dry-run): the change is recorded in the audit trail")}
+			}
 			return f.run(cmd, cfg, func(ctx context.Context, adm *kadm.Client, s topology.Spec) error {
 				plan, err := topology.Diff(ctx, adm, s)
 				if err != nil {
@@ -175,13 +187,46 @@ everything else was applied.`,
 				fmt.Fprintf(errOut, "Applied: %d created, %d changed.\n",
 					topology.Count(changes, topology.KindCreate)+topology.Count(changes, topology.KindCreateACL),
 					topology.Count(changes, topology.KindAlterConfig)+topology.Count(changes, topology.KindAddPartitions))
+				if err := auditTopology(cmd, cfg, reason, changes); err != nil {
+					return err
+				}
 				return conflictErr(changes)
 			})
 		},
 	}
 	f.bind(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show the diff only; change nothing")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the topology is changed, for the audit event (required unless --dry-run)")
 	return cmd
+}
+
+// auditTopology records an applied change: topics created and altered.
+func auditTopology(cmd *cobra.Command, cfg *config.Config, reason string, changes []topology.Change) error {
+	byKind := map[string][]string{}
+	for _, c := range changes {
+		if c.Kind != topology.KindConflict {
+			byKind[c.Kind] = append(byKind[c.Kind], c.Topic)
+		}
+	}
+	ev := schemas.AuditEvent{Action: "topology_apply", Outcome: "ok", Subject: "topology", Attrs: map[string]string{}}
+	for k, topics := range byKind {
+		ev.Attrs[k] = strings.Join(topics, ",")
+	}
+	return auditAfterChange(cmd, cfg, reason, &ev)
+}
+
+// auditAfterChange writes ev for a change already made. On a fresh cluster
+// (no audit topic or schema yet) that is not an error: one line says so.
+func auditAfterChange(cmd *cobra.Command, cfg *config.Config, reason string, ev *schemas.AuditEvent) error {
+	err := opaudit.Operator(cmd.Context(), cfg, reason, ev)
+	if errors.Is(err, opaudit.ErrBootstrap) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Not audited: %s (bootstrap; later changes are audited once `topology apply` and `schemas register` have run).\n", opaudit.ErrBootstrap)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s was done, but recording it in the audit trail failed: %w", ev.Action, err)
+	}
+	return nil
 }
 
 // conflictErr turns conflicts into the command's error so scripts notice.

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/pcistream/pcistream/internal/config"
 )
@@ -42,12 +43,15 @@ func TestTopologyCommand(t *testing.T) {
 	cfg := config.Default()
 	cfg.Kafka.Brokers = c.ListenAddrs()
 	cfg.Topics.AuditEvents = "acme.audit" // names follow --topic-* flags
+	reg := srfake.New()                   // no schemas: apply is not audited (bootstrap)
+	defer reg.Close()
+	cfg.Registry.URL = reg.URL()
 
 	out, _, err := runTopology(t, &cfg, "diff")
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 11 to create") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 12 to create") {
 		t.Fatalf("diff output:\n%s", out)
 	}
 
@@ -69,11 +73,11 @@ func TestTopologyCommand(t *testing.T) {
 		t.Fatal("--dry-run created topics")
 	}
 
-	out, errOut, err := runTopology(t, &cfg, "apply")
+	out, errOut, err := runTopology(t, &cfg, "apply", "--reason", "test")
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, errOut)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 11 created") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 12 created") || !strings.Contains(errOut, "Not audited") {
 		t.Fatalf("apply output:\n%s\n%s", out, errOut)
 	}
 	td, err = adm.ListTopics(kadm.WithAuthorizedOps(context.Background()))
@@ -84,7 +88,7 @@ func TestTopologyCommand(t *testing.T) {
 		t.Fatalf("topics after apply: %v", td.Names())
 	}
 
-	_, errOut, err = runTopology(t, &cfg, "apply")
+	_, errOut, err = runTopology(t, &cfg, "apply", "--reason", "test")
 	if err != nil || !strings.Contains(errOut, "Nothing to apply") {
 		t.Fatalf("second apply: %v\n%s", err, errOut)
 	}
@@ -94,13 +98,13 @@ func TestTopologyCommand(t *testing.T) {
 	if err := os.WriteFile(spec, []byte("defaults: {partitions: 1, replication_factor: 1}\ntopics:\n  - role: audit_events\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err = runTopology(t, &cfg, "apply", "--file", spec)
+	out, _, err = runTopology(t, &cfg, "apply", "--file", spec, "--reason", "test")
 	if err == nil || !strings.Contains(err.Error(), "conflict") || !strings.Contains(out, "! conflict") {
 		t.Fatalf("shrink via --file: err=%v\n%s", err, out)
 	}
 
 	// --partitions grows every topic.
-	if _, errOut, err := runTopology(t, &cfg, "apply", "--partitions", "4"); err != nil {
+	if _, errOut, err := runTopology(t, &cfg, "apply", "--partitions", "4", "--reason", "test"); err != nil {
 		t.Fatalf("apply --partitions 4: %v\n%s", err, errOut)
 	}
 	td, err = adm.ListTopics(kadm.WithAuthorizedOps(context.Background()), "acme.audit")

@@ -96,6 +96,9 @@ type Topics struct {
 	// Idempotency. It holds PANs (same controls as PaymentsRaw). Empty
 	// means Idempotency + ".repartition" (see RepartitionTopic).
 	TokenizerRepartition string
+	// GatewayIdempotency is the HTTP gateway's compacted Idempotency-Key
+	// state topic (request fingerprint and first response per key).
+	GatewayIdempotency string
 	// AuditCheckpoints is the compacted topic that anchors the audit
 	// trail's signed checkpoints outside the S3 bucket.
 	AuditCheckpoints string
@@ -142,17 +145,18 @@ const (
 // DefaultTopics returns the default topic names.
 func DefaultTopics() Topics {
 	return Topics{
-		PaymentsRaw:       "payments.raw",
-		PaymentsTokenized: "payments.tokenized",
-		PaymentsDLQ:       "payments.dlq",
-		LogsRaw:           "logs.raw",
-		LogsSanitized:     "logs.sanitized",
-		LogsDLQ:           "logs.dlq",
-		AuditEvents:       "audit.events",
-		Vault:             "pci.vault",
-		Idempotency:       "pcistream.tokenizer.idempotency",
+		PaymentsRaw:        "payments.raw",
+		PaymentsTokenized:  "payments.tokenized",
+		PaymentsDLQ:        "payments.dlq",
+		LogsRaw:            "logs.raw",
+		LogsSanitized:      "logs.sanitized",
+		LogsDLQ:            "logs.dlq",
+		AuditEvents:        "audit.events",
+		Vault:              "pci.vault",
+		Idempotency:        "pcistream.tokenizer.idempotency",
+		AuditCheckpoints:   "audit.checkpoints",
+		GatewayIdempotency: "pcistream.gateway.idempotency",
 		// TokenizerRepartition empty: derived from Idempotency.
-		AuditCheckpoints: "audit.checkpoints",
 	}
 }
 

@@ -151,6 +151,8 @@ type demoRun struct {
 	signer chain.Signer
 	reg    *prometheus.Registry
 	sum    *Summary
+	// kr is the tokenizer's keyring; the demo gateway shares it.
+	kr *token.Keyring
 }
 
 func (d *demoRun) step(format string, a ...any) { fmt.Fprintf(d.o.Out, "  "+format+"\n", a...) }
@@ -232,6 +234,7 @@ func (d *demoRun) newProcessors(ctx context.Context) (map[string]func(context.Co
 	if err != nil {
 		return nil, err
 	}
+	d.kr = kr
 	tok, err := tokenizer.New(kr, token.NewVault(kr), d.serde, tokenizer.Topics(cfg.Topics), tokenizer.Logger(o.Log))
 	if err != nil {
 		return nil, err
@@ -270,6 +273,9 @@ func (d *demoRun) sendTraffic(ctx context.Context) (*traffic, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.sendViaGateway(ctx, tr); err != nil {
+		return nil, err
+	}
 	prod, err := kgo.NewClient(append(d.kopts, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))...)
 	if err != nil {
 		return nil, err
@@ -281,8 +287,31 @@ func (d *demoRun) sendTraffic(ctx context.Context) (*traffic, error) {
 	if err := prod.ProduceSync(ctx, tr.logs...).FirstErr(); err != nil {
 		return nil, fmt.Errorf("send logs: %w", err)
 	}
-	d.step("sent %d payment events and %d log records", len(tr.payments), len(tr.logs))
+	d.step("sent %d payment events (retries, invalid, malformed, JSON) and %d log records to Kafka directly", len(tr.payments), len(tr.logs))
 	return tr, nil
+}
+
+// sendViaGateway serves the HTTP gateway in process over TLS while the
+// sample payments are posted to it, then stops it.
+func (d *demoRun) sendViaGateway(ctx context.Context, tr *traffic) error {
+	gctx, stop := context.WithCancel(ctx)
+	defer stop()
+	gw, gwURL, gwClient, err := startGateway(gctx, d.kopts, d.kr, token.NewVault(d.kr), d.serde, d.cfg.Topics, d.o.Log)
+	if err != nil {
+		return err
+	}
+	tr.gwSent, tr.gwRetried = len(tr.viaHTTP), gwRetries(tr)
+	tr.gwFresh, tr.gwReplayed, err = postPayments(ctx, gwClient, gwURL, tr.viaHTTP)
+	stop()
+	if werr := gw.Wait(); err == nil && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("send payments through the gateway: %w", err)
+	}
+	d.step("sent %d payments to the HTTPS gateway %s: %d accepted (202 after the Kafka commit), %d retries answered from Idempotency-Key state",
+		tr.gwSent, gwURL, tr.gwFresh, tr.gwReplayed)
+	return nil
 }
 
 // settle waits until every output topic holds what the traffic should
@@ -332,6 +361,8 @@ func (d *demoRun) checkCounts(tr *traffic) {
 	t, c := d.cfg.Topics, d.sum.Topics
 	d.check("every valid payment tokenized exactly once", c[t.PaymentsTokenized] == int64(tr.wantTokenized),
 		"%d tokenized, want %d", c[t.PaymentsTokenized], tr.wantTokenized)
+	d.check("sample payments entered through the HTTPS gateway", tr.gwFresh == tr.gwSent-tr.gwRetried && tr.gwReplayed == tr.gwRetried,
+		"%d accepted, %d retries replayed without a second event", tr.gwFresh, tr.gwReplayed)
 	d.check("webhook retries deduplicated", c[t.PaymentsTokenized] == int64(tr.wantTokenized),
 		"%d retries sent, %d extra tokenized events", tr.retries, c[t.PaymentsTokenized]-int64(tr.wantTokenized))
 	d.check("every PAN sealed in the vault", c[t.Vault] >= int64(tr.wantTokenized),

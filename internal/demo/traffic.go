@@ -18,7 +18,15 @@ import (
 // traffic is the sample input and what a correct pipeline must make of it.
 type traffic struct {
 	payments []*kgo.Record
-	logs     []*kgo.Record
+	// viaHTTP are the valid sample payments and their webhook retries, sent
+	// through the HTTP gateway (see gateway.go); payments are what goes to
+	// Kafka directly (retries the tokenizer dedups, invalid and malformed
+	// input for the DLQ).
+	viaHTTP []schemas.RawPayment
+	// What the gateway answered: sent, of which retries; accepted fresh,
+	// replayed from Idempotency-Key state.
+	gwSent, gwRetried, gwFresh, gwReplayed int
+	logs                                   []*kgo.Record
 
 	wantTokenized  int // distinct valid payments
 	wantPaymentDLQ int // invalid payments
@@ -105,15 +113,20 @@ func (g *trafficGen) authorizations(n int) ([]schemas.RawPayment, error) {
 	for i := 0; i < n; i++ {
 		p := g.payment(i, networks[i%len(networks)])
 		auths = append(auths, p)
-		if err := g.add(p); err != nil {
-			return nil, err
-		}
+		g.tr.viaHTTP = append(g.tr.viaHTTP, p)
 		g.tr.wantTokenized++
+	}
+	// Webhook retries through the gateway: answered from its
+	// Idempotency-Key state, nothing produced.
+	for i := 0; i < 5 && i < len(auths); i++ {
+		g.tr.viaHTTP = append(g.tr.viaHTTP, auths[i])
+		g.tr.retries++
 	}
 	return auths, nil
 }
 
-// retries adds webhook retries: same idempotency key, new offset.
+// retries adds webhook retries straight to Kafka: same idempotency key, new
+// offset.
 func (g *trafficGen) retries(auths []schemas.RawPayment) error {
 	for i := 0; i < 5 && i < len(auths); i++ {
 		if err := g.add(auths[i]); err != nil {
@@ -139,9 +152,8 @@ func (g *trafficGen) linked(auths []schemas.RawPayment, next int) error {
 		c.AmountMinor = auths[l.parent].AmountMinor / 2
 		next++
 		g.tr.wantTokenized++
-		if err := g.add(c); err != nil {
-			return err
-		}
+		// Through the gateway, like the authorizations.
+		g.tr.viaHTTP = append(g.tr.viaHTTP, c)
 	}
 	return nil
 }

@@ -189,6 +189,8 @@ func (s *Stack) startKafka() error {
 		return fmt.Errorf("devstack: kafka address: %w", err)
 	}
 	kdir := filepath.Join(s.DataDir, "kafka")
+	entries, _ := os.ReadDir(kdir)
+	restarted := len(entries) > 0
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
@@ -206,6 +208,15 @@ func (s *Stack) startKafka() error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
+	if restarted {
+		n, err := s.repairCrashAborts(context.Background(), cl)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", n)
+		}
+	}
 	return nil
 }
 

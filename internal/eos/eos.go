@@ -20,10 +20,10 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -119,8 +119,12 @@ type cfg struct {
 	maxPoll        int
 	txnTimeout     time.Duration
 	sessionTimeout time.Duration
+	instanceID     string
+	instanceSet    bool
+	serverAssign   bool
 	maxRetries     int
 	backoff        time.Duration
+	probeEvery     time.Duration
 }
 
 // Opt configures a Loop.
@@ -157,16 +161,37 @@ func MaxPollRecords(n int) Opt { return func(c *cfg) { c.maxPoll = n } }
 // longer than this has its transaction aborted by the coordinator.
 func TxnTimeout(d time.Duration) Opt { return func(c *cfg) { c.txnTimeout = d } }
 
-// SessionTimeout sets the group session timeout (default 45s, Kafka's).
+// SessionTimeout sets the group session timeout (default 45s, Kafka's):
+// how long a worker that died without leaving keeps its partitions. With
+// static membership a restarted worker takes its partitions back at once,
+// so this only bounds how long a worker that stays dead stalls them.
 func SessionTimeout(d time.Duration) Opt { return func(c *cfg) { c.sessionTimeout = d } }
+
+// InstanceID sets the static group membership id (KIP-345). The default is
+// the transactional id: both must be stable across restarts and unique among
+// live workers, so one derivation (e.g. the StatefulSet pod name) serves
+// both. A restarted worker with the same instance id gets its partitions
+// back without a rebalance, and a second live worker with the same id
+// fences the first. An empty id turns static membership off.
+func InstanceID(id string) Opt { return func(c *cfg) { c.instanceID, c.instanceSet = id, true } }
+
+// ServerAssignor opts into KIP-848 consumer groups (the broker assigns
+// partitions; no group-wide barrier on rebalance). The default is the
+// classic protocol with the cooperative-sticky balancer, under which
+// partitions that do not move keep flowing during a rebalance.
+func ServerAssignor(on bool) Opt { return func(c *cfg) { c.serverAssign = on } }
 
 // MaxRetries bounds consecutive failed attempts at a batch before Run
 // returns (default 5).
 func MaxRetries(n int) Opt { return func(c *cfg) { c.maxRetries = n } }
 
-// Backoff sets the first retry delay, doubled per failure up to 30s
-// (default 250ms).
+// Backoff sets the first retry delay, doubled per failure up to
+// maxBackoff (default 250ms).
 func Backoff(d time.Duration) Opt { return func(c *cfg) { c.backoff = d } }
+
+// ProbeInterval sets how often a running session checks that the cluster
+// answers and the input topics exist, for readiness (default 5s).
+func ProbeInterval(d time.Duration) Opt { return func(c *cfg) { c.probeEvery = d } }
 
 // validate checks the options' values, naming the option at fault. The
 // bounds are Kafka's: a broker refuses a transaction timeout above
@@ -197,13 +222,16 @@ type Loop struct {
 	cfg cfg
 	m   *metrics
 	log *slog.Logger
-
-	ready atomic.Pointer[error]
+	h   health
 
 	mu       sync.Mutex
 	assigned map[string][]int32 // pending, for Assigner
 	revoked  map[string][]int32 // pending, for Revoker
 }
+
+// maxBackoff caps the delay between session restarts: a broker that comes
+// back should see its workers within seconds, not half a minute.
+const maxBackoff = 5 * time.Second
 
 // New returns a loop for p. It does not connect until Run.
 func New(p Processor, opts ...Opt) (*Loop, error) {
@@ -214,6 +242,7 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 		txnTimeout: 60 * time.Second,
 		maxRetries: 5,
 		backoff:    250 * time.Millisecond,
+		probeEvery: 5 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -223,6 +252,9 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 	}
 	if c.txnID == "" {
 		c.txnID = "pcistream-" + c.name + "-" + host
+	}
+	if !c.instanceSet {
+		c.instanceID = c.txnID
 	}
 	if len(c.topics) == 0 {
 		return nil, fmt.Errorf("eos: %s: no input topics", c.name)
@@ -234,53 +266,80 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 		c.log = slog.Default()
 	}
 	l := &Loop{p: p, cfg: c, m: newMetrics(c.reg, c.name), log: c.log.With("processor", c.name)}
-	notReady := errors.New("starting")
-	l.ready.Store(&notReady)
+	l.h.init(c.group, c.topics)
 	return l, nil
 }
 
-// Ready reports nil once the loop has a working session, and why not
-// otherwise. Wire it to /readyz.
-func (l *Loop) Ready() error { return *l.ready.Load() }
-
-func (l *Loop) setReady(err error) { l.ready.Store(&err) }
-
 // Run processes until ctx is done, then finishes or aborts the open
-// transaction and leaves the group. It returns nil on a clean shutdown,
-// ErrFenced when another worker took over, and an error when a batch kept
-// failing (the data stays in Kafka for the next start).
+// transaction. It returns nil on a clean shutdown, ErrFenced when a newer
+// worker with the same identity took over, and an error when a batch kept
+// failing (the data stays in Kafka for the next start) or on an
+// authorization failure. Everything else (a broker restart, a moved
+// coordinator, lost connections, a transaction whose outcome is unknown,
+// an epoch bumped by a broker's crash recovery) restarts the session from
+// the committed offsets, with backoff, for as long as it takes.
 func (l *Loop) Run(ctx context.Context) error {
-	failures := 0
+	failures, restarts := 0, 0
 	for {
-		err := l.session(ctx, &failures)
+		err := l.session(ctx, &failures, &restarts)
 		if ctx.Err() != nil {
-			l.setReady(errors.New("stopped"))
+			l.h.setPhase(errors.New("stopped"))
+			l.leave()
 			return nil
 		}
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, ErrFenced) || failures > l.cfg.maxRetries {
-			l.setReady(err)
+		restarts++
+		if errors.Is(err, ErrFenced) || errors.Is(err, errFatal) || failures > l.cfg.maxRetries {
+			l.h.setPhase(err)
 			l.log.Error("stopping: failing closed, the input stays in Kafka", "err", err)
 			return fmt.Errorf("eos %s: %w", l.cfg.name, err)
 		}
-		l.setReady(err)
-		d := backoff(l.cfg.backoff, failures)
-		l.log.Warn("restarting session with committed offsets", "err", err, "attempt", failures, "in", d)
+		l.h.setPhase(fmt.Errorf("session restarting after: %w", err))
+		d := backoff(l.cfg.backoff, restarts)
+		l.log.Warn("restarting session from committed offsets", "err", err, "restart", restarts, "failed_batches", failures, "in", d)
 		select {
 		case <-ctx.Done():
+			l.h.setPhase(errors.New("stopped"))
 			return nil
 		case <-time.After(d):
 		}
 	}
 }
 
-// session runs one GroupTransactSession until ctx is done or the outcome of
-// a transaction is unknown, in which case the caller starts a new session:
-// a new client joins the group and fetches the committed offsets, which is
-// the only truthful answer to "did that commit happen?".
-func (l *Loop) session(ctx context.Context, failures *int) error {
+// leave takes a static member out of the group on a graceful stop, so its
+// partitions move to the other members at once instead of idling for the
+// session timeout (a static member's client does not leave by itself: that
+// is what lets a crashed worker's restart take its partitions back without
+// a rebalance). A rolling restart thus costs two cooperative rebalances of
+// this worker's partitions, and a scale-down none of the session timeout.
+func (l *Loop) leave() {
+	if l.cfg.instanceID == "" || l.cfg.serverAssign {
+		return
+	}
+	cl, err := kgo.NewClient(l.cfg.clientOpts...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(l.cfg.group).InstanceIDs(l.cfg.instanceID).Reason("pcistream worker stopping"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		l.log.Warn("could not leave the group on shutdown; its partitions wait for the session timeout", "err", err)
+		return
+	}
+	l.log.Info("left the group", "group", l.cfg.group, "instance_id", l.cfg.instanceID)
+}
+
+// errFatal marks errors no restart can fix (authorization).
+var errFatal = errors.New("fatal")
+
+func (l *Loop) clientOpts() []kgo.Opt {
 	// The default partitioner comes first so that ClientOpts can replace it
 	// (the tokenizer writes its co-partitioned state topic by partition).
 	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}
@@ -291,7 +350,6 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 		kgo.TransactionalID(l.cfg.txnID),
 		kgo.TransactionTimeout(l.cfg.txnTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			if al, ok := l.p.(AssignListener); ok {
@@ -300,6 +358,8 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 			l.mu.Lock()
 			l.assigned = merge(l.assigned, m)
 			l.mu.Unlock()
+			_, restores := l.p.(Assigner)
+			l.h.assign(m, restores)
 			l.log.Info("partitions assigned", "partitions", m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -309,6 +369,7 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()
+			l.h.revoke(m)
 			l.log.Info("partitions revoked", "partitions", m)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -318,16 +379,37 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()
+			l.h.revoke(m)
 			l.log.Warn("partitions lost", "partitions", m)
 		}),
 	)
+	if l.cfg.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(l.cfg.instanceID))
+	}
+	if l.cfg.serverAssign {
+		// KIP-848 needs the sticky (or range) balancer first; on a broker
+		// without KIP-848 the client falls back to it, classic and eager.
+		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer()))
+	} else {
+		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
 	if l.cfg.sessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(l.cfg.sessionTimeout))
+		if hb := l.cfg.sessionTimeout / 3; hb < 3*time.Second {
+			opts = append(opts, kgo.HeartbeatInterval(hb))
+		}
 	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	return opts
+}
+
+// session runs one GroupTransactSession until ctx is done or the outcome of
+// a transaction is unknown, in which case the caller starts a new session:
+// a new client joins the group and fetches the committed offsets, which is
+// the only truthful answer to "did that commit happen?".
+func (l *Loop) session(ctx context.Context, failures, restarts *int) error {
+	sess, err := kgo.NewGroupTransactSession(l.clientOpts()...)
 	if err != nil {
-		*failures++
-		return fmt.Errorf("new transactional session: %w", err)
+		return fmt.Errorf("%w: new transactional session: %w", errFatal, err)
 	}
 	defer sess.Close()
 	cl := sess.Client()
@@ -336,33 +418,59 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 	l.mu.Lock()
 	l.assigned, l.revoked = nil, nil
 	l.mu.Unlock()
+	l.h.reset(cl)
 	if r, ok := l.p.(Ender); ok {
 		r.Ended(false)
 	}
-	l.setReady(nil)
-	l.log.Info("session started", "group", l.cfg.group, "transactional_id", l.cfg.txnID, "topics", l.cfg.topics)
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go l.probe(probeCtx, cl)
+	// Initialising the producer id first aborts a transaction a killed
+	// predecessor left open, so the committed offsets are stable at once
+	// rather than after the transaction timeout.
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_, _, err = cl.ProducerID(pctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return l.classify(ctx, fmt.Errorf("initialise producer id %q: %w", l.cfg.txnID, err))
+	}
+	l.h.setPhase(nil)
+	l.log.Info("session started", "group", l.cfg.group, "transactional_id", l.cfg.txnID,
+		"instance_id", l.cfg.instanceID, "topics", l.cfg.topics)
 
 	for {
-		fetches := sess.PollRecords(ctx, l.cfg.maxPoll)
+		// A bounded poll, so that assignments are handed over (and their
+		// state restored) while the input is idle too.
+		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := sess.PollRecords(pollCtx, l.cfg.maxPoll)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
-		var fatal error
+		l.h.observeMember(cl)
+		var fetchErr error
 		fetches.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
 			l.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
-			if isFatal(err) {
-				fatal = err
+			if isFatal(err) || isFenced(err) {
+				fetchErr = err
 			}
 		})
-		if fatal != nil {
-			*failures++
-			return fmt.Errorf("fetch: %w", fatal)
+		if fetchErr != nil {
+			return l.classify(ctx, fmt.Errorf("fetch: %w", fetchErr))
+		}
+		if err := l.h.takeStalled(); err != nil {
+			return fmt.Errorf("session stalled, restarting it: %w", err)
+		}
+		if fetches.NumRecords() > 0 {
+			l.h.moved()
 		}
 		if err := l.syncAssignments(ctx, cl); err != nil {
-			*failures++
 			return err
 		}
 		if fetches.NumRecords() == 0 {
@@ -370,20 +478,16 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 		}
 		l.observeLag(fetches)
 
-		committed, err := l.transact(ctx, sess, fetches)
+		committed, batchErr, err := l.transact(ctx, sess, fetches)
 		if e, ok := l.p.(Ender); ok {
 			e.Ended(committed)
 		}
 		switch {
 		case err != nil:
-			*failures++
 			l.m.aborts.Inc()
-			if isFenced(err) {
-				return ErrFenced
-			}
-			return err
+			return l.classify(ctx, err)
 		case committed:
-			*failures = 0
+			*failures, *restarts = 0, 0
 			l.m.commits.Inc()
 		default:
 			// Aborted cleanly (a rebalance, or a processing or
@@ -391,18 +495,27 @@ func (l *Loop) session(ctx context.Context, failures *int) error {
 			// offsets and the records come again.
 			l.m.aborts.Inc()
 		}
-		if *failures > l.cfg.maxRetries {
-			return fmt.Errorf("batch failed %d times in a row", *failures)
+		if batchErr != nil {
+			*failures++
+			if *failures > l.cfg.maxRetries {
+				return fmt.Errorf("batch failed %d times in a row, last: %w", *failures, batchErr)
+			}
+			l.log.Warn("batch aborted; retrying from committed offsets", "err", batchErr, "attempt", *failures)
+			l.h.setPhase(fmt.Errorf("batch failing: %w", batchErr))
+			time.Sleep(backoff(l.cfg.backoff, *failures))
+		} else {
+			l.h.setPhase(nil)
 		}
 	}
 }
 
 // transact processes one poll in one transaction. It returns whether the
-// transaction committed; a non-nil error means the outcome is unknown or
-// the session is unusable.
-func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) (committed bool, err error) {
+// transaction committed and, when it was aborted because of the batch (a
+// processing or produce error), why; a non-nil err means the outcome is
+// unknown or the session is unusable.
+func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) (committed bool, batchErr, err error) {
 	if err := sess.Begin(); err != nil {
-		return false, fmt.Errorf("begin transaction: %w", err)
+		return false, nil, fmt.Errorf("begin transaction: %w", err)
 	}
 	var (
 		out      Out
@@ -447,10 +560,14 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 	// Flush inside End waits for every produce; promise errors are known
 	// after it, but End must be told whether to commit before: so flush
 	// first, then decide.
+	// Bounded: after a broker restart a produce can wait on a producer
+	// epoch that will never be accepted again; abort and start over.
 	if procErr == nil {
-		if err := sess.Client().Flush(ctx); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, l.endTimeout())
+		if err := sess.Client().Flush(fctx); err != nil {
 			procErr = fmt.Errorf("flush: %w", err)
 		}
+		cancel()
 	}
 	prodMu.Lock()
 	pErr := prodErr
@@ -462,11 +579,11 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 	}
 	// End uses its own deadline: on shutdown ctx is already done, and the
 	// open transaction must still be finished or aborted.
-	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.txnTimeout)
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.endTimeout())
 	defer cancel()
 	committed, err = sess.End(endCtx, try)
 	if err != nil {
-		return false, fmt.Errorf("end transaction (outcome unknown, re-reading committed offsets): %w", err)
+		return false, nil, fmt.Errorf("end transaction (outcome unknown, re-reading committed offsets): %w", errors.Join(err, pErr))
 	}
 	if committed {
 		l.m.in.Add(float64(in))
@@ -475,13 +592,28 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 		}
 	}
 	if procErr != nil {
-		return false, procErr
+		return false, procErr, nil
 	}
-	return committed, nil
+	if pErr != nil {
+		if isFenced(pErr) || isFatal(pErr) {
+			return false, nil, pErr
+		}
+		return false, pErr, nil
+	}
+	return committed, nil, nil
+}
+
+// endTimeout bounds flushing and ending one transaction: half the
+// transaction timeout, at most 20s. Past it the outcome is treated as
+// unknown and the session restarts from the committed offsets.
+func (l *Loop) endTimeout() time.Duration {
+	return min(l.cfg.txnTimeout/2, 20*time.Second)
 }
 
 // syncAssignments hands pending revocations and assignments to the
 // processor, in the loop's goroutine, before the next batch is processed.
+// The assigned partitions count as restoring (not ready) until Assigned
+// returns.
 func (l *Loop) syncAssignments(ctx context.Context, cl *kgo.Client) error {
 	l.mu.Lock()
 	assigned, revoked := l.assigned, l.revoked
@@ -494,8 +626,16 @@ func (l *Loop) syncAssignments(ctx context.Context, cl *kgo.Client) error {
 	}
 	if len(assigned) > 0 {
 		if a, ok := l.p.(Assigner); ok {
-			if err := a.Assigned(ctx, cl, assigned); err != nil {
+			start := time.Now()
+			if err := a.Assigned(context.WithValue(ctx, restoreKey{}, l), cl, assigned); err != nil {
+				// Leave them pending: the next session assigns again.
 				return fmt.Errorf("rebuild state for %v: %w", assigned, err)
+			}
+			l.log.Info("state restored", "partitions", assigned, "took", time.Since(start).Round(time.Millisecond))
+		}
+		for t, ps := range assigned {
+			for _, p := range ps {
+				l.MarkRestored(t, p)
 			}
 		}
 	}
@@ -526,20 +666,24 @@ func merge(dst, src map[string][]int32) map[string][]int32 {
 	return dst
 }
 
+// isFenced reports errors that say another producer or member now holds
+// this worker's identity, or that a broker's crash recovery bumped its
+// epoch: the two look alike on the wire, and classify tells them apart.
 func isFenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+		errors.Is(err, kerr.FencedInstanceID)
 }
 
+// isFatal reports errors no session restart can fix.
 func isFatal(err error) bool {
 	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
-		errors.Is(err, kerr.SaslAuthenticationFailed) || isFenced(err)
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed)
 }
 
 func backoff(base time.Duration, n int) time.Duration {
 	d := base
-	for i := 1; i < n && d < 30*time.Second; i++ {
+	for i := 1; i < n && d < maxBackoff; i++ {
 		d *= 2
 	}
-	return min(d, 30*time.Second)
+	return min(d, maxBackoff)
 }

@@ -70,6 +70,13 @@ type ReadOpt func(*readCfg)
 type readCfg struct {
 	uncommitted bool
 	idle        time.Duration
+	progress    func(partition int32, next, end int64)
+}
+
+// Progress has read_committed reads report each partition's next offset
+// after every fetch (restore progress for readiness).
+func Progress(fn func(partition int32, next, end int64)) ReadOpt {
+	return func(c *readCfg) { c.progress = fn }
 }
 
 // Uncommitted reads read_uncommitted, up to the high watermark.
@@ -100,6 +107,23 @@ func ReadRanges(ctx context.Context, opts []kgo.Opt, topic string, ranges map[in
 	}
 	if len(remaining) == 0 {
 		return nil
+	}
+	if !c.uncommitted && c.idle == 0 {
+		// read_committed without an idle timeout goes through ReadCommitted, which tracks its own
+		// position: a consumer waiting for the record at End-1 stalls when
+		// the partition ends in records it filtered out (a transaction a
+		// broker crash aborted without a marker), and drops the
+		// producer's next committed transaction after such an abort.
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		defer cl.Close()
+		from, to := map[int32]int64{}, map[int32]int64{}
+		for p, r := range ranges {
+			from[p], to[p] = r.Start, r.End
+		}
+		return ReadCommitted(ctx, cl, topic, from, to, fn, c.progress)
 	}
 	iso := kgo.ReadCommitted()
 	if c.uncommitted {

@@ -1,29 +1,70 @@
 // Package pan finds and masks payment card numbers (PANs) in arbitrary bytes.
 //
-// It is the one PAN detector of pcistream: the masker, the scope scanner, the
-// log handler and the tests all use it. The scanner is a single forward pass
-// over the input. Every PAN starts with at least four consecutive digits, so
-// it first computes, 64 bytes at a time, a bit mask of the positions that end
-// a run of four digits (AVX2 on amd64, SWAR on 8-byte words elsewhere) and
-// skips every block without one; shorter digit runs (ports, status codes,
-// IP octets, most of a hex id) are never looked at. A candidate run is then
-// judged by a hand-written state machine, and the IIN and Luhn checks run only
-// on 12 to 19 digits with a plausible shape, so clean text costs little and
-// never allocates.
+// It is the one PAN detector of pcistream: the masker, `pcistream mask`, the
+// scope scanner, the log handler and the dead-letter copies all use it. It is
+// recall-first: it finds a card number however a person or a program wrote
+// it, and takes its precision from the card rules and from recognising
+// look-alikes, never from requiring clean boundaries.
 //
-// What counts as a PAN: 12 to 19 digits, either contiguous or grouped with
-// one consistent single separator (space, dash, dot, plus, or the URL escapes
-// %20 and %2D), Luhn-valid, inside a known IIN range with a length valid for
-// that network (see IINRanges). A grouped PAN starts with a group of 4 to 6
-// digits (the usual 4-4-4-4, 4-6-5, 4-4-4-4-3 printings). The run must stand
-// alone: a letter, digit or '*' right before or after it means it is part of a
-// longer word or number and is not reported; so are digit runs longer than a
-// PAN, decimals, '+'-prefixed phone numbers, IBANs (the letters before the
-// check digits reject the whole run), UUIDs, version strings and timestamps.
-// Space-separated runs are searched group by group, so a PAN inside a list of
-// numbers ("qty 2 4111 1111 1111 1111") is still found; dash and dot runs are
-// taken whole (or by their first group), so an all-digit UUID or a dotted
-// version never yields a PAN from its tail.
+// What counts as a PAN: 12 to 19 decimal digits, Luhn-valid, inside a known
+// IIN range with a length valid for that network (see IINRanges), where
+//
+//   - a digit may be written as an ASCII digit, a digit of any other script
+//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON escape
+//     (\u0034, double-escaped \\u0034, surrogate pairs), a byte escape
+//     (\x34), a percent escape (%34, double-encoded %2534, or the percent- or
+//     \x-escaped UTF-8 of a non-ASCII digit) or an HTML character reference
+//     (&#52;, &#x34;, &amp;#52;);
+//   - digits are contiguous, or grouped by gaps of up to eight separator
+//     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
+//     NBSP and the Unicode spaces, en/em dashes and minus, written plainly
+//     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters and
+//     soft hyphens are seen through: they do not even split a group;
+//   - the groups have a printed shape: one group of 12-19 digits, or a first
+//     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, or
+//     one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
+//     (a list of numbers, a PAN followed by an expiry or ".00") the longest
+//     window of whole groups that is a PAN wins, windows with one consistent
+//     separator first;
+//   - anything may stand right before or after the number: letters
+//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+'.
+//
+// Look-alikes that are not reported: Luhn-invalid numbers and numbers no
+// network issues (this is what rejects Unix times in s, ms, µs and ns: until
+// 2033 they all start with 1, which no supported network uses; see
+// firstDigitOK), digit runs longer than 19, decimal fractions ("0.4532...",
+// "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
+// holds other digits, or after "0x"), UUIDs, valid IBANs (mod-97 checked),
+// '+'-prefixed numbers of at most 15 digits (E.164 phone numbers), dotted
+// IPv4 addresses (with or without a port), versions, dates, already-masked
+// PANs and pcistream tokens (neither has 12 digits in a row).
+//
+// Tradeoffs, chosen recall-first (when in doubt, mask):
+//
+//   - Unix times: every timestamp from 2001 to 2033 in s, ms, µs or ns
+//     starts with 1, and no supported network starts with 1 (UATP is left
+//     out for that reason), so timestamps never match, Luhn or not. From
+//     2033 seconds start with 2; ns timestamps in 2200-2204 (Mir) and
+//     2221-2720 (Mastercard) then fall in card ranges and, when Luhn-valid
+//     (1 in 10), are masked: a false positive, never a leak.
+//   - '+' then 12-15 plain digits, contiguous or after a 1-3 digit country
+//     code, is an E.164 phone number and is kept, even when it is also a
+//     valid 15-digit Amex or 13-digit Visa; '+' before a number printed like
+//     a card (first group of 4+, or 16+ digits) does not protect it.
+//   - A digit run inside a hex token that holds other digits (hashes, ids)
+//     is kept; letters glued to a number alone ("card4111...") are not.
+//   - Space-, tab- or line-separated tables of 4-digit numbers can form a
+//     Luhn-valid number in a card range: masked (a false positive).
+//   - Commas and semicolons are not separators ("4111,1111,..." is a list).
+//
+// Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
+// positions worth a look: the end of three ASCII digits in a row, the end
+// of three one-digit groups, and every byte that can start an encoded digit
+// ('%', '\\', '&', UTF-8 lead bytes); blocks without one are skipped in the
+// vector loop. A run found there is measured with the block's digit and
+// separator masks and dropped unless some window of its groups can have 12
+// digits and a printed shape; only then are groups collected, decoded and
+// checked. Clean text never allocates.
 package pan
 
 import (
@@ -39,7 +80,21 @@ type Match struct {
 	Digits     int     // number of digits (12..19)
 	Network    Network // card network from the IIN
 	Last4      [4]byte // last four digits (ASCII)
+	// Encoding says how the PAN was written when that hid it from a plain
+	// digit search: escapes, other scripts, unusual separators, glued
+	// letters. Zero ("plain") for ASCII digits grouped the classic way.
+	Encoding Encoding
+
+	// adj says whether digits of the same run stand right before or after
+	// the PAN: masking then keeps none of its digits, so the kept ones can
+	// never combine with their neighbours into a new PAN.
+	adj uint8
 }
+
+const (
+	adjBefore = 1 << iota
+	adjAfter
+)
 
 // Detector finds PANs. It is immutable after New and safe for concurrent use.
 type Detector struct {
@@ -79,7 +134,7 @@ func New(opts ...Opt) *Detector {
 // Find appends every PAN in b to dst and returns the extended slice. It does
 // not allocate when b holds no PAN (or dst has room).
 func (d *Detector) Find(dst []Match, b []byte) []Match {
-	s := newScanner(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	for s.next(&m) {
 		dst = append(dst, m)
@@ -89,7 +144,7 @@ func (d *Detector) Find(dst []Match, b []byte) []Match {
 
 // Contains reports whether b holds at least one PAN.
 func (d *Detector) Contains(b []byte) bool {
-	s := newScanner(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	return s.next(&m)
 }
@@ -109,207 +164,51 @@ func stringBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// Byte classes.
-const (
-	cDigit  = 1 << iota // '0'-'9'
-	cWord               // letters, digits and '*': a PAN may not touch one
-	cHex                // '0'-'9', 'a'-'f', 'A'-'F'
-	cSep                // may separate digit groups: ' ', '-', '.', '+', '%' (of %20, %2D)
-	cSepEnd             // may end a separator: ' ', '-', '.', '+', '0' and 'D'/'d' (of %20, %2D)
-)
-
-var class = func() (t [256]uint8) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = cDigit | cWord | cHex
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = cWord
-		t[c-'a'+'A'] = cWord
-	}
-	for c := 'a'; c <= 'f'; c++ {
-		t[c] |= cHex
-		t[c-'a'+'A'] |= cHex
-	}
-	// A masked PAN's '*' counts as part of a word so that what is left of a
-	// masked PAN (its BIN or last four) never combines with neighbours into a
-	// new candidate: masking is idempotent.
-	t['*'] = cWord
-	for _, c := range " -.+%" {
-		t[c] = cSep
-	}
-	for _, c := range " -.+0Dd" {
-		t[c] |= cSepEnd
-	}
-	return t
-}()
-
 func isDigit(c byte) bool { return c-'0' < 10 }
 
-// Separator kinds. A grouped PAN uses one kind throughout.
-type sepKind uint8
-
-const (
-	sepNone sepKind = iota
-	sepSpace
-	sepDash
-	sepDot
-	sepPlus     // '+': a space in form-encoded URLs
-	sepPctSpace // "%20"
-	sepPctDash  // "%2D" / "%2d"
-)
-
-// spaceLike kinds are searched group by group (lists of numbers are common);
-// the others (dash, dot) are taken as a whole.
-func (k sepKind) spaceLike() bool { return k == sepSpace || k == sepPlus || k == sepPctSpace }
-
-// sepAt returns the separator at b[p] and its width, if a digit follows it.
-func sepAt(b []byte, p int) (sepKind, int) {
-	if p >= len(b) || class[b[p]]&cSep == 0 {
-		return sepNone, 0
-	}
-	var k sepKind
-	w := 1
-	switch b[p] {
-	case ' ':
-		k = sepSpace
-	case '-':
-		k = sepDash
-	case '.':
-		k = sepDot
-	case '+':
-		k = sepPlus
-	case '%':
-		if p+2 >= len(b) || b[p+1] != '2' {
-			return sepNone, 0
-		}
-		switch b[p+2] {
-		case '0':
-			k = sepPctSpace
-		case 'D', 'd':
-			k = sepPctDash
-		default:
-			return sepNone, 0
-		}
-		w = 3
-	}
-	if p+w < len(b) && isDigit(b[p+w]) {
-		return k, w
-	}
-	return sepNone, 0
+func isUpper(c byte) bool  { return c-'A' < 26 }
+func isLetter(c byte) bool { return (c|0x20)-'a' < 26 }
+func isHexLetter(c byte) bool {
+	return (c|0x20)-'a' < 6
 }
+func isHex(c byte) bool { return isDigit(c) || isHexLetter(c) }
 
-// leftOK reports whether a digit run starting at start stands alone on its
-// left.
-func leftOK(b []byte, start int) bool {
-	if start == 0 {
-		return true
-	}
-	c := b[start-1]
-	if class[c]&cWord == 0 {
-		switch c {
-		case '+': // "+44 ...", "+4917...": a phone number, unless it separates digits
-			if start < 2 || !isDigit(b[start-2]) {
-				return false
-			}
-		case '.': // "0.4111...": a decimal fraction
-			if start >= 2 && isDigit(b[start-2]) {
-				return false
-			}
+// Byte tables.
+var (
+	// interest marks the bytes that can start a digit in some encoding:
+	// the block filter's set.
+	interest = func() (t [256]bool) {
+		for c := '0'; c <= '9'; c++ {
+			t[c] = true
 		}
-		return !(class[c]&cSep != 0 && start >= 2 && b[start-2] == '*' && maskedBefore(b, start-2))
-	}
-	// A word byte before the run is fine only when it ends an escape:
-	// "%3D4111..." in URLs, "\n4111..." in JSON strings.
-	if start >= 3 && b[start-3] == '%' && class[b[start-2]]&cHex != 0 && class[c]&cHex != 0 {
-		return !(start >= 4 && b[start-4] == '*' && maskedBefore(b, start-4))
-	}
-	if start >= 2 && b[start-2] == '\\' {
-		switch c {
-		case 'n', 't', 'r', 'b', 'f':
-			return true
+		t['%'], t['\\'], t['&'] = true, true, true
+		for c := 0xC0; c < 0x100; c++ {
+			t[c] = true
 		}
-	}
-	return false
-}
-
-// maskedBefore reports whether the '*' at b[p] belongs to a masked PAN:
-// walking back over '*' and separators reaches a digit or passes at least
-// five '*' (every policy masks five or more). A group right after a masked
-// PAN ("4222 ***** 2222 ...": its kept last four) is then not a fresh start,
-// so masking never exposes a new candidate (idempotence), while markup such
-// as "**Card:** 4111..." still is.
-func maskedBefore(b []byte, p int) bool {
-	stars := 0
-	for ; p >= 0; p-- {
-		switch c := b[p]; {
-		case c == '*':
-			if stars++; stars >= minMasked {
-				return true
-			}
-		case c == ' ' || c == '-' || c == '.' || c == '+':
-		case isDigit(c):
-			return true
-		case class[c]&cHex != 0 && p >= 2 && b[p-2] == '%':
-			p -= 2 // an escaped separator
-		default:
-			return false
+		return t
+	}()
+	// cont marks the bytes that can follow a digit inside a run: another
+	// digit in some encoding, or the start of a separator.
+	cont = func() (t [256]bool) {
+		for c := range 256 {
+			t[c] = interest[c]
 		}
-	}
-	return false
-}
-
-// rightOK reports whether a digit run ending at end stands alone on its right.
-func rightOK(b []byte, end int) bool {
-	if end >= len(b) {
-		return true
-	}
-	c := b[end]
-	if class[c]&cWord != 0 {
-		return false
-	}
-	// "4111...1111.50": a decimal.
-	return c != '.' || end+1 >= len(b) || !isDigit(b[end+1])
-}
-
-// uuidTail reports whether the 12 digits at start are the last group of a
-// UUID (8-4-4-4-12 hex).
-func uuidTail(b []byte, start int) bool {
-	if start < 24 {
-		return false
-	}
-	u := b[start-24 : start]
-	for i, c := range u {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if class[c]&cHex == 0 {
-				return false
-			}
+		for _, c := range " \t\r\n-.:/_+" {
+			t[c] = true
 		}
-	}
-	return true
-}
-
-// Group length limits for grouped PANs: the first group is the 4-6 digit
-// printing of the IIN; inner groups have 2-8 digits; the last 1-8.
-const (
-	firstGroupMin = 4
-	firstGroupMax = 6
-	innerGroupMin = 2
-	groupMax      = 8
+		return t
+	}()
 )
 
 // SWAR constants: digitMask sets the high bit of every byte of x that is an
 // ASCII digit. Bytes are masked to 7 bits first so the additions never carry
 // across bytes; bytes >= 0x80 are cleared at the end.
 const (
-	lo7 = 0x7f7f7f7f7f7f7f7f
-	hi1 = 0x8080808080808080
-	add = 0x5050505050505050 // +0x50: high bit iff byte >= 0x30
-	adc = 0x4646464646464646 // +0x46: high bit iff byte >= 0x3a
+	lo7  = 0x7f7f7f7f7f7f7f7f
+	hi1  = 0x8080808080808080
+	ones = 0x0101010101010101
+	add  = 0x5050505050505050 // +0x50: high bit iff byte >= 0x30
+	adc  = 0x4646464646464646 // +0x46: high bit iff byte >= 0x3a
 )
 
 func digitMask(x uint64) uint64 {
@@ -317,50 +216,129 @@ func digitMask(x uint64) uint64 {
 	return (y + add) &^ (y + adc) &^ x & hi1
 }
 
+// eqMask sets the high bit of every byte of x equal to c (c repeated in
+// every byte).
+func eqMask(x, c uint64) uint64 {
+	y := x ^ c
+	return ^((y&lo7 + lo7) | y | lo7)
+}
+
 // gather is the multiplier that moves the low bit of each byte of x (bytes
 // 0 or 1) into bit k of the top byte: (x*gather)>>56 has bit k = byte k.
 const gather = 0x0102040810204080
 
-// digitBits returns a bit mask of the digits among the 8 bytes of b at i:
-// bit k set iff b[i+k] is an ASCII digit.
-func digitBits(b []byte, i int) uint64 {
-	return (digitMask(binary.LittleEndian.Uint64(b[i:])) >> 7) * gather >> 56
-}
+// bits8 packs the high bits of the 8 bytes of x into bits 0..7.
+func bits8(x uint64) uint64 { return (x >> 7) * gather >> 56 }
 
-// blockSize is how many candidate end positions one block covers.
+// blockSize is how many bytes one filter block covers.
 const blockSize = 64
 
-// digitBits64 returns the digit bit mask of b[bs:bs+64] (bit k: b[bs+k]).
-func digitBits64(b []byte, bs int) uint64 {
-	_ = b[bs+63]
-	return digitBits(b, bs) | digitBits(b, bs+8)<<8 | digitBits(b, bs+16)<<16 | digitBits(b, bs+24)<<24 |
-		digitBits(b, bs+32)<<32 | digitBits(b, bs+40)<<40 | digitBits(b, bs+48)<<48 | digitBits(b, bs+56)<<56
-}
-
-// endMasksGeneric is the portable endMasks: for the whole 64-byte blocks in
-// b[bs:bs+n] it returns the offset of the first block holding the last
-// byte of a run of four digits and that block's end mask (bit k set iff
-// b[bs+off+k-3 .. bs+off+k] are digits), or n and 0. prev is the digit mask
-// of the 64 bytes before bs; only its top three bits are used.
-func endMasksGeneric(b []byte, bs, n int, prev uint64) (int, uint64) {
-	for off := 0; off < n; off += blockSize {
-		m := digitBits64(b, bs+off)
-		if m != 0 {
-			if e := m & (m<<1 | prev>>63) & (m<<2 | prev>>62) & (m<<3 | prev>>61); e != 0 {
-				return off, e
+// candMasksGeneric is the portable candMasks: for the whole 64-byte blocks
+// in b[bs:bs+n] it returns the offset of the first block with a candidate
+// (see candidates; pd and ps are the digit and separator masks of the 64
+// bytes before bs), its candidates c and its masks d (ASCII digits) and s
+// (ASCII separators, asciiSep); bit k is byte k of the block. With no such
+// block it returns n and zero masks.
+func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint64) {
+	for off = 0; off < n; off += blockSize {
+		p := bs + off
+		_ = b[p+63]
+		var i uint64
+		d = 0
+		for k := 0; k < blockSize; k += 8 {
+			x := binary.LittleEndian.Uint64(b[p+k:])
+			d |= bits8(digitMask(x)) << k
+			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)|x&(x<<1)&hi1) << k
+		}
+		if d|i == 0 {
+			pd = 0
+			continue
+		}
+		s = 0
+		for k := 0; k < blockSize; k++ {
+			if asciiSep[b[p+k]] {
+				s |= 1 << k
 			}
 		}
-		prev = m
+		if c = candidates(d, s, i, pd, ps); c != 0 {
+			return off, c, d, s
+		}
+		pd, ps = d, s
 	}
-	return n, 0
+	return n, 0, 0, 0
 }
 
-func digitBit(c byte) uint64 {
-	if isDigit(c) {
-		return 1
-	}
-	return 0
+// candidates combines a block's masks with the digit and separator masks
+// of the block before it (pd, ps) into the positions worth a look: the end
+// of three ASCII digits in a row (every PAN has a group of three or more
+// digits unless it is printed one digit per group), the end of three
+// one-digit groups with one-, two- or three-byte separators ("4 1 1",
+// "4 - 1 - 1"), and every byte that
+// can start an encoded digit or separator. Shorter digit runs (counters,
+// status codes, two-digit date and time fields, amounts' cents) are never
+// looked at.
+func candidates(d, s, i, pd, ps uint64) uint64 {
+	d1, d2, d3, d4, d6, d8 := d<<1|pd>>63, d<<2|pd>>62, d<<3|pd>>61, d<<4|pd>>60, d<<6|pd>>58, d<<8|pd>>56
+	s1, s2, s3, s4, s5 := s<<1|ps>>63, s<<2|ps>>62, s<<3|ps>>61, s<<4|ps>>60, s<<5|ps>>59
+	s6, s7 := s<<6|ps>>58, s<<7|ps>>57
+	return d&d1&d2 | d&s1&d2&s3&d4 | d&s1&s2&d3&s4&s5&d6 | d&s1&s2&s3&d4&s5&s6&s7&d8 | i
 }
+
+// edgeBits returns the digit and separator masks of the eight bytes before
+// bs, in bits 56..63 as candidates expects them.
+func edgeBits(b []byte, bs int) (pd, ps uint64) {
+	for k := 1; k <= 8 && bs-k >= 0; k++ {
+		c := b[bs-k]
+		if isDigit(c) {
+			pd |= 1 << (64 - k)
+		}
+		if asciiSep[c] {
+			ps |= 1 << (64 - k)
+		}
+	}
+	return pd, ps
+}
+
+// tailMasks computes the masks of the last, partial block b[bs:] byte by
+// byte.
+func tailMasks(b []byte, bs int) (d, s, i uint64) {
+	for k, c := range b[bs:] {
+		switch {
+		case isDigit(c):
+			d |= 1 << k
+		case asciiSep[c]:
+			s |= 1 << k
+		case c == '%' || c == '\\' || c == '&' || c >= 0xC0:
+			i |= 1 << k
+		}
+	}
+	return d, s, i
+}
+
+// Run limits: a run longer than this is cut (tables of numbers); the gap
+// between two groups holds at most maxGapUnits separators.
+const (
+	maxGroups   = 48
+	maxRunDigit = 96
+	maxGapUnits = 8
+)
+
+// group is one group of digits of a run and the gap before it.
+type group struct {
+	gap0, start, end int32    // gap before: b[gap0:start]; digits: b[start:end]
+	d0               uint8    // index of the group's first digit in scanner.digits
+	nd               uint8    // digits in the group (saturates at 255; at most 20 stored)
+	ip               bool     // part of a dotted IPv4 address
+	enc              Encoding // how its digits (and invisible gaps inside) were written
+	genc             Encoding // how the gap before it was written
+}
+
+// Run flags, computed once per run when a window first passes the card
+// checks.
+const (
+	runChecked = 1 << iota
+	runReject  // IBAN or phone number: no window of the run is a PAN
+)
 
 // scanner walks b once; next returns the matches in order.
 type scanner struct {
@@ -368,365 +346,712 @@ type scanner struct {
 	b []byte
 	i int // where the next search starts; everything before is consumed
 
-	// The last block of candidate ends computed by cand, so dense text
-	// (hex ids, numbers) does not recompute it for every candidate.
-	bs    int // start of the block, or noBlock
-	bmask uint64
+	// The last filter block, so dense text does not recompute it for every
+	// candidate.
+	bs         int    // start of the block, or noBlock
+	bmask      uint64 // its candidates
+	bdig, bsep uint64 // its digit and separator masks (carried into the next block)
+
+	// The current run: groups, stored digits (ASCII), and the next window
+	// start to try.
+	ng, nd, from, runEnd int
+	flags                uint8
+	groups               [maxGroups]group
+	digits               [maxRunDigit]byte
 }
 
-// noBlock marks an empty block cache; far below any i so the fast path
-// in cand never takes it.
+// noBlock marks an empty block cache; far below any i.
 const noBlock = math.MinInt / 2
 
-func newScanner(d *Detector, b []byte) scanner {
-	return scanner{d: d, b: b, bs: noBlock}
-}
-
-// candSlow returns the start of the first run of at least four digits that lies
-// entirely at or after i (bytes before i count as non-digits), or -1. Every
-// PAN begins with such a run (a first group of 4-6 digits, or 12-19
-// contiguous digits), so shorter digit runs are never looked at.
-//
-// It also returns j: b[start:j] are digits, and when the run ends inside the
-// block, j is its end (read off the mask, no byte loop). next has the fast
-// path (the candidate is in the cached block) inlined.
-func (s *scanner) candSlow(i int) (start, j int) {
+// candSlow returns the first candidate position (see candidates) at or
+// after i, or -1, computing filter blocks as needed. next has the
+// cached-block fast path inlined.
+func (s *scanner) candSlow(i int) int {
 	b := s.b
 	for {
-		e := i + 3 // the first admissible end
-		if s.bs == noBlock || e >= s.bs+blockSize {
-			// Blocks are aligned to the slice start so each is computed
-			// at most once per pass.
-			bs := e &^ (blockSize - 1)
-			if bs+blockSize > len(b) {
-				break // only a tail is left
+		if i-s.bs >= 0 && i-s.bs < blockSize {
+			sh := uint(i - s.bs)
+			if m := s.bmask >> sh; m != 0 {
+				return i + bits.TrailingZeros64(m)
 			}
-			var prev uint64
-			if bs >= 3 {
-				prev = digitBit(b[bs-1])<<63 | digitBit(b[bs-2])<<62 | digitBit(b[bs-3])<<61
-			}
-			off, mask := endMasks(b, bs, prev)
-			if mask == 0 {
-				// No whole block left with a candidate; the tail may
-				// still hold one (possibly starting in the last block).
-				i = max(i, bs+off-3)
-				break
-			}
-			s.bs, s.bmask = bs+off, mask
+			i = s.bs + blockSize
 		}
-		sh := uint(max(0, e-s.bs))
-		if m := s.bmask >> sh << sh; m != 0 {
-			p := uint(bits.TrailingZeros64(m))
-			// Consecutive ends from p: the run goes on while they do.
-			l := uint(bits.TrailingZeros64(^(s.bmask >> p)))
-			return s.bs + int(p) - 3, s.bs + int(p+l)
+		// Blocks are aligned to the slice start so each is computed at
+		// most once per pass.
+		bs := i &^ (blockSize - 1)
+		if bs >= len(b) {
+			return -1
 		}
-		i = s.bs + blockSize - 3
-	}
-	// Tail shorter than a block.
-	run := 0
-	for p := i; p < len(b); p++ {
-		if !isDigit(b[p]) {
-			run = 0
+		pd, ps := s.bdig, s.bsep
+		if bs != s.bs+blockSize {
+			pd, ps = edgeBits(b, bs)
+		}
+		if bs+blockSize > len(b) {
+			// The last, partial block: same candidates, by bytes.
+			d, sp, in := tailMasks(b, bs)
+			s.bs, s.bmask, s.bdig, s.bsep = bs, candidates(d, sp, in, pd, ps), d, sp
+			if s.bmask>>uint(i-bs) == 0 {
+				return -1
+			}
 			continue
 		}
-		if run++; run == 4 {
-			return p - 3, p + 1
+		off, c, d, sp := candMasks(b, bs, pd, ps)
+		if c == 0 {
+			i = max(i, bs+off)
+			s.bs = noBlock // the tail computes its carry from the bytes
+			continue
 		}
+		s.bs, s.bmask, s.bdig, s.bsep = bs+off, c, d, sp
+		i = max(i, bs+off)
 	}
-	return -1, -1
+}
+
+// runStart walks back from the candidate p over ASCII digits and the
+// ASCII separators between them, not before lim: the filter reports
+// where three digits end, the run starts earlier.
+func runStart(b []byte, lim, p int) int {
+	for p > lim {
+		if isDigit(b[p-1]) {
+			p--
+			continue
+		}
+		g := p
+		for g > lim && p-g < maxGapUnits && asciiSep[b[g-1]] {
+			g--
+		}
+		if g < p && g > lim && isDigit(b[g-1]) {
+			p = g - 1
+			continue
+		}
+		break
+	}
+	return p
 }
 
 // next finds the next PAN at or after s.i, fills m and advances.
 func (s *scanner) next(m *Match) bool {
 	b := s.b
 	n := len(b)
-	i := s.i
 	for {
-		// cand's fast path, inlined by hand (the compiler will not).
-		var start, j int
-		if sh := i + 3 - s.bs; sh >= 0 && sh < blockSize && s.bmask>>uint(sh) != 0 {
-			p := uint(bits.TrailingZeros64(s.bmask >> uint(sh) << uint(sh)))
-			start, j = s.bs+int(p)-3, s.bs+int(p+uint(bits.TrailingZeros64(^(s.bmask>>p))))
-		} else {
-			start, j = s.candSlow(i)
+		if s.ng > 0 {
+			if s.window(m) {
+				return true
+			}
+			s.ng = 0
+			s.i = s.runEnd
 		}
-		if start < 0 {
+		i := s.i
+		var p int
+		if sh := i - s.bs; sh >= 0 && sh < blockSize && s.bmask>>uint(sh) != 0 {
+			p = i + bits.TrailingZeros64(s.bmask>>uint(sh))
+		} else if p = s.candSlow(i); p < 0 {
 			s.i = n
 			return false
 		}
-		// The hex digits of a %XX escape are not data.
-		if start > 0 && b[start-1] == '%' && class[b[start+1]]&cHex != 0 {
-			i = start + 2
-			continue
-		}
-		for j < n && isDigit(b[j]) {
-			j++
-		}
-		k := j - start
-		if j < n && class[b[j]]&cSep == 0 && k < MinDigits {
-			// The bulk of candidates in logs: years, counters, ids and hex
-			// fragments, too short and not followed by another group.
-			i = j
-			continue
-		}
-		// Shorter groups may precede this one in the same run ("+44 20
-		// 7946 ...", "10.0.1234"): judge the run from its real start.
-		if class[b[max(start-1, 0)]]&cSepEnd == 0 {
-			// Nothing before the run can be a separator: no walk back.
-		} else if kind, first := walkBack(b, i, start); kind != sepNone {
-			if !kind.spaceLike() || (!leftOK(b, first) && k < MinDigits) {
-				// A dash or dot run that starts with a short group is
-				// not a PAN ("2026-11-23", "1.2.3456.7"), nor is a run
-				// of short groups glued to a word ("DE89 3704 ...").
-				// A group long enough to be a PAN on its own after such
-				// a word ("id42 4111...", or an Avro string whose length
-				// byte is a space) is judged on its own: its left
-				// neighbour is the separator.
-				i = skipRun(b, j, kind)
+		if isDigit(b[p]) {
+			// The bulk of candidates: years, ports, times, IPs, hex
+			// fragments; measured with ASCII tables only and dropped when
+			// they cannot hold a PAN.
+			p = runStart(b, i, p)
+			// Most runs are one group that neither a separator nor an
+			// escape follows: decided off the block's digit mask.
+			if off := p - s.bs; off >= 0 && off < blockSize {
+				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
+				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
+					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
+					s.i = e
+					continue
+				}
+			}
+			if end, skip := s.quickRun(p); skip {
+				s.i = end
 				continue
 			}
-		}
-		kind, w := sepAt(b, j)
-		if w == 0 {
-			// Contiguous run: the common case.
-			if k >= MinDigits && k <= MaxDigits && leftOK(b, start) && rightOK(b, j) &&
-				!(k == 12 && start > 0 && b[start-1] == '-' && uuidTail(b, start)) &&
-				s.check(start, j, k, m) {
-				s.i = j
-				return true
-			}
-			i = j
-			continue
-		}
-		if !leftOK(b, start) {
-			// "v1234.5678", "a716-4466...": the whole run is part of a
-			// word; none of it is a PAN.
-			i = skipRun(b, j, kind)
-			continue
-		}
-		if kind.spaceLike() {
-			if end, ok := s.window(start, j, kind, m); ok {
-				s.i = end
-				return true
-			}
-			// Nothing starts at this group; the next group is a fresh start
-			// (its left neighbour is the separator).
-			i = j + w
-			continue
-		}
-		end, ok := s.grouped(start, j, kind, m)
-		if ok {
-			s.i = end
-			return true
-		}
-		// A dash or dot run that is not a PAN as a whole may still begin
-		// with a contiguous PAN ("4111111111111111-12/27").
-		if k >= MinDigits && k <= MaxDigits && rightOK(b, j) && s.check(start, j, k, m) {
-			s.i = j
-			return true
-		}
-		i = end
-	}
-}
-
-// sepBefore returns the separator that ends right before q, if a digit at or
-// after lim precedes it.
-func sepBefore(b []byte, lim, q int) (sepKind, int) {
-	if q-2 < lim {
-		return sepNone, 0
-	}
-	var k sepKind
-	w := 1
-	switch b[q-1] {
-	case ' ':
-		k = sepSpace
-	case '-':
-		k = sepDash
-	case '.':
-		k = sepDot
-	case '+':
-		k = sepPlus
-	case '0', 'D', 'd':
-		if q-4 < lim || b[q-3] != '%' || b[q-2] != '2' {
-			return sepNone, 0
-		}
-		if b[q-1] == '0' {
-			k = sepPctSpace
+		} else if _, w, _ := digitAt(b, p); w > 0 {
+			p = runStart(b, i, p)
+		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
+			// An escaped or non-ASCII separator after a digit
+			// ("4\u200b1\u200b1..."): the run starts before it.
+			p = runStart(b, i, p)
 		} else {
-			k = sepPctDash
+			s.i = p + skipWidth(b, p)
+			continue
 		}
-		w = 3
-	default:
-		return sepNone, 0
-	}
-	if isDigit(b[q-w-1]) {
-		return k, w
-	}
-	return sepNone, 0
-}
-
-// walkBack looks left of the digit group starting at start for earlier
-// groups of the same run that the candidate search skipped (they are
-// shorter than four digits) and are not yet consumed (at or after lim). It
-// returns the run's separator kind and first group, or sepNone.
-func walkBack(b []byte, lim, start int) (sepKind, int) {
-	kind := sepNone
-	first := start
-	q := start
-	for {
-		kd, w := sepBefore(b, lim, q)
-		if kd == sepNone || (kind != sepNone && kd != kind) {
-			return kind, first
+		s.runEnd = s.collect(p)
+		s.i = s.runEnd
+		if s.nd < MinDigits {
+			s.ng = 0
+			continue
 		}
-		kind = kd
-		q -= w
-		for q > lim && isDigit(b[q-1]) {
-			q--
-		}
-		first = q
+		s.from, s.flags = 0, 0
 	}
 }
 
-// skipRun returns the end of the run of kind whose first group ends at j.
-func skipRun(b []byte, j int, kind sepKind) int {
-	for {
-		k, w := sepAt(b, j)
-		if w == 0 || k != kind {
-			return j
+// asciiSep marks the plain ASCII separators; introHigh the bytes that may
+// start an escape or a non-ASCII digit or separator.
+var (
+	asciiSep = func() (t [256]bool) {
+		for _, c := range " \t\r\n-.:/_+" {
+			t[c] = true
 		}
-		j += w
-		for j < len(b) && isDigit(b[j]) {
-			j++
+		return t
+	}()
+	introHigh = func() (t [256]bool) {
+		t['%'], t['\\'], t['&'] = true, true, true
+		for c := 0x80; c < 0x100; c++ {
+			t[c] = true
 		}
-	}
-}
+		return t
+	}()
+)
 
-// grouped checks a dash- or dot-separated run whose first group is
-// [start, j) as a whole. It returns the run's end either way.
-func (s *scanner) grouped(start, j int, kind sepKind, m *Match) (int, bool) {
+// quickRun measures the run of plain ASCII digits and separators at p. It
+// reports skip when the run certainly holds no PAN: no window of its groups
+// can have 12 digits and a printed shape (see shapeOK: a stretch of groups
+// of 3-8 digits plus a last group of 1-8; one group of 12-19 digits that a
+// network can start with; twelve one-digit groups), and no escape or
+// non-ASCII byte where it ends could continue it. end is where the run's
+// last digit ends.
+func (s *scanner) quickRun(p int) (end int, skip bool) {
 	b := s.b
-	k := j - start
-	shape := k >= firstGroupMin && k <= firstGroupMax
-	total := k
-	p := j
-	lastLen := 0
+	n := len(b)
+	q := p
+	best, cur, ones := 0, 0, 0
 	for {
-		kd, w := sepAt(b, p)
-		if w == 0 || kd != kind {
+		g0 := q
+		q = s.digitsEnd(q)
+		switch gs := q - g0; {
+		case gs >= 3 && gs <= 8:
+			best = max(best, cur+gs)
+			cur += gs
+			ones = 0
+		case gs <= 2:
+			best = max(best, cur+gs)
+			cur = 0
+			if gs == 1 {
+				ones++
+				best = max(best, ones)
+			} else {
+				ones = 0
+			}
+		default:
+			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
+				best = MinDigits
+			}
+			cur, ones = 0, 0
+		}
+		g := q
+		if off := g - s.bs; off >= 0 && off < blockSize-maxGapUnits {
+			g += min(bits.TrailingZeros64(^(s.bsep >> uint(off))), maxGapUnits)
+		} else {
+			for g < n && g-q < maxGapUnits && asciiSep[b[g]] {
+				g++
+			}
+		}
+		if g < n && isDigit(b[g]) && g > q {
+			q = g
+			continue
+		}
+		if g < n && introHigh[b[g]] {
+			return q, false
+		}
+		break
+	}
+	return q, best < MinDigits
+}
+
+// digitsEnd returns the end of the ASCII digits starting at q, read off
+// the cached block's digit mask where it can.
+func (s *scanner) digitsEnd(q int) int {
+	if off := q - s.bs; off >= 0 && off < blockSize {
+		q += bits.TrailingZeros64(^(s.bdig >> uint(off)))
+		if q-s.bs < blockSize {
+			return q
+		}
+	}
+	return q + digitRun(s.b, q)
+}
+
+// digitRun returns how many ASCII digits start at b[q], eight bytes at a
+// time (no branch per digit: group lengths are unpredictable).
+func digitRun(b []byte, q int) int {
+	start := q
+	for q+8 <= len(b) {
+		nonDigit := ^digitMask(binary.LittleEndian.Uint64(b[q:])) & hi1
+		if nonDigit != 0 {
+			return q + bits.TrailingZeros64(nonDigit)>>3 - start
+		}
+		q += 8
+	}
+	for q < len(b) && isDigit(b[q]) {
+		q++
+	}
+	return q - start
+}
+
+// collect reads the run of digit groups that starts with a digit at p and
+// returns its end.
+func (s *scanner) collect(p int) int {
+	b := s.b
+	n := len(b)
+	s.ng, s.nd = 0, 0
+	g := &s.groups[0]
+	*g = group{gap0: int32(p), start: int32(p)}
+	for {
+		if c := b[p]; isDigit(c) {
+			// Plain digits, the common case, without decoding.
+			if g.nd <= MaxDigits {
+				s.digits[s.nd] = c
+				s.nd++
+			}
+			if g.nd < 255 {
+				g.nd++
+			}
+			p++
+		} else {
+			v, w, e := digitAt(b, p)
+			if g.nd <= MaxDigits {
+				s.digits[s.nd] = '0' + v
+				s.nd++
+			}
+			if g.nd < 255 {
+				g.nd++
+			}
+			g.enc |= e
+			p += w
+		}
+		if p >= n {
 			break
 		}
-		if lastLen != 0 && lastLen < innerGroupMin {
-			shape = false
+		if isDigit(b[p]) {
+			continue
 		}
-		q := p + w
-		e := q + 1
-		for e < len(b) && isDigit(b[e]) {
-			e++
+		if p+1 < n && (b[p] == ' ' || b[p] == '-') && isDigit(b[p+1]) {
+			// One classic separator between plain digits: a new group.
+			g.end = int32(p)
+			s.ng++
+			if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
+				return p
+			}
+			g = &s.groups[s.ng]
+			*g = group{gap0: int32(p), start: int32(p + 1), d0: uint8(s.nd)}
+			p++
+			continue
 		}
-		lastLen = e - q
-		if lastLen > groupMax {
-			shape = false
+		if _, w, _ := digitAt(b, p); w > 0 {
+			continue
 		}
-		total += lastLen
-		p = e
-	}
-	if shape && total >= MinDigits && total <= MaxDigits && rightOK(b, p) && s.check(start, p, total, m) {
-		return p, true
-	}
-	return p, false
-}
-
-// window looks for the longest PAN that starts with the group [start, j) of a
-// space-like run and spans whole groups. It returns the PAN's end.
-func (s *scanner) window(start, j int, kind sepKind, m *Match) (int, bool) {
-	b := s.b
-	k := j - start
-	single := k >= MinDigits && k <= MaxDigits
-	multi := k >= firstGroupMin && k <= firstGroupMax
-	if !single && !multi {
-		return 0, false
-	}
-	var ends [MaxDigits]int  // end of each group
-	var sums [MaxDigits]int  // digits up to and including each group
-	var lens [MaxDigits]int8 // digits in each group
-	ends[0], sums[0], lens[0] = j, k, int8(k)
-	cnt := 1
-	if multi {
-		p := j
-		for cnt < MaxDigits {
-			kd, w := sepAt(b, p)
-			if w == 0 || kd != kind {
+		// A gap: up to maxGapUnits separators, then a digit.
+		q, units, visible := p, 0, 0
+		var ge Encoding
+		for q < n && units < maxGapUnits {
+			w, k, e := gapAt(b, q)
+			if w == 0 {
 				break
 			}
-			q := p + w
-			e := q + 1
-			for e < len(b) && isDigit(b[e]) {
-				e++
+			if k != gapInvisible {
+				visible++
 			}
-			gl := e - q
-			if gl > groupMax || sums[cnt-1]+gl > MaxDigits {
-				break
-			}
-			ends[cnt], sums[cnt], lens[cnt] = e, sums[cnt-1]+gl, int8(gl)
-			cnt++
-			p = e
+			ge |= e
+			q += w
+			units++
 		}
-	}
-	for e := cnt - 1; e >= 0; e-- {
-		if sums[e] < MinDigits {
+		if units == 0 || q >= n {
 			break
 		}
-		if e > 0 && !(multi && innerOK(lens[1:e])) {
+		if _, w, _ := digitAt(b, q); w == 0 {
+			break
+		}
+		if visible == 0 {
+			g.enc |= ge // invisible: the digits stay one group
+			p = q
 			continue
 		}
-		if e == 0 && !single {
-			continue
+		if visible > 1 {
+			ge |= EncSeparators
 		}
-		if !rightOK(b, ends[e]) {
-			continue
+		g.end = int32(p)
+		s.ng++
+		if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
+			return p // cut a very long run here; the rest starts a new one
 		}
-		if s.check(start, ends[e], sums[e], m) {
-			return ends[e], true
-		}
+		g = &s.groups[s.ng]
+		*g = group{gap0: int32(p), start: int32(q), d0: uint8(s.nd), genc: ge}
+		p = q
 	}
-	return 0, false
+	g.end = int32(p)
+	s.ng++
+	return p
 }
 
-// innerOK reports whether the inner groups of a window (all groups but the
-// first and last) are long enough.
-func innerOK(inner []int8) bool {
-	for _, l := range inner {
-		if l < innerGroupMin {
+// firstOK reports whether a group of nd digits can start a window.
+func firstOK(nd uint8) bool {
+	return nd <= 8 || (nd >= MinDigits && nd <= MaxDigits)
+}
+
+// shapeOK reports whether groups i..j have the shape of a printed PAN.
+func (s *scanner) shapeOK(i, j int) bool {
+	g := s.groups[i : j+1]
+	if len(g) == 1 {
+		return g[0].nd >= MinDigits && g[0].nd <= MaxDigits
+	}
+	if s.smallGroups(i, j) {
+		return true
+	}
+	if g[0].nd < 3 || g[0].nd > 8 || g[len(g)-1].nd > 8 {
+		return false
+	}
+	for k := 1; k < len(g)-1; k++ {
+		if g[k].nd < 3 || g[k].nd > 8 {
 			return false
 		}
 	}
 	return true
 }
 
-// check validates the digits of b[start:end] (nd digits, separators allowed)
-// and fills m on success.
-func (s *scanner) check(start, end, nd int, m *Match) bool {
-	var buf [MaxDigits]byte
-	digits := buf[:0]
-	if end-start == nd {
-		digits = s.b[start:end]
-	} else {
-		span := s.b[start:end]
-		for i := 0; i < len(span); i++ {
-			switch c := span[i]; {
-			case isDigit(c):
-				digits = append(digits, c)
-			case c == '%':
-				i += 2 // the digits of %20 / %2D are not PAN digits
+// smallGroups reports whether groups i..j are a number printed one digit
+// at a time: every group has one or two digits (two where an invisible
+// character or a lost separator joined two) and there are at least six.
+func (s *scanner) smallGroups(i, j int) bool {
+	if j-i+1 < 6 {
+		return false
+	}
+	for k := i; k <= j; k++ {
+		if s.groups[k].nd > 2 {
+			return false
+		}
+	}
+	return true
+}
+
+// sameGap reports whether the gaps before groups k and l are written alike.
+func (s *scanner) sameGap(k, l int) bool {
+	a, c := &s.groups[k], &s.groups[l]
+	return string(s.b[a.gap0:a.start]) == string(s.b[c.gap0:c.start])
+}
+
+// window finds the next PAN among the windows of whole groups of the
+// current run, starting at group s.from: for each start, the longest
+// window first, windows with one consistent separator before mixed ones.
+func (s *scanner) window(m *Match) bool {
+	for i := s.from; i < s.ng; i++ {
+		if !firstOK(s.groups[i].nd) {
+			continue
+		}
+		// jmax: the last group that keeps the window within 19 digits;
+		// uni: the last group up to which the gaps are all alike.
+		tot, jmax, uni := 0, i-1, i
+		for j := i; j < s.ng; j++ {
+			if tot+int(s.groups[j].nd) > MaxDigits {
+				break
+			}
+			tot += int(s.groups[j].nd)
+			jmax = j
+			if j > i+1 && uni == j-1 && s.sameGap(i+1, j) {
+				uni = j
+			} else if j == i+1 {
+				uni = j
+			}
+		}
+		if tot < MinDigits {
+			continue
+		}
+		for pass := 0; pass < 2; pass++ {
+			t := tot
+			for j := jmax; j >= i && t >= MinDigits; j-- {
+				if (j <= uni) == (pass == 0) && s.shapeOK(i, j) && s.check(i, j, t, j <= uni, m) {
+					s.from = j + 1
+					return true
+				}
+				t -= int(s.groups[j].nd)
+			}
+		}
+		if s.flags&runReject != 0 {
+			return false
+		}
+	}
+	return false
+}
+
+// check validates the window of groups i..j (nd digits) and fills m.
+func (s *scanner) check(i, j, nd int, uniform bool, m *Match) bool {
+	gi, gj := &s.groups[i], &s.groups[j]
+	digits := s.digits[gi.d0 : int(gi.d0)+nd]
+	net, ok := identify(digits)
+	if !ok || s.d.nets&(1<<net) == 0 || s.lookalike(i, j) {
+		return false
+	}
+	b := s.b
+	start, end := int(gi.start), int(gj.end)
+	var enc Encoding
+	for k := i; k <= j; k++ {
+		enc |= s.groups[k].enc
+		if k > i {
+			enc |= s.groups[k].genc
+		}
+	}
+	if !uniform {
+		enc |= EncSeparators
+	}
+	if (start > 0 && isLetter(b[start-1])) || (end < len(b) && isLetter(b[end])) {
+		enc |= EncGlued
+	}
+	m.Start, m.End, m.Digits, m.Network, m.Encoding = start, end, nd, net, enc
+	copy(m.Last4[:], digits[nd-4:])
+	m.adj = 0
+	if i > 0 {
+		m.adj |= adjBefore
+	}
+	if j < s.ng-1 {
+		m.adj |= adjAfter
+	}
+	return true
+}
+
+// lookalike reports whether the window i..j, though a valid card number,
+// is something else: part of an IBAN, phone number, IPv4 address, decimal
+// fraction, hex string or UUID.
+func (s *scanner) lookalike(i, j int) bool {
+	b := s.b
+	if s.flags&runChecked == 0 {
+		s.flags |= runChecked
+		s.runChecks()
+	}
+	if s.flags&runReject != 0 {
+		return true
+	}
+	for k := i; k <= j; k++ {
+		if s.groups[k].ip {
+			return true
+		}
+	}
+	gi := &s.groups[i]
+	start, end := int(gi.start), int(s.groups[j].end)
+	// "0.4532015112830366", "1.2345678901234567e-05": a fraction.
+	if i > 0 && gi.nd >= 9 && gi.start-gi.gap0 == 1 && b[gi.gap0] == '.' {
+		return true
+	}
+	if i == 0 && gi.nd >= 9 && start >= 2 && b[start-1] == '.' && digitOrStarBefore(b, start-1) {
+		return true // the integer part was masked
+	}
+	if i == j && gi.enc == 0 && hexContext(b, start, end) {
+		return true
+	}
+	return uuidAround(b, start, end)
+}
+
+// runChecks looks at the run as a whole once: an IBAN or a '+' phone
+// number rejects it; dotted quads are marked as IPv4 addresses.
+func (s *scanner) runChecks() {
+	b := s.b
+	g := s.groups[:s.ng]
+	start := int(g[0].start)
+	// E.164: at most 15 digits, written contiguously or after a country
+	// code of 1-3 digits ("+44 20 7946 0958"). A '+' before a number
+	// printed like a card ("+4111 1111 1111 1111") does not make it one.
+	plain := true
+	for k := range g {
+		plain = plain && g[k].enc == 0
+	}
+	if start > 0 && b[start-1] == '+' && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
+		s.flags |= runReject
+		return
+	}
+	if ibanAt(b, start) {
+		s.flags |= runReject
+		return
+	}
+	dot := func(l int) bool { return g[l].start-g[l].gap0 == 1 && b[g[l].gap0] == '.' }
+	for k := 0; k+3 < len(g); k++ {
+		// A dotted quad of plain 0-255 numbers, not part of a longer
+		// dotted chain: an IPv4 address (a port may follow).
+		quad := (k == 0 || !dot(k)) && (k+4 >= len(g) || !dot(k+4))
+		for l := k; l < k+4 && quad; l++ {
+			if g[l].nd > 3 || g[l].enc != 0 || (l > k && !dot(l)) {
+				quad = false
+				break
+			}
+			v := 0
+			for _, c := range s.digits[g[l].d0 : g[l].d0+g[l].nd] {
+				v = v*10 + int(c-'0')
+			}
+			quad = v <= 255
+		}
+		if quad {
+			for l := k; l < k+4; l++ {
+				g[l].ip = true
 			}
 		}
 	}
-	net, ok := identify(digits)
-	if !ok || s.d.nets&(1<<net) == 0 {
+}
+
+// hexContext reports whether the plain digit run b[start:end] is part of a
+// hex string: hex letters then more digits on either side (a hash, a hex
+// id), or a "0x" prefix. Letters alone beside it ("card4111...", "...1111x")
+// do not count: that is a PAN glued to a word.
+func hexContext(b []byte, start, end int) bool {
+	p := start
+	for p > 0 && isHexLetter(b[p-1]) {
+		p--
+	}
+	if p < start && p > 0 && digitOrStarBefore(b, p) {
+		t := p - 1
+		for t > 0 && start-t < 64 && isHex(b[t-1]) {
+			t--
+		}
+		// The letters end an escape ("%3D", "\u00e9", "\xff"), not a hex string.
+		escape := (t > 0 && b[t-1] == '%' && start-t <= 2) ||
+			(t > 1 && b[t-2] == '\\' && ((b[t-1] == 'u' && start-t <= 4) || (b[t-1] == 'x' && start-t <= 2)))
+		if !escape {
+			return true
+		}
+	}
+	if p >= 2 && (b[p-1]|0x20) == 'x' && b[p-2] == '0' {
+		return true
+	}
+	q := end
+	for q < len(b) && isHexLetter(b[q]) {
+		q++
+	}
+	return q > end && q < len(b) && digitOrStarAt(b, q)
+}
+
+// starForms are the ways Mask writes a masked digit.
+var starForms = [...]string{"*", "%2A", "%2a", "\\u002a", "\\u002A", "\\x2a", "&#42;", "&#x2a;"}
+
+// digitOrStarBefore reports whether b[:p] ends with a digit or a masked
+// digit. Context rules treat a masked digit like a digit, so masking one
+// PAN never changes the verdict on its neighbours (masking is idempotent).
+func digitOrStarBefore(b []byte, p int) bool {
+	if isDigit(b[p-1]) {
+		return true
+	}
+	for _, f := range starForms {
+		if p >= len(f) && string(b[p-len(f):p]) == f {
+			return true
+		}
+	}
+	return false
+}
+
+// digitOrStarAt reports whether b[q:] starts with a digit or a masked digit.
+func digitOrStarAt(b []byte, q int) bool {
+	if isDigit(b[q]) {
+		return true
+	}
+	for _, f := range starForms {
+		if q+len(f) <= len(b) && string(b[q:q+len(f)]) == f {
+			return true
+		}
+	}
+	return false
+}
+
+// uuidAround reports whether b[start:end] lies inside a UUID
+// (8-4-4-4-12 hex digits).
+func uuidAround(b []byte, start, end int) bool {
+	p := start
+	for p > 0 && start-p < 36 && (isHex(b[p-1]) || b[p-1] == '-') {
+		p--
+	}
+	q := end
+	for q < len(b) && q-start < 36 && (isHex(b[q]) || b[q] == '-') {
+		q++
+	}
+	for _, u := range [2]int{p, q - 36} {
+		if u < p || u > start || u+36 > q || u+36 < end {
+			continue
+		}
+		ok := true
+		for k := 0; k < 36 && ok; k++ {
+			c := b[u+k]
+			if k == 8 || k == 13 || k == 18 || k == 23 {
+				ok = c == '-'
+			} else {
+				ok = isHex(c)
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ibanAt reports whether the digit run starting at start belongs to a valid
+// IBAN: walking back over upper-case letters, digits and single spaces
+// reaches a country code and check digits, and the whole string passes the
+// ISO 13616 mod-97 check.
+func ibanAt(b []byte, start int) bool {
+	p := start
+	for k := 0; p > 0 && k < 40; k++ {
+		c := b[p-1]
+		if isUpper(c) || isDigit(c) || ((c == ' ' || c == '+') && p >= 2 && (isUpper(b[p-2]) || isDigit(b[p-2]))) {
+			p--
+			continue
+		}
+		if c == '0' && p >= 4 && b[p-2] == '2' && b[p-3] == '%' && (isUpper(b[p-4]) || isDigit(b[p-4])) {
+			p -= 3
+			continue
+		}
+		break
+	}
+	// Any token of the chain may be the country code ("INFO DE89 3704
+	// ...", "ref GB29 NWBK ..."): try each, nearest last.
+	for q := p; q < start; q++ {
+		if (q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0') && ibanFrom(b, q) {
+			return true
+		}
+	}
+	return ibanFrom(b, start)
+}
+
+// ibanFrom reports whether a valid IBAN starts at p (letters, digits and
+// single spaces, '+' or "%20" between them).
+func ibanFrom(b []byte, p int) bool {
+	if p+4 > len(b) || !isUpper(b[p]) || !isUpper(b[p+1]) || !isDigit(b[p+2]) || !isDigit(b[p+3]) {
 		return false
 	}
-	m.Start, m.End, m.Digits, m.Network = start, end, nd, net
-	copy(m.Last4[:], digits[nd-4:])
-	return true
+	var chars [34]byte
+	n := 0
+	for q := p; q < len(b) && n < len(chars); q++ {
+		c := b[q]
+		if isUpper(c) || isDigit(c) {
+			chars[n] = c
+			n++
+			continue
+		}
+		if c == '%' && q+3 < len(b) && b[q+1] == '2' && b[q+2] == '0' {
+			q += 2 // "%20" in a URL
+		} else if c != ' ' && c != '+' {
+			break
+		}
+		if q+1 >= len(b) || !(isUpper(b[q+1]) || isDigit(b[q+1])) {
+			break
+		}
+	}
+	// Mod-97 over the string rotated by four, for every length from 15
+	// (the text after an IBAN may continue with letters: "... 43 HTTP").
+	r := 0
+	for k := 4; k < n; k++ {
+		r = mod97(r, chars[k])
+		if k+1 >= 15 {
+			rr := r
+			for _, c := range chars[:4] {
+				rr = mod97(rr, c)
+			}
+			if rr == 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mod97 appends the IBAN digit or letter c to the remainder r.
+func mod97(r int, c byte) int {
+	if isDigit(c) {
+		return (r*10 + int(c-'0')) % 97
+	}
+	return (r*100 + int(c-'A'+10)) % 97
 }

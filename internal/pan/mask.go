@@ -2,17 +2,19 @@ package pan
 
 import "fmt"
 
-// Policy says what a mask keeps of a PAN.
+// Policy says what a mask or a truncation keeps of a PAN. Every policy
+// shows at most what Visible allows, so a configuration can show less than
+// the default, never more.
 type Policy uint8
 
-// Masking policies. Masked digits become '*'; separators and length are kept
-// so downstream log parsers keep working.
+// Masking policies. Masked digits become '*' (written in the digit's own
+// encoding: "\u002a", "%2A", "&#42;"); separators and length are kept so
+// downstream parsers keep working and JSON, URLs and XML stay valid.
 const (
 	// First6Last4 keeps the BIN (first six digits) and the last four, the
-	// most PCI DSS allows to be displayed. For PANs shorter than 15 digits
-	// the kept prefix shrinks so that at least five digits are always
-	// masked (a 12-digit Maestro with 10 digits shown and a Luhn check
-	// digit would leave only ten candidates).
+	// most PCI DSS allows to be displayed, but only where at least six
+	// digits stay hidden (PANs of 16 to 19 digits); shorter PANs keep the
+	// last four only (see Visible).
 	First6Last4 Policy = iota
 	// Last4 keeps only the last four digits.
 	Last4
@@ -20,8 +22,44 @@ const (
 	Full
 )
 
-// minMasked is the least number of digits First6Last4 masks.
-const minMasked = 5
+// MinHidden is the least number of digits any policy hides: with the BIN,
+// the last four and a Luhn check digit shown, six hidden digits still leave
+// 100,000 candidates, where a 13-digit PAN with the BIN shown would leave
+// 100.
+const MinHidden = 6
+
+// Visible returns how many leading and trailing digits of a PAN of length
+// digits policy p may show: First6Last4 gives (6, 4) for 16 to 19 digits
+// and (0, 4) for shorter PANs; Last4 gives (0, 4); Full gives (0, 0). It
+// never shows more than length-MinHidden digits (lengths under 10 show
+// nothing). Everything that truncates or masks a PAN (masks, log lines,
+// dead letters, scan output, the tokenized event's BIN and last four)
+// calls it, so the rule lives in one place.
+func Visible(length int, p Policy) (first, last int) {
+	switch p {
+	case First6Last4:
+		first, last = 6, 4
+	case Last4:
+		last = 4
+	default:
+		return 0, 0
+	}
+	if length-first-last < MinHidden {
+		first = 0
+	}
+	if length-last < MinHidden {
+		last = 0
+	}
+	return first, last
+}
+
+// Reveal returns the parts of the PAN digits (ASCII) that policy p may show:
+// the leading digits (the BIN, or "") and the trailing ones (the last four,
+// or ""). Use it to fill BIN / last-four fields of tokenized events.
+func Reveal(digits []byte, p Policy) (bin, lastDigits string) {
+	f, l := Visible(len(digits), p)
+	return string(digits[:f]), string(digits[len(digits)-l:])
+}
 
 // ParsePolicy parses "first6last4", "last4" or "full".
 func ParsePolicy(s string) (Policy, error) {
@@ -62,24 +100,18 @@ func (p *Policy) Set(s string) error {
 // Type implements pflag.Value.
 func (p *Policy) Type() string { return "policy" }
 
-// keep returns how many leading and trailing digits a PAN of nd digits keeps.
-func (p Policy) keep(nd int) (head, tail int) {
-	switch p {
-	case First6Last4:
-		head = min(6, max(0, nd-4-minMasked))
-		return head, 4
-	case Last4:
-		return 0, 4
-	}
-	return 0, 0
-}
-
-// Mask returns b with every PAN masked under p (digits replaced by '*',
-// separators and length kept), appended to dst, and the number of PANs
-// masked. If n == 0 the returned slice equals append(dst, b...). Masking is
-// idempotent: the output never contains a PAN the detector would report.
+// Mask returns b with every PAN masked under p, appended to dst, and the
+// number of PANs masked. Each masked digit is replaced in the form it was
+// written (a plain digit by '*', "\u0034" by "\u002a", "%34" by "%2A",
+// "&#52;" by "&#42;", a non-ASCII digit by as many '*' as it had bytes), so
+// the output has the input's length and stays valid JSON, URL or XML;
+// separators are kept. If n == 0 the returned slice equals
+// append(dst, b...). Masking is idempotent and leaves no PAN the detector
+// would report: where other digits of the same run stand next to a PAN, it
+// keeps none of its digits (they could otherwise form a new PAN with their
+// neighbours).
 func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
-	s := newScanner(d, b)
+	s := scanner{d: d, b: b, bs: noBlock}
 	var m Match
 	if !s.next(&m) {
 		return append(dst, b...), 0
@@ -92,7 +124,7 @@ func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
 	prev := 0
 	for {
 		dst = append(dst, b[prev:m.Start]...)
-		dst = appendMasked(dst, b[m.Start:m.End], m.Digits, p)
+		dst = appendMasked(dst, b, &m, p)
 		prev = m.End
 		n++
 		if !s.next(&m) {
@@ -104,40 +136,136 @@ func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
 
 // MaskString is Mask for strings. It returns s itself (no allocation) when s
 // holds no PAN.
-func (d *Detector) MaskString(s string, p Policy) (string, int) {
-	b := stringBytes(s)
-	sc := newScanner(d, b)
-	var m Match
-	if !sc.next(&m) {
-		return s, 0
+func (d *Detector) MaskString(str string, p Policy) (string, int) {
+	b := stringBytes(str)
+	if !d.Contains(b) {
+		return str, 0
 	}
-	out, n := d.Mask(make([]byte, 0, len(s)), b, p)
+	out, n := d.Mask(make([]byte, 0, len(str)), b, p)
 	return string(out), n
 }
 
-func appendMasked(dst, pan []byte, nd int, p Policy) []byte {
-	start := len(dst)
-	dst = append(dst, pan...)
-	maskRange(dst[start:], nd, p)
+// appendMasked appends the match m of b, masked under p, to dst.
+func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
+	head, tail := Visible(m.Digits, p)
+	if m.adj&adjBefore != 0 {
+		head = 0
+	}
+	if m.adj&adjAfter != 0 {
+		tail = 0
+	}
+	if m.Encoding&^(EncGlued|EncSeparators) == 0 {
+		// Plain ASCII digits: no decoding needed.
+		idx := 0
+		for _, c := range b[m.Start:m.End] {
+			if isDigit(c) {
+				if idx >= head && idx < m.Digits-tail {
+					c = '*'
+				}
+				idx++
+			}
+			dst = append(dst, c)
+		}
+		return dst
+	}
+	idx := 0
+	for q := m.Start; q < m.End; {
+		if _, w, _ := digitAt(b, q); w > 0 {
+			if idx >= head && idx < m.Digits-tail {
+				dst = appendStar(dst, b[q:q+w])
+			} else {
+				dst = append(dst, b[q:q+w]...)
+			}
+			idx++
+			q += w
+			continue
+		}
+		w, _, _ := gapAt(b, q)
+		if w == 0 {
+			w = 1 // cannot happen: a match holds digits and gaps only
+		}
+		dst = append(dst, b[q:q+w]...)
+		q += w
+	}
 	return dst
 }
 
-// maskRange masks the nd digits of pan in place under p.
-func maskRange(pan []byte, nd int, p Policy) {
-	head, tail := p.keep(nd)
-	idx := 0
-	for i := 0; i < len(pan); i++ {
-		c := pan[i]
-		if c == '%' {
-			i += 2 // keep %20 / %2D separators intact
-			continue
+// appendStar appends a '*' written the way the digit tok was written, with
+// the same length: "%34" gives "%2A", "\u0034" "\u002a", "\x34" "\x2a",
+// "&#52;" "&#42;", "&#x34;" "&#x2a;" (each unit of a multi-unit escape
+// becomes one '*'). An escape nested in another ("\u0026#52;") or a
+// non-ASCII digit becomes as many plain '*' as it had bytes, which is valid
+// in JSON strings, URLs and XML alike.
+func appendStar(dst, tok []byte) []byte {
+	n0 := len(dst)
+	if tok[0] == '%' || tok[0] == '\\' || tok[0] == '&' {
+		dst = appendStarUnits(dst, tok)
+		if len(dst)-n0 == len(tok) && allStars(dst[n0:]) {
+			return dst
 		}
-		if !isDigit(c) {
-			continue
-		}
-		if idx >= head && idx < nd-tail {
-			pan[i] = '*'
-		}
-		idx++
+		dst = dst[:n0]
 	}
+	for range tok {
+		dst = append(dst, '*')
+	}
+	return dst
+}
+
+// allStars reports whether e decodes to '*' characters only.
+func allStars(e []byte) bool {
+	for q := 0; q < len(e); {
+		r, w, _ := charAt(e, q, 1)
+		if r != '*' || w == 0 {
+			return false
+		}
+		q += w
+	}
+	return true
+}
+
+// appendStarUnits rewrites the hex or decimal payload of each escape unit
+// of tok as the code of '*', zero-padded to the same width. The result is
+// checked by the caller.
+func appendStarUnits(dst, tok []byte) []byte {
+	for k := 0; k < len(tok); {
+		// Copy the unit's prefix up to its payload.
+		e := k
+		for e < len(tok) && (tok[e] == '%' || tok[e] == '\\' || tok[e] == '&' || tok[e] == '#' ||
+			tok[e] == 'u' || tok[e] == 'x' || tok[e] == 'X' || (tok[e] == '2' && e+1 < len(tok) && tok[e+1] == '5' && e > k && tok[e-1] == '%') ||
+			(e > k && tok[e-1] == '2' && tok[e] == '5' && e > k+1 && tok[e-2] == '%') || string(tok[e:min(e+4, len(tok))]) == "amp;") {
+			if string(tok[e:min(e+4, len(tok))]) == "amp;" {
+				e += 4
+				continue
+			}
+			e++
+		}
+		dst = append(dst, tok[k:e]...)
+		// The payload: hex or decimal digits, then ';' for references.
+		f := e
+		for f < len(tok) && isHex(tok[f]) && (tok[k] != '%' || f-e < 2) && (tok[k] != '\\' || (f-e < 4 && tok[e-1] == 'u') || f-e < 2) {
+			f++
+		}
+		if f == e {
+			return dst // not a simple unit: the caller falls back
+		}
+		decimal := tok[k] == '&' && tok[e-1] == '#'
+		val := "2a"
+		if decimal {
+			val = "42"
+		} else if tok[k] == '%' {
+			val = "2A"
+		}
+		for z := f - e; z > 2; z-- {
+			dst = append(dst, '0')
+		}
+		if f-e >= 2 {
+			dst = append(dst, val...)
+		}
+		k = f
+		if k < len(tok) && tok[k] == ';' {
+			dst = append(dst, ';')
+			k++
+		}
+	}
+	return dst
 }

@@ -2,81 +2,180 @@
 
 #include "textflag.h"
 
-// func endMasksAVX2(p *byte, n int, prev uint64) (off int, mask uint64)
+// Separator classes by nibble: bit 0 for 0x09 0x0a 0x0d, bit 1 for
+// 0x20 0x2b 0x2d 0x2e 0x2f, bit 2 for 0x3a, bit 3 for 0x5f.
+DATA sepLo<>+0(SB)/8, $0x0000000000000002
+DATA sepLo<>+8(SB)/8, $0x0a02030002050100
+GLOBL sepLo<>(SB), RODATA|NOPTR, $16
+DATA sepHi<>+0(SB)/8, $0x0000080004020001
+DATA sepHi<>+8(SB)/8, $0x0000000000000000
+GLOBL sepHi<>(SB), RODATA|NOPTR, $16
+
+#define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
+
+#define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
+
+// func candMasksAVX2(p *byte, n int, pd, ps uint64) (off int, c, d, s uint64)
 //
 // Scans 64-byte blocks p[off:off+64] for off = 0, 64, ... < n (n is a
-// multiple of 64) and stops at the first block holding the last byte of a
-// run of four ASCII digits. mask has bit k set iff p[off+k-3..off+k] are
-// digits; prev is the digit bit mask of the 64 bytes before p (only its top
-// three bits matter). If no block qualifies, off == n and mask == 0.
+// multiple of 64) and stops at the first block with a candidate (see
+// candidates in detector.go; pd and ps are the digit and separator masks of
+// the 64 bytes before p). It returns that block's candidates c and its
+// masks d (ASCII digits) and s (the ASCII separators " \t\r\n-.:/_+"); bit
+// k is byte off+k. If no block qualifies, off == n and the masks are 0.
+// Blocks without a digit or an escape or lead byte ('%', '\\', '&',
+// 0xC0-0xFF) cost two loads and a handful of vector instructions.
 //
-// Digits are found with one add and one signed compare per 32 bytes:
-// x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for '0'..'9'.
-TEXT ·endMasksAVX2(SB), NOSPLIT, $0-40
+// Digits: x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for
+// '0'..'9'. Lead bytes: the sign bit of x AND (x > -65 signed).
+// Constants are moved with VMOVQ (VEX): a legacy-SSE MOVQ after a 256-bit
+// instruction stalls on the AVX/SSE state transition.
+TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), DX
-	MOVQ prev+16(FP), R8
+	MOVQ pd+16(FP), R11
+	MOVQ ps+24(FP), R12
 	XORQ DI, DI
-	MOVQ $0x5050505050505050, AX
-	MOVQ AX, X0
-	VPBROADCASTQ X0, Y0
-	MOVQ $0x8a8a8a8a8a8a8a8a, AX
-	MOVQ AX, X1
-	VPBROADCASTQ X1, Y1
+	BCAST($0x5050505050505050, X0, Y0)
+	BCAST($0x8a8a8a8a8a8a8a8a, X1, Y1)
+	BCAST($0x2525252525252525, X4, Y4)
+	BCAST($0x5c5c5c5c5c5c5c5c, X5, Y5)
+	BCAST($0x2626262626262626, X6, Y6)
+	BCAST($0xbfbfbfbfbfbfbfbf, X7, Y7)
 
 loop:
 	CMPQ DI, DX
 	JAE  none
 	VMOVDQU (SI)(DI*1), Y2
-	VMOVDQU 32(SI)(DI*1), Y3
-	VPADDB  Y0, Y2, Y2
-	VPADDB  Y0, Y3, Y3
-	VPCMPGTB Y2, Y1, Y2
+	VMOVDQU 32(SI)(DI*1), Y9
+	// digits
+	VPADDB   Y0, Y2, Y3
+	VPADDB   Y0, Y9, Y10
 	VPCMPGTB Y3, Y1, Y3
-	VPMOVMSKB Y2, AX
-	VPMOVMSKB Y3, CX
+	VPCMPGTB Y10, Y1, Y10
+	VPMOVMSKB Y3, AX
+	VPMOVMSKB Y10, CX
 	SHLQ $32, CX
 	ORQ  CX, AX
-	TESTQ AX, AX
-	JNZ  runs
-	XORQ R8, R8
-	ADDQ $64, DI
-	JMP  loop
-
-runs:
-	// BX = m & (m<<1 | prev>>63) & (m<<2 | prev>>62) & (m<<3 | prev>>61)
-	MOVQ AX, BX
-	SHLQ $1, BX
-	MOVQ R8, CX
-	SHRQ $63, CX
+	// '%', '\\', '&', lead bytes
+	VPCMPEQB Y4, Y2, Y8
+	VPCMPEQB Y5, Y2, Y3
+	VPOR     Y3, Y8, Y8
+	VPCMPEQB Y6, Y2, Y3
+	VPOR     Y3, Y8, Y8
+	VPCMPGTB Y7, Y2, Y3
+	VPAND    Y2, Y3, Y3
+	VPOR     Y3, Y8, Y8
+	VPCMPEQB Y4, Y9, Y11
+	VPCMPEQB Y5, Y9, Y3
+	VPOR     Y3, Y11, Y11
+	VPCMPEQB Y6, Y9, Y3
+	VPOR     Y3, Y11, Y11
+	VPCMPGTB Y7, Y9, Y3
+	VPAND    Y9, Y3, Y3
+	VPOR     Y3, Y11, Y11
+	VPMOVMSKB Y8, BX
+	VPMOVMSKB Y11, CX
+	SHLQ $32, CX
 	ORQ  CX, BX
-	ANDQ AX, BX
-	MOVQ AX, R9
-	SHLQ $2, R9
-	MOVQ R8, CX
-	SHRQ $62, CX
-	ORQ  CX, R9
-	ANDQ R9, BX
-	MOVQ AX, R9
-	SHLQ $3, R9
-	MOVQ R8, CX
-	SHRQ $61, CX
-	ORQ  CX, R9
-	ANDQ R9, BX
-	MOVQ AX, R8
-	TESTQ BX, BX
+	MOVQ AX, CX
+	ORQ  BX, CX
 	JNZ  found
+	XORQ R11, R11 // no digit: nothing carries into the next block
 	ADDQ $64, DI
 	JMP  loop
 
 found:
+	// Separators by nibble lookup: byte x is one iff
+	// sepLo[x&15] & sepHi[x>>4] != 0.
+	VBROADCASTI128 sepLo<>(SB), Y12
+	VBROADCASTI128 sepHi<>(SB), Y13
+	BCAST($0x0f0f0f0f0f0f0f0f, X14, Y14)
+	VPXOR    Y15, Y15, Y15
+	VPAND    Y14, Y2, Y3
+	VPSRLW   $4, Y2, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y3, Y12, Y3
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y3, Y3
+	VPCMPEQB Y15, Y3, Y3
+	VPAND    Y14, Y9, Y10
+	VPSRLW   $4, Y9, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y10, Y12, Y10
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y10, Y10
+	VPCMPEQB Y15, Y10, Y10
+	VPMOVMSKB Y3, CX
+	VPMOVMSKB Y10, R8
+	SHLQ $32, R8
+	ORQ  R8, CX
+	NOTQ CX
+	// BX |= D&D1&D2 | D&S1&D2&S3&D4 | D&S1&S2&D3&S4&S5&D6 (see candidates)
+	SHIFTIN(AX, R11, 2, R8)
+	SHIFTIN(AX, R11, 1, R9)
+	ANDQ AX, R9
+	ANDQ R8, R9
+	ORQ  R9, BX
+	SHIFTIN(CX, R12, 1, R13)
+	SHIFTIN(CX, R12, 3, R14)
+	SHIFTIN(AX, R11, 4, R10)
+	MOVQ AX, R9
+	ANDQ R13, R9
+	ANDQ R8, R9
+	ANDQ R14, R9
+	ANDQ R10, R9
+	ORQ  R9, BX
+	MOVQ AX, R9
+	ANDQ R13, R9
+	SHIFTIN(CX, R12, 2, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 3, R10)
+	ANDQ R10, R9
+	SHIFTIN(CX, R12, 4, R14)
+	ANDQ R14, R9
+	SHIFTIN(CX, R12, 5, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 6, R10)
+	ANDQ R10, R9
+	ORQ  R9, BX
+	// | D&S1&S2&S3&D4&S5&S6&S7&D8 (R13 = S1; R8 = D2 is free)
+	MOVQ AX, R9
+	ANDQ R13, R9
+	SHIFTIN(CX, R12, 2, R14)
+	ANDQ R14, R9
+	SHIFTIN(CX, R12, 3, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 4, R10)
+	ANDQ R10, R9
+	SHIFTIN(CX, R12, 5, R14)
+	ANDQ R14, R9
+	SHIFTIN(CX, R12, 6, R14)
+	ANDQ R14, R9
+	SHIFTIN(CX, R12, 7, R14)
+	ANDQ R14, R9
+	SHIFTIN(AX, R11, 8, R10)
+	ANDQ R10, R9
+	ORQ  R9, BX
+	TESTQ BX, BX
+	JNZ  ret
+	MOVQ AX, R11
+	MOVQ CX, R12
+	ADDQ $64, DI
+	JMP  loop
+
+ret:
 	VZEROUPPER
-	MOVQ DI, off+24(FP)
-	MOVQ BX, mask+32(FP)
+	MOVQ DI, off+32(FP)
+	MOVQ BX, c+40(FP)
+	MOVQ AX, d+48(FP)
+	MOVQ CX, s+56(FP)
 	RET
 
 none:
 	VZEROUPPER
-	MOVQ DI, off+24(FP)
-	MOVQ $0, mask+32(FP)
+	MOVQ DI, off+32(FP)
+	MOVQ $0, c+40(FP)
+	MOVQ $0, d+48(FP)
+	MOVQ $0, s+56(FP)
 	RET

@@ -5,33 +5,63 @@ import (
 	"io"
 )
 
-// neutral bytes can never be part of a PAN, of its separators, or of the
-// context the detector looks at around a digit run (letters, '*', '\\'
-// before "\n" escapes, '%' of escapes, '+' and '.' rules). The detector's
+// neutral bytes can never be part of a PAN, of its digits' or separators'
+// encodings, or of the context the detector looks at around a digit run
+// (letters for hex strings and IBANs, '+' for phone numbers, '.' for
+// fractions, '#' and ';' of character references). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
-func neutral(c byte) bool {
-	return class[c]&(cWord|cSep) == 0 && c != '\\'
+var neutralTable = func() (t [256]bool) {
+	for _, c := range "\"'<>=,()[]{}|!?$@^~`" {
+		t[c] = true
+	}
+	return t
+}()
+
+func neutral(c byte) bool { return neutralTable[c] }
+
+// nonHexLetter: two of them in a row also split text safely (outside a
+// character reference name): no digit, escape or hex string spans them.
+func nonHexLetter(c byte) bool {
+	return isLetter(c) && !isHexLetter(c)
 }
 
-// nonHexLetter: two of them in a row also split text safely (they cannot be
-// part of a %XX escape, a "\n" escape is a backslash first, and a run next to
-// a letter is rejected whatever lies beyond).
-func nonHexLetter(c byte) bool {
-	return class[c]&(cWord|cHex) == cWord && c != '*'
+// inEntityName reports whether the letters ending at b[k-1] follow a '&'
+// (a named character reference such as "&nbsp;" that must not be cut).
+func inEntityName(b []byte, k int) bool {
+	for p := k - 1; p >= 0 && k-p <= 20; p-- {
+		if b[p] == '&' {
+			return true
+		}
+		if !isLetter(b[p]) {
+			return false
+		}
+	}
+	return false
 }
 
 // SplitPoint returns the largest k (0 < k <= len(b)) such that the PANs in
 // b[:k] and in whatever follows k are the same whether the text is scanned
 // in one piece or as b[:k] and the rest separately, whatever the bytes after
 // b are; 0 if b has no such point. Streaming code masks b[:k], keeps b[k:]
-// and appends more input to it; a line end is always a split point.
+// and appends more input to it. A line break is a split point when the line
+// does not end in a digit or a separator (a card number may be wrapped
+// across lines, so "4111 1111\n1111 1111" is held until the next line).
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
 		if neutral(c) {
 			return k
 		}
-		if k < len(b) && nonHexLetter(c) && nonHexLetter(b[k]) {
+		if c == '\n' {
+			q := k - 1
+			if q > 0 && b[q-1] == '\r' {
+				q--
+			}
+			if q == 0 || neutral(b[q-1]) || (isLetter(b[q-1]) && !inEntityName(b, q)) {
+				return k
+			}
+		}
+		if k < len(b) && nonHexLetter(c) && nonHexLetter(b[k]) && !inEntityName(b, k) {
 			return k
 		}
 	}
@@ -93,6 +123,19 @@ func (d *Detector) MaskStream(dst io.Writer, src io.Reader, p Policy, opts ...St
 				if isDigit(ch) {
 					out[i] = '*'
 				}
+			}
+			// Escaped and non-ASCII digits are masked as written.
+			for i := 0; i < len(out); {
+				if !interest[out[i]] {
+					i++
+					continue
+				}
+				if _, w, _ := digitAt(out, i); w > 0 {
+					copy(out[i:], appendStar(nil, out[i:i+w]))
+					i += w
+					continue
+				}
+				i += skipWidth(out, i)
 			}
 			st.FailClosed += int64(len(seg))
 		} else {

@@ -11,12 +11,15 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
@@ -25,6 +28,9 @@ import (
 // idleTimeout ends a replay whose remaining partitions returned nothing for
 // this long: only markers and aborted records are left below their ends.
 const idleTimeout = 3 * time.Second
+
+// joinTimeout bounds the wait for a job's group to assign its partitions.
+const joinTimeout = 2 * time.Minute
 
 // Range selects the records to replay from one topic.
 type Range struct {
@@ -47,9 +53,17 @@ type Range struct {
 type Options struct {
 	// ClientOpts connect to the cluster (kafkax.Opts).
 	ClientOpts []kgo.Opt
-	// DryRun processes the records but writes nothing.
+	// DryRun processes the records but writes nothing and commits nothing.
 	DryRun bool
-	// TransactionalID for the replay's writes (default pcistream-replay-<topic>).
+	// Group, when set, makes the replay a resumable job: the input offsets
+	// are committed to this consumer group (the job's own, never a live
+	// processor's) in the same transaction as the outputs, and a later Run
+	// with the same Group starts after the last committed transaction.
+	// Without it a replay keeps no progress.
+	Group string
+	// TransactionalID for the replay's writes (default the Group, else
+	// pcistream-replay-<topic>). A job keeps one id across runs, so a re-run
+	// fences and aborts whatever an interrupted run left open.
 	TransactionalID string
 	// BatchSize is the number of input records per transaction (default 500).
 	BatchSize int
@@ -64,63 +78,169 @@ type Result struct {
 	Ranges   map[int32][2]int64
 	DryRun   bool
 	Duration time.Duration
+	// Resumed holds, per partition, the offset a job resumed from when an
+	// earlier run of it had committed progress there.
+	Resumed map[int32]int64
+	// Finished says the job's earlier runs had already covered the whole
+	// range: nothing was read or written.
+	Finished bool
+	// Batches is the number of transactions committed (batches, for a dry
+	// run).
+	Batches int
 }
 
 // Run replays r through p. The audit event describing the replay is the
 // caller's to write (it knows the operator).
 func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, error) {
 	start := time.Now()
-	res := Result{Written: map[string]int64{}, Ranges: map[int32][2]int64{}, DryRun: o.DryRun}
+	res := Result{Written: map[string]int64{}, Ranges: map[int32][2]int64{}, DryRun: o.DryRun, Resumed: map[int32]int64{}}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
 	}
 	if o.TransactionalID == "" {
-		o.TransactionalID = "pcistream-replay-" + r.Topic
+		o.TransactionalID = cmp.Or(o.Group, "pcistream-replay-"+r.Topic)
 	}
 	admCl, err := kgo.NewClient(o.ClientOpts...)
 	if err != nil {
 		return res, fmt.Errorf("kafka client: %w", err)
 	}
 	defer admCl.Close()
-	bounds, err := resolve(ctx, kadm.NewClient(admCl), r)
+	adm := kadm.NewClient(admCl)
+	bounds, err := resolve(ctx, adm, r)
 	if err != nil {
 		return res, err
 	}
 	only := narrow(bounds, r.Only)
 	res.Ranges = bounds
-	consume := map[string]map[int32]kgo.Offset{r.Topic: {}}
-	remaining := 0
-	for p, b := range bounds {
-		if b[0] < b[1] {
-			consume[r.Topic][p] = kgo.NewOffset().At(b[0])
-			remaining++
-		}
+	starts, err := resume(ctx, adm, o.Group, r.Topic, bounds, res.Resumed)
+	if err != nil {
+		return res, err
 	}
-	if remaining == 0 {
+	if len(starts) == 0 {
+		res.Finished = len(res.Resumed) > 0
 		res.Duration = time.Since(start)
 		return res, nil
 	}
-	copts := append(append([]kgo.Opt(nil), o.ClientOpts...),
-		kgo.ConsumePartitions(consume),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.MaxBufferedRecords(o.BatchSize))
-	if !o.DryRun {
-		copts = append(copts, kgo.TransactionalID(o.TransactionalID), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	}
-	cl, err := kgo.NewClient(copts...)
+	src, err := open(r.Topic, starts, o)
 	if err != nil {
-		return res, fmt.Errorf("kafka client: %w", err)
+		return res, err
 	}
-	defer cl.Close()
+	defer src.close()
+	err = loop(ctx, p, src, bounds, only, len(starts), o, &res, start)
+	res.Duration = time.Since(start)
+	return res, err
+}
 
+// resume returns the offset each partition of bounds starts from: its
+// lower bound, or the job's committed offset when that is further. Fully
+// covered partitions are left out; partitions where the job had progress
+// are noted in resumed.
+func resume(ctx context.Context, adm *kadm.Client, group, topic string, bounds map[int32][2]int64, resumed map[int32]int64) (map[int32]int64, error) {
+	var committed kadm.OffsetResponses
+	if group != "" {
+		var err error
+		// A job's first run finds no group: no progress yet.
+		if committed, err = adm.FetchOffsets(ctx, group); err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+			return nil, fmt.Errorf("read the progress of replay job %s: %w", group, err)
+		}
+	}
+	starts := map[int32]int64{}
+	for p, b := range bounds {
+		from := b[0]
+		if c, ok := committed.Lookup(topic, p); ok && c.Err == nil && c.At > from {
+			from = c.At
+			resumed[p] = c.At
+		}
+		if from < b[1] {
+			starts[p] = from
+		}
+	}
+	return starts, nil
+}
+
+// source is where a replay polls its input and how it ends a batch.
+type source interface {
+	// ready returns once the source can be polled (a job has joined its
+	// group), so that the idle timeout does not count the join.
+	ready(ctx context.Context) error
+	poll(ctx context.Context, n int) kgo.Fetches
+	// begin starts a batch; emit hands over one output record; commit
+	// ends the batch, writing its outputs and (for a job) the offsets of
+	// everything polled in one transaction.
+	begin() error
+	emit(ctx context.Context, rec *kgo.Record)
+	commit(ctx context.Context) error
+	abort(ctx context.Context)
+	close()
+}
+
+// open returns the source for o: a dry-run reader, a transactional writer,
+// or a job's GroupTransactSession.
+func open(topic string, starts map[int32]int64, o Options) (source, error) {
+	base := append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, o.ClientOpts...)
+	base = append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.MaxBufferedRecords(o.BatchSize))
+	if o.DryRun || o.Group == "" {
+		consume := map[string]map[int32]kgo.Offset{topic: {}}
+		for p, off := range starts {
+			consume[topic][p] = kgo.NewOffset().At(off)
+		}
+		opts := append(base, kgo.ConsumePartitions(consume))
+		if !o.DryRun {
+			opts = append(opts, kgo.TransactionalID(o.TransactionalID))
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		return &plain{cl: cl, dry: o.DryRun}, nil
+	}
+	assigned := make(chan struct{})
+	var once sync.Once
+	sess, err := kgo.NewGroupTransactSession(append(base,
+		kgo.ConsumerGroup(o.Group),
+		// A static member: a re-run replaces a killed run's member at
+		// once instead of waiting out its session timeout.
+		kgo.InstanceID(o.Group),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			once.Do(func() { close(assigned) })
+		}),
+		kgo.ConsumeTopics(topic),
+		kgo.TransactionalID(o.TransactionalID),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.AdjustFetchOffsetsFn(func(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			// Partitions outside the range are read from the end (and
+			// ignored); the range's start from max(start, committed).
+			for p, off := range m[topic] {
+				s, ok := starts[p]
+				if !ok {
+					m[topic][p] = kgo.NewOffset().AtEnd()
+				} else if off.EpochOffset().Offset < s {
+					m[topic][p] = kgo.NewOffset().At(s)
+				}
+			}
+			return m, nil
+		}),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("replay job %s: %w", o.Group, err)
+	}
+	return &job{sess: sess, assigned: assigned}, nil
+}
+
+// loop polls and processes batches until every partition reached its end.
+func loop(ctx context.Context, p eos.Processor, src source, bounds map[int32][2]int64, only map[int32]map[int64]bool, remaining int, o Options, res *Result, start time.Time) error {
+	if err := src.ready(ctx); err != nil {
+		return fmt.Errorf("join the replay job's group: %w", err)
+	}
 	var out eos.Out
 	done := map[int32]bool{}
 	for remaining > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idleTimeout)
-		fs := cl.PollRecords(pctx, o.BatchSize)
+		fs := src.poll(pctx, o.BatchSize)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
 		if fs.NumRecords() == 0 && pctx.Err() != nil {
 			// What is left below the end offsets is transaction markers
@@ -134,55 +254,152 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 			}
 		})
 		if ferr != nil {
-			return res, ferr
+			return ferr
+		}
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := src.begin(); err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
 		}
 		out.Reset()
-		n := int64(0)
+		n, emitted := int64(0), 0
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			end := bounds[ftp.Partition][1]
+			b, ok := bounds[ftp.Partition]
+			if !ok {
+				return
+			}
 			for _, rec := range ftp.Records {
-				if done[ftp.Partition] || rec.Offset >= end {
+				if ferr != nil || done[ftp.Partition] || rec.Offset >= b[1] {
 					break
 				}
-				if only == nil || only[ftp.Partition][rec.Offset] {
+				if rec.Offset >= b[0] && (only == nil || only[ftp.Partition][rec.Offset]) {
 					if ferr = p.Process(ctx, rec, &out); ferr != nil {
 						return
 					}
 					n++
+					// Outputs go out as they are made, inside the open
+					// transaction, as the live loop does.
+					for _, o := range out.Records()[emitted:] {
+						src.emit(ctx, o)
+					}
+					emitted = len(out.Records())
 				}
-				if rec.Offset+1 >= end {
+				if rec.Offset+1 >= b[1] {
 					done[ftp.Partition] = true
 					remaining--
 				}
 			}
 		})
+		if be, ok := p.(eos.BatchEnder); ok && n > 0 && ferr == nil {
+			ferr = be.EndBatch(ctx, &out)
+			for _, o := range out.Records()[emitted:] {
+				src.emit(ctx, o)
+			}
+		}
 		if ferr != nil {
-			return res, fmt.Errorf("process: %w", ferr)
+			src.abort(ctx)
+			return fmt.Errorf("process: %w", ferr)
 		}
-		if be, ok := p.(eos.BatchEnder); ok && n > 0 {
-			if err := be.EndBatch(ctx, &out); err != nil {
-				return res, fmt.Errorf("process: %w", err)
-			}
-		}
-		if !o.DryRun && len(out.Records()) > 0 {
-			if err := writeTxn(ctx, cl, out.Records()); err != nil {
-				return res, err
-			}
-		}
+		err := src.commit(ctx)
 		if e, ok := p.(eos.Ender); ok {
-			e.Ended(true)
+			e.Ended(err == nil)
 		}
+		if err != nil {
+			return err
+		}
+		res.Batches++
 		res.Read += n
 		for _, rec := range out.Records() {
 			res.Written[rec.Topic]++
 		}
 		if o.Progress != nil {
 			res.Duration = time.Since(start)
-			o.Progress(res)
+			o.Progress(*res)
 		}
 	}
-	res.Duration = time.Since(start)
-	return res, nil
+	return nil
+}
+
+// plain reads assigned partitions; it writes in transactions of its own
+// unless it is a dry run, and keeps no progress.
+type plain struct {
+	cl   *kgo.Client
+	dry  bool
+	recs []*kgo.Record
+}
+
+func (s *plain) poll(ctx context.Context, n int) kgo.Fetches { return s.cl.PollRecords(ctx, n) }
+func (s *plain) begin() error                                { s.recs = s.recs[:0]; return nil }
+func (s *plain) emit(_ context.Context, r *kgo.Record)       { s.recs = append(s.recs, r) }
+func (s *plain) ready(context.Context) error                 { return nil }
+func (s *plain) abort(context.Context)                       {}
+func (s *plain) close()                                      { s.cl.Close() }
+func (s *plain) commit(ctx context.Context) error {
+	if s.dry || len(s.recs) == 0 {
+		return nil
+	}
+	return writeTxn(ctx, s.cl, s.recs)
+}
+
+// job is a replay job's GroupTransactSession: outputs and the input offsets
+// of each batch commit together, to the job's own group.
+type job struct {
+	sess     *kgo.GroupTransactSession
+	assigned chan struct{}
+	mu       sync.Mutex
+	prodErr  error
+}
+
+func (s *job) poll(ctx context.Context, n int) kgo.Fetches { return s.sess.PollRecords(ctx, n) }
+func (s *job) begin() error                                { s.prodErr = nil; return s.sess.Begin() }
+func (s *job) ready(ctx context.Context) error {
+	// The client joins in the background from its creation on.
+	t := time.NewTimer(joinTimeout)
+	defer t.Stop()
+	select {
+	case <-s.assigned:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("no partitions assigned after %v (may this principal read the topic and use the group? is the same job running elsewhere?)", joinTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *job) abort(ctx context.Context) {
+	_, _ = s.sess.End(context.WithoutCancel(ctx), kgo.TryAbort) // the processing error is what the caller reports
+}
+func (s *job) close() { s.sess.Close() }
+func (s *job) emit(ctx context.Context, r *kgo.Record) {
+	s.sess.Produce(ctx, r, func(r *kgo.Record, err error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil && s.prodErr == nil {
+			s.prodErr = fmt.Errorf("produce to %s: %w", r.Topic, err)
+		}
+	})
+}
+
+func (s *job) commit(ctx context.Context) error {
+	ferr := s.sess.Client().Flush(ctx)
+	s.mu.Lock()
+	perr := cmp.Or(s.prodErr, ferr)
+	s.mu.Unlock()
+	try := kgo.TryCommit
+	if perr != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := s.sess.End(context.WithoutCancel(ctx), try)
+	switch {
+	case err != nil:
+		return fmt.Errorf("end transaction (outcome unknown; re-run the same job to resume from what committed): %w", err)
+	case perr != nil:
+		return fmt.Errorf("produce (transaction aborted; re-run the same job to resume): %w", perr)
+	case !committed:
+		return errors.New("transaction aborted by a rebalance of the job's group (is the same job running elsewhere?); re-run it to resume")
+	}
+	return nil
 }
 
 func writeTxn(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {

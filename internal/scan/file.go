@@ -102,6 +102,7 @@ func (r *run) scanFile(ctx context.Context, ls *lineScanner, t Target, p string)
 			File:     &FileLocation{Path: shown, Line: line},
 			Network:  m.Network.String(),
 			Last4:    string(m.Last4[:]),
+			Encoding: m.Encoding.String(),
 			Digits:   m.Digits,
 			Message:  panMessage(m, loc),
 		}, "file:"+loc, occ)

@@ -78,6 +78,11 @@ type Finding struct {
 	Last4 string `json:"last4,omitempty"`
 	// Digits is the PAN's length in digits.
 	Digits int `json:"digits,omitempty"`
+	// Encoding says how the PAN was written when that hid it from a plain
+	// digit search ("plain", "json-escape", "percent", "html-entity",
+	// "unicode-digits", "separators", "invisible", "glued", or several
+	// joined by '+'; see pan.Encoding), so its owner knows what to fix.
+	Encoding string `json:"encoding,omitempty"`
 	// Message explains the finding in one line.
 	Message string `json:"message"`
 	// Fingerprint identifies the finding across runs for baselines: a SHA-256

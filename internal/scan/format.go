@@ -39,7 +39,7 @@ func WriteTable(w io.Writer, fs []Finding, s Summary) error {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KIND\tSOURCE\tLOCATION\tNETWORK\tLAST4\tDETAIL")
 		for _, f := range fs {
-			network, last4, detail := f.Network, f.Last4, fmt.Sprintf("%d digits", f.Digits)
+			network, last4, detail := f.Network, f.Last4, fmt.Sprintf("%d digits, %s", f.Digits, f.Encoding)
 			if f.Kind != KindPAN {
 				network, last4, detail = "-", "-", f.Message
 			}
@@ -223,7 +223,7 @@ func WriteSARIF(w io.Writer, fs []Finding, version string) error {
 		}
 		props := map[string]any{"source": string(f.Source)}
 		if f.Network != "" {
-			props["network"], props["last4"] = f.Network, f.Last4
+			props["network"], props["last4"], props["encoding"] = f.Network, f.Last4, f.Encoding
 		}
 		results = append(results, sarifResult{
 			RuleID:              rule,

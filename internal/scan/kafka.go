@@ -80,6 +80,7 @@ func (r *run) emitKafka(t Target, rec *kgo.Record, part string, m pan.Match, occ
 		Kafka:    &KafkaLocation{Topic: t.Topic, Partition: rec.Partition, Offset: rec.Offset, Part: part},
 		Network:  m.Network.String(),
 		Last4:    string(m.Last4[:]),
+		Encoding: m.Encoding.String(),
 		Digits:   m.Digits,
 		Message:  panMessage(m, loc),
 	}, "kafka:"+loc, occ)

@@ -278,6 +278,7 @@ func (r *run) scanTable(ctx context.Context, conn *pgx.Conn, t Target, db string
 					Postgres: &PostgresLocation{Database: db, Schema: schema, Table: table, Column: column, RowID: rowID},
 					Network:  m.Network.String(),
 					Last4:    string(m.Last4[:]),
+					Encoding: m.Encoding.String(),
 					Digits:   m.Digits,
 					Message:  panMessage(m, loc),
 				}, "postgres:"+db+"/"+loc, unit.occurrence(m))

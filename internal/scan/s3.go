@@ -103,6 +103,7 @@ func (r *run) scanObject(ctx context.Context, cl *s3.Client, ls *lineScanner, t 
 			S3:       &S3Location{Bucket: t.Bucket, Key: shown, Line: line},
 			Network:  m.Network.String(),
 			Last4:    string(m.Last4[:]),
+			Encoding: m.Encoding.String(),
 			Digits:   m.Digits,
 			Message:  panMessage(m, loc),
 		}, loc, occ)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -131,6 +132,13 @@ func (ls *lineScanner) scan(r io.Reader, n func(int64), hit func(line int64, occ
 
 var nl = []byte{'\n'}
 
+// isPANByte: bytes that can be part of a card number in any encoding the
+// detector sees through (digits, separators, escapes and their hex digits,
+// character references, non-ASCII digits and spaces).
 func isPANByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == ' ' || c == '-' || c == '.' || c == '+' || c == '%' || c == 'D'
+	switch {
+	case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', c >= 0x80:
+		return true
+	}
+	return strings.IndexByte(" \t\r\n-.:/_+%\\&#;uxX", c) >= 0
 }

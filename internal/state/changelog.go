@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
 // Progress is a restore's position, reported while it runs.
@@ -82,60 +84,67 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 		}
 		return pr, nil
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), c.ClientOpts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.Topic: {part: kgo.NewOffset().At(pr.From)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(32<<20),
-	)...)
+	// kafkax.ReadCommitted, not a kgo consumer: it tracks its own position,
+	// so a changelog ending in a transaction aborted without a marker (a
+	// broker crash) does not stall the restore below the last stable offset.
+	cl, err := kgo.NewClient(c.ClientOpts...)
 	if err != nil {
-		return pr, fmt.Errorf("state: changelog consumer for %s[%d]: %w", c.Topic, part, err)
+		return pr, fmt.Errorf("state: changelog reader for %s[%d]: %w", c.Topic, part, err)
 	}
 	defer cl.Close()
 	lastReport := time.Now()
 	puts := make([]Put, 0, RestoreBatch)
-	for pr.Next < end {
-		fs := cl.PollRecords(ctx, RestoreBatch)
-		if err := ctx.Err(); err != nil {
-			return pr, err
+	// flush applies the pending puts with next as the checkpoint: every
+	// record below next has been seen, so the store stays a committed
+	// prefix of the changelog.
+	flush := func(next int64) error {
+		if next <= cp.Next && len(puts) == 0 {
+			return nil
 		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			ferr = errors.Join(ferr, fmt.Errorf("%s[%d]: %w", t, p, err))
-		})
-		if ferr != nil {
-			return pr, fmt.Errorf("state: restoring from changelog: %w", ferr)
+		cp.Next = max(cp.Next, next)
+		if err := store.Apply(part, puts, cp); err != nil {
+			return err
 		}
+		pr.Records += int64(len(puts))
+		pr.Next = cp.Next
 		puts = puts[:0]
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= end {
-				return
-			}
-			pr.Next = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
+		return nil
+	}
+	var applyErr error // from a flush in progress, which cannot return one
+	err = kafkax.ReadCommitted(ctx, cl, c.Topic, map[int32]int64{part: pr.From}, map[int32]int64{part: end},
+		func(r *kgo.Record) error {
+			if applyErr != nil {
+				return applyErr
 			}
 			ts := r.Timestamp.UnixMilli()
 			cp.StreamTime = max(cp.StreamTime, ts)
 			if c.Filter != nil && !c.Filter(r, cp.StreamTime) {
-				return
+				return nil
 			}
 			v := r.Value
 			if c.Encode != nil && v != nil {
 				v = c.Encode(r)
 			}
 			puts = append(puts, Put{Key: r.Key, Value: v, TS: ts})
+			if len(puts) >= RestoreBatch {
+				return flush(r.Offset + 1)
+			}
+			return nil
+		},
+		func(_ int32, next, _ int64) {
+			if applyErr == nil {
+				applyErr = flush(next)
+			}
+			if report != nil && time.Since(lastReport) >= time.Second {
+				report(pr)
+				lastReport = time.Now()
+			}
 		})
-		cp.Next = pr.Next
-		if err := store.Apply(part, puts, cp); err != nil {
-			return pr, err
-		}
-		pr.Records += int64(len(puts))
-		if report != nil && time.Since(lastReport) >= time.Second {
-			report(pr)
-			lastReport = time.Now()
-		}
+	if err = errors.Join(err, applyErr); err != nil {
+		return pr, fmt.Errorf("state: restoring from changelog %s[%d]: %w", c.Topic, part, err)
+	}
+	if err := flush(end); err != nil {
+		return pr, err
 	}
 	return pr, nil
 }

@@ -272,9 +272,28 @@ func (a *Auditor) Ready() error {
 		return a.notReady
 	}
 	if !a.joined {
-		return errors.New("not yet assigned partitions")
+		if a.cl != nil {
+			if m, gen := a.cl.GroupMetadata(); m != "" && gen >= 0 {
+				return nil // a member whose partitions the others hold
+			}
+		}
+		return fmt.Errorf("not yet joined consumer group %s", a.cfg.group)
 	}
 	return nil
+}
+
+// Status is Ready with what the auditor holds when it is ready (for the
+// /readyz body): its group and whether it has partitions.
+func (a *Auditor) Status() (string, error) {
+	if err := a.Ready(); err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.joined {
+		return fmt.Sprintf("member of group %s with no partitions: the other members hold them all", a.cfg.group), nil
+	}
+	return fmt.Sprintf("member of group %s, writing the chains of %d partitions", a.cfg.group, len(a.writers)), nil
 }
 
 func (a *Auditor) setReady(err error) {

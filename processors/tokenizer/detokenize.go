@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/opaudit"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -131,7 +132,7 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 	default:
 		ev.Outcome = "ok"
 	}
-	if err := d.writeAudit(ctx, ev); err != nil {
+	if err := opaudit.Write(ctx, d.clientOpts, d.serde, d.topics.AuditEvents, &ev); err != nil {
 		clear(pan)
 		return nil, fmt.Errorf("writing the audit event failed, nothing revealed: %w", err)
 	}
@@ -149,20 +150,4 @@ func errCode(err error) string {
 		return "not_in_vault"
 	}
 	return "vault_read_failed"
-}
-
-// writeAudit produces ev synchronously (acks=all, idempotent producer).
-func (d *Detokenizer) writeAudit(ctx context.Context, ev schemas.AuditEvent) error {
-	b, err := EncodeAudit(d.serde, ev)
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(d.clientOpts...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return cl.ProduceSync(ctx, &kgo.Record{Topic: d.topics.AuditEvents, Key: []byte(ev.ID), Value: b, Timestamp: time.UnixMilli(ev.Time)}).FirstErr()
 }

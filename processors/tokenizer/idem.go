@@ -23,6 +23,10 @@ type idemEntry struct {
 	Context string `json:"ctx"` // context id of the first event with the key
 	TS      int64  `json:"ts"`  // timestamp (ms) of that event
 	Offset  int64  `json:"off"` // its offset in the input partition
+	// Part is that input partition: with repartitioning, records of one
+	// key may come from several input partitions, so an offset alone does
+	// not name the record (entries written before it was added read 0).
+	Part int32 `json:"part"`
 }
 
 // The idempotency state is a state.Table: a Pebble store on the worker's

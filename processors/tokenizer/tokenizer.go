@@ -232,39 +232,15 @@ func (t *Tokenizer) transform(ctx context.Context, rec *kgo.Record, statePart in
 
 func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, statePart int32, p *schemas.RawPayment, dst []*kgo.Record) ([]*kgo.Record, error) {
 	// The PAN is copied once into a reused buffer, cleared on return.
-	digits := cleanPAN(t.panBuf, p.PAN)
+	chk, digits, rej := validatePayment(p, rec, t.panBuf)
 	defer clear(t.panBuf[:cap(t.panBuf)])
 	if cap(digits) > cap(t.panBuf) {
 		t.panBuf = digits[:0]
 	}
-	at := eventTime(p, rec)
-	var network pan.Network
-	var rej *rejection
-	if digits == nil {
-		rej = &rejection{ReasonInvalidPAN, "PAN may hold only digits, spaces and dashes"}
-	} else {
-		network, rej = checkPAN(digits)
-	}
-	if rej == nil {
-		rej = checkExpiry(p.ExpiryMonth, p.ExpiryYear, at)
-	}
-	if rej == nil {
-		rej = checkCVV(p.CVV)
-	}
-	if rej == nil {
-		rej = checkAmount(p.AmountMinor, p.Currency)
-	}
-	if rej == nil && p.MerchantID == "" {
-		rej = &rejection{ReasonInvalidMerchantID, "merchant_id is empty"}
-	}
-	var ctxID string
-	var parentCtx *string
-	if rej == nil {
-		ctxID, parentCtx, rej = contexts(p, rec)
-	}
 	if rej != nil {
 		return t.reject(dst, rec, p, rej.code, rej.msg), nil
 	}
+	network, ctxID, parentCtx := chk.Network, chk.ContextID, chk.ParentContextID
 
 	// Idempotency: a key seen within the window yields no second event.
 	idemKey := p.IdempotencyKey
@@ -277,6 +253,15 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 			return dst, fmt.Errorf("idempotency state of %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		}
 		if dup {
+			if e.Offset == rec.Offset && e.Part == rec.Partition {
+				// This very input record was tokenized in a committed
+				// transaction whose offset commit did not survive (a
+				// broker crash between the two), so it came back through
+				// the repartition topic a second time: its output and
+				// audit event exist already, so the replay emits nothing.
+				// A second audit event would not describe a second input.
+				return dst, nil
+			}
 			t.stats.Duplicates++
 			ev := t.audit(rec, "dedup", "ok", e.Context, "idempotency key already tokenized at offset "+strconv.FormatInt(e.Offset, 10),
 				map[string]string{"payment_id": p.PaymentID, "first_offset": strconv.FormatInt(e.Offset, 10)})
@@ -284,14 +269,11 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 		}
 	}
 
-	tok, version, err := t.kr.Tokenize(digits)
+	tok, ve, err := SealVaultEntry(ctx, t.kr, t.vault, digits, rec.Timestamp)
 	if err != nil {
-		return dst, fmt.Errorf("tokenizing %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		return dst, fmt.Errorf("%s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
-	sealed, err := t.vault.Seal(ctx, tok, digits)
-	if err != nil {
-		return dst, fmt.Errorf("sealing vault entry for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
-	}
+	version := uint32(ve.KeyVersion)
 	tp := schemas.TokenizedPayment{
 		PaymentID:       p.PaymentID,
 		IdempotencyKey:  p.IdempotencyKey,
@@ -316,16 +298,6 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 	if err != nil {
 		return dst, fmt.Errorf("encoding tokenized payment: %w", err)
 	}
-	ve := schemas.VaultEntry{
-		Token:      tok,
-		KeyVersion: int32(version),
-		KEKID:      t.kekID(version),
-		WrappedKey: sealed.WrappedKey,
-		Nonce:      sealed.Nonce,
-		Ciphertext: sealed.Ciphertext,
-		Algorithm:  "AES-256-GCM",
-		CreatedAt:  rec.Timestamp.UnixMilli(),
-	}
 	vv, err := t.serde.Encode(&ve)
 	if err != nil {
 		return dst, fmt.Errorf("encoding vault entry: %w", err)
@@ -346,20 +318,10 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 		// The entry goes to state partition statePart, set explicitly on
 		// the record: the state topic is co-partitioned with the
 		// repartition topic, keyed alike.
-		dst = append(dst, t.remember(statePart, idemKey, idemEntry{Context: ctxID, TS: rec.Timestamp.UnixMilli(), Offset: rec.Offset}))
+		dst = append(dst, t.remember(statePart, idemKey, idemEntry{Context: ctxID, TS: rec.Timestamp.UnixMilli(), Offset: rec.Offset, Part: rec.Partition}))
 	}
 	t.stats.Tokenized++
 	return dst, nil
-}
-
-// kekID names the key-encryption key of a version for the vault entry.
-func (t *Tokenizer) kekID(v uint32) string {
-	for _, vi := range t.kr.Versions() {
-		if vi.Version == v && vi.KMSKeyID != "" {
-			return vi.KMSKeyID
-		}
-	}
-	return "keyring:v" + strconv.FormatUint(uint64(v), 10)
 }
 
 // eventTime is the time expiry is judged at: the event's own time, falling

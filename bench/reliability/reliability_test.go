@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestReliabilityShort runs the short mode of the suite: real processes (a
+// built pcistream binary running `pcistream dev --data-dir` and masker
+// workers), worker SIGKILLs, a rebalance storm, and a broker SIGKILL and
+// SIGTERM with restart on its data dir. It fails on any lost, duplicated or
+// leaked event, any duplicated audit event, or a worker that exited by
+// itself. Timings are reported, never asserted (the machine is shared).
+func TestReliabilityShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for tens of seconds; skipped with -short")
+	}
+	p := defaults(true)
+	p.events = 2000
+	p.dir = t.TempDir()
+	var err error
+	if p.bin, err = build(p.dir); err != nil {
+		t.Fatal(err)
+	}
+	p.log = func(f string, a ...any) { t.Logf(f, a...) }
+	rows := runAll(context.Background(), p)
+	t.Log("\n" + report(p, rows, "go test ./bench/reliability"))
+	for _, r := range rows {
+		if r.err != nil {
+			t.Errorf("%s: %v", r.name, r.err)
+		}
+		if r.t.lost+r.t.dup+r.t.leaked+r.t.auditDup > 0 {
+			t.Errorf("%s: lost %d, duplicated %d, leaked %d, duplicated audit events %d", r.name, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup)
+		}
+		if len(r.exits) > 0 {
+			t.Errorf("%s: workers exited by themselves: %s", r.name, strings.Join(r.exits, "; "))
+		}
+	}
+	if t.Failed() {
+		keep, _ := os.MkdirTemp("", "pcistream-reliability-failed-")
+		t.Logf("worker and broker logs: copy of %s kept in %s", p.dir, keep)
+		os.CopyFS(keep, os.DirFS(p.dir)) //nolint:errcheck
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/kafkax"
+	"github.com/pcistream/pcistream/internal/telemetry"
+	"github.com/pcistream/pcistream/processors/gateway"
+	"github.com/pcistream/pcistream/schemas"
+)
+
+// gatewayFlags are the flags of `pcistream run gateway`.
+type gatewayFlags struct {
+	kms           kmsFlags
+	listen        string
+	tls           gateway.TLSConfig
+	plaintext     bool
+	txnID         string
+	producers     int
+	maxInFlight   int
+	commitTimeout time.Duration
+	window        time.Duration
+	jwtKeyFile    string
+	jwtIssuer     string
+	jwtAudience   string
+	detokRate     float64
+	detokBurst    int
+	otlpEndpoint  string
+	otlpInsecure  bool
+	traceRatio    float64
+	noopRoute     bool
+}
+
+// newRunGatewayCmd builds `pcistream run gateway`.
+func newRunGatewayCmd(cfg *config.Config) *cobra.Command {
+	var f gatewayFlags
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve the HTTPS API: card payloads in, context ids back; tokenize and detokenize",
+		Long: `The gateway is the HTTP edge for producers that are not Kafka clients.
+
+  POST /v1/payments    a JSON card payload (payment_id, event_type, pan, expiry_month,
+                       expiry_year, cvv, cardholder_name, amount_minor, currency,
+                       merchant_id, parent_payment_id, occurred_at, metadata), validated
+                       like the tokenizer validates; written to payments.raw (Avro, CVV
+                       removed) in a Kafka transaction with its Idempotency-Key entry;
+                       202 {context_id, brand, last4} only after the commit.
+                       Idempotency-Key: a retry gets the first answer, another body 409.
+  POST /v1/tokenize    {"pan"} -> {"token"} once the vault entry is committed (role tokenize)
+  POST /v1/detokenize  {"token","reason"} -> {"pan"}, audited first, rate limited
+                       (role detokenize)
+
+Callers of tokenize and detokenize authenticate with a client certificate (mutual TLS;
+roles are the certificate subject's OU values) or a JWT bearer token signed by
+--jwt-key with a "roles" claim. Kafka slow or down, or more than --max-in-flight
+requests: 503 with Retry-After, never a 2xx for a payment not in Kafka.
+Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP only with
+--insecure-plaintext, for local development.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runGateway(ctx, cfg, &f)
+		},
+	}
+	fl := cmd.Flags()
+	f.kms.bind(cmd)
+	host, _ := os.Hostname()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8443", "address to serve the API on")
+	fl.StringVar(&f.tls.CertFile, "tls-cert", "", "PEM server certificate")
+	fl.StringVar(&f.tls.KeyFile, "tls-key", "", "PEM server key")
+	fl.StringVar(&f.tls.ClientCAFile, "tls-client-ca", "", "PEM CA bundle for client certificates (enables mutual TLS)")
+	fl.BoolVar(&f.tls.RequireClientCert, "tls-require-client-cert", false, "refuse connections without a verified client certificate")
+	fl.BoolVar(&f.plaintext, "insecure-plaintext", false, "serve plain HTTP: local development only, never with real card data")
+	fl.StringVar(&f.txnID, "transactional-id", "pcistream-gateway-"+host, "prefix of the producers' transactional ids: stable per instance, unique per live instance")
+	fl.IntVar(&f.producers, "producers", 1, "transactional producers; requests arriving while one commits form its next transaction (more: lower latency at low load, more CPU per request)")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 1024, "requests served at once; beyond it 503")
+	fl.DurationVar(&f.commitTimeout, "commit-timeout", 2*time.Second, "longest wait for Kafka before answering 503")
+	fl.DurationVar(&f.window, "idempotency-window", gateway.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")
+	fl.StringVar(&f.jwtKeyFile, "jwt-key", "", "file with the PEM public key (or an HMAC secret of 32+ bytes) that signs bearer tokens")
+	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens")
+	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens")
+	fl.Float64Var(&f.detokRate, "detokenize-rate", 1, "detokenizations per second per caller")
+	fl.IntVar(&f.detokBurst, "detokenize-burst", 5, "detokenize burst per caller")
+	fl.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/HTTP to host:port (empty: tracing off)")
+	fl.BoolVar(&f.otlpInsecure, "otlp-insecure", false, "OTLP over plain HTTP")
+	fl.Float64Var(&f.traceRatio, "trace-ratio", 0.01, "fraction of requests traced when --otlp-endpoint is set")
+	fl.BoolVar(&f.noopRoute, "bench-noop-route", false, "also serve POST /v1/noop (benchmark baseline)")
+	fl.MarkHidden("bench-noop-route") //nolint:errcheck // the flag exists
+	return cmd
+}
+
+func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error {
+	log := newLogger(cfg, os.Stderr)
+	var tc *tls.Config
+	if !f.plaintext {
+		var err error
+		if tc, err = gateway.ServerTLS(f.tls); err != nil {
+			return err
+		}
+	} else if f.tls.CertFile != "" {
+		return errors.New("gateway: --insecure-plaintext and --tls-cert exclude each other")
+	}
+	var ac gateway.AuthConfig
+	if f.jwtKeyFile != "" {
+		b, err := os.ReadFile(f.jwtKeyFile)
+		if err != nil {
+			return fmt.Errorf("gateway: reading --jwt-key: %w", err)
+		}
+		ac = gateway.AuthConfig{JWTKey: b, Issuer: f.jwtIssuer, Audience: f.jwtAudience}
+	}
+	auth, err := gateway.NewAuthenticator(ac)
+	if err != nil {
+		return err
+	}
+	kr, vault, err := openKeyring(ctx, cfg, &f.kms)
+	if err != nil {
+		return err
+	}
+	clientOpts, err := kafkax.Opts(cfg.Kafka)
+	if err != nil {
+		return fmt.Errorf("kafka options: %w", err)
+	}
+	serde, err := schemas.Open(ctx, cfg.Registry, cfg.Topics)
+	if err != nil {
+		return err
+	}
+	opts := []gateway.Opt{gateway.Auth(auth), gateway.MaxInFlight(f.maxInFlight), gateway.CommitTimeout(f.commitTimeout),
+		gateway.DetokenizeRate(f.detokRate, f.detokBurst)}
+	if f.noopRoute {
+		opts = append(opts, gateway.NoopRoute())
+	}
+	if f.otlpEndpoint != "" {
+		tr, shutdown, err := gateway.NewOTLPTracer(ctx, f.otlpEndpoint, f.otlpInsecure, f.traceRatio)
+		if err != nil {
+			return err
+		}
+		defer shutdown(context.Background()) //nolint:errcheck // flush on the way out
+		opts = append(opts, gateway.Tracer(tr))
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w (set --listen to a free address)", f.listen, err)
+	}
+	reg := telemetry.NewRegistry()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- reg.Serve(ctx, cfg.MetricsAddr, log) }()
+	svc, err := gateway.Start(ctx, gateway.ServiceConfig{
+		ClientOpts: clientOpts, Keyring: kr, Vault: vault, Serde: serde, Topics: cfg.Topics,
+		TransactionalID: f.txnID, Producers: f.producers, Window: f.window,
+		Listener: ln, TLS: tc, Logger: log, Registry: reg, Opts: opts,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	err = svc.Wait()
+	cancel()
+	return errors.Join(err, <-srvErr)
+}

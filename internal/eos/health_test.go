@@ -1,0 +1,74 @@
+package eos_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/eos"
+)
+
+func newLoop(t *testing.T, in, out, txnID string, extra ...eos.Opt) *eos.Loop {
+	t.Helper()
+	opts := append([]eos.Opt{
+		eos.Name("health"), eos.Group(in + "-group"), eos.Topics(in), eos.TransactionalID(txnID),
+		eos.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)), eos.Logger(quiet()),
+		eos.ProbeInterval(200 * time.Millisecond), eos.SessionTimeout(6 * time.Second),
+	}, extra...)
+	l, err := eos.New(upper(out), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func waitStatus(t *testing.T, l *eos.Loop, what string, ok func(string, error) bool) (string, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := l.Status()
+		if ok(s, err) {
+			return s, err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: status %q, err %v", what, s, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReadinessMeansSomething: a loop is not ready while its input topic is
+// missing (and says so), is ready once it joined its group with partitions,
+// and a second member that gets no partitions is ready and says why it
+// holds none.
+func TestReadinessMeansSomething(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	missing := newLoop(t, "rz-missing.in", "rz-missing.out", "rz-missing-0")
+	go missing.Run(ctx) //nolint:errcheck
+	waitStatus(t, missing, "missing input topic", func(_ string, err error) bool {
+		return err != nil && strings.Contains(err.Error(), "rz-missing.in does not exist")
+	})
+
+	createTopics(t, 1, "rz.in", "rz.out")
+	produceInputs(t, "rz.in", 10)
+	a := newLoop(t, "rz.in", "rz.out", "rz-0")
+	if err := a.Ready(); err == nil {
+		t.Fatal("ready before Run")
+	}
+	go a.Run(ctx) //nolint:errcheck
+	s, _ := waitStatus(t, a, "first member", func(s string, err error) bool { return err == nil })
+	if !strings.Contains(s, "1 partitions: rz.in[0]") {
+		t.Fatalf("first member status %q, want its partition", s)
+	}
+	b := newLoop(t, "rz.in", "rz.out", "rz-1")
+	go b.Run(ctx) //nolint:errcheck
+	s, _ = waitStatus(t, b, "second member", func(s string, err error) bool { return err == nil })
+	if !strings.Contains(s, "no partitions: the other members hold them all") {
+		t.Fatalf("second member status %q, want it to say it holds no partitions", s)
+	}
+}

@@ -1,0 +1,242 @@
+package kafkax
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ReadCommitted reads partitions of topic, read_committed, from their start
+// offsets (from) up to their end offsets (to, exclusive: usually the last
+// stable offsets), and calls fn with every committed data record in offset
+// order per partition. progress, when not nil, is called after every fetch
+// with the partition's next offset.
+//
+// Why not a kgo consumer: a consumer does not say where its cursor is, so a
+// restore that waits to see the record at end-1 never finishes when the
+// partition ends in records it filtered out. That is what a broker crash
+// leaves: a transaction open at the crash is aborted on restart without an
+// abort marker (kfake's crash recovery), and the reader stalls below the
+// last stable offset. Worse, a client's aborted-transaction filter pops a
+// producer's aborted range only at that producer's next control record, so
+// the first committed transaction after such a markerless abort is dropped
+// too. This reader tracks its own position (every batch, kept or not,
+// advances it) and ends an aborted range at the producer's next control
+// record or at its next batch with a newer epoch (a new epoch cannot belong
+// to the aborted transaction).
+func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
+	_, err := scan(ctx, cl, topic, from, to, fn, progress)
+	return err
+}
+
+func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) (map[int32]*abortFilter, error) {
+	next := map[int32]int64{}
+	filters := map[int32]*abortFilter{}
+	for p, end := range to {
+		start := from[p]
+		if start < end {
+			next[p] = start
+			filters[p] = newAbortFilter()
+		}
+	}
+	adm := kadm.NewClient(cl)
+	var leaders map[int32]int32
+	var topicID [16]byte
+	stalls := 0
+	for len(next) > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %d partitions not read to their end: %w", topic, len(next), err)
+		}
+		if leaders == nil {
+			var err error
+			if leaders, topicID, err = partitionLeaders(ctx, adm, topic); err != nil {
+				return nil, err
+			}
+		}
+		byLeader := map[int32][]int32{}
+		for p := range next {
+			l, ok := leaders[p]
+			if !ok {
+				return nil, fmt.Errorf("reading %s: partition %d does not exist", topic, p)
+			}
+			byLeader[l] = append(byLeader[l], p)
+		}
+		progressed := false
+		for leader, parts := range byLeader {
+			resp, err := fetchOnce(ctx, cl, leader, topic, topicID, parts, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("reading %s: %w", topic, err)
+				}
+				leaders = nil // refresh metadata and retry
+				continue
+			}
+			for _, rt := range resp.Topics {
+				for i := range rt.Partitions {
+					rp := &rt.Partitions[i]
+					p := rp.Partition
+					off, ok := next[p]
+					if !ok {
+						continue
+					}
+					if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+						if kerr.IsRetriable(err) {
+							leaders = nil
+							continue
+						}
+						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
+					}
+					fp, nextOff := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+						KeepControlRecords: true,
+						Offset:             off,
+						IsolationLevel:     kgo.ReadUncommitted(), // aborts are filtered below
+						Topic:              topic,
+						Partition:          p,
+					}, rp, kgo.DefaultDecompressor(), nil)
+					if fp.Err != nil {
+						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, fp.Err)
+					}
+					f := filters[p]
+					f.learn(rp.AbortedTransactions)
+					end := to[p]
+					for _, r := range fp.Records {
+						if r.Offset >= end {
+							break
+						}
+						if f.keep(r) {
+							if err := fn(r); err != nil {
+								return nil, err
+							}
+						}
+					}
+					if nextOff > off {
+						progressed = true
+						next[p] = nextOff
+					}
+					if progress != nil {
+						progress(p, min(next[p], end), end)
+					}
+					if next[p] >= end {
+						delete(next, p)
+					}
+				}
+			}
+		}
+		if progressed {
+			stalls = 0
+			continue
+		}
+		stalls++
+		// Nothing moved: the leader moved, or the end is above what
+		// the broker serves yet. Back off a little; ctx bounds it.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(min(stalls, 10)) * 50 * time.Millisecond):
+		}
+	}
+	return filters, nil
+}
+
+func partitionLeaders(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int32, [16]byte, error) {
+	td, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, [16]byte{}, fmt.Errorf("describing %s: %w", topic, err)
+	}
+	d, ok := td[topic]
+	if !ok || d.Err != nil {
+		return nil, [16]byte{}, fmt.Errorf("topic %s not found (run `pcistream topology apply`): %v", topic, d.Err)
+	}
+	out := map[int32]int32{}
+	for p, pd := range d.Partitions {
+		out[p] = pd.Leader
+	}
+	return out, d.ID, nil
+}
+
+func fetchOnce(ctx context.Context, cl *kgo.Client, leader int32, topic string, id [16]byte, parts []int32, next map[int32]int64) (*kmsg.FetchResponse, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 250
+	req.MinBytes = 1
+	req.MaxBytes = 32 << 20
+	req.IsolationLevel = 1 // read_committed: bounded by the LSO, with the aborted list
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	for _, p := range parts {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = p
+		rp.FetchOffset = next[p]
+		rp.CurrentLeaderEpoch = -1
+		rp.LogStartOffset = -1
+		rp.PartitionMaxBytes = 8 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(rctx, cl.Broker(int(leader)))
+	if err != nil {
+		return nil, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// abortFilter drops the records of aborted transactions, from the aborted
+// list fetch responses carry (producer id, first offset).
+type abortFilter struct {
+	seen    map[[2]int64]bool
+	pending map[int64][]int64 // producer id -> first offsets of aborted txns not yet reached, ascending
+	open    map[int64]int16   // producer id -> epoch of the aborted txn being skipped
+}
+
+func newAbortFilter() *abortFilter {
+	return &abortFilter{seen: map[[2]int64]bool{}, pending: map[int64][]int64{}, open: map[int64]int16{}}
+}
+
+func (f *abortFilter) learn(ats []kmsg.FetchResponseTopicPartitionAbortedTransaction) {
+	for _, at := range ats {
+		k := [2]int64{at.ProducerID, at.FirstOffset}
+		if f.seen[k] {
+			continue
+		}
+		f.seen[k] = true
+		q := append(f.pending[at.ProducerID], at.FirstOffset)
+		for i := len(q) - 1; i > 0 && q[i] < q[i-1]; i-- {
+			q[i], q[i-1] = q[i-1], q[i]
+		}
+		f.pending[at.ProducerID] = q
+	}
+}
+
+// keep reports whether r is a committed data record.
+func (f *abortFilter) keep(r *kgo.Record) bool {
+	pid := r.ProducerID
+	if ep, ok := f.open[pid]; ok && r.ProducerEpoch > ep {
+		delete(f.open, pid) // a newer epoch: the aborted txn ended (crash recovery wrote no marker)
+	}
+	if _, ok := f.open[pid]; !ok {
+		if q := f.pending[pid]; len(q) > 0 && r.Offset >= q[0] && r.Attrs.IsTransactional() {
+			f.pending[pid] = q[1:]
+			f.open[pid] = r.ProducerEpoch
+		}
+	}
+	_, aborted := f.open[pid]
+	if r.Attrs.IsControl() {
+		if aborted {
+			delete(f.open, pid)
+		}
+		return false
+	}
+	return !aborted
+}

@@ -1,0 +1,479 @@
+package pan
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Encoding is the set of ways a PAN was written that hide it from a search
+// for plain ASCII digits grouped by one consistent space, dash or dot. The
+// zero value is "plain". Scanners report it so an owner knows what to fix
+// (an application that JSON-escapes digits, a log line that glues a label to
+// the number, ...).
+type Encoding uint16
+
+// Encodings the detector sees through.
+const (
+	EncPercent       Encoding = 1 << iota // URL percent-encoding: %34, %2534, %EF%BC%94
+	EncJSONEscape                         // JSON / JavaScript string escapes: \u0034, \\u0034
+	EncHexEscape                          // C-style byte escapes: \x34
+	EncHTMLEntity                         // HTML / XML character references: &#52; &#x34; &nbsp;
+	EncUnicodeDigits                      // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
+	EncSeparators                         // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
+	EncInvisible                          // zero-width characters or soft hyphens between digits
+	EncGlued                              // a letter right before or after the number ("PAN4111...", "...1111x")
+
+	numEncodings = iota
+)
+
+var encodingNames = [numEncodings]string{
+	"percent", "json-escape", "hex-escape", "html-entity", "unicode-digits", "separators", "invisible", "glued",
+}
+
+// String returns "plain" for the zero value, else the names of the set bits
+// joined by '+' ("percent+separators"). The names are stable: they appear in
+// scan output (table, JSON, SARIF).
+func (e Encoding) String() string {
+	if e == 0 {
+		return "plain"
+	}
+	var parts []string
+	for i := 0; i < numEncodings; i++ {
+		if e&(1<<i) != 0 {
+			parts = append(parts, encodingNames[i])
+		}
+	}
+	return strings.Join(parts, "+")
+}
+
+// ndZeros holds the code point of the digit zero of every block of ten
+// Unicode decimal digits (category Nd) outside ASCII, in ascending order.
+// Unicode keeps every Nd script's digits contiguous, zero first, so a
+// digit's value is its distance from its block's zero.
+var ndZeros = func() []rune {
+	var zs []rune
+	add := func(lo, hi, stride uint32) {
+		for r := lo; r <= hi; r += stride {
+			if r >= 0x80 && unicode.Is(unicode.Nd, rune(r)) && (len(zs) == 0 || rune(r) >= zs[len(zs)-1]+10) {
+				zs = append(zs, rune(r))
+			}
+		}
+	}
+	for _, r := range unicode.Nd.R16 {
+		add(uint32(r.Lo), uint32(r.Hi), uint32(r.Stride))
+	}
+	for _, r := range unicode.Nd.R32 {
+		add(r.Lo, r.Hi, r.Stride)
+	}
+	return zs
+}()
+
+// ndLead marks the UTF-8 lead bytes of non-ASCII decimal digits, so most
+// non-ASCII text (Latin accents, Cyrillic, CJK) is skipped without decoding.
+var ndLead = func() (t [256]bool) {
+	var buf [4]byte
+	for _, z := range ndZeros {
+		for d := rune(0); d < 10; d++ {
+			utf8.EncodeRune(buf[:], z+d)
+			t[buf[0]] = true
+		}
+	}
+	return t
+}()
+
+// ndValue returns the value of r if it is a decimal digit of any script.
+func ndValue(r rune) (byte, bool) {
+	if r < 0x80 {
+		if r >= '0' && r <= '9' {
+			return byte(r - '0'), true
+		}
+		return 0, false
+	}
+	lo, hi := 0, len(ndZeros)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ndZeros[m] <= r {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return 0, false
+	}
+	z := ndZeros[lo-1]
+	if r-z < 10 && unicode.Is(unicode.Nd, r) {
+		return byte(r - z), true
+	}
+	return 0, false
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// maxDepth is how many layers of escaping the decoder sees through: a digit
+// JSON-escaped inside an HTML entity inside a URL ("%26%2352%3B",
+// "\u0026#52;", "%5Cu0034", "\\u0034", "%2534", "&amp;#52;") is still a
+// digit.
+const maxDepth = 3
+
+// charAt decodes one character at p through up to depth layers of escapes;
+// at depth 0 it is the raw byte (escape syntax is ASCII). It returns -1 and
+// width 0 at the end of b.
+func charAt(b []byte, p, depth int) (rune, int, Encoding) {
+	if p >= len(b) {
+		return -1, 0, 0
+	}
+	switch b[p] {
+	case '%', '\\', '&':
+		// A character of an escape at this depth may itself be written
+		// with fewer layers.
+		for d := depth; d > 0; d-- {
+			if r, w, e := escapeAt(b, p, d); w > 0 {
+				return r, w, e
+			}
+		}
+	}
+	return rune(b[p]), 1, 0
+}
+
+// hexChar reads one hex digit at q through depth layers.
+func hexChar(b []byte, q, depth int) (byte, int) {
+	r, w, _ := charAt(b, q, depth)
+	if r < 0 || r >= 0x80 {
+		return 0, 0
+	}
+	v, ok := unhex(byte(r))
+	if !ok {
+		return 0, 0
+	}
+	return v, w
+}
+
+// hexN reads n hex digits at q through depth layers.
+func hexN(b []byte, q, n, depth int) (rune, int) {
+	var v rune
+	w := 0
+	for range n {
+		h, hw := hexChar(b, q+w, depth)
+		if hw == 0 {
+			return 0, 0
+		}
+		v = v<<4 | rune(h)
+		w += hw
+	}
+	return v, w
+}
+
+// escapeAt decodes one escape at p whose own characters (introducer, hex
+// digits, names) are read through depth-1 layers: "%XX" (with the further
+// units of a UTF-8 sequence), "\uXXXX" (with a surrogate pair), "\xNN"
+// (with UTF-8 units), the JSON short escapes, "&#N;", "&#xN;" and the named
+// references of namedEntities. It returns the character, the escape's width
+// and its encoding, or width 0.
+func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
+	c, w, e := charAt(b, p, depth-1)
+	q := p + w
+	switch c {
+	case '%':
+		x, hw := hexN(b, q, 2, depth-1)
+		if hw == 0 {
+			return 0, 0, 0
+		}
+		return utf8Units(b, p, q+hw-p, byte(x), '%', depth, e|EncPercent)
+	case '\\':
+		n, nw, ne := charAt(b, q, depth-1)
+		if nw == 0 {
+			return 0, 0, 0
+		}
+		e |= ne
+		q += nw
+		switch n {
+		case 'u':
+			v, hw := hexN(b, q, 4, depth-1)
+			if hw == 0 {
+				return 0, 0, 0
+			}
+			w := q + hw - p
+			if v >= 0xD800 && v < 0xDC00 {
+				if lo, w2, e2 := escapeAt(b, p+w, depth); w2 > 0 && lo >= 0xDC00 && lo < 0xE000 {
+					return 0x10000 + (v-0xD800)<<10 + (lo - 0xDC00), w + w2, e | e2 | EncJSONEscape
+				}
+			}
+			return v, w, e | EncJSONEscape
+		case 'x':
+			x, hw := hexN(b, q, 2, depth-1)
+			if hw == 0 {
+				return 0, 0, 0
+			}
+			return utf8Units(b, p, q+hw-p, byte(x), '\\', depth, e|EncHexEscape)
+		}
+		if r, ok := shortEscapes[n]; ok {
+			return r, q - p, e | EncJSONEscape
+		}
+	case '&':
+		n, nw, ne := charAt(b, q, depth-1)
+		e |= ne | EncHTMLEntity
+		q += nw
+		if n == '#' {
+			return numericRef(b, p, q, depth, e)
+		}
+		// A named reference: letters, then ';'.
+		if nw == 0 || n >= 0x80 || !isLetter(byte(n)) {
+			return 0, 0, 0
+		}
+		var name [16]byte
+		name[0] = byte(n)
+		for k := 1; k < len(name); k++ {
+			r, rw, re := charAt(b, q, depth-1)
+			if r == ';' {
+				if v, ok := namedRef(string(name[:k])); ok {
+					return v, q + rw - p, e | re
+				}
+				return 0, 0, 0
+			}
+			if rw == 0 || r >= 0x80 || !isLetter(byte(r)) {
+				return 0, 0, 0
+			}
+			name[k] = byte(r)
+			q += rw
+		}
+	}
+	return 0, 0, 0
+}
+
+// numericRef decodes the digits and ';' of "&#N;" or "&#xN;" starting at q.
+func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	r, w, _ := charAt(b, q, depth-1)
+	hexa := r == 'x' || r == 'X'
+	if hexa {
+		q += w
+	}
+	var v rune
+	n := 0
+	for n < 8 {
+		r, w, _ := charAt(b, q, depth-1)
+		if r == ';' && n > 0 {
+			return v, q + w - p, e
+		}
+		if r < 0 || r >= 0x80 {
+			return 0, 0, 0
+		}
+		h, ok := unhex(byte(r))
+		if !ok || (!hexa && h > 9) {
+			return 0, 0, 0
+		}
+		if hexa {
+			v = v<<4 | rune(h)
+		} else {
+			v = v*10 + rune(h)
+		}
+		n++
+		q += w
+	}
+	return 0, 0, 0
+}
+
+// utf8Units completes a UTF-8 sequence whose lead byte x was decoded from a
+// unit of width w at p, reading the continuation bytes as further units of
+// the same kind (intro '%' or '\\' for \xNN).
+func utf8Units(b []byte, p, w int, x byte, intro rune, depth int, e Encoding) (rune, int, Encoding) {
+	n := 1
+	switch {
+	case x < 0x80:
+		return rune(x), w, e
+	case x >= 0xF0:
+		n = 4
+	case x >= 0xE0:
+		n = 3
+	case x >= 0xC0:
+		n = 2
+	default:
+		return utf8.RuneError, w, e
+	}
+	var buf [4]byte
+	buf[0] = x
+	q := p + w
+	for i := 1; i < n; i++ {
+		c, cw, _ := charAt(b, q, depth-1)
+		if c != intro {
+			return utf8.RuneError, w, e
+		}
+		if intro == '\\' {
+			xr, xw, _ := charAt(b, q+cw, depth-1)
+			if xr != 'x' {
+				return utf8.RuneError, w, e
+			}
+			cw += xw
+		}
+		v, hw := hexN(b, q+cw, 2, depth-1)
+		if hw == 0 {
+			return utf8.RuneError, w, e
+		}
+		buf[i] = byte(v)
+		q += cw + hw
+	}
+	r, size := utf8.DecodeRune(buf[:n])
+	if size != n {
+		return utf8.RuneError, w, e
+	}
+	return r, q - p, e
+}
+
+// shortEscapes are the JSON / C one-letter escapes.
+var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r'}
+
+// namedRef resolves the named character references that matter: those of
+// separators and of escape syntax.
+func namedRef(name string) (rune, bool) {
+	r, ok := namedRefs[name]
+	return r, ok
+}
+
+var namedRefs = map[string]rune{
+	"nbsp": 0xA0, "NonBreakingSpace": 0xA0, "ensp": 0x2002, "emsp": 0x2003, "thinsp": 0x2009, "hairsp": 0x200A,
+	"numsp": 0x2007, "puncsp": 0x2008, "shy": 0xAD, "ndash": 0x2013, "mdash": 0x2014, "minus": 0x2212,
+	"hyphen": 0x2010, "dash": 0x2010, "zwj": 0x200D, "zwnj": 0x200C, "ZeroWidthSpace": 0x200B, "NoBreak": 0x2060,
+	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
+	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
+}
+
+// decode decodes the escaped character at p (p holds '%', '\\' or '&'),
+// looking through up to maxDepth layers when an escape yields another
+// escape's introducer ("%25" is '%', "\u0026" is '&').
+func decode(b []byte, p int) (rune, int, Encoding) {
+	r, w, e := escapeAt(b, p, 1)
+	if w == 0 {
+		return 0, 0, 0
+	}
+	for d := 2; d <= maxDepth && (r == '%' || r == '\\' || r == '&'); d++ {
+		r2, w2, e2 := escapeAt(b, p, d)
+		if w2 == 0 || w2 <= w {
+			break
+		}
+		r, w, e = r2, w2, e2
+	}
+	return r, w, e
+}
+
+// digitAt decodes a decimal digit written at b[p] in any encoding the
+// detector knows and returns its value, the width of its written form and
+// how it was encoded; w == 0 when no digit starts at p.
+func digitAt(b []byte, p int) (v byte, w int, e Encoding) {
+	c := b[p]
+	switch {
+	case c-'0' < 10:
+		return c - '0', 1, 0
+	case c == '%' || c == '\\' || c == '&':
+		r, w, e := decode(b, p)
+		if w == 0 {
+			return 0, 0, 0
+		}
+		if v, ok := ndValue(r); ok {
+			if r >= 0x80 {
+				e |= EncUnicodeDigits
+			}
+			return v, w, e
+		}
+	case ndLead[c]:
+		r, size := utf8.DecodeRune(b[p:])
+		if v, ok := ndValue(r); ok {
+			return v, size, EncUnicodeDigits
+		}
+	}
+	return 0, 0, 0
+}
+
+// Gap kinds: what a separator unit between two digits is.
+const (
+	gapNone      = iota
+	gapStd       // one ASCII space, dash, dot or '+' (URL space): the classic printings
+	gapOther     // any other visible separator
+	gapInvisible // zero-width characters and soft hyphens: the digits look contiguous
+)
+
+// sepRune classifies a decoded character as a separator.
+func sepRune(r rune) int {
+	switch r {
+	case ' ', '-', '.', '+':
+		return gapStd
+	case '\t', '\r', '\n', ':', '/', '_', 0xA0, 0x1680, 0x202F, 0x205F, 0x3000,
+		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
+		return gapOther
+	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E:
+		return gapInvisible
+	}
+	if r >= 0x2000 && r <= 0x200A {
+		return gapOther
+	}
+	return gapNone
+}
+
+// gapAt decodes one separator unit at b[p] in any encoding and returns its
+// width, kind and encoding; w == 0 when none starts at p.
+func gapAt(b []byte, p int) (w, kind int, e Encoding) {
+	c := b[p]
+	switch {
+	case c == ' ' || c == '-' || c == '.' || c == '+':
+		return 1, gapStd, 0
+	case c == '\t' || c == '\r' || c == '\n' || c == ':' || c == '/' || c == '_':
+		return 1, gapOther, EncSeparators
+	case c == '%' || c == '\\' || c == '&':
+		r, w, e := decode(b, p)
+		if w == 0 {
+			return 0, gapNone, 0
+		}
+		if k := sepRune(r); k != gapNone {
+			if k == gapStd && c != '%' {
+				k = gapOther // an escaped space in JSON or HTML is unusual
+			}
+			return w, k, e | sepEnc(k)
+		}
+	case c >= 0xC2:
+		r, size := utf8.DecodeRune(b[p:])
+		if k := sepRune(r); k != gapNone {
+			return size, k, sepEnc(k)
+		}
+	}
+	return 0, gapNone, 0
+}
+
+func sepEnc(k int) Encoding {
+	switch k {
+	case gapOther:
+		return EncSeparators
+	case gapInvisible:
+		return EncInvisible
+	}
+	return 0
+}
+
+// skipWidth returns how far to move past a byte at p that starts neither a
+// digit nor a run: a whole escape or character reference (so the digits
+// inside "%20", "\u00e9" or "&#1234;" are never read as data), a whole
+// UTF-8 character, or one byte.
+func skipWidth(b []byte, p int) int {
+	switch c := b[p]; {
+	case c == '%' || c == '\\' || c == '&':
+		if _, w, _ := decode(b, p); w > 0 {
+			return w
+		}
+		if c == '\\' && p+1 < len(b) && isLetter(b[p+1]) {
+			return 2 // "\a": a letter escape; a digit after '\\' is data
+		}
+	case c >= 0xC0:
+		_, size := utf8.DecodeRune(b[p:])
+		return size
+	}
+	return 1
+}

@@ -1,0 +1,37 @@
+//go:build amd64 && !purego
+
+package pan
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestBlockMasksAVX2: the AVX2 filter computes the same masks as the
+// portable one, on every byte value in every position.
+func TestBlockMasksAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	b := make([]byte, 64*8)
+	for round := 0; round < 2000; round++ {
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+			if round%2 == 0 && r.IntN(3) > 0 {
+				b[i] = "0123456789 -.:/_+\t\r\n%&\\abc"[r.IntN(26)]
+			}
+		}
+		if round%5 == 0 {
+			for i := range b[:200] {
+				b[i] = 'x'
+			}
+		}
+		pd, ps := r.Uint64(), r.Uint64()
+		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps)
+		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), pd, ps)
+		if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
+			t.Fatalf("round %d: avx2 %d %x %x %x, generic %d %x %x %x", round, o1, d1, s1, i1, o2, d2, s2, i2)
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrUnavailable means Kafka did not durably accept the records in time (or
+// the gateway is over its budget): the caller answers 503 and the client
+// retries with the same Idempotency-Key.
+var ErrUnavailable = errors.New("kafka unavailable")
+
+// Committer writes a group of records atomically and durably: Commit returns
+// nil only once every record is committed (acks=all) and visible to
+// read_committed readers, and an error means none of them may become
+// visible except through a transaction whose outcome the caller cannot
+// know (then the Idempotency-Key state, read back from Kafka, settles it).
+type Committer interface {
+	Commit(ctx context.Context, recs ...*kgo.Record) error
+}
+
+// TxnCommitter is the gateway's Kafka writer: a small pool of transactional
+// producers that group-commit concurrent requests. Each request's records
+// (the payment on payments.raw and its Idempotency-Key entry, or a vault
+// entry and its audit event) go into one transaction, so a crash can never
+// leave one without the other; requests arriving while a transaction
+// commits are batched into the next one, which amortises the commit round
+// trips under load.
+type TxnCommitter struct {
+	opts     []kgo.Opt
+	txnID    string
+	workers  int
+	maxBatch int
+	timeout  time.Duration
+	log      *slog.Logger
+	observe  func(time.Duration, bool)
+
+	queue   chan *pending
+	healthy atomic.Bool
+	lastErr atomic.Pointer[string]
+}
+
+type pending struct {
+	ctx  context.Context
+	recs []*kgo.Record
+	done chan error
+}
+
+// TxnCommitterConfig configures a TxnCommitter.
+type TxnCommitterConfig struct {
+	// ClientOpts connect to the cluster (kafkax.Opts).
+	ClientOpts []kgo.Opt
+	// TransactionalID is the prefix of the producers' transactional ids
+	// (<id>-0, <id>-1, ...): stable across restarts of one instance and
+	// unique per live instance, so a restarted instance fences its
+	// predecessor's open transactions.
+	TransactionalID string
+	// Producers is the number of transactional producers (default 1):
+	// requests arriving while a transaction commits form the next one. More
+	// producers lower latency at low load and cost CPU per request (smaller
+	// transactions); see bench/RESULTS.md.
+	Producers int
+	// MaxBatch bounds the requests in one transaction (default 512).
+	MaxBatch int
+	// Timeout bounds one transaction, produce to commit (default 3s).
+	Timeout time.Duration
+	// Queue bounds the requests waiting for a producer (default 4096);
+	// beyond it Commit fails at once with ErrUnavailable.
+	Queue int
+	// Logger receives producer errors (never record contents).
+	Logger *slog.Logger
+	// Observe, when set, is called with each transaction's duration and
+	// outcome (the produce-latency metric).
+	Observe func(d time.Duration, ok bool)
+}
+
+// NewTxnCommitter returns a committer; Run starts its producers.
+func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
+	if c.TransactionalID == "" {
+		return nil, errors.New("gateway: a transactional id is required (--transactional-id)")
+	}
+	if c.Producers <= 0 {
+		c.Producers = 1
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 3 * time.Second
+	}
+	if c.Queue <= 0 {
+		c.Queue = 4096
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Observe == nil {
+		c.Observe = func(time.Duration, bool) {}
+	}
+	tc := &TxnCommitter{
+		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
+		timeout: c.Timeout, log: c.Logger, observe: c.Observe, queue: make(chan *pending, c.Queue),
+	}
+	// Ready until a transaction fails: an idle gateway must not be taken
+	// out of a load balancer for lack of traffic.
+	tc.healthy.Store(true)
+	return tc, nil
+}
+
+// Commit implements Committer. It fails at once when the queue is full
+// (fail closed under pressure) and when ctx ends before the commit.
+func (c *TxnCommitter) Commit(ctx context.Context, recs ...*kgo.Record) error {
+	p := &pending{ctx: ctx, recs: recs, done: make(chan error, 1)}
+	select {
+	case c.queue <- p:
+	default:
+		return fmt.Errorf("%w: %d requests already waiting for a Kafka transaction", ErrUnavailable, cap(c.queue))
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		// A request that timed out waiting makes the gateway unready until
+		// a transaction commits again.
+		msg := "a request timed out waiting for its Kafka transaction"
+		c.lastErr.Store(&msg)
+		c.healthy.Store(false)
+		return fmt.Errorf("%w: no commit within the request deadline: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// Ready reports whether the last transaction (if any) committed and no
+// request has timed out waiting since.
+func (c *TxnCommitter) Ready() error {
+	if c.healthy.Load() {
+		return nil
+	}
+	if e := c.lastErr.Load(); e != nil {
+		return fmt.Errorf("last Kafka transaction failed: %s", *e)
+	}
+	return errors.New("last Kafka transaction failed")
+}
+
+// Run runs the producers until ctx is done; requests still queued then are
+// answered ErrUnavailable.
+func (c *TxnCommitter) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, c.workers)
+	for i := range c.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.worker(ctx, fmt.Sprintf("%s-%d", c.txnID, i))
+		}()
+	}
+	wg.Wait()
+	for {
+		select {
+		case p := <-c.queue:
+			p.done <- fmt.Errorf("%w: gateway shutting down", ErrUnavailable)
+		default:
+			return errors.Join(errs...)
+		}
+	}
+}
+
+func (c *TxnCommitter) newClient(id string) (*kgo.Client, error) {
+	opts := append(append([]kgo.Opt(nil), c.opts...),
+		kgo.TransactionalID(id),
+		kgo.TransactionTimeout(max(10*time.Second, 3*c.timeout)),
+		kgo.RecordDeliveryTimeout(c.timeout),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(4*c.maxBatch*4),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway producer %s: %w", id, err)
+	}
+	return cl, nil
+}
+
+func (c *TxnCommitter) worker(ctx context.Context, id string) error {
+	cl, err := c.newClient(id)
+	if err != nil {
+		return err
+	}
+	defer func() { cl.Close() }()
+	batch := make([]*pending, 0, c.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-c.queue:
+			batch = append(batch, p)
+		}
+	drain:
+		for len(batch) < c.maxBatch {
+			select {
+			case p := <-c.queue:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		if ok := c.commitBatch(ctx, cl, batch); !ok {
+			// The producer's state is unknown (an end-transaction that
+			// timed out): start over. A new producer with the same
+			// transactional id aborts whatever the old one left open.
+			cl.Close()
+			if cl, err = c.newClient(id); err != nil {
+				return err
+			}
+		}
+		clear(batch)
+	}
+}
+
+// commitBatch writes batch in one transaction and answers every request. It
+// returns false when the producer must be recreated.
+func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []*pending) bool {
+	live := batch[:0]
+	for _, p := range batch {
+		if p.ctx.Err() != nil {
+			// Already answered 503; writing it now would be harmless
+			// (the retry finds it), but skipping it sheds load.
+			p.done <- fmt.Errorf("%w: %w", ErrUnavailable, p.ctx.Err())
+			continue
+		}
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return true
+	}
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err := c.produceAndCommit(tctx, cl, live)
+	reset := false
+	if err != nil {
+		reset = !c.abort(cl)
+		msg := err.Error()
+		c.lastErr.Store(&msg)
+		c.healthy.Store(false)
+		c.log.Warn("gateway transaction failed; answering 503", "requests", len(live), "err", err)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	} else {
+		c.healthy.Store(true)
+	}
+	c.observe(time.Since(start), err == nil)
+	for _, p := range live {
+		p.done <- err
+	}
+	return !reset
+}
+
+func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, batch []*pending) error {
+	if err := cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	var mu sync.Mutex
+	var perr error
+	for _, p := range batch {
+		for _, r := range p.recs {
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					perr = errors.Join(perr, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	mu.Lock()
+	err := perr
+	mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// abort rolls back the open transaction; false means the producer is in an
+// unknown state.
+func (c *TxnCommitter) abort(cl *kgo.Client) bool {
+	actx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	if err := cl.AbortBufferedRecords(actx); err != nil {
+		return false
+	}
+	if err := cl.EndTransaction(actx, kgo.TryAbort); err != nil {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/processors/tokenizer"
+)
+
+// IdempotencyKeyHeader is the request header carrying the idempotency key.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// ReplayedHeader is set on answers replayed from a key's first response.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// accepted is the 202 body of POST /v1/payments: no card data beyond the
+// brand and the last four digits (displayable under every truncation
+// policy).
+type accepted struct {
+	Status    string `json:"status"`
+	PaymentID string `json:"payment_id"`
+	ContextID string `json:"context_id"`
+	Brand     string `json:"brand"`
+	Last4     string `json:"last4"`
+}
+
+// payments serves POST /v1/payments.
+func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
+	now := g.cfg.now()
+	var q paymentRequest
+	if e := decodeStrict(r, g.cfg.maxBody, &q); e != nil {
+		return g.fail(w, e)
+	}
+	defer clearRequest(&q)
+	hdrKey := r.Header.Get(IdempotencyKeyHeader)
+	if e := checkID(g.det, IdempotencyKeyHeader, hdrKey, false); e != nil {
+		return g.fail(w, e)
+	}
+	p, e := q.toRaw(g.det, hdrKey, now)
+	if e != nil {
+		return g.fail(w, e)
+	}
+	chk, rej := tokenizer.ValidatePayment(&p, nil, now)
+	if rej != nil {
+		return g.fail(w, &apiError{Status: http.StatusUnprocessableEntity, Code: rej.Code, Message: rej.Message})
+	}
+	// The tokenizer dedups by idempotency key, else by payment id: the
+	// gateway uses the same key, for its state and as the record key.
+	key := hdrKey
+	if key == "" {
+		key = p.PaymentID
+	}
+	version := g.kr.Current()
+	fp, err := g.requestFingerprint(version, &q)
+	if err != nil {
+		return g.unavailable(w, "keyring", "the keyring cannot fingerprint the request")
+	}
+
+	// One request per key at a time in this instance: a concurrent retry
+	// waits for the first and then gets its answer.
+	if err := g.keys.lock(r.Context(), key); err != nil {
+		return g.unavailable(w, "deadline", "an earlier request with this Idempotency-Key is still in progress")
+	}
+	defer g.keys.unlock(key)
+	if prev, ok := g.idem.Lookup(key, now); ok {
+		return g.replay(w, &q, prev, fp)
+	}
+
+	// The CVV was validated; it goes no further than this process.
+	p.CVV = nil
+	val, err := g.serde.Encode(&p)
+	if err != nil {
+		return g.unavailable(w, "encode", "the raw payment could not be encoded (schema registry?)")
+	}
+	body := acceptedJSON(p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
+	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted, Body: body}
+	ev, _ := json.Marshal(entry)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
+	defer cancel()
+	err = g.commit.Commit(ctx,
+		&kgo.Record{Topic: g.cfg.topics.PaymentsRaw, Key: []byte(key), Value: val, Timestamp: now},
+		&kgo.Record{Topic: g.cfg.topics.GatewayIdempotency, Key: []byte(key), Value: ev, Timestamp: now},
+	)
+	// val is not cleared: after a timeout the committer may still hold it.
+	if err != nil {
+		res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
+		res.contextID = chk.ContextID
+		return res
+	}
+	g.idem.Committed(key, entry)
+	writeJSON(w, http.StatusAccepted, body)
+	return result{status: http.StatusAccepted, contextID: chk.ContextID}
+}
+
+// replay answers a retry: the first response when the request is the same,
+// 409 when the key was used for another request.
+func (g *Gateway) replay(w http.ResponseWriter, q *paymentRequest, prev IdemEntry, fp string) result {
+	if prev.KeyVersion != g.kr.Current() {
+		// The first request was fingerprinted under an older key version.
+		var err error
+		if fp, err = g.requestFingerprint(prev.KeyVersion, q); err != nil {
+			return g.fail(w, &apiError{Status: http.StatusConflict, Code: "idempotency_key_reused",
+				Message: "this Idempotency-Key was used under a retired key version; use a new key"})
+		}
+	}
+	if fp != prev.Fingerprint {
+		return g.fail(w, &apiError{Status: http.StatusConflict, Code: "idempotency_key_reused",
+			Message: "this Idempotency-Key was already used with a different request"})
+	}
+	var a accepted
+	json.Unmarshal(prev.Body, &a) //nolint:errcheck // only for the context id of the log line
+	g.m.replays.Inc()
+	w.Header().Set(ReplayedHeader, "true")
+	writeJSON(w, prev.Status, prev.Body)
+	return result{status: prev.Status, contextID: a.ContextID}
+}
+
+// requestFingerprint fingerprints q with its PAN tokenized under version.
+func (g *Gateway) requestFingerprint(version uint32, q *paymentRequest) (string, error) {
+	n, digits, rej := tokenizer.CheckPAN(make([]byte, 0, 32), q.PAN)
+	defer clear(digits)
+	if rej != nil || n == 0 {
+		return "", errors.New("invalid PAN")
+	}
+	tok, err := g.kr.TokenizeVersion(version, digits)
+	if err != nil {
+		return "", err
+	}
+	return fingerprint(tok, q), nil
+}
+
+// clearRequest drops the request's references to card data as soon as the
+// handler is done (Go strings cannot be zeroed; this shortens their life).
+func clearRequest(q *paymentRequest) {
+	q.PAN, q.CVV, q.CardholderName = "", nil, nil
+}
+
+// keyLocks serialises requests per idempotency key.
+type keyLocks struct {
+	mu   sync.Mutex
+	held map[string]chan struct{}
+}
+
+func newKeyLocks() *keyLocks { return &keyLocks{held: map[string]chan struct{}{}} }
+
+// lock waits until key is free or ctx ends.
+func (k *keyLocks) lock(ctx context.Context, key string) error {
+	for {
+		k.mu.Lock()
+		ch, busy := k.held[key]
+		if !busy {
+			k.held[key] = make(chan struct{})
+			k.mu.Unlock()
+			return nil
+		}
+		k.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (k *keyLocks) unlock(key string) {
+	k.mu.Lock()
+	ch := k.held[key]
+	delete(k.held, key)
+	k.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}
+
+// acceptedJSON renders the 202 body (the accepted type) without reflection:
+// it is on every payment's path.
+func acceptedJSON(paymentID, contextID, brand, last4 string) []byte {
+	b := make([]byte, 0, 160)
+	b = append(b, `{"status":"accepted","payment_id":`...)
+	b = strconv.AppendQuote(b, paymentID)
+	b = append(b, `,"context_id":`...)
+	b = strconv.AppendQuote(b, contextID)
+	b = append(b, `,"brand":`...)
+	b = strconv.AppendQuote(b, brand)
+	b = append(b, `,"last4":`...)
+	b = strconv.AppendQuote(b, last4)
+	return append(b, '}')
+}
