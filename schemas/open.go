@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -48,8 +49,12 @@ func Open(ctx context.Context, r config.Registry, t config.Topics) (*Serde, erro
 		return nil, err
 	}
 	s, err := NewSerde(ctx, cl, t)
-	if err != nil {
+	var ue *UnreachableError
+	if err != nil && !errors.As(err, &ue) { // an UnreachableError names the registry already
 		return nil, fmt.Errorf("schemas (registry %s): %w", r.URL, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
 }

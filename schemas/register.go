@@ -30,11 +30,18 @@ func Register(ctx context.Context, cl *sr.Client, t config.Topics) ([]Registrati
 		subj, d := sd.subject, sd.def
 		for _, r := range cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatBackward}, subj) {
 			if r.Err != nil {
-				return out, fmt.Errorf("set BACKWARD compatibility on %s: %w", subj, r.Err)
+				err := r.Err
+				if ue := unreachable(err); ue != nil {
+					err = ue
+				}
+				return out, fmt.Errorf("set BACKWARD compatibility on %s: %w", subj, err)
 			}
 		}
 		ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: d.Text, Type: sr.TypeAvro})
 		if err != nil {
+			if ue := unreachable(err); ue != nil {
+				err = ue
+			}
 			return out, fmt.Errorf("register %s as %s: %w", d.File, subj, err)
 		}
 		out = append(out, Registration{Subject: subj, File: d.File, ID: ss.ID, Version: ss.Version})

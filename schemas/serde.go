@@ -82,6 +82,9 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 			if errors.As(err, &re) {
 				return nil, fmt.Errorf("schema registry answered %d looking up %s (%w): check --registry-url and its credentials", re.StatusCode, subj, err)
 			}
+			if ue := unreachable(err); ue != nil {
+				return nil, fmt.Errorf("looking up %s: %w", subj, ue)
+			}
 			return nil, fmt.Errorf("schema registry unreachable looking up %s (%w): start `pcistream dev` or check --registry-url", subj, err)
 		}
 		s.ids[d.Type] = ss.ID

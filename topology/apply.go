@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -94,10 +95,48 @@ func Apply(ctx context.Context, adm *kadm.Client, s Spec, opts ...ApplyOpt) ([]C
 			errs = append(errs, fmt.Errorf("%s %s: %w", st.Kind, st.Topic, err))
 		}
 	}
+	if len(errs) == 0 {
+		if err := waitCreated(ctx, adm, steps); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n := Count(changes, KindConflict); n > 0 {
 		errs = append(errs, fmt.Errorf("%w: %d difference(s) need a manual fix (see the lines marked !)", ErrConflict, n))
 	}
 	return changes, errors.Join(errs...)
+}
+
+// waitCreated returns once every topic Apply created answers ListOffsets on
+// all its partitions. Apache Kafka acknowledges CreateTopics when the
+// controller has recorded the topic, before the brokers serve it: a worker
+// or reader started right after Apply would otherwise get
+// UNKNOWN_TOPIC_OR_PARTITION (kfake serves new topics at once).
+func waitCreated(ctx context.Context, adm *kadm.Client, steps []step) error {
+	var topics []string
+	for _, st := range steps {
+		if st.Kind == KindCreate && st.do != nil {
+			topics = append(topics, st.Topic)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		offs, err := adm.ListEndOffsets(ctx, topics...)
+		if err == nil {
+			err = offs.Error()
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("created topics not served by the brokers after 30 s (%v): check the brokers' logs, then run apply again", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Count returns how many changes are of kind.

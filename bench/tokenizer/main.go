@@ -32,12 +32,17 @@ import (
 	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
 	"github.com/pcistream/pcistream/schemas"
 	"github.com/pcistream/pcistream/topology"
 )
+
+// realKafka runs on a real Apache Kafka broker (package kafkabroker)
+// instead of kfake; the results go in their own section.
+var realKafka bool
 
 const (
 	refTPSPerVCPU = 1200.0 // published reference
@@ -51,6 +56,7 @@ func main() {
 		latDur     = flag.Duration("latency-duration", 10*time.Second, "length of the latency run")
 		write      = flag.String("write", "", "update the tokenizer section of this RESULTS.md")
 	)
+	flag.BoolVar(&realKafka, "real-kafka", false, "run on a real Apache Kafka 4.x broker (needs Java; results in the tokenizer-kafka section)")
 	flag.IntVar(&maxPoll, "max-poll", 1000, "records per transaction at most (the loop's MaxPollRecords), for every EOS run")
 	flag.Parse()
 	if *write != "" {
@@ -66,7 +72,11 @@ func main() {
 	}
 	fmt.Print(md)
 	if *write != "" {
-		if err := results.UpdateSection(*write, "tokenizer", md); err != nil {
+		section := "tokenizer"
+		if realKafka {
+			section = "tokenizer-kafka"
+		}
+		if err := results.UpdateSection(*write, section, md); err != nil {
 			log.Fatal(err)
 		}
 		log.Printf("updated %s", *write)
@@ -250,7 +260,11 @@ func (b *bench) newTokenizer(ctx context.Context, tp config.Topics, serde *schem
 
 func run(n int, parts int32, latDur time.Duration) (string, error) {
 	ctx := context.Background()
-	stack, err := devstack.Start(ctx, devstack.WithoutS3(), devstack.DefaultPartitions(parts))
+	sopts := []devstack.Opt{devstack.WithoutS3(), devstack.DefaultPartitions(parts)}
+	if realKafka {
+		sopts = append(sopts, devstack.RealKafkaWith(kafkabroker.Options{FullJIT: true}))
+	}
+	stack, err := devstack.Start(ctx, sopts...)
 	if err != nil {
 		return "", err
 	}
@@ -370,6 +384,13 @@ func run(n int, parts int32, latDur time.Duration) (string, error) {
 // and measures for each event the time from its produce call (the record
 // timestamp, carried to the output) to its arrival at a read_committed
 // consumer of the tokenized topic.
+// floorLats are the input records' produce-to-visible latencies at a plain
+// consumer of the input topic during the latency run (the broker's floor).
+var (
+	floorMu   sync.Mutex
+	floorLats []time.Duration
+)
+
 func (b *bench) latency(ctx context.Context, kr *token.Keyring, rate float64, d time.Duration) ([]time.Duration, float64, error) {
 	tp, serde, err := b.topics(ctx)
 	if err != nil {
@@ -428,6 +449,35 @@ func (b *bench) latency(ctx context.Context, kr *token.Keyring, rate float64, d 
 	var mu sync.Mutex
 	done := make(chan struct{})
 	cctx, ccancel := context.WithCancel(ctx)
+	// The floor: the same records seen by a plain consumer of the input
+	// topic, so the broker's own produce-to-fetch latency on this machine,
+	// with no processing and no transaction, is measured beside the
+	// tokenizer's.
+	floorDone := make(chan struct{})
+	paced := time.Now()
+	go func() {
+		defer close(floorDone)
+		fc, err := kgo.NewClient(append(b.opts, kgo.ConsumeTopics(tp.PaymentsRaw),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))...)
+		if err != nil {
+			return
+		}
+		defer fc.Close()
+		n := 0
+		for n < total && cctx.Err() == nil {
+			fs := fc.PollFetches(cctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				if r.Timestamp.Before(paced) {
+					return // the warm-up event
+				}
+				n++
+				floorMu.Lock()
+				floorLats = append(floorLats, now.Sub(r.Timestamp))
+				floorMu.Unlock()
+			})
+		}
+	}()
 	go func() {
 		defer close(done)
 		for len(lats) < total && cctx.Err() == nil {
@@ -462,6 +512,7 @@ func (b *bench) latency(ctx context.Context, kr *token.Keyring, rate float64, d 
 	}
 	ccancel()
 	<-done
+	<-floorDone
 	if len(lats) < total {
 		return nil, 0, fmt.Errorf("latency: %d of %d events visible after 30 s", len(lats), total)
 	}
@@ -481,14 +532,25 @@ func report(rs []result, rate, achieved float64, lats []time.Duration, n int, pa
 	var sb strings.Builder
 	tok := rs[2]
 	p50, p99, pmax := pct(lats, 0.50), pct(lats, 0.99), pct(lats, 1)
-	fmt.Fprintf(&sb, "## Tokenizer (`processors/tokenizer`), end to end through the embedded broker\n\n")
+	where, flagS := "the embedded broker", ""
+	if realKafka {
+		where, flagS = "real Apache Kafka 4.4.0 (1 KRaft node, same machine, separate JVM)", " -real-kafka"
+	}
+	fmt.Fprintf(&sb, "## Tokenizer (`processors/tokenizer`), end to end through %s\n\n", where)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores visible (`nproc`), shared with other jobs; %s %s/%s. Date: %s.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&sb, "Command: `go run ./bench/tokenizer -events %d -partitions %d -latency-duration %s -max-poll %d -write bench/RESULTS.md`.\n\n", n, parts, latDur, maxPoll)
-	fmt.Fprintf(&sb, "One process holds everything: kfake broker (transactions on), schema registry, producer of the input\n")
-	fmt.Fprintf(&sb, "(before timing starts), the worker, and the offset poller. \"per core\" = events / CPU-seconds of\n")
-	fmt.Fprintf(&sb, "the whole process (broker included) during the run, from getrusage; a worker against a real cluster\n")
-	fmt.Fprintf(&sb, "would not pay the broker's share. Each event is an Avro payment with a unique idempotency key; the\n")
+	fmt.Fprintf(&sb, "Command: `go run ./bench/tokenizer%s -events %d -partitions %d -latency-duration %s -max-poll %d -write bench/RESULTS.md`.\n\n", flagS, n, parts, latDur, maxPoll)
+	if realKafka {
+		fmt.Fprintf(&sb, "One process holds the schema registry, the producer of the input (before timing starts), the worker\n")
+		fmt.Fprintf(&sb, "and the offset poller; the broker is a separate JVM on the same 2 cores. \"per core\" = events /\n")
+		fmt.Fprintf(&sb, "CPU-seconds of this process (the broker's CPU is not counted). Each event")
+	} else {
+		fmt.Fprintf(&sb, "One process holds everything: kfake broker (transactions on), schema registry, producer of the input\n")
+		fmt.Fprintf(&sb, "(before timing starts), the worker, and the offset poller. \"per core\" = events / CPU-seconds of\n")
+		fmt.Fprintf(&sb, "the whole process (broker included) during the run, from getrusage; a worker against a real cluster\n")
+		fmt.Fprintf(&sb, "would not pay the broker's share. Each event")
+	}
+	fmt.Fprintf(&sb, " is an Avro payment with a unique idempotency key; the\n")
 	fmt.Fprintf(&sb, "tokenizer writes 5 records per event (the payment re-keyed onto its repartition topic, then the\n")
 	fmt.Fprintf(&sb, "tokenized event, vault entry with a fresh AES-KW-wrapped data key, audit event, idempotency entry\n")
 	fmt.Fprintf(&sb, "in its Pebble state store's changelog) in transactions of up to %d input records with the offsets.\n\n", maxPoll)
@@ -499,11 +561,32 @@ func report(rs []result, rate, achieved float64, lats []time.Duration, n int, pa
 	fmt.Fprintf(&sb, "\nLatency, produce call to visible at a read_committed consumer of payments.tokenized (the input\n")
 	fmt.Fprintf(&sb, "producer runs with linger 0; the output record carries the input's timestamp), with the\n")
 	fmt.Fprintf(&sb, "producer paced at half the measured wall-clock maximum (%.0f events/s target, %.0f achieved) for %s\n", rate, achieved, latDur)
-	fmt.Fprintf(&sb, "(%d events): **p50 %s, p99 %s**, max %s.\n\n", len(lats), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), pmax.Round(10*time.Microsecond))
+	fmt.Fprintf(&sb, "(%d events): **p50 %s, p99 %s**, max %s.\n", len(lats), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), pmax.Round(10*time.Microsecond))
+	floorMu.Lock()
+	if len(floorLats) > 0 {
+		fmt.Fprintf(&sb, "Floor in the same run: the same input records at a plain (read_uncommitted, no processing) consumer\n")
+		fmt.Fprintf(&sb, "of the input topic: p50 %s, p99 %s (%d records). The tokenizer cannot be faster than this broker\n",
+			pct(floorLats, 0.5).Round(10*time.Microsecond), pct(floorLats, 0.99).Round(10*time.Microsecond), len(floorLats))
+		fmt.Fprintf(&sb, "round trip, and it adds a second one (its transactional produce) plus the commit.\n")
+	}
+	floorMu.Unlock()
+	fmt.Fprintf(&sb, "Load average (1/5/15 min) when the report was written: %s.\n\n", loadAvg())
 	fmt.Fprintf(&sb, "| metric | measured | published reference | ratio | target | met |\n|---|---:|---:|---:|---:|---|\n")
 	fmt.Fprintf(&sb, "| events/s per core | %.0f | 1,200 TPS per vCPU | %.1fx | >= 20,000 | %s |\n", tok.perCore, tok.perCore/refTPSPerVCPU, yes(tok.perCore >= 20000))
 	fmt.Fprintf(&sb, "| p99 latency at half max rate | %s | 12 ms | %.2fx | < 12 ms | %s |\n\n", p99.Round(10*time.Microsecond), float64(p99)/float64(refP99), yes(p99 < refP99))
 	return sb.String()
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func yes(b bool) string {

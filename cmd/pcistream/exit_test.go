@@ -43,7 +43,8 @@ func TestUnreachableRegistrySaysUnreachable(t *testing.T) {
 	code := run([]string{"run", "masker", "--brokers", dead, "--registry-url", "http://" + dead, "--metrics-addr", ""},
 		strings.NewReader(""), &out, &errb)
 	msg := errb.String()
-	if code == 0 || !strings.Contains(msg, "schema registry unreachable") || strings.Contains(msg, "not registered") {
-		t.Fatalf("exit %d, stderr %q; want a failure exit and 'schema registry unreachable'", code, msg)
+	want := "schema registry at http://" + dead + " unreachable (connect: connection refused): start `pcistream dev` or check --registry-url"
+	if code != 2 || !strings.Contains(msg, want) || strings.Contains(msg, "not registered") || strings.Count(msg, dead) != 1 {
+		t.Fatalf("exit %d, stderr %q; want exit 2 and %q, naming the registry once", code, msg, want)
 	}
 }

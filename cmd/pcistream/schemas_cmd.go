@@ -48,8 +48,12 @@ accepted the schemas. When the audit topic does not exist yet (a fresh cluster b
 				return err
 			}
 			regs, err := schemas.Register(ctx, cl, cfg.Topics)
+			var ue *schemas.UnreachableError
+			if err != nil && !errors.As(err, &ue) {
+				return fmt.Errorf("%w (registry %s)", err, cfg.Registry.URL)
+			}
 			if err != nil {
-				return fmt.Errorf("%w (is the registry at %s up? start `pcistream dev` or set --registry-url)", err, cfg.Registry.URL)
+				return err // names the registry and the fix already
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SUBJECT\tSCHEMA\tID\tVERSION")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/demo"
+	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/pan"
 )
 
@@ -16,7 +17,17 @@ import (
 // requires every check to hold; its printed summary must not carry a PAN.
 func TestDemoEndToEnd(t *testing.T) {
 	var out bytes.Buffer
-	sum, err := demo.Run(context.Background(), demo.Options{Out: &out, Payments: 60, Timeout: 2 * time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	st, err := devstack.StartFromEnv(ctx) // kfake, or real Kafka when PCISTREAM_TEST_BROKER=kafka
+	cancel()
+	if devstack.NoJava(err) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sum, err := demo.Run(context.Background(), demo.Options{Out: &out, Payments: 60, Timeout: 2 * time.Minute, Stack: st})
 	if err != nil {
 		t.Fatal(err)
 	}

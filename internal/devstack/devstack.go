@@ -43,6 +43,7 @@ import (
 	"github.com/versity/versitygw/embedgw"
 
 	"github.com/pcistream/pcistream/internal/config"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/s3x"
 )
 
@@ -59,8 +60,11 @@ type Stack struct {
 	// DataDir holds the Kafka log, the registry's schemas and the S3 data.
 	DataDir string
 	// Cluster is the kfake cluster, for fault injection in tests; nil with
-	// ExternalKafka.
+	// ExternalKafka or RealKafka.
 	Cluster *kfake.Cluster
+	// Broker is the real Apache Kafka broker when the stack was started
+	// with RealKafka (kill and restart it to inject faults); else nil.
+	Broker *kafkabroker.Broker
 	// Registry is the fake registry, for inspection in tests.
 	Registry *srfake.Registry
 
@@ -83,6 +87,8 @@ type cfg struct {
 	bucket       string
 	partitions   int32
 	kfakeOpts    []kfake.Opt
+	realKafka    bool
+	brokerOpts   kafkabroker.Options
 	external     []string
 	logger       io.Writer
 }
@@ -120,6 +126,18 @@ func DefaultPartitions(n int32) Opt { return func(c *cfg) { c.partitions = n } }
 // SASL, TLS...).
 func KfakeOpts(opts ...kfake.Opt) Opt {
 	return func(c *cfg) { c.kfakeOpts = append(c.kfakeOpts, opts...) }
+}
+
+// RealKafka runs a real single-node Apache Kafka broker (a JVM, see package
+// kafkabroker) instead of kfake. It needs Java 17+ and, once, Maven to
+// fetch the broker's classpath; KfakeOpts are ignored.
+func RealKafka() Opt { return func(c *cfg) { c.realKafka = true } }
+
+// RealKafkaWith is RealKafka with broker options (FullJIT for benchmarks,
+// extra server properties...); Dir, Partitions and Port default to the
+// stack's.
+func RealKafkaWith(o kafkabroker.Options) Opt {
+	return func(c *cfg) { c.realKafka, c.brokerOpts = true, o }
 }
 
 // ExternalKafka uses the Kafka cluster at seeds instead of starting kfake
@@ -162,7 +180,7 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 
-	if err := s.startKafka(); err != nil {
+	if err := s.startKafka(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -179,7 +197,7 @@ func Start(ctx context.Context, opts ...Opt) (*Stack, error) {
 	return s, nil
 }
 
-func (s *Stack) startKafka() error {
+func (s *Stack) startKafka(ctx context.Context) error {
 	if len(s.cfg.external) > 0 {
 		s.KafkaAddrs = s.cfg.external
 		return nil
@@ -187,6 +205,25 @@ func (s *Stack) startKafka() error {
 	host, port, err := splitAddr(s.cfg.kafkaAddr)
 	if err != nil {
 		return fmt.Errorf("devstack: kafka address: %w", err)
+	}
+	if s.cfg.realKafka {
+		o := s.cfg.brokerOpts
+		if o.Dir == "" {
+			o.Dir = filepath.Join(s.DataDir, "kafka-real")
+		}
+		if o.Partitions == 0 {
+			o.Partitions = int(s.cfg.partitions)
+		}
+		if o.Port == 0 {
+			o.Port = port
+		}
+		b, err := kafkabroker.Start(ctx, o)
+		if err != nil {
+			return fmt.Errorf("devstack: start Apache Kafka: %w", err)
+		}
+		s.Broker = b
+		s.KafkaAddrs = []string{b.Addr}
+		return nil
 	}
 	kdir := filepath.Join(s.DataDir, "kafka")
 	entries, _ := os.ReadDir(kdir)
@@ -372,6 +409,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Cluster != nil {
 		s.Cluster.Close()
+	}
+	if s.Broker != nil {
+		_ = s.Broker.Stop()
 	}
 	if s.tempDir {
 		return os.RemoveAll(s.DataDir)

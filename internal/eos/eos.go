@@ -157,8 +157,13 @@ func Registerer(r prometheus.Registerer) Opt { return func(c *cfg) { c.reg = r }
 // MaxPollRecords bounds the records in one transaction (default 1000).
 func MaxPollRecords(n int) Opt { return func(c *cfg) { c.maxPoll = n } }
 
-// TxnTimeout sets the transaction timeout (default 60s): a worker stalled
-// longer than this has its transaction aborted by the coordinator.
+// TxnTimeout sets the transaction timeout (default 10s, Kafka Streams'
+// exactly-once default): a worker stalled longer than this has its
+// transaction aborted by the coordinator. It also bounds recovery after a
+// crash: on Apache Kafka a restarted worker's offset fetch (require_stable)
+// waits for the dead worker's open transaction until the coordinator
+// aborts it, which is this timeout plus up to
+// transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
 func TxnTimeout(d time.Duration) Opt { return func(c *cfg) { c.txnTimeout = d } }
 
 // SessionTimeout sets the group session timeout (default 45s, Kafka's):
@@ -239,7 +244,7 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 	c := cfg{
 		name:       "processor",
 		maxPoll:    1000,
-		txnTimeout: 60 * time.Second,
+		txnTimeout: 10 * time.Second, // see TxnTimeout: it bounds crash recovery on Apache Kafka
 		maxRetries: 5,
 		backoff:    250 * time.Millisecond,
 		probeEvery: 5 * time.Second,

@@ -132,8 +132,8 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 		// transaction, then kill it without warning.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			c := len(e.read(e.topics.PaymentsTokenized, false))
-			u := len(e.read(e.topics.PaymentsTokenized, true))
+			c := len(e.readNow(e.topics.PaymentsTokenized, false))
+			u := len(e.readNow(e.topics.PaymentsTokenized, true))
 			if (c >= (round+1)*100 && u > c) || time.Now().After(deadline) {
 				break
 			}

@@ -107,7 +107,33 @@ func (e *env) produce(recs ...*kgo.Record) {
 
 // read returns every record of topic up to its current end, read_committed
 // unless uncommitted.
+//
+// A committed read settles first: on Apache Kafka, EndTxn returns before the
+// commit markers are written to every partition, so right after a
+// transaction is seen committed on one topic (say audit events) its records
+// on another can still be above that partition's last stable offset (kfake
+// writes markers synchronously). read returns once two reads 250 ms apart
+// agree (at most 5 s).
 func (e *env) read(topic string, uncommitted bool) []*kgo.Record {
+	e.t.Helper()
+	if uncommitted {
+		return devstacktest.ReadStable(e.t, stack, topic, kafkax.Uncommitted())
+	}
+	recs := devstacktest.ReadStable(e.t, stack, topic)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		again := devstacktest.ReadStable(e.t, stack, topic)
+		if len(again) == len(recs) {
+			return again
+		}
+		recs = again
+	}
+	return recs
+}
+
+// readNow reads topic once, without settling (crash tests time their
+// kills on it).
+func (e *env) readNow(topic string, uncommitted bool) []*kgo.Record {
 	e.t.Helper()
 	if uncommitted {
 		return devstacktest.ReadStable(e.t, stack, topic, kafkax.Uncommitted())

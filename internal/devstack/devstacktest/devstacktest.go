@@ -24,6 +24,12 @@
 // restart of the broker) call NeedKfake, which skips them on a real broker.
 // A launcher that starts a real broker only has to set that variable, or pass
 // devstack.ExternalKafka through StackOpts.
+//
+// Setting devstack.BrokerEnv (PCISTREAM_TEST_BROKER=kafka) instead makes Main
+// start a real single-node Apache Kafka 4.x broker for the package
+// (devstack.RealKafka, package kafkabroker): one JVM per test package, shared
+// by its tests through their unique names; Stack.Broker can SIGKILL and
+// restart it. Without Java the package is skipped with a one-line reason.
 package devstacktest
 
 import (
@@ -92,6 +98,11 @@ func Main(m *testing.M, stack **devstack.Stack, opts ...Opt) int {
 		return c.child()
 	}
 	s, err := start(c)
+	if devstack.NoJava(err) {
+		// Real Kafka was asked for (devstack.BrokerEnv) and Java is absent.
+		fmt.Println("skip:", err)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstacktest:", err)
 		return 1
@@ -102,12 +113,22 @@ func Main(m *testing.M, stack **devstack.Stack, opts ...Opt) int {
 }
 
 func start(c mainCfg) (*devstack.Stack, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
 	opts := c.stackOpts
 	if seeds := os.Getenv(BrokersEnv); seeds != "" {
 		opts = append(opts, devstack.ExternalKafka(strings.Split(seeds, ",")...))
+	} else if devstack.RealKafkaFromEnv() {
+		// PCISTREAM_TEST_BROKER=kafka: this package's own real Apache
+		// Kafka broker, reused by all its tests. A JVM starts slowly on a
+		// busy machine.
+		b, err := devstack.BrokerFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, b)
+		c.timeout = max(c.timeout, 5*time.Minute)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
 	s, err := devstack.Start(ctx, opts...)
 	if err != nil {
 		return nil, err
@@ -126,7 +147,7 @@ func start(c mainCfg) (*devstack.Stack, error) {
 func NeedKfake(t testing.TB, s *devstack.Stack) *kfake.Cluster {
 	t.Helper()
 	if s.Cluster == nil {
-		t.Skipf("needs the in-process kfake cluster; %s points the tests at an external Kafka", BrokersEnv)
+		t.Skipf("needs the in-process kfake cluster; the stack runs on another Kafka (%s or %s)", BrokersEnv, devstack.BrokerEnv)
 	}
 	return s.Cluster
 }
