@@ -82,7 +82,7 @@ run plot "${plot[@]}"
     echo
   fi
   if [[ -f $out/tokenizer-state.log ]]; then
-    echo "Tokenizer idempotency state (in memory, committed keys over 3 partitions): heap bytes per key,"
+    echo "Tokenizer idempotency state (Pebble store, committed keys over 3 partitions): Go heap bytes per key,"
     echo "from \`go test -run '^\$' -bench IdemStateCost -benchtime 1x ./processors/tokenizer/\`:"
     echo
     echo '| keys | heap bytes per key |'

@@ -137,6 +137,11 @@ func roleName(t config.Topics, role string) (string, bool) {
 		return t.Vault, true
 	case "idempotency":
 		return t.Idempotency, true
+	case "tokenizer_repartition":
+		if t.Idempotency == "" && t.TokenizerRepartition == "" {
+			return "", true
+		}
+		return t.RepartitionTopic(), true
 	case "gateway_idempotency":
 		return t.GatewayIdempotency, true
 	case "audit_checkpoints":

@@ -99,7 +99,7 @@ func partitions(t *testing.T, ctx context.Context, adm *kadm.Client, topic strin
 func TestDefaultSpec(t *testing.T) {
 	s := defaultSpec(t)
 	want := []string{"payments.raw", "payments.tokenized", "payments.dlq", "logs.raw", "logs.sanitized", "logs.dlq",
-		"audit.events", "pci.vault", "pcistream.tokenizer.idempotency", "audit.checkpoints", "pcistream.gateway.idempotency"}
+		"audit.events", "pci.vault", "pcistream.tokenizer.idempotency", "pcistream.tokenizer.idempotency.repartition", "audit.checkpoints", "pcistream.gateway.idempotency"}
 	if len(s.Topics) != len(want) {
 		t.Fatalf("got %d topics, want %d", len(s.Topics), len(want))
 	}
@@ -121,7 +121,7 @@ func TestDefaultSpec(t *testing.T) {
 		{"pci.vault", ConfigRetentionMS, "-1"},
 		{"pci.vault", ConfigCleanupPolicy, "compact"},
 		{"pcistream.tokenizer.idempotency", ConfigCleanupPolicy, "compact,delete"},
-		{"pcistream.tokenizer.idempotency", ConfigRetentionMS, "604800000"},
+		{"pcistream.tokenizer.idempotency", ConfigRetentionMS, "90000000"}, // 25h: the window plus skew
 		{"payments.raw", ConfigCleanupPolicy, "delete"},
 	}
 	for _, c := range checks {

@@ -23,11 +23,13 @@ func newDetokenizeCmd(cfg *config.Config) *cobra.Command {
 		tok      string
 		reason   string
 		operator string
+		indexDir string
 	)
 	cmd := &cobra.Command{
 		Use:   "detokenize --token TOKEN --reason WHY",
 		Short: "Reveal the PAN behind a token (audited; needs the keyring and a reason)",
-		Long: `Reads the token's entry from the vault topic, unwraps its data key with the keyring's
+		Long: `Reads the token's entry from the vault topic (through a local index of it, see
+--vault-index-dir), unwraps its data key with the keyring's
 key-encryption key (or the KMS), decrypts the PAN and prints it on stdout, nothing else.
 
 Every use is written to the audit topic (action detokenize, actor: the Kafka principal
@@ -60,6 +62,14 @@ or KMS permissions) there is nothing to decrypt with.`,
 				return err
 			}
 			d := tokenizer.NewDetokenizer(vault, serde, cfg.Topics, clientOpts)
+			if indexDir != "" {
+				ix, err := tokenizer.OpenVaultIndex(ctx, indexDir, clientOpts, cfg.Topics.Vault, 0)
+				if err != nil {
+					return fmt.Errorf("detokenize: %w", err)
+				}
+				defer ix.Close()
+				d.UseIndex(ix)
+			}
 			pan, err := d.Detokenize(ctx, tokenizer.DetokenizeRequest{Token: tok, Reason: reason, Actor: actor, Operator: operator})
 			if err != nil {
 				// Detokenize's errors say "detokenize refused: ..." or
@@ -78,5 +88,6 @@ or KMS permissions) there is nothing to decrypt with.`,
 	fl.StringVar(&tok, "token", "", "the token to reveal (tok_v<N>_...)")
 	fl.StringVar(&reason, "reason", "", "why (recorded in the audit trail; at least 8 characters, e.g. a ticket id)")
 	fl.StringVar(&operator, "operator", "", "a name recorded beside the actor, which is the Kafka principal (SASL user or TLS certificate subject)")
+	fl.StringVar(&indexDir, "vault-index-dir", "", "local index of the vault (Pebble; encrypted entries, same controls as the vault): kept, later lookups read one key plus what was written since (default: a temporary index of the token's partition)")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/internal/state"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
@@ -25,6 +26,8 @@ type tokenizerFlags struct {
 	maxBytes     int
 	dataKeyReuse int
 	maxPoll      int
+	stateDir     string
+	stateCache   int64
 	grp          groupFlags
 }
 
@@ -46,8 +49,15 @@ Kafka transaction that commits its input offsets, writes:
   - an audit event, and an entry on the compacted idempotency-state topic.
 Invalid input goes to the payments DLQ with a reason code and a masked copy (CVV removed).
 A payment whose idempotency key was tokenized within --idempotency-window (a retried
-webhook) yields no second event. Producers must key payments.raw by idempotency key,
-and the idempotency topic must have as many partitions as payments.raw.
+webhook) yields no second event, whatever partitioner the producer used: payments are
+first re-keyed by idempotency key onto the repartition topic (--topic-tokenizer-repartition,
+in PCI scope like payments.raw), in the same transactions.
+
+The idempotency state lives on local disk (--state-dir, Pebble; memory bounded by
+--state-cache-bytes) with the compacted idempotency topic as its changelog. Keep
+--state-dir on a persistent volume: a restarted worker then replays only the changelog
+tail after its checkpoint; a new one restores the whole window. /readyz stays not-ready
+while any assigned partition is restoring.
 
 Keys come from the keyring (--keyring FILE, see 'pcistream keys'); tokens use its
 current version.`,
@@ -66,6 +76,8 @@ current version.`,
 	fl.DurationVar(&f.window, "idempotency-window", tokenizer.DefaultIdempotencyWindow, "a repeated idempotency key within this window (by record timestamps) is a duplicate")
 	fl.IntVar(&f.maxBytes, "max-record-bytes", tokenizer.DefaultMaxRecordBytes, "largest input value accepted; larger ones go to the DLQ")
 	fl.IntVar(&f.maxPoll, "max-poll-records", 1000, "input records per transaction at most; 100-250 lowers tail latency at some throughput cost (see bench/RESULTS.md)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the idempotency state store, one per worker, kept across restarts (default: a temporary directory, fully restored at each start)")
+	fl.Int64Var(&f.stateCache, "state-cache-bytes", state.DefaultCacheBytes, "block cache of the state store: bounds its memory whatever the key count")
 	fl.IntVar(&f.dataKeyReuse, "data-key-reuse", 0, "records per vault data key (0: 10000 within an hour with --kms aws, one KMS call per data key; 4096 within 10 minutes for local X25519 key versions; 1 for v1 keyrings)")
 	return cmd
 }
@@ -90,7 +102,11 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if err != nil {
 		return err
 	}
+	reg := telemetry.NewRegistry()
 	tk, err := tokenizer.New(kr, vault, serde,
+		tokenizer.StateDir(f.stateDir),
+		tokenizer.StateCacheBytes(f.stateCache),
+		tokenizer.StateMetrics(state.NewMetrics(reg)),
 		tokenizer.Topics(cfg.Topics),
 		tokenizer.IdempotencyWindow(f.window),
 		tokenizer.MaxRecordBytes(f.maxBytes),
@@ -100,11 +116,12 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 	if err != nil {
 		return err
 	}
+	defer tk.Close()
+	reg.AddReadiness("tokenizer-state", tk.StateReady)
 	gopts, err := f.grp.opts()
 	if err != nil {
 		return err
 	}
-	reg := telemetry.NewRegistry()
 	opts := append([]eos.Opt{eos.Group(f.group), eos.Registerer(reg), eos.Logger(log), eos.MaxPollRecords(f.maxPoll)}, gopts...)
 	if f.txnID != "" {
 		opts = append(opts, eos.TransactionalID(f.txnID))

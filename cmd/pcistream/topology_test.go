@@ -51,7 +51,7 @@ func TestTopologyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("diff: %v", err)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 11 to create") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(out, "acme.audit") || !strings.Contains(out, "Plan: 12 to create") {
 		t.Fatalf("diff output:\n%s", out)
 	}
 
@@ -77,7 +77,7 @@ func TestTopologyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, errOut)
 	}
-	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 11 created") || !strings.Contains(errOut, "Not audited") {
+	if !strings.Contains(out, "+ create") || !strings.Contains(errOut, "Applied: 12 created") || !strings.Contains(errOut, "Not audited") {
 		t.Fatalf("apply output:\n%s\n%s", out, errOut)
 	}
 	td, err = adm.ListTopics(kadm.WithAuthorizedOps(context.Background()))

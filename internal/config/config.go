@@ -91,12 +91,25 @@ type Topics struct {
 	// Idempotency is the tokenizer's compacted dedup-state topic,
 	// co-partitioned with PaymentsRaw.
 	Idempotency string
+	// TokenizerRepartition is the tokenizer's repartition topic: raw
+	// payments re-keyed by idempotency key, co-partitioned with
+	// Idempotency. It holds PANs (same controls as PaymentsRaw). Empty
+	// means Idempotency + ".repartition" (see RepartitionTopic).
+	TokenizerRepartition string
 	// GatewayIdempotency is the HTTP gateway's compacted Idempotency-Key
 	// state topic (request fingerprint and first response per key).
 	GatewayIdempotency string
 	// AuditCheckpoints is the compacted topic that anchors the audit
 	// trail's signed checkpoints outside the S3 bucket.
 	AuditCheckpoints string
+}
+
+// RepartitionTopic is the tokenizer's repartition topic name.
+func (t Topics) RepartitionTopic() string {
+	if t.TokenizerRepartition != "" {
+		return t.TokenizerRepartition
+	}
+	return t.Idempotency + ".repartition"
 }
 
 // WithSuffix returns the topic names with suffix appended to each, so tests
@@ -143,6 +156,7 @@ func DefaultTopics() Topics {
 		Idempotency:        "pcistream.tokenizer.idempotency",
 		AuditCheckpoints:   "audit.checkpoints",
 		GatewayIdempotency: "pcistream.gateway.idempotency",
+		// TokenizerRepartition empty: derived from Idempotency.
 	}
 }
 

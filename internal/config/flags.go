@@ -50,6 +50,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.Topics.AuditEvents, "topic-audit-events", c.Topics.AuditEvents, "audit events topic")
 	fs.StringVar(&c.Topics.Vault, "topic-vault", c.Topics.Vault, "compacted vault topic (encrypted PANs)")
 	fs.StringVar(&c.Topics.Idempotency, "topic-idempotency", c.Topics.Idempotency, "compacted tokenizer idempotency-state topic")
+	fs.StringVar(&c.Topics.TokenizerRepartition, "topic-tokenizer-repartition", c.Topics.TokenizerRepartition, "tokenizer repartition topic (raw payments keyed by idempotency key; holds PANs) (default <topic-idempotency>.repartition)")
 	fs.StringVar(&c.Topics.GatewayIdempotency, "topic-gateway-idempotency", c.Topics.GatewayIdempotency, "compacted HTTP gateway Idempotency-Key state topic")
 	fs.StringVar(&c.Topics.AuditCheckpoints, "topic-audit-checkpoints", c.Topics.AuditCheckpoints, "compacted topic anchoring the audit trail's signed checkpoints outside S3")
 

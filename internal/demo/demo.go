@@ -241,7 +241,13 @@ func (d *demoRun) newProcessors(ctx context.Context) (map[string]func(context.Co
 	}
 	tokLoop, err := tokenizer.NewLoop(tok, d.kopts, eos.Registerer(d.reg), eos.TransactionalID("demo-tokenizer"))
 	if err != nil {
+		tok.Close()
 		return nil, err
+	}
+	// Close removes the tokenizer's temporary state store once it stops.
+	runTok := func(ctx context.Context) error {
+		defer tok.Close()
+		return tokLoop.Run(ctx)
 	}
 	msk, err := masker.New(d.serde, masker.Topics(cfg.Topics), masker.MaxRecordBytes(512<<10), masker.Logger(o.Log), masker.Registerer(d.reg))
 	if err != nil {
@@ -264,7 +270,7 @@ func (d *demoRun) newProcessors(ctx context.Context) (map[string]func(context.Co
 	if err != nil {
 		return nil, err
 	}
-	return map[string]func(context.Context) error{"tokenizer": tokLoop.Run, "masker": mskLoop.Run, "auditor": aud.Run}, nil
+	return map[string]func(context.Context) error{"tokenizer": runTok, "masker": mskLoop.Run, "auditor": aud.Run}, nil
 }
 
 // sendTraffic produces the sample payments and logs.

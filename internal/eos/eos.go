@@ -55,6 +55,16 @@ type Assigner interface {
 	Assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error
 }
 
+// AssignListener is implemented by processors that must act the moment
+// partitions are assigned or revoked, not at the next batch: start restoring
+// state at once (pausing the partitions on cl until it is ready) and cancel
+// the restores of partitions that went away. It is called from the client's
+// group callbacks and must not block for long.
+type AssignListener interface {
+	PartitionsAssigned(cl *kgo.Client, assigned map[string][]int32)
+	PartitionsRevoked(revoked map[string][]int32)
+}
+
 // Revoker is implemented by processors that drop state when partitions go.
 // It is called from the loop's goroutine before the next batch.
 type Revoker interface {
@@ -346,7 +356,10 @@ func (l *Loop) clientOpts() []kgo.Opt {
 		kgo.TransactionTimeout(l.cfg.txnTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsAssigned(cl, m)
+			}
 			l.mu.Lock()
 			l.assigned = merge(l.assigned, m)
 			l.mu.Unlock()
@@ -355,6 +368,9 @@ func (l *Loop) clientOpts() []kgo.Opt {
 			l.log.Info("partitions assigned", "partitions", m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsRevoked(m)
+			}
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()
@@ -362,6 +378,9 @@ func (l *Loop) clientOpts() []kgo.Opt {
 			l.log.Info("partitions revoked", "partitions", m)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if al, ok := l.p.(AssignListener); ok {
+				al.PartitionsRevoked(m)
+			}
 			l.mu.Lock()
 			l.revoked = merge(l.revoked, m)
 			l.mu.Unlock()

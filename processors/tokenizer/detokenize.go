@@ -43,12 +43,30 @@ type Detokenizer struct {
 	topics     config.Topics
 	clientOpts []kgo.Opt
 	now        func() time.Time
+	index      *VaultIndex
 }
 
 // NewDetokenizer returns a Detokenizer reading the vault topic and writing
 // audit events through clientOpts.
 func NewDetokenizer(vault *token.Vault, serde *schemas.Serde, topics config.Topics, clientOpts []kgo.Opt) *Detokenizer {
 	return &Detokenizer{vault: vault, serde: serde, topics: topics, clientOpts: clientOpts, now: time.Now}
+}
+
+// UseIndex makes d look tokens up in ix (kept open by the caller). Without
+// one, each Detokenize builds a temporary index of the token's partition.
+func (d *Detokenizer) UseIndex(ix *VaultIndex) { d.index = ix }
+
+// lookup reads tok's vault entry through the index.
+func (d *Detokenizer) lookup(ctx context.Context, tok string) (VaultRecord, error) {
+	ix := d.index
+	if ix == nil {
+		var err error
+		if ix, err = OpenVaultIndex(ctx, "", d.clientOpts, d.topics.Vault, 0); err != nil {
+			return VaultRecord{}, err
+		}
+		defer ix.Close()
+	}
+	return ix.Lookup(ctx, d.serde, tok)
 }
 
 // ErrRefused is returned for requests the policy refuses (no reason, no
@@ -96,7 +114,7 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 	h := sha256.Sum256([]byte(ev.Actor + "|detokenize|" + req.Token + "|" + strconv.FormatInt(now.UnixNano(), 10)))
 	ev.ID = hex.EncodeToString(h[:])[:32]
 
-	vr, lookErr := LookupVault(ctx, d.clientOpts, d.serde, d.topics.Vault, req.Token)
+	vr, lookErr := d.lookup(ctx, req.Token)
 	var pan []byte
 	var openErr error
 	if lookErr == nil {

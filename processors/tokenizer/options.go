@@ -11,6 +11,6 @@ func (c *cfg) validate() error {
 	return optcheck.Check("tokenizer",
 		optcheck.AtLeast("IdempotencyWindow", c.window, time.Millisecond),
 		optcheck.AtLeast("MaxRecordBytes", c.maxBytes, 1),
-		optcheck.AtLeast("StateRebuildTimeout", c.rebuildWait, time.Second),
+		optcheck.AtLeast("StateCacheBytes", c.cacheBytes, 0),
 	)
 }

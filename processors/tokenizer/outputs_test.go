@@ -31,19 +31,28 @@ func luhnPAN(prefix string, n int) string {
 }
 
 // transformOne runs the pure transform on one raw record at offset off of
-// partition 0 (whose idempotency state is marked loaded).
+// partition 0, with partition 0 of the idempotency state restored; the
+// state writes are dropped afterwards (nothing was produced).
 func transformOne(t *testing.T, tk *Tokenizer, topic string, off int64, key, value []byte) []*kgo.Record {
 	t.Helper()
-	if !tk.idem.owns(0) {
-		tk.idem.set(0, map[string]idemEntry{})
+	ctx := context.Background()
+	if len(tk.cfg.stateOpts) == 0 {
+		tk.cfg.stateOpts = []kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}
+	}
+	tbl := tk.stateTable()
+	tbl.Assign([]int32{0}, nil, nil)
+	if err := tbl.WaitRestored(ctx, 0); err != nil {
+		t.Fatalf("restoring state partition 0: %v", err)
 	}
 	rec := &kgo.Record{Topic: topic, Partition: 0, Offset: off, Key: key, Value: value,
 		Timestamp: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
-	out, err := tk.Transform(context.Background(), rec, nil)
+	out, err := tk.Transform(ctx, rec, nil)
 	if err != nil {
 		t.Fatalf("offset %d: transform: %v", off, err)
 	}
-	tk.idem.end(true)
+	if err := tbl.Ended(false); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 

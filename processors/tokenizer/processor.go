@@ -2,28 +2,53 @@ package tokenizer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
+	"github.com/pcistream/pcistream/schemas"
 )
 
-// Processor adapts a Tokenizer to the exactly-once loop (internal/eos): it
-// implements eos.Processor, eos.Assigner (rebuild the idempotency state of
-// newly assigned partitions), eos.Revoker and eos.Ender (apply the
-// idempotency additions of a committed transaction, drop those of an aborted
-// one).
+// Processor adapts a Tokenizer to the exactly-once loop (internal/eos). It
+// runs two steps in one consumer group, like a Kafka Streams topology with a
+// repartition topic:
+//
+//  1. route: a raw payment with an idempotency key (or payment id) is
+//     forwarded unchanged to the repartition topic, keyed by that key, so
+//     its partition is murmur2(key) whatever partitioner its producer used;
+//     the input coordinates travel in headers. Payments without a key, and
+//     input that does not decode, need no state and are handled at once.
+//  2. tokenize: a repartitioned payment is tokenized against the state
+//     partition of the same number, with its original coordinates, so its
+//     outputs are the ones a direct run would produce (audit ids, context
+//     ids and source offsets come from payments.raw).
+//
+// Both steps are consume-transform-produce in the loop's transactions, so a
+// payment is forwarded exactly once and tokenized exactly once.
+//
+// It implements eos.AssignListener (restore state partitions as soon as they
+// are assigned, pausing them until restored; cancel restores of revoked
+// ones) and eos.Ender (apply a committed transaction's state writes).
 type Processor struct {
 	t   *Tokenizer
 	buf []*kgo.Record
 }
 
 var (
-	_ eos.Processor = (*Processor)(nil)
-	_ eos.Assigner  = (*Processor)(nil)
-	_ eos.Revoker   = (*Processor)(nil)
-	_ eos.Ender     = (*Processor)(nil)
+	_ eos.Processor      = (*Processor)(nil)
+	_ eos.AssignListener = (*Processor)(nil)
+	_ eos.Ender          = (*Processor)(nil)
+)
+
+// Headers carrying a repartitioned record's input coordinates.
+const (
+	hdrTopic     = "pcistream.src.topic"
+	hdrPartition = "pcistream.src.partition"
+	hdrOffset    = "pcistream.src.offset"
+	hdrKey       = "pcistream.src.key"
 )
 
 // NewProcessor returns the loop adapter for t.
@@ -35,7 +60,11 @@ func (p *Processor) Tokenizer() *Tokenizer { return p.t }
 // Process implements eos.Processor.
 func (p *Processor) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) error {
 	var err error
-	p.buf, err = p.t.Transform(ctx, rec, p.buf[:0])
+	if rec.Topic == p.t.cfg.topics.RepartitionTopic() {
+		p.buf, err = p.tokenize(ctx, rec, p.buf[:0])
+	} else {
+		p.buf, err = p.route(ctx, rec, p.buf[:0])
+	}
 	if err != nil {
 		return err
 	}
@@ -46,42 +75,132 @@ func (p *Processor) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) 
 	return nil
 }
 
-// Assigned implements eos.Assigner: it reads the idempotency-state partitions
-// matching the newly assigned input partitions, read_committed, up to their
-// last stable offset, before any of their records is processed.
-func (p *Processor) Assigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) error {
-	parts := assigned[p.t.cfg.topics.PaymentsRaw]
-	if len(parts) == 0 {
-		return nil
+// route is step 1.
+func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Record) ([]*kgo.Record, error) {
+	t := p.t
+	if len(rec.Value) > t.cfg.maxBytes {
+		return t.transform(ctx, rec, -1, dst) // DLQ
 	}
-	if len(p.t.cfg.stateOpts) == 0 {
-		return fmt.Errorf("tokenizer: no StateClientOpts: cannot rebuild idempotency state")
+	var pay schemas.RawPayment
+	switch {
+	case len(rec.Value) > 0 && rec.Value[0] == '{':
+		var err error
+		if pay, err = schemas.DecodeRawPaymentJSON(rec.Value); err != nil {
+			return t.transform(ctx, rec, -1, dst)
+		}
+	case len(rec.Value) > 0 && rec.Value[0] == 0:
+		if err := t.serde.Decode(ctx, rec.Value, &pay); err != nil {
+			return t.transform(ctx, rec, -1, dst) // DLQ, or a retryable error
+		}
+	default:
+		return t.transform(ctx, rec, -1, dst)
 	}
-	st, err := loadState(ctx, p.t.cfg.stateOpts, p.t.cfg.topics.Idempotency, p.t.cfg.topics.PaymentsRaw, parts, p.t.cfg.rebuildWait)
-	if err != nil {
-		return err
+	key := pay.IdempotencyKey
+	if key == "" {
+		key = pay.PaymentID
 	}
-	n := 0
-	for part, m := range st {
-		p.t.idem.set(part, m)
-		n += len(m)
+	if key == "" {
+		// No key: nothing to deduplicate, no state touched. The full
+		// transform runs (its decoding checks, e.g. required JSON fields,
+		// are the tokenizer's, not the router's).
+		return t.transform(ctx, rec, -1, dst)
 	}
-	p.t.cfg.logger.Info("idempotency state rebuilt", "topic", p.t.cfg.topics.Idempotency, "partitions", parts, "keys", n)
-	return nil
+	return append(dst, &kgo.Record{
+		Topic:     t.cfg.topics.RepartitionTopic(),
+		Key:       []byte(key),
+		Value:     rec.Value,
+		Timestamp: rec.Timestamp,
+		Headers: []kgo.RecordHeader{
+			{Key: hdrTopic, Value: []byte(rec.Topic)},
+			{Key: hdrPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+			{Key: hdrOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+			{Key: hdrKey, Value: rec.Key},
+		},
+	}), nil
 }
 
-// Revoked implements eos.Revoker.
-func (p *Processor) Revoked(_ context.Context, revoked map[string][]int32) {
-	p.t.idem.drop(revoked[p.t.cfg.topics.PaymentsRaw])
+// tokenize is step 2.
+func (p *Processor) tokenize(ctx context.Context, rec *kgo.Record, dst []*kgo.Record) ([]*kgo.Record, error) {
+	if err := p.t.stateTable().WaitRestored(ctx, rec.Partition); err != nil {
+		return dst, err
+	}
+	orig, err := original(rec)
+	if err != nil {
+		return dst, err
+	}
+	return p.t.transform(ctx, orig, rec.Partition, dst)
+}
+
+// original rebuilds the raw input record from a repartitioned one.
+func original(rec *kgo.Record) (*kgo.Record, error) {
+	o := &kgo.Record{Value: rec.Value, Timestamp: rec.Timestamp}
+	seen := 0
+	for _, h := range rec.Headers {
+		var err error
+		switch h.Key {
+		case hdrTopic:
+			o.Topic = string(h.Value)
+		case hdrPartition:
+			var n int64
+			n, err = strconv.ParseInt(string(h.Value), 10, 32)
+			o.Partition = int32(n)
+		case hdrOffset:
+			o.Offset, err = strconv.ParseInt(string(h.Value), 10, 64)
+		case hdrKey:
+			o.Key = h.Value
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("repartitioned record %s[%d]@%d: header %s: %w", rec.Topic, rec.Partition, rec.Offset, h.Key, err)
+		}
+		seen++
+	}
+	if seen != 4 {
+		return nil, errors.New("repartitioned record " + rec.Topic + "[" + strconv.Itoa(int(rec.Partition)) + "]@" +
+			strconv.FormatInt(rec.Offset, 10) + " lacks its source headers: only the tokenizer may write the repartition topic")
+	}
+	return o, nil
+}
+
+// PartitionsAssigned implements eos.AssignListener: the state partitions of
+// newly assigned repartition partitions start restoring now, in the
+// background, paused on cl until restored; other partitions keep flowing.
+func (p *Processor) PartitionsAssigned(cl *kgo.Client, assigned map[string][]int32) {
+	topic := p.t.cfg.topics.RepartitionTopic()
+	parts := assigned[topic]
+	if len(parts) == 0 {
+		return
+	}
+	p.t.stateTable().Assign(parts,
+		func(ps []int32) { cl.PauseFetchPartitions(map[string][]int32{topic: ps}) },
+		func(part int32) { cl.ResumeFetchPartitions(map[string][]int32{topic: {part}}) })
+}
+
+// PartitionsRevoked implements eos.AssignListener.
+func (p *Processor) PartitionsRevoked(revoked map[string][]int32) {
+	if parts := revoked[p.t.cfg.topics.RepartitionTopic()]; len(parts) > 0 {
+		p.t.stateTable().Revoke(parts)
+	}
 }
 
 // Ended implements eos.Ender.
-func (p *Processor) Ended(committed bool) { p.t.idem.end(committed) }
+func (p *Processor) Ended(committed bool) {
+	if err := p.t.stateTable().Ended(committed); err != nil {
+		// The changelog has the committed writes; the table restores the
+		// partition's tail before it is used again.
+		p.t.cfg.logger.Warn("applying committed state to the local store failed; restoring from the changelog", "err", err)
+	}
+}
+
+// Ready is nil once every owned state partition is restored.
+func (p *Processor) Ready() error { return p.t.StateReady() }
 
 // Partitioner is the producer partitioner the tokenizer's loop must use:
 // records to the idempotency-state topic go to the partition set on them
-// (the input record's partition: the topics are co-partitioned), everything
-// else is partitioned by key like any Kafka client (murmur2). Pass it as
+// (the repartition record's partition: the topics are co-partitioned),
+// everything else is partitioned by key like any Java Kafka client
+// (murmur2), the repartition topic included. Pass it as
 // eos.ClientOpts(kgo.RecordPartitioner(tokenizer.Partitioner(topics.Idempotency))).
 func Partitioner(stateTopic string) kgo.Partitioner {
 	return routePartitioner{state: stateTopic, manual: kgo.ManualPartitioner(), byKey: kgo.StickyKeyPartitioner(nil)}

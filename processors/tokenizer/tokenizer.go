@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +45,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/pan"
 	"github.com/pcistream/pcistream/internal/redact"
+	"github.com/pcistream/pcistream/internal/state"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -63,13 +65,15 @@ const maxMaskedCopy = 64 << 10
 type Opt func(*cfg)
 
 type cfg struct {
-	topics      config.Topics
-	window      time.Duration
-	maxBytes    int
-	policy      pan.Policy
-	logger      *slog.Logger
-	stateOpts   []kgo.Opt
-	rebuildWait time.Duration
+	topics       config.Topics
+	window       time.Duration
+	maxBytes     int
+	policy       pan.Policy
+	logger       *slog.Logger
+	stateOpts    []kgo.Opt
+	stateDir     string
+	cacheBytes   int64
+	stateMetrics *state.Metrics
 }
 
 // Topics sets the topic names (default config.DefaultTopics()).
@@ -96,8 +100,19 @@ func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }
 // Processor.
 func StateClientOpts(opts ...kgo.Opt) Opt { return func(c *cfg) { c.stateOpts = opts } }
 
-// StateRebuildTimeout bounds the rebuild of one assignment's state (default 2m).
-func StateRebuildTimeout(d time.Duration) Opt { return func(c *cfg) { c.rebuildWait = d } }
+// StateDir is the directory of the worker's idempotency state store
+// (Pebble). Keep it across restarts (a persistent volume) so a restart only
+// replays the changelog tail; empty means a temporary directory, restored in
+// full at every start. One worker per directory.
+func StateDir(dir string) Opt { return func(c *cfg) { c.stateDir = dir } }
+
+// StateCacheBytes sets the state store's block cache (default
+// state.DefaultCacheBytes): with the memtables it bounds the state's memory,
+// whatever the number of keys.
+func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.cacheBytes = n } }
+
+// StateMetrics sets where state restore metrics go (default none).
+func StateMetrics(m *state.Metrics) Opt { return func(c *cfg) { c.stateMetrics = m } }
 
 // Tokenizer is the pure transform of raw payments into output records, with
 // its idempotency state. Its Transform is not safe for concurrent use: the
@@ -109,7 +124,11 @@ type Tokenizer struct {
 	serde *schemas.Serde
 	det   *pan.Detector
 	red   *redact.Redactor
-	idem  *idemState
+
+	store     *state.Store
+	tmpDir    string
+	tableOnce sync.Once
+	table     *state.Table
 
 	required []string // fields a JSON payment must carry (raw_payment.avsc)
 
@@ -128,12 +147,11 @@ type Stats struct {
 // seals PANs with vault.
 func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Opt) (*Tokenizer, error) {
 	c := cfg{
-		topics:      config.DefaultTopics(),
-		window:      DefaultIdempotencyWindow,
-		maxBytes:    DefaultMaxRecordBytes,
-		policy:      pan.First6Last4,
-		logger:      slog.Default(),
-		rebuildWait: 2 * time.Minute,
+		topics:   config.DefaultTopics(),
+		window:   DefaultIdempotencyWindow,
+		maxBytes: DefaultMaxRecordBytes,
+		policy:   pan.First6Last4,
+		logger:   slog.Default(),
 	}
 	for _, o := range opts {
 		o(&c)
@@ -157,9 +175,13 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
+	store, tmp, err := openStore(&c)
+	if err != nil {
+		return nil, err
+	}
 	det := pan.New()
-	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: det, red: redact.New(det, c.policy), idem: newIdemState(c.window),
-		required: req, panBuf: make([]byte, 0, 32)}, nil
+	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: det, red: redact.New(det, c.policy),
+		store: store, tmpDir: tmp, required: req, panBuf: make([]byte, 0, 32)}, nil
 }
 
 // Stats returns the counters so far.
@@ -171,6 +193,12 @@ func (t *Tokenizer) Stats() Stats { return t.stats }
 // keyring or KMS failure, state not loaded): the transaction must abort and
 // be retried. Bad input never errors: it yields a DLQ record.
 func (t *Tokenizer) Transform(ctx context.Context, rec *kgo.Record, dst []*kgo.Record) ([]*kgo.Record, error) {
+	return t.transform(ctx, rec, rec.Partition, dst)
+}
+
+// transform is Transform with the idempotency state read and written in
+// state partition statePart (the repartition topic's partition).
+func (t *Tokenizer) transform(ctx context.Context, rec *kgo.Record, statePart int32, dst []*kgo.Record) ([]*kgo.Record, error) {
 	if len(rec.Value) > t.cfg.maxBytes {
 		return t.reject(dst, rec, nil, ReasonOversize, fmt.Sprintf("value is %d bytes, limit %d", len(rec.Value), t.cfg.maxBytes)), nil
 	}
@@ -199,10 +227,10 @@ func (t *Tokenizer) Transform(ctx context.Context, rec *kgo.Record, dst []*kgo.R
 	default:
 		return t.reject(dst, rec, nil, ReasonUnknownEncoding, "value is neither Confluent Avro (magic byte 0) nor JSON ('{')"), nil
 	}
-	return t.transformPayment(ctx, rec, &p, dst)
+	return t.transformPayment(ctx, rec, statePart, &p, dst)
 }
 
-func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *schemas.RawPayment, dst []*kgo.Record) ([]*kgo.Record, error) {
+func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, statePart int32, p *schemas.RawPayment, dst []*kgo.Record) ([]*kgo.Record, error) {
 	// The PAN is copied once into a reused buffer, cleared on return.
 	chk, digits, rej := validatePayment(p, rec, t.panBuf)
 	defer clear(t.panBuf[:cap(t.panBuf)])
@@ -220,16 +248,18 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 		idemKey = p.PaymentID
 	}
 	if idemKey != "" {
-		if !t.idem.owns(rec.Partition) {
-			return dst, fmt.Errorf("idempotency state of %s[%d] is not loaded (partition not assigned through the loop?)", rec.Topic, rec.Partition)
+		e, dup, err := t.seen(statePart, idemKey, rec.Timestamp.UnixMilli())
+		if err != nil {
+			return dst, fmt.Errorf("idempotency state of %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		}
-		if e, dup := t.idem.seen(rec.Partition, idemKey, rec.Timestamp.UnixMilli()); dup {
-			if e.Offset == rec.Offset {
-				// This very record was tokenized in a committed
+		if dup {
+			if e.Offset == rec.Offset && e.Part == rec.Partition {
+				// This very input record was tokenized in a committed
 				// transaction whose offset commit did not survive (a
-				// broker crash between the two): its output and audit
-				// event exist already, so the replay emits nothing. A
-				// second audit event would not describe a second input.
+				// broker crash between the two), so it came back through
+				// the repartition topic a second time: its output and
+				// audit event exist already, so the replay emits nothing.
+				// A second audit event would not describe a second input.
 				return dst, nil
 			}
 			t.stats.Duplicates++
@@ -285,12 +315,10 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, p *sc
 		return dst, err
 	}
 	if idemKey != "" {
-		e := idemEntry{Context: ctxID, TS: rec.Timestamp.UnixMilli(), Offset: rec.Offset}
-		b, _ := json.Marshal(e)
-		// Partition is set explicitly: the state topic is co-partitioned
-		// with the input, whatever the producer's partitioner did.
-		dst = append(dst, &kgo.Record{Topic: t.cfg.topics.Idempotency, Partition: rec.Partition, Key: []byte(idemKey), Value: b, Timestamp: ts})
-		t.idem.add(rec.Partition, idemKey, e)
+		// The entry goes to state partition statePart, set explicitly on
+		// the record: the state topic is co-partitioned with the
+		// repartition topic, keyed alike.
+		dst = append(dst, t.remember(statePart, idemKey, idemEntry{Context: ctxID, TS: rec.Timestamp.UnixMilli(), Offset: rec.Offset, Part: rec.Partition}))
 	}
 	t.stats.Tokenized++
 	return dst, nil
