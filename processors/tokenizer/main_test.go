@@ -53,7 +53,10 @@ func newEnvTopics(t *testing.T, tp config.Topics) *env {
 
 func (e *env) tokenizer(kr *token.Keyring, opts ...Opt) *Tokenizer {
 	e.t.Helper()
-	tk, err := New(kr, token.NewVault(kr), e.serde, append([]Opt{Topics(e.topics), Logger(quietLogger())}, opts...)...)
+	// A state directory the test removes: a tokenizer a test does not
+	// Close would otherwise leave its temporary store behind.
+	base := []Opt{Topics(e.topics), Logger(quietLogger()), StateDir(e.t.TempDir())}
+	tk, err := New(kr, token.NewVault(kr), e.serde, append(base, opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
