@@ -33,7 +33,7 @@ func TestREADME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the README's sessions: not in -short mode")
 	}
-	for _, tool := range []string{"kcat", "bash"} {
+	for _, tool := range []string{"kcat", "bash", "curl", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (apt-get install %s); .ci/run installs it", tool, tool)
 		}
@@ -179,11 +179,13 @@ func newSession(t *testing.T, repo string) *session {
 		"127.0.0.1:9092", addr(0), "127.0.0.1:8081", addr(1), "127.0.0.1:7070", addr(2),
 		"go build -o pcistream ./cmd/pcistream", "go build -C " + repo + ` -o "$PWD/pcistream" ./cmd/pcistream`,
 	}
-	for i := 0; i < 6; i++ { // metrics and gateway ports 9464..9469
+	for i := 0; i < 5; i++ { // metrics ports 9464..9468
 		pairs = append(pairs, fmt.Sprintf("127.0.0.1:%d", 9464+i), addr(3+i))
 	}
+	pairs = append(pairs, "127.0.0.1:8443", addr(8)) // the gateway's API
 	env := append(os.Environ(),
 		"PCISTREAM_KAFKA_ADDR="+addr(0), "PCISTREAM_REGISTRY_ADDR="+addr(1), "PCISTREAM_S3_ADDR="+addr(2),
+		"PCISTREAM_LISTEN="+addr(8),
 		"PCISTREAM_BROKERS="+addr(0), "PCISTREAM_REGISTRY_URL=http://"+addr(1), "PCISTREAM_S3_ENDPOINT=http://"+addr(2),
 		"PATH="+os.Getenv("PATH"))
 	return &session{t: t, dir: t.TempDir(), env: env, subst: strings.NewReplacer(pairs...), det: pan.New()}
