@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/pan"
 )
 
@@ -117,27 +117,8 @@ type session struct {
 type bgProc struct {
 	line string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *devstacktest.Buffer
 	done chan struct{}
-}
-
-// syncBuffer is a bytes.Buffer that the process's output goroutine may
-// write while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runBlock runs one block's lines in s, failing t.
@@ -241,7 +222,7 @@ func (s *session) run(line string) string {
 func (s *session) start(line string) {
 	s.t.Logf("$ %s &", s.masked(line))
 	c := s.command(context.Background(), line)
-	p := &bgProc{line: s.masked(line), cmd: c, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &bgProc{line: s.masked(line), cmd: c, out: &devstacktest.Buffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = p.out, p.out
 	if err := c.Start(); err != nil {
 		s.t.Fatalf("%s: %v", line, err)

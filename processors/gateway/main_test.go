@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/gateway"
@@ -64,7 +64,7 @@ type env struct {
 	kr      *token.Keyring
 	reg     *telemetry.Registry
 	spans   *tracetest.InMemoryExporter
-	logs    *syncBuffer
+	logs    *devstacktest.Buffer
 	svc     *gateway.Service
 	url     string
 	client  *http.Client
@@ -73,23 +73,6 @@ type env struct {
 	answers [][]byte
 	// tls, when set, serves TLS; clientTLS is the test client's config.
 	tls, clientTLS *tls.Config
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }
 
 func testTopics(t *testing.T) config.Topics {
@@ -153,7 +136,7 @@ func newEnvTLS(t *testing.T, brokers []string, serverTLS, clientTLS *tls.Config,
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, topics: tp, kopts: kopts, serde: serde, kr: kr, logs: &syncBuffer{}}
+	e := &env{t: t, topics: tp, kopts: kopts, serde: serde, kr: kr, logs: &devstacktest.Buffer{}}
 	e.tls, e.clientTLS = serverTLS, clientTLS
 	e.start(t.Name(), opts...)
 	t.Cleanup(e.stop)

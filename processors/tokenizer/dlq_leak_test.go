@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
 	"github.com/pcistream/pcistream/internal/redact/leaktest"
 	"github.com/pcistream/pcistream/internal/token"
@@ -22,24 +22,6 @@ import (
 
 // Planted CVVs: distinctive, and no other digits in the inputs spell them.
 var plantedCVVs = []string{"468", "9731"}
-
-// syncBuffer is a bytes.Buffer safe for the loop's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // planted returns a payment whose every free-text field, metadata key and
 // value (also JSON nested in a value) holds form, with CVVs beside it.
@@ -87,7 +69,7 @@ func plantedJSON(t *testing.T, p *schemas.RawPayment, drop ...string) []byte {
 func TestDeadLettersHoldNoCardData(t *testing.T) {
 	e := newEnv(t)
 	kr, _ := token.NewKeyring()
-	var logs syncBuffer
+	var logs devstacktest.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tk, err := New(kr, token.NewVault(kr), e.serde, Topics(e.topics), Logger(logger), MaxRecordBytes(64<<10))
 	if err != nil {
