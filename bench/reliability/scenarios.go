@@ -171,21 +171,31 @@ func (e *env) finish(ctx context.Context, r *row, pr *producer, start, lastFault
 	r.exits = e.unexpected()
 }
 
+// begin sets up a scenario's stack and workers and starts offering its
+// load; start is when the first event was offered.
+func begin(ctx context.Context, p params, name string) (*env, *producer, time.Time, error) {
+	e, err := setup(ctx, p, name)
+	if err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	start := time.Now()
+	pr, err := startProducer(e.brokers, e.n.in, p.rate, p.events)
+	if err != nil {
+		e.close()
+		return nil, nil, time.Time{}, err
+	}
+	return e, pr, start, nil
+}
+
 // clean runs the load with no faults: the baseline.
 func clean(ctx context.Context, p params) row {
 	r := row{name: "clean (baseline)", events: p.events, faults: "none"}
-	e, err := setup(ctx, p, "clean")
+	e, pr, start, err := begin(ctx, p, "clean")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer e.close()
-	start := time.Now()
-	pr, err := startProducer(e.brokers, e.n.in, p.rate, p.events)
-	if err != nil {
-		r.err = err
-		return r
-	}
 	e.finish(ctx, &r, pr, start, time.Time{})
 	return r
 }
@@ -195,18 +205,12 @@ func clean(ctx context.Context, p params) row {
 // long until the restarted process commits a transaction.
 func workerKills(ctx context.Context, p params) row {
 	r := row{name: "worker SIGKILL + restart", events: p.events, kills: p.kills, faults: fmt.Sprintf("%d × SIGKILL of a worker", p.kills)}
-	e, err := setup(ctx, p, "kills")
+	e, pr, start, err := begin(ctx, p, "kills")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer e.close()
-	start := time.Now()
-	pr, err := startProducer(e.brokers, e.n.in, p.rate, p.events)
-	if err != nil {
-		r.err = err
-		return r
-	}
 	var last time.Time
 	for k := 0; k < p.kills && ctx.Err() == nil; k++ {
 		// Spread the kills over the first 80% of the offered load.
@@ -236,18 +240,12 @@ func workerKills(ctx context.Context, p params) row {
 // that crash-loop. The last round leaves with SIGTERM.
 func storm(ctx context.Context, p params) row {
 	r := row{name: "rebalance storm", events: p.events}
-	e, err := setup(ctx, p, "storm")
+	e, pr, start, err := begin(ctx, p, "storm")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer e.close()
-	start := time.Now()
-	pr, err := startProducer(e.brokers, e.n.in, p.rate, p.events)
-	if err != nil {
-		r.err = err
-		return r
-	}
 	rng := rand.New(rand.NewPCG(7, 13))
 	dir := filepath.Join(p.dir, "storm")
 	var extra []*worker
@@ -294,18 +292,12 @@ func storm(ctx context.Context, p params) row {
 func brokerFault(ctx context.Context, p params, sig syscall.Signal) row {
 	name := map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}[sig]
 	r := row{name: "broker " + name + " + restart on its data dir", events: p.events, faults: "1 × " + name + " of `pcistream dev`"}
-	e, err := setup(ctx, p, "broker-"+strings.ToLower(name))
+	e, pr, start, err := begin(ctx, p, "broker-"+strings.ToLower(name))
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer e.close()
-	start := time.Now()
-	pr, err := startProducer(e.brokers, e.n.in, p.rate, p.events)
-	if err != nil {
-		r.err = err
-		return r
-	}
 	pr.waitProduced(ctx, int64(p.events/2))
 	e.dev.stop(sig)
 	if err := e.dev.start(ctx); err != nil {
