@@ -209,6 +209,8 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	}
 	errw := cmd.ErrOrStderr()
 	fmt.Fprintf(errw, "job %s (progress in consumer group %s)\n", job, group)
+	// The replay's audit events are its own facts, under the job's ids.
+	p = replay.RelabelAudit(p, serde, cfg.Topics.AuditEvents, job)
 	res, err := replay.Run(ctx, p, r, replay.Options{
 		ClientOpts:      append(append([]kgo.Opt(nil), kopts...), f.clientOpts...),
 		DryRun:          f.dryRun,
