@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
@@ -89,4 +90,16 @@ func (r *relabel) rewrite(ctx context.Context, recs []*kgo.Record) error {
 		rec.Key, rec.Value = []byte(ev.ID), b
 	}
 	return nil
+}
+
+// Bounds resolves r to per-partition [from, to) offsets as Run does (the
+// end as of now when r has none), for jobs that read a range themselves
+// (the auditor's re-archive).
+func Bounds(ctx context.Context, clientOpts []kgo.Opt, r Range) (map[int32][2]int64, error) {
+	cl, err := kgo.NewClient(clientOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	return resolve(ctx, kadm.NewClient(cl), r)
 }
