@@ -177,8 +177,10 @@ topic), keyed by idempotency key. The live tokenizer, as deployed now (fix it
 first), decides with its live idempotency state: a payment whose key was tokenized
 meanwhile (a retry) stays a duplicate, and a record tokenized once is never
 tokenized again, whichever job forwards it. Its outputs carry the source record's
-coordinates, so their audit ids are the ones a first pass would have had. The
-redrive needs no keyring; the masker flags do not apply.`,
+coordinates, so their audit ids are the ones a first pass would have had. A record
+that would fail again (the tokenizer's checks, sizes against --max-record-bytes: give
+the live tokenizer's) is left alone and counted, never dead-lettered twice under one
+audit id. The redrive needs no keyring; --policy does not apply.`,
 		Example: `  pcistream dlq redrive tokenizer --reason-code unknown_schema_id --reason "INC-80 schema registered"
   pcistream dlq redrive masker --reason-code oversize --max-record-bytes 4194304 --reason "INC-77 raise the size limit"
   pcistream dlq redrive masker --dry-run --from-time 2026-11-29T14:00:00Z --reason "INC-78 check first"`,
@@ -189,8 +191,8 @@ redrive needs no keyring; the masker flags do not apply.`,
 			if err != nil {
 				return err
 			}
-			if args[0] == "tokenizer" && (cmd.Flags().Changed("policy") || cmd.Flags().Changed("max-record-bytes")) {
-				return usageError{fmt.Errorf("--policy and --max-record-bytes configure the masker; a tokenizer redrive uses the live tokenizer's configuration")}
+			if args[0] == "tokenizer" && cmd.Flags().Changed("policy") {
+				return usageError{fmt.Errorf("--policy configures the masker; a tokenizer redrive hands records to the live tokenizer")}
 			}
 			flt, err := sel.filter(&f)
 			if err != nil {
@@ -215,8 +217,15 @@ redrive needs no keyring; the masker flags do not apply.`,
 			}
 			f.action = "redrive"
 			if args[0] == "tokenizer" {
-				if err := runReplay(cmd, cfg, serde, kopts, "tokenizer", raw, tokenizer.NewRedriver(serde, cfg.Topics.RepartitionTopic()), &f); err != nil {
+				rd, err := tokenizer.NewRedriver(serde, cfg.Topics.RepartitionTopic(), mf.maxBytes)
+				if err != nil {
 					return err
+				}
+				if err := runReplay(cmd, cfg, serde, kopts, "tokenizer", raw, rd, &f); err != nil {
+					return err
+				}
+				for code, n := range rd.Still {
+					fmt.Fprintf(cmd.OutOrStdout(), "  left alone, would fail again: %d %s\n", n, code)
 				}
 				if !f.dryRun {
 					fmt.Fprintf(cmd.OutOrStdout(), "  handed to the live tokenizer (group pcistream-tokenizer): its outputs reach %s, or %s again, as it processes them\n", cfg.Topics.PaymentsTokenized, cfg.Topics.PaymentsDLQ)

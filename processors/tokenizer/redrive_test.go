@@ -17,9 +17,16 @@ import (
 	"github.com/pcistream/pcistream/schemas"
 )
 
-// TestRedriveThroughLiveTokenizer dead-letters two oversize payments, fixes
+func badCurrency(p *schemas.RawPayment) *schemas.RawPayment {
+	p.Currency = "XXXX"
+	return p
+}
+
+// TestRedriveThroughLiveTokenizer dead-letters two oversize payments and
+// one with a bad currency, fixes
 // the live tokenizer (a larger limit) and redrives the oversize dead letters
-// with a Redriver job: the live tokenizer tokenizes the one whose key is new
+// with a Redriver job, which leaves the bad currency alone (it would fail
+// again): the live tokenizer tokenizes the one whose key is new
 // (with its original coordinates) and deduplicates the one whose retry was
 // tokenized meanwhile. Re-running the job writes nothing; a second job
 // forwards the records again and the live tokenizer emits nothing for them.
@@ -37,33 +44,39 @@ func TestRedriveThroughLiveTokenizer(t *testing.T) {
 		&kgo.Record{Key: []byte("idem-b"), Value: e.encode(big(payment("pay-b", "idem-b", testCards[1]))), Timestamp: at(1)},
 		&kgo.Record{Key: []byte("idem-c"), Value: e.encode(payment("pay-c", "idem-c", testCards[2])), Timestamp: at(2)},
 		&kgo.Record{Key: []byte("idem-a"), Value: e.encode(payment("pay-a", "idem-a", testCards[0])), Timestamp: at(3)}, // a's retry
+		&kgo.Record{Key: []byte("idem-x"), Value: e.encode(badCurrency(payment("pay-x", "idem-x", testCards[3]))), Timestamp: at(4)},
 	)
 	live := "g-" + t.Name()
 	stop := e.run(e.tokenizer(kr, MaxRecordBytes(1000)), live)
-	e.waitCount(e.topics.AuditEvents, 4, 30*time.Second)
+	e.waitCount(e.topics.AuditEvents, 5, 30*time.Second)
 	stop()
 	stop = e.run(e.tokenizer(kr), live) // the fix: the default limit
 	defer stop()
 
-	flt := dlq.All()
-	flt.Reasons = []string{ReasonOversize}
-	srcs, err := dlq.Sources(ctx, e.opts, e.serde, e.topics.PaymentsDLQ, flt)
+	srcs, err := dlq.Sources(ctx, e.opts, e.serde, e.topics.PaymentsDLQ, dlq.All())
 	if err != nil || len(srcs[e.topics.PaymentsRaw]) == 0 {
 		t.Fatalf("dead letters: %v %v", srcs, err)
 	}
 	redrive := func(job string) replay.Result {
 		r := replay.Range{Topic: e.topics.PaymentsRaw, FromOffset: -1, ToOffset: -1, Only: srcs[e.topics.PaymentsRaw]}
-		res, err := replay.Run(ctx, NewRedriver(e.serde, e.topics.RepartitionTopic()), r, replay.Options{ClientOpts: e.opts, Group: job})
+		rd, err := NewRedriver(e.serde, e.topics.RepartitionTopic(), DefaultMaxRecordBytes)
 		if err != nil {
 			t.Fatal(err)
+		}
+		res, err := replay.Run(ctx, rd, r, replay.Options{ClientOpts: e.opts, Group: job})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Read > 0 && rd.Still[ReasonInvalidCurrency] != 1 {
+			t.Errorf("still failing: %v, want the bad currency left alone", rd.Still)
 		}
 		return res
 	}
 	job := devstacktest.Name(t, "redrive")
-	if res := redrive(job); res.Read != 2 || res.Written[e.topics.RepartitionTopic()] != 2 {
+	if res := redrive(job); res.Read != 3 || res.Written[e.topics.RepartitionTopic()] != 2 {
 		t.Fatalf("redrive: %+v", res)
 	}
-	e.waitCount(e.topics.AuditEvents, 6, 30*time.Second) // + tokenize b, dedup a
+	e.waitCount(e.topics.AuditEvents, 7, 30*time.Second) // + tokenize b, dedup a
 	if res := redrive(job); !res.Finished || res.Read != 0 {
 		t.Fatalf("same job again: %+v", res)
 	}
@@ -74,7 +87,7 @@ func TestRedriveThroughLiveTokenizer(t *testing.T) {
 		&kgo.Record{Key: []byte("idem-a"), Value: e.encode(payment("pay-a", "idem-a", testCards[0])), Timestamp: at(4)},
 		&kgo.Record{Key: []byte("idem-b"), Value: e.encode(payment("pay-b", "idem-b", testCards[1])), Timestamp: at(5)},
 	)
-	e.waitCount(e.topics.AuditEvents, 8, 30*time.Second)
+	e.waitCount(e.topics.AuditEvents, 9, 30*time.Second)
 	stop()
 
 	tok := e.decodeTokenized(e.read(e.topics.PaymentsTokenized, false))
@@ -98,8 +111,8 @@ func TestRedriveThroughLiveTokenizer(t *testing.T) {
 		}
 		evs[string(r.Key)] = r.Value
 	}
-	if len(evs) != 8 {
-		t.Fatalf("%d distinct audit events, want 8 (4 live, tokenize b, dedup a, two barrier dedups)", len(evs))
+	if len(evs) != 9 {
+		t.Fatalf("%d distinct audit events, want 9 (5 live, tokenize b, dedup a, two barrier dedups)", len(evs))
 	}
 	e.assertClean(e.allOutputs()...)
 }

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -109,42 +110,95 @@ func (r *ReplayProcessor) Ended(committed bool) {
 // Redriver is step 1 of the tokenizer for a DLQ redrive: it hands each
 // source record, unchanged, to the live tokenizer's step 2 through the
 // repartition topic, with its original coordinates, keyed by its
-// idempotency key (or payment id) when it decodes now. The live tokenizer
-// then decides with its live idempotency state and its current
-// configuration, exactly once, and its outputs (tokenized event, audit id)
-// are those of the original record. A record that still does not decode is
-// forwarded under its own key; the live tokenizer dead-letters it again.
-// The redriver holds no key: it needs only the registry.
+// idempotency key (or payment id). The live tokenizer then decides with its
+// live idempotency state and its current configuration, exactly once, and
+// its outputs (tokenized event, audit id) are those of the original record.
+//
+// A record that would be dead-lettered again is not handed over: the
+// Redriver runs the tokenizer's input checks first (size against its own
+// limit, decoding, required JSON fields, validation) and counts it in Still
+// by reason instead. A second dead letter for the same source record would
+// carry the same audit id as the first, which the audit trail must never
+// hold twice. The redriver holds no key: it needs only the registry.
 type Redriver struct {
-	serde  *schemas.Serde
-	repart string
+	serde    *schemas.Serde
+	repart   string
+	maxBytes int
+	required []string
+	buf      []byte
+	// Still counts the records left alone because they would fail again,
+	// by reason code.
+	Still map[string]int64
 }
 
 var _ eos.Processor = (*Redriver)(nil)
 
-// NewRedriver returns a Redriver writing to the repartition topic of topics
-// (config.Topics.RepartitionTopic).
-func NewRedriver(serde *schemas.Serde, repartitionTopic string) *Redriver {
-	return &Redriver{serde: serde, repart: repartitionTopic}
+// NewRedriver returns a Redriver writing to repartitionTopic
+// (config.Topics.RepartitionTopic), checking sizes against maxBytes (the
+// live tokenizer's --max-record-bytes).
+func NewRedriver(serde *schemas.Serde, repartitionTopic string, maxBytes int) (*Redriver, error) {
+	req, err := requiredFields()
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer redrive: %w", err)
+	}
+	return &Redriver{serde: serde, repart: repartitionTopic, maxBytes: maxBytes, required: req,
+		buf: make([]byte, 0, 32), Still: map[string]int64{}}, nil
+}
+
+// check returns the payment and the reason code rec would be dead-lettered
+// with now ("" when it would not), in the tokenizer's order; an error is a
+// registry outage (retry, do not judge).
+func (d *Redriver) check(ctx context.Context, rec *kgo.Record) (schemas.RawPayment, string, error) {
+	var p schemas.RawPayment
+	if len(rec.Value) > d.maxBytes {
+		return p, ReasonOversize, nil
+	}
+	switch {
+	case len(rec.Value) > 0 && rec.Value[0] == '{':
+		var err error
+		if p, err = schemas.DecodeRawPaymentJSON(rec.Value); err != nil {
+			return p, ReasonMalformedJSON, nil
+		}
+		if len(missingJSONFields(rec.Value, d.required)) > 0 {
+			return p, ReasonMissingField, nil
+		}
+	case len(rec.Value) > 0 && rec.Value[0] == 0:
+		if err := d.serde.Decode(ctx, rec.Value, &p); err != nil {
+			switch {
+			case errors.Is(err, schemas.ErrUnknownSchemaID):
+				return p, ReasonUnknownSchemaID, nil
+			case errors.Is(err, schemas.ErrMalformed), errors.Is(err, schemas.ErrIncompatible):
+				return p, ReasonMalformedAvro, nil
+			}
+			return p, "", fmt.Errorf("decoding %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		}
+	default:
+		return p, ReasonUnknownEncoding, nil
+	}
+	_, digits, rej := validatePayment(&p, rec, d.buf)
+	clear(digits)
+	clear(d.buf[:cap(d.buf)])
+	if rej != nil {
+		return p, rej.code, nil
+	}
+	return p, "", nil
 }
 
 // Process implements eos.Processor.
 func (d *Redriver) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) error {
-	key := rec.Key
-	var pay schemas.RawPayment
-	var err error
-	switch {
-	case len(rec.Value) > 0 && rec.Value[0] == '{':
-		pay, err = schemas.DecodeRawPaymentJSON(rec.Value)
-	case len(rec.Value) > 0 && rec.Value[0] == 0:
-		err = d.serde.Decode(ctx, rec.Value, &pay)
+	pay, code, err := d.check(ctx, rec)
+	if err != nil {
+		return err
 	}
-	if err == nil {
-		if k := pay.IdempotencyKey; k != "" {
-			key = []byte(k)
-		} else if pay.PaymentID != "" {
-			key = []byte(pay.PaymentID)
-		}
+	if code != "" {
+		d.Still[code]++
+		return nil
+	}
+	key := rec.Key
+	if k := pay.IdempotencyKey; k != "" {
+		key = []byte(k)
+	} else if pay.PaymentID != "" {
+		key = []byte(pay.PaymentID)
 	}
 	out.Emit(&kgo.Record{
 		Topic:     d.repart,
