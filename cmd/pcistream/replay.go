@@ -231,6 +231,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 		outcome = "error"
 	}
 	done := ev
+	done.ID = "" // its own event, its own id (opaudit derives it)
 	done.Time = time.Now().UnixMilli()
 	done.Outcome = outcome
 	done.Attrs = map[string]string{"read": fmt.Sprint(res.Read), "dry_run": fmt.Sprint(f.dryRun), "job": job,

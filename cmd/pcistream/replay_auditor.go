@@ -140,6 +140,7 @@ func runReplayAuditor(cmd *cobra.Command, cfg *config.Config, f *replayFlags, af
 	})
 	fmt.Fprintln(errw)
 	done := ev
+	done.ID = "" // its own event, its own id (opaudit derives it)
 	done.Time, done.Outcome = time.Now().UnixMilli(), "ok"
 	if err != nil {
 		done.Outcome = "error"
