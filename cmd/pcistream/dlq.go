@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -224,8 +226,8 @@ audit id. The redrive needs no keyring; --policy does not apply.`,
 				if err := runReplay(cmd, cfg, serde, kopts, "tokenizer", raw, rd, &f); err != nil {
 					return err
 				}
-				for code, n := range rd.Still {
-					fmt.Fprintf(cmd.OutOrStdout(), "  left alone, would fail again: %d %s\n", n, code)
+				for _, code := range slices.Sorted(maps.Keys(rd.Still)) {
+					fmt.Fprintf(cmd.OutOrStdout(), "  left alone, would fail again: %d %s\n", rd.Still[code], code)
 				}
 				if !f.dryRun {
 					fmt.Fprintf(cmd.OutOrStdout(), "  handed to the live tokenizer (group pcistream-tokenizer): its outputs reach %s, or %s again, as it processes them\n", cfg.Topics.PaymentsTokenized, cfg.Topics.PaymentsDLQ)

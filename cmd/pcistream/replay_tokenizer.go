@@ -50,7 +50,8 @@ input partitions are ordered as the replay reads them (as live, where they race 
 the repartition topic).
 
 Needs the tokenizer keyring (--keyring): the replay makes tokens and seals vault
-entries like the live worker.`,
+entries like the live worker, and the right to create the job's state topic (a
+--dry-run creates it too, empty, and keeps its decisions in memory).`,
 		Example: `  pcistream replay tokenizer --from-time 2026-11-28T14:00:00Z --to-time 2026-11-28T15:00:00Z --dry-run --reason "INC-42 check"
   pcistream replay tokenizer --partition 0 --from-offset 100 --to-offset 200 --to-topic payments.tokenized.check --reason "INC-42 compare"`,
 		Args: cobra.NoArgs,
