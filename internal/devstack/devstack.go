@@ -76,6 +76,7 @@ type Stack struct {
 	closeMu  sync.Mutex
 	closed   bool
 	registry *compatRegistry
+	journal  *txnJournal
 }
 
 type cfg struct {
@@ -245,15 +246,28 @@ func (s *Stack) startKafka(ctx context.Context) error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
+	j, err := openTxnJournal(filepath.Join(s.DataDir, "kafka-txn", "prepared.log"))
+	if err != nil {
+		return err
+	}
+	s.journal = j
 	if restarted {
-		n, err := s.repairCrashAborts(context.Background(), cl)
+		aborted, rolled, err := s.repairCrash(context.Background(), cl, j)
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", n)
+		if aborted > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", aborted)
 		}
+		if rolled > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: completed the group offsets of %d transactions a crash interrupted after their commit markers\n", rolled)
+		}
+	} else if err := j.reset(); err != nil {
+		return err
 	}
+	// After the repair, so a record is never written for an EndTxn the
+	// repair's gate refuses.
+	j.install(cl)
 	return nil
 }
 
@@ -409,6 +423,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Cluster != nil {
 		s.Cluster.Close()
+	}
+	if s.journal != nil {
+		s.journal.close()
 	}
 	if s.Broker != nil {
 		_ = s.Broker.Stop()
