@@ -101,6 +101,13 @@ func (s *Stack) rollForward(ctx context.Context, c *kfake.Cluster, adm *kadm.Cli
 		}
 		byGroup := map[string]kadm.Offsets{}
 		for _, o := range r.Offsets {
+			if o.Topic == "" { // TxnOffsetCommit v6+ names topics by id
+				ti := c.TopicIDInfo(o.TopicID)
+				if ti == nil {
+					continue // the topic is gone
+				}
+				o.Topic = ti.Topic
+			}
 			if gi := c.GroupInfo(o.Group); gi != nil {
 				if cur, ok := gi.Commits[o.Topic][o.Partition]; ok && cur.Offset >= o.Offset {
 					continue
@@ -166,7 +173,7 @@ func loadingResponse(kreq kmsg.Request) kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 		for _, t := range req.Topics {
 			rt := kmsg.NewTxnOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
 			for _, p := range t.Partitions {
 				rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 				rp.Partition, rp.ErrorCode = p.Partition, code

@@ -47,12 +47,13 @@ type prepared struct {
 }
 
 type stagedOffset struct {
-	Group       string  `json:"group"`
-	Topic       string  `json:"topic"`
-	Partition   int32   `json:"partition"`
-	Offset      int64   `json:"offset"`
-	LeaderEpoch int32   `json:"leader_epoch"`
-	Metadata    *string `json:"metadata,omitempty"`
+	Group       string   `json:"group"`
+	Topic       string   `json:"topic,omitempty"`
+	TopicID     [16]byte `json:"topic_id"` // TxnOffsetCommit v6+ names topics by id
+	Partition   int32    `json:"partition"`
+	Offset      int64    `json:"offset"`
+	LeaderEpoch int32    `json:"leader_epoch"`
+	Metadata    *string  `json:"metadata,omitempty"`
 }
 
 // journalCompactBytes bounds the journal: past it, only the last record
@@ -116,9 +117,9 @@ func (j *txnJournal) stage(req *kmsg.TxnOffsetCommitRequest) {
 	}
 	for _, t := range req.Topics {
 		for _, pt := range t.Partitions {
-			o := stagedOffset{Group: req.Group, Topic: t.Topic, Partition: pt.Partition,
+			o := stagedOffset{Group: req.Group, Topic: t.Topic, TopicID: t.TopicID, Partition: pt.Partition,
 				Offset: pt.Offset, LeaderEpoch: pt.LeaderEpoch, Metadata: pt.Metadata}
-			k := fmt.Sprintf("%s\x00%s\x00%d", req.Group, t.Topic, pt.Partition)
+			k := fmt.Sprintf("%s\x00%s\x00%x\x00%d", req.Group, t.Topic, t.TopicID, pt.Partition)
 			if i, ok := p.index[k]; ok {
 				p.Offsets[i] = o
 				continue
