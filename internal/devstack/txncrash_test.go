@@ -255,11 +255,11 @@ func runTxnCrashChild(broker, dir string) error {
 // maskInputs is the worker: one transaction that reads n inputs from the
 // group's committed offset, writes one output each and commits. before
 // runs right before the commit.
-func maskInputs(ctx context.Context, addrs []string, n int, before func() error) error {
-	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addrs...),
+func maskInputs(ctx context.Context, addrs []string, n int, before func() error, opts ...kgo.Opt) error {
+	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{kgo.SeedBrokers(addrs...),
 		kgo.TransactionalID("masker-0"), kgo.ConsumerGroup(txnCrashGroup), kgo.ConsumeTopics("in"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DefaultProduceTopic("out"))
+		kgo.DefaultProduceTopic("out"), kgo.TransactionTimeout(10 * time.Second)}, opts...)...)
 	if err != nil {
 		return err
 	}
