@@ -29,6 +29,7 @@ import (
 const (
 	txnCrashChildEnv = "PCISTREAM_TXNCRASH_CHILD"
 	txnCrashDirEnv   = "PCISTREAM_TXNCRASH_DIR"
+	txnCrash848Env   = "PCISTREAM_TXNCRASH_KIP848"
 	txnCrashInputs   = 50
 	txnCrashGroup    = "masker"
 )
@@ -65,19 +66,27 @@ func TestCommitCrash(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		broker, cut string
+		kip848      bool // the worker's group uses KIP-848 (eos.ServerAssign)
 		// committed: the group offset after the restart; outputs: the
 		// committed outputs once the resumed worker is done.
 		committed, outputs int64
 	}{
-		{"kfake", "after-markers", 0, 2 * txnCrashInputs}, // kfake alone: every output twice
-		{"devstack", "after-markers", txnCrashInputs, txnCrashInputs},
-		{"devstack", "before-markers", 0, txnCrashInputs},
+		{"kfake", "after-markers", false, 0, 2 * txnCrashInputs}, // kfake alone: every output twice
+		{"devstack", "after-markers", false, txnCrashInputs, txnCrashInputs},
+		{"devstack", "after-markers", true, txnCrashInputs, txnCrashInputs},
+		{"devstack", "before-markers", false, 0, txnCrashInputs},
 	} {
-		t.Run(tc.broker+"/"+tc.cut, func(t *testing.T) {
+		name := tc.broker + "/" + tc.cut
+		var groupOpts []kgo.Opt
+		if tc.kip848 {
+			name += "/kip848"
+			groupOpts = kip848Opts()
+		}
+		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
 			dir := t.TempDir()
-			crashInsideEndTxn(ctx, t, tc.broker, dir, tc.cut)
+			crashInsideEndTxn(ctx, t, tc.broker, dir, tc.cut, tc.kip848)
 
 			addrs, stop := restartBroker(ctx, t, tc.broker, dir)
 			defer stop()
@@ -88,7 +97,7 @@ func TestCommitCrash(t *testing.T) {
 				t.Errorf("group offset after the restart = %d, want %d", committed, tc.committed)
 			}
 			if rest := txnCrashInputs - committed; rest > 0 {
-				if err := maskInputs(ctx, addrs, int(rest), nil); err != nil {
+				if err := maskInputs(ctx, addrs, int(rest), nil, groupOpts...); err != nil {
 					t.Fatalf("resumed worker: %v", err)
 				}
 			}
@@ -101,10 +110,13 @@ func TestCommitCrash(t *testing.T) {
 
 // crashInsideEndTxn runs the child until its EndTxn has committed,
 // SIGKILLs it and cuts kfake's files back to the cut point.
-func crashInsideEndTxn(ctx context.Context, t *testing.T, broker, dir, cut string) {
+func crashInsideEndTxn(ctx context.Context, t *testing.T, broker, dir, cut string, kip848 bool) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), txnCrashChildEnv+"="+broker, txnCrashDirEnv+"="+dir)
+	if kip848 {
+		cmd.Env = append(cmd.Env, txnCrash848Env+"=1")
+	}
 	var out devstacktest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -245,11 +257,20 @@ func runTxnCrashChild(broker, dir string) error {
 			return err
 		}
 	}
-	err = maskInputs(ctx, addrs, txnCrashInputs, func() error { return recordSizes(dir) })
+	var groupOpts []kgo.Opt
+	if os.Getenv(txnCrash848Env) != "" {
+		groupOpts = kip848Opts()
+	}
+	err = maskInputs(ctx, addrs, txnCrashInputs, func() error { return recordSizes(dir) }, groupOpts...)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "committed"), nil, 0o644)
+}
+
+// kip848Opts are the group options internal/eos uses with ServerAssign.
+func kip848Opts() []kgo.Opt {
+	return []kgo.Opt{kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer())}
 }
 
 // maskInputs is the worker: one transaction that reads n inputs from the
