@@ -62,7 +62,7 @@ func TestCommitCrashRealKafka(t *testing.T) {
 		committed := committedOffset(ctx, t, addrs)
 		t.Logf("kill on EndTxn %s: after the restart group offset %d of %d inputs, %d outputs", killOn, committed, total, countOutputs(ctx, t, addrs))
 		if rest := int64(total) - committed; rest > 0 {
-			if err := maskInputs(ctx, addrs, int(rest), nil); err != nil {
+			if err := maskInputs(ctx, addrs, []int{int(rest)}, nil); err != nil {
 				t.Fatalf("resumed worker: %v", err)
 			}
 		}
@@ -85,7 +85,7 @@ func killDuringCommit(ctx context.Context, t *testing.T, s *devstack.Stack, addr
 	defer wcancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- maskInputs(wctx, addrs, n, nil, kgo.WithHooks(endTxnHook{killOn: killOn, kill: kill}))
+		done <- maskInputs(wctx, addrs, []int{n}, nil, kgo.WithHooks(endTxnHook{killOn: killOn, kill: kill}))
 	}()
 	select {
 	case <-killed:

@@ -37,10 +37,11 @@ const (
 // TestCommitCrash reproduces a broker SIGKILL inside a committing EndTxn
 // of a stateless consume-transform-produce worker (the masker's shape: a
 // GroupTransactSession that reads "in", writes "out" and commits its
-// offsets in the same transaction).
+// offsets in the same transaction; a first transaction over half the input
+// commits normally, the kill lands in the second).
 //
 // A child process runs the broker on a data dir and the worker; right
-// before the worker's EndTxn it records the length of every file kfake
+// before the worker's second EndTxn it records the length of every file kfake
 // keeps, the EndTxn commits, and the parent SIGKILLs the child. kfake's
 // EndTxn (txns.go, pidinfo.endTx) appends the commit markers to the
 // partitions' segment files first, then the group offsets to groups.log,
@@ -71,10 +72,11 @@ func TestCommitCrash(t *testing.T) {
 		// committed outputs once the resumed worker is done.
 		committed, outputs int64
 	}{
-		{"kfake", "after-markers", false, 0, 2 * txnCrashInputs}, // kfake alone: every output twice
+		// kfake alone: the second transaction's 25 outputs twice.
+		{"kfake", "after-markers", false, txnCrashInputs / 2, txnCrashInputs + txnCrashInputs/2},
 		{"devstack", "after-markers", false, txnCrashInputs, txnCrashInputs},
 		{"devstack", "after-markers", true, txnCrashInputs, txnCrashInputs},
-		{"devstack", "before-markers", false, 0, txnCrashInputs},
+		{"devstack", "before-markers", false, txnCrashInputs / 2, txnCrashInputs},
 	} {
 		name := tc.broker + "/" + tc.cut
 		var groupOpts []kgo.Opt
@@ -97,7 +99,7 @@ func TestCommitCrash(t *testing.T) {
 				t.Errorf("group offset after the restart = %d, want %d", committed, tc.committed)
 			}
 			if rest := txnCrashInputs - committed; rest > 0 {
-				if err := maskInputs(ctx, addrs, int(rest), nil, groupOpts...); err != nil {
+				if err := maskInputs(ctx, addrs, []int{int(rest)}, nil, groupOpts...); err != nil {
 					t.Fatalf("resumed worker: %v", err)
 				}
 			}
@@ -213,9 +215,9 @@ func countOutputs(ctx context.Context, t *testing.T, addrs []string) int64 {
 	return n
 }
 
-// txnCrashChild is the child process: broker, input, one worker
-// transaction over the whole input; it records the file lengths right
-// before EndTxn and then waits for its SIGKILL.
+// txnCrashChild is the child process: broker, input, a worker session of
+// two transactions over half the input each; it records the file lengths
+// right before the second EndTxn and then waits for its SIGKILL.
 func txnCrashChild() int {
 	if err := runTxnCrashChild(os.Getenv(txnCrashChildEnv), os.Getenv(txnCrashDirEnv)); err != nil {
 		fmt.Fprintln(os.Stderr, "txncrash child:", err)
@@ -261,7 +263,10 @@ func runTxnCrashChild(broker, dir string) error {
 	if os.Getenv(txnCrash848Env) != "" {
 		groupOpts = kip848Opts()
 	}
-	err = maskInputs(ctx, addrs, txnCrashInputs, func() error { return recordSizes(dir) }, groupOpts...)
+	// A first transaction commits normally; the second is the one the
+	// kill lands in.
+	half := txnCrashInputs / 2
+	err = maskInputs(ctx, addrs, []int{half, txnCrashInputs - half}, func() error { return recordSizes(dir) }, groupOpts...)
 	if err != nil {
 		return err
 	}
@@ -273,10 +278,10 @@ func kip848Opts() []kgo.Opt {
 	return []kgo.Opt{kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer())}
 }
 
-// maskInputs is the worker: one transaction that reads n inputs from the
-// group's committed offset, writes one output each and commits. before
-// runs right before the commit.
-func maskInputs(ctx context.Context, addrs []string, n int, before func() error, opts ...kgo.Opt) error {
+// maskInputs is the worker: one session that runs a transaction per
+// batch; each reads batch inputs from the group's position, writes one
+// output per input and commits. before runs right before the last commit.
+func maskInputs(ctx context.Context, addrs []string, batches []int, before func() error, opts ...kgo.Opt) error {
 	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{kgo.SeedBrokers(addrs...),
 		kgo.TransactionalID("masker-0"), kgo.ConsumerGroup(txnCrashGroup), kgo.ConsumeTopics("in"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -285,11 +290,34 @@ func maskInputs(ctx context.Context, addrs []string, n int, before func() error,
 		return err
 	}
 	defer sess.Close()
-	if err := sess.Begin(); err != nil {
-		return err
+	for i, n := range batches {
+		if err := sess.Begin(); err != nil {
+			return err
+		}
+		if err := maskBatch(ctx, sess, n); err != nil {
+			return err
+		}
+		if before != nil && i == len(batches)-1 {
+			if err := before(); err != nil {
+				return err
+			}
+		}
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil {
+			return err
+		}
+		if !committed {
+			return fmt.Errorf("transaction %d did not commit", i+1)
+		}
 	}
+	return nil
+}
+
+// maskBatch reads exactly n inputs (PollRecords: the session commits the
+// position of everything polled) and writes one output each.
+func maskBatch(ctx context.Context, sess *kgo.GroupTransactSession, n int) error {
 	for got := 0; got < n; {
-		fs := sess.PollFetches(ctx)
+		fs := sess.PollRecords(ctx, n-got)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read %d of %d inputs: %w", got, n, err)
 		}
@@ -304,18 +332,6 @@ func maskInputs(ctx context.Context, addrs []string, n int, before func() error,
 			}
 			got++
 		}
-	}
-	if before != nil {
-		if err := before(); err != nil {
-			return err
-		}
-	}
-	committed, err := sess.End(ctx, kgo.TryCommit)
-	if err != nil {
-		return err
-	}
-	if !committed {
-		return errors.New("the transaction did not commit")
 	}
 	return nil
 }
