@@ -12,6 +12,13 @@
 // kfake and points KafkaAddrs (and Config) at another cluster, such as a real
 // Apache Kafka broker; Cluster is then nil.
 //
+// A kfake broker restarted on a data dir a crash left behind is repaired
+// before it serves its coordinators (crashrepair.go): transactions left
+// open get abort markers, and a commit cut between its markers and its
+// group offsets gets its offsets from the dev stack's journal of
+// committing transactions (txnjournal.go), as Kafka's coordinator completes
+// a PREPARE_COMMIT.
+//
 // Two properties of versitygw shape this package: only one gateway can run
 // per process, and its posix backend changes the process working directory
 // to the S3 root. Resolve relative paths before calling Start.
