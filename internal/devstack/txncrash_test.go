@@ -77,6 +77,9 @@ func TestCommitCrash(t *testing.T) {
 		{"devstack", "after-markers", false, txnCrashInputs, txnCrashInputs},
 		{"devstack", "after-markers", true, txnCrashInputs, txnCrashInputs},
 		{"devstack", "before-markers", false, txnCrashInputs / 2, txnCrashInputs},
+		// Half committed: out-0's outputs of the second transaction twice,
+		// none lost (outputs -1: more than the inputs, fewer than 75).
+		{"devstack", "inside-markers", false, txnCrashInputs / 2, -1},
 	} {
 		name := tc.broker + "/" + tc.cut
 		var groupOpts []kgo.Opt
@@ -103,8 +106,15 @@ func TestCommitCrash(t *testing.T) {
 					t.Fatalf("resumed worker: %v", err)
 				}
 			}
-			if got := countOutputs(ctx, t, addrs); got != tc.outputs {
+			got := countOutputs(ctx, t, addrs)
+			switch {
+			case tc.outputs >= 0 && got != tc.outputs:
 				t.Errorf("%d outputs for %d inputs once the resumed worker is done, want %d", got, txnCrashInputs, tc.outputs)
+			case tc.outputs < 0 && (got <= txnCrashInputs || got >= txnCrashInputs+txnCrashInputs/2):
+				t.Errorf("%d outputs for %d inputs once the resumed worker is done, want some of the second transaction's twice", got, txnCrashInputs)
+			}
+			if missing := missingOutputs(ctx, t, addrs); len(missing) > 0 {
+				t.Errorf("inputs without an output (lost): %v", missing)
 			}
 		})
 	}
@@ -151,7 +161,11 @@ func crashInsideEndTxn(ctx context.Context, t *testing.T, broker, dir, cut strin
 			return err
 		}
 		rel, _ := filepath.Rel(kdir, path)
-		if cut == "after-markers" && strings.HasPrefix(rel, "partitions"+string(filepath.Separator)) {
+		keep := "partitions" + string(filepath.Separator) // after-markers: every marker
+		if cut == "inside-markers" {
+			keep = filepath.Join("partitions", "out-0") + string(filepath.Separator) // out-0's marker only
+		}
+		if cut != "before-markers" && strings.HasPrefix(rel, keep) {
 			return nil
 		}
 		n, ok := sizes[rel]
@@ -215,6 +229,25 @@ func countOutputs(ctx context.Context, t *testing.T, addrs []string) int64 {
 	return n
 }
 
+// missingOutputs returns the inputs that have no committed output.
+func missingOutputs(ctx context.Context, t *testing.T, addrs []string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	if err := kafkax.ReadStable(ctx, []kgo.Opt{kgo.SeedBrokers(addrs...)}, "out", func(r *kgo.Record) error {
+		seen[string(r.Key)] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for i := range txnCrashInputs {
+		if k := fmt.Sprintf("event-%d", i); !seen[k] {
+			missing = append(missing, k)
+		}
+	}
+	return missing
+}
+
 // txnCrashChild is the child process: broker, input, a worker session of
 // two transactions over half the input each; it records the file lengths
 // right before the second EndTxn and then waits for its SIGKILL.
@@ -251,7 +284,12 @@ func runTxnCrashChild(broker, dir string) error {
 		return err
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, nil, "in", "out"); err != nil {
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 1, 1, nil, "in"); err != nil {
+		return err
+	}
+	// Two output partitions: a commit can be cut between their markers.
+	if _, err := adm.CreateTopics(ctx, 2, 1, nil, "out"); err != nil {
 		return err
 	}
 	for i := range txnCrashInputs {
@@ -327,7 +365,8 @@ func maskBatch(ctx context.Context, sess *kgo.GroupTransactSession, n int) error
 			return ferr
 		}
 		for _, r := range fs.Records() {
-			if err := sess.ProduceSync(ctx, &kgo.Record{Value: append([]byte("masked "), r.Value...)}).FirstErr(); err != nil {
+			out := &kgo.Record{Key: r.Value, Value: append([]byte("masked "), r.Value...)}
+			if err := sess.ProduceSync(ctx, out).FirstErr(); err != nil {
 				return err
 			}
 			got++
