@@ -27,7 +27,9 @@ import (
 //     written and the transaction's group offsets lost (see txnJournal).
 //     repairCrash applies the journaled offsets of every transaction whose
 //     COMMIT marker is in the log, as Kafka's coordinator completes a
-//     PREPARE_COMMIT it finds when loading its log.
+//     PREPARE_COMMIT it finds when loading its log, unless the crash came
+//     between two of its partitions' markers (kfake aborted the rest; see
+//     rollForward).
 //
 // Until then the coordinators answer COORDINATOR_LOAD_IN_PROGRESS
 // (retriable, as a real broker loading its logs does) to InitProducerID,
