@@ -320,10 +320,7 @@ func kip848Opts() []kgo.Opt {
 // batch; each reads batch inputs from the group's position, writes one
 // output per input and commits. before runs right before the last commit.
 func maskInputs(ctx context.Context, addrs []string, batches []int, before func() error, opts ...kgo.Opt) error {
-	sess, err := kgo.NewGroupTransactSession(append([]kgo.Opt{kgo.SeedBrokers(addrs...),
-		kgo.TransactionalID("masker-0"), kgo.ConsumerGroup(txnCrashGroup), kgo.ConsumeTopics("in"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DefaultProduceTopic("out"), kgo.TransactionTimeout(10 * time.Second)}, opts...)...)
+	sess, err := newMaskSession(addrs, opts...)
 	if err != nil {
 		return err
 	}
@@ -349,6 +346,13 @@ func maskInputs(ctx context.Context, addrs []string, batches []int, before func(
 		}
 	}
 	return nil
+}
+
+func newMaskSession(addrs []string, opts ...kgo.Opt) (*kgo.GroupTransactSession, error) {
+	return kgo.NewGroupTransactSession(append([]kgo.Opt{kgo.SeedBrokers(addrs...),
+		kgo.TransactionalID("masker-0"), kgo.ConsumerGroup(txnCrashGroup), kgo.ConsumeTopics("in"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DefaultProduceTopic("out"), kgo.TransactionTimeout(10 * time.Second)}, opts...)...)
 }
 
 // maskBatch reads exactly n inputs (PollRecords: the session commits the
