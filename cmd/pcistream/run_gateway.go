@@ -31,6 +31,8 @@ type gatewayFlags struct {
 	maxInFlight   int
 	commitTimeout time.Duration
 	window        time.Duration
+	stateDir      string
+	stateCache    int64
 	jwtKeyFile    string
 	jwtIssuer     string
 	jwtAudience   string
@@ -88,6 +90,8 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 1024, "requests served at once; beyond it 503")
 	fl.DurationVar(&f.commitTimeout, "commit-timeout", 2*time.Second, "longest wait for Kafka before answering 503")
 	fl.DurationVar(&f.window, "idempotency-window", gateway.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the Idempotency-Key state (Pebble), kept across restarts (default: a temporary directory, fully restored from the topic at each start)")
+	fl.Int64Var(&f.stateCache, "state-cache-bytes", 64<<20, "block cache of the Idempotency-Key state: with its memtables, the state's memory bound whatever the key count")
 	fl.StringVar(&f.jwtKeyFile, "jwt-key", "", "file with the PEM public key (or an HMAC secret of 32+ bytes) that signs bearer tokens")
 	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens")
 	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens")
@@ -161,6 +165,7 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 	svc, err := gateway.Start(ctx, gateway.ServiceConfig{
 		ClientOpts: clientOpts, Keyring: kr, Vault: vault, Serde: serde, Topics: cfg.Topics,
 		TransactionalID: f.txnID, Producers: f.producers, Window: f.window,
+		StateDir: f.stateDir, StateCacheBytes: f.stateCache,
 		Listener: ln, TLS: tc, Logger: log, Registry: reg, Opts: opts,
 	})
 	if err != nil {
