@@ -51,6 +51,7 @@ type opts struct {
 	rateConns int
 	producers int
 	write     string
+	profile   string
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.rateConns, "rate-conns", 100, "wrk connections of the paced runs (each waits conns/rate between requests)")
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
@@ -151,7 +153,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, common...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -433,4 +435,16 @@ func writeSection(path, md string) error {
 		s = strings.TrimRight(s, "\n") + "\n\n" + md
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// profileArgs asks the gateway for a CPU profile when path is set.
+func profileArgs(path string) []string {
+	if path == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return []string{"--bench-cpuprofile", abs}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ type gatewayFlags struct {
 	otlpInsecure  bool
 	traceRatio    float64
 	noopRoute     bool
+	cpuProfile    string
 }
 
 // newRunGatewayCmd builds `pcistream run gateway`.
@@ -102,11 +104,24 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.Float64Var(&f.traceRatio, "trace-ratio", 0.01, "fraction of requests traced when --otlp-endpoint is set")
 	fl.BoolVar(&f.noopRoute, "bench-noop-route", false, "also serve POST /v1/noop (benchmark baseline)")
 	fl.MarkHidden("bench-noop-route") //nolint:errcheck // the flag exists
+	fl.StringVar(&f.cpuProfile, "bench-cpuprofile", "", "write a Go CPU profile of the whole run to this file (benchmarks)")
+	fl.MarkHidden("bench-cpuprofile") //nolint:errcheck // the flag exists
 	return cmd
 }
 
 func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error {
 	log := newLogger(cfg, os.Stderr)
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var tc *tls.Config
 	if !f.plaintext {
 		var err error

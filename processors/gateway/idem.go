@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -128,14 +129,14 @@ func (s *StateStore) Committed(recs []*kgo.Record) error { return s.f.Committed(
 // Lookup implements IdemStore.
 func (s *StateStore) Lookup(ctx context.Context, key string, now time.Time) (IdemEntry, bool, error) {
 	k := []byte(key)
-	e, ok, err := s.f.Get(k, now)
-	if err == nil && !ok {
-		// Not known here: maybe committed by another instance (or by a
-		// transaction of ours whose answer was lost) and not read yet.
-		if err = s.f.CatchUp(ctx, k); err == nil {
-			e, ok, err = s.f.Get(k, now)
-		}
+	// Catch up first, then look once: most keys are new (a miss, which
+	// needs the catch-up anyway), and a key committed by another instance
+	// (or by a transaction of ours whose answer was lost) may not be read
+	// yet.
+	if err := s.f.CatchUp(ctx, k); err != nil {
+		return IdemEntry{}, false, err
 	}
+	e, ok, err := s.f.Get(k, now)
 	if err != nil || !ok {
 		return IdemEntry{}, false, err
 	}
@@ -153,4 +154,21 @@ func (s *StateStore) Close() error {
 		os.RemoveAll(s.tmp)
 	}
 	return err
+}
+
+// appendJSON renders e as its changelog value (the IdemEntry JSON) without
+// reflection: it is on every payment's path. Fingerprint is hex and Body
+// is JSON the gateway rendered.
+func (e *IdemEntry) appendJSON(b []byte) []byte {
+	b = append(b, `{"fp":`...)
+	b = strconv.AppendQuote(b, e.Fingerprint)
+	b = append(b, `,"kv":`...)
+	b = strconv.AppendUint(b, uint64(e.KeyVersion), 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, e.TS, 10)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"body":`...)
+	b = append(b, e.Body...)
+	return append(b, '}')
 }

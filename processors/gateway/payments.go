@@ -93,7 +93,7 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	}
 	body := acceptedJSON(p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
 	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted, Body: body}
-	ev, _ := json.Marshal(entry)
+	ev := entry.appendJSON(make([]byte, 0, 160+len(body)))
 	handedOff = true
 	err = g.commit.Commit(ctx, []*kgo.Record{
 		{Topic: g.cfg.topics.PaymentsRaw, Key: []byte(key), Value: val, Timestamp: now},
