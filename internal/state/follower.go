@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Follower keeps a Store up to date with every partition of a changelog
@@ -30,7 +32,8 @@ type Follower struct {
 	o     FollowerOpts
 	part  kgo.TopicPartitioner
 
-	applyMu sync.Mutex // serialises Apply calls, which write checkpoints
+	applyMu sync.Mutex          // serialises Apply calls, which write checkpoints
+	saved   map[int32]time.Time // last checkpoint write per partition, under applyMu
 
 	mu      sync.Mutex
 	cps     map[int32]Checkpoint
@@ -66,7 +69,7 @@ func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 		}
 	}
 	f := &Follower{store: store, cl: cl, o: o, part: kgo.StickyKeyPartitioner(nil).ForTopic(cl.Topic),
-		cps: map[int32]Checkpoint{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
+		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
 	f.rounds.list = f.listStable
 	return f
 }
@@ -239,7 +242,7 @@ func (f *Follower) run(ctx context.Context) error {
 		return fmt.Errorf("state: kafka client: %w", err)
 	}
 	defer admin.Close()
-	f.rounds.admin = kadm.NewClient(admin)
+	f.rounds.admin, f.rounds.client = kadm.NewClient(admin), admin
 	ends, err := f.listStable(ctx)
 	if err != nil {
 		return err
@@ -335,8 +338,15 @@ func (f *Follower) applyTail(part int32, recs []*kgo.Record) error {
 	for _, p := range puts {
 		cp.StreamTime = max(cp.StreamTime, p.TS)
 	}
-	if err := f.store.Apply(part, puts, cp); err != nil {
-		return err
+	// A batch of only our own records (already in the store) moves the
+	// position in memory; the checkpoint on disk follows with the next
+	// batch that writes, or within a second: a checkpoint behind only
+	// replays more at the next start.
+	if len(puts) > 0 || time.Since(f.saved[part]) >= time.Second {
+		if err := f.store.Apply(part, puts, cp); err != nil {
+			return err
+		}
+		f.saved[part] = time.Now()
 	}
 	f.mu.Lock()
 	f.cps[part] = cp
@@ -372,6 +382,15 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 	if f.rounds.admin == nil {
 		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
 	}
+	f.mu.Lock()
+	parts := make([]int32, 0, len(f.cps))
+	for p := range f.cps {
+		parts = append(parts, p)
+	}
+	f.mu.Unlock()
+	if len(parts) > 0 {
+		return f.listStableOf(ctx, parts)
+	}
 	ends, err := f.rounds.admin.ListCommittedOffsets(ctx, f.cl.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
@@ -388,8 +407,9 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 // callers. A caller joins the next listing not yet sent, never one in
 // flight, so the offsets it gets were listed after it asked.
 type lsoRounds struct {
-	admin *kadm.Client
-	list  func(context.Context) (map[int32]int64, error)
+	admin  *kadm.Client
+	client *kgo.Client
+	list   func(context.Context) (map[int32]int64, error)
 
 	mu      sync.Mutex
 	next    *lsoRound
@@ -452,4 +472,40 @@ func (l *lsoRounds) loop() {
 		l.mu.Unlock()
 		close(r.done)
 	}
+}
+
+// listStableOf lists the last stable offsets of parts with one ListOffsets
+// request per leader (kgo shards it), without the metadata request kadm
+// sends first: it runs for every catch-up round.
+func (f *Follower) listStableOf(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.IsolationLevel = 1 // read_committed: the last stable offset
+	t := kmsg.NewListOffsetsRequestTopic()
+	t.Topic = f.cl.Topic
+	for _, p := range parts {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = p
+		rp.Timestamp = -1 // the end
+		t.Partitions = append(t.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, f.rounds.client)
+	if err != nil {
+		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
+	}
+	out := make(map[int32]int64, len(parts))
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return nil, fmt.Errorf("state: stable offset of %s[%d]: %w", f.cl.Topic, rp.Partition, err)
+			}
+			out[rp.Partition] = rp.Offset
+		}
+	}
+	for _, p := range parts {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("state: no stable offset listed for %s[%d]", f.cl.Topic, p)
+		}
+	}
+	return out, nil
 }
