@@ -353,7 +353,8 @@ func report(o opts, rows []row, accepted float64) string {
 		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
-		"Idempotency-Key, so each one is validated, fingerprinted, Avro-encoded and committed to payments.raw with its " +
+		"Idempotency-Key, so each one is validated, fingerprinted, checked against the Idempotency-Key state (Pebble, " +
+		"caught up to the state topic's stable offset), Avro-encoded and committed to payments.raw with its " +
 		"idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
 	sb.WriteString("| load | route | conns | requests/s | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
