@@ -96,7 +96,13 @@ func (f *Follower) Ready() error {
 	case !f.ready:
 		return fmt.Errorf("%s: state not restored yet", f.cl.Topic)
 	}
-	return f.rounds.lastErr()
+	if err := f.rounds.lastErr(); err != nil {
+		// Try again in the background: an unready instance gets no
+		// traffic, so without this it would never learn Kafka is back.
+		go f.rounds.stable(context.Background()) //nolint:errcheck // the outcome is read by the next Ready
+		return err
+	}
+	return nil
 }
 
 // WaitReady blocks until the follower is ready, failed, or ctx is done.
