@@ -51,6 +51,7 @@ type opts struct {
 	rateConns int
 	producers int
 	write     string
+	profile   string
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.rateConns, "rate-conns", 100, "wrk connections of the paced runs (each waits conns/rate between requests)")
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
@@ -151,7 +153,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, common...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -351,7 +353,8 @@ func report(o opts, rows []row, accepted float64) string {
 		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
-		"Idempotency-Key, so each one is validated, fingerprinted, Avro-encoded and committed to payments.raw with its " +
+		"Idempotency-Key, so each one is validated, fingerprinted, checked against the Idempotency-Key state (Pebble, " +
+		"caught up to the state topic's stable offset), Avro-encoded and committed to payments.raw with its " +
 		"idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
 	sb.WriteString("| load | route | conns | requests/s | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
@@ -433,4 +436,16 @@ func writeSection(path, md string) error {
 		s = strings.TrimRight(s, "\n") + "\n\n" + md
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// profileArgs asks the gateway for a CPU profile when path is set.
+func profileArgs(path string) []string {
+	if path == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return []string{"--bench-cpuprofile", abs}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -31,6 +32,8 @@ type gatewayFlags struct {
 	maxInFlight   int
 	commitTimeout time.Duration
 	window        time.Duration
+	stateDir      string
+	stateCache    int64
 	jwtKeyFile    string
 	jwtIssuer     string
 	jwtAudience   string
@@ -40,6 +43,7 @@ type gatewayFlags struct {
 	otlpInsecure  bool
 	traceRatio    float64
 	noopRoute     bool
+	cpuProfile    string
 }
 
 // newRunGatewayCmd builds `pcistream run gateway`.
@@ -88,6 +92,8 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 1024, "requests served at once; beyond it 503")
 	fl.DurationVar(&f.commitTimeout, "commit-timeout", 2*time.Second, "longest wait for Kafka before answering 503")
 	fl.DurationVar(&f.window, "idempotency-window", gateway.DefaultIdempotencyWindow, "how long an Idempotency-Key is remembered")
+	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the Idempotency-Key state (Pebble), kept across restarts (default: a temporary directory, fully restored from the topic at each start)")
+	fl.Int64Var(&f.stateCache, "state-cache-bytes", 64<<20, "block cache of the Idempotency-Key state: with its memtables, the state's memory bound whatever the key count")
 	fl.StringVar(&f.jwtKeyFile, "jwt-key", "", "file with the PEM public key (or an HMAC secret of 32+ bytes) that signs bearer tokens")
 	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "required iss claim of bearer tokens")
 	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "required aud claim of bearer tokens")
@@ -98,11 +104,24 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.Float64Var(&f.traceRatio, "trace-ratio", 0.01, "fraction of requests traced when --otlp-endpoint is set")
 	fl.BoolVar(&f.noopRoute, "bench-noop-route", false, "also serve POST /v1/noop (benchmark baseline)")
 	fl.MarkHidden("bench-noop-route") //nolint:errcheck // the flag exists
+	fl.StringVar(&f.cpuProfile, "bench-cpuprofile", "", "write a Go CPU profile of the whole run to this file (benchmarks)")
+	fl.MarkHidden("bench-cpuprofile") //nolint:errcheck // the flag exists
 	return cmd
 }
 
 func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error {
 	log := newLogger(cfg, os.Stderr)
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var tc *tls.Config
 	if !f.plaintext {
 		var err error
@@ -161,6 +180,7 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 	svc, err := gateway.Start(ctx, gateway.ServiceConfig{
 		ClientOpts: clientOpts, Keyring: kr, Vault: vault, Serde: serde, Topics: cfg.Topics,
 		TransactionalID: f.txnID, Producers: f.producers, Window: f.window,
+		StateDir: f.stateDir, StateCacheBytes: f.stateCache,
 		Listener: ln, TLS: tc, Logger: log, Registry: reg, Opts: opts,
 	})
 	if err != nil {

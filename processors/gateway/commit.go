@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,11 +20,17 @@ var ErrUnavailable = errors.New("kafka unavailable")
 
 // Committer writes a group of records atomically and durably: Commit returns
 // nil only once every record is committed (acks=all) and visible to
-// read_committed readers, and an error means none of them may become
-// visible except through a transaction whose outcome the caller cannot
-// know (then the Idempotency-Key state, read back from Kafka, settles it).
+// read_committed readers, and an error when they are not (yet): ctx ended
+// first, or the transaction failed.
+//
+// settled, when not nil, is called exactly once with the final outcome,
+// possibly after Commit returned: nil when the records committed, an error
+// once they can no longer become visible (skipped, aborted, or a
+// transaction of unknown outcome past its transaction timeout). The
+// gateway holds a request's Idempotency-Key until then, so a retry never
+// races a slow first commit.
 type Committer interface {
-	Commit(ctx context.Context, recs ...*kgo.Record) error
+	Commit(ctx context.Context, recs []*kgo.Record, settled func(error)) error
 }
 
 // TxnCommitter is the gateway's Kafka writer: a small pool of transactional
@@ -41,6 +48,7 @@ type TxnCommitter struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	observe  func(time.Duration, bool)
+	onCommit func([]*kgo.Record) error
 
 	queue   chan *pending
 	healthy atomic.Bool
@@ -48,9 +56,18 @@ type TxnCommitter struct {
 }
 
 type pending struct {
-	ctx  context.Context
-	recs []*kgo.Record
-	done chan error
+	ctx     context.Context
+	recs    []*kgo.Record
+	done    chan error
+	settled func(error)
+}
+
+// settle answers the request and reports the final outcome.
+func (p *pending) settle(err error) {
+	p.done <- err
+	if p.settled != nil {
+		p.settled(err)
+	}
 }
 
 // TxnCommitterConfig configures a TxnCommitter.
@@ -79,6 +96,10 @@ type TxnCommitterConfig struct {
 	// Observe, when set, is called with each transaction's duration and
 	// outcome (the produce-latency metric).
 	Observe func(d time.Duration, ok bool)
+	// OnCommitted, when set, is called with every record of a committed
+	// transaction (partitions and offsets set) before any of its requests
+	// is answered: the idempotency store learns its own writes there.
+	OnCommitted func(recs []*kgo.Record) error
 }
 
 // NewTxnCommitter returns a committer; Run starts its producers.
@@ -106,7 +127,8 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 	}
 	tc := &TxnCommitter{
 		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
-		timeout: c.Timeout, log: c.Logger, observe: c.Observe, queue: make(chan *pending, c.Queue),
+		timeout: c.Timeout, log: c.Logger, observe: c.Observe, onCommit: c.OnCommitted,
+		queue: make(chan *pending, c.Queue),
 	}
 	// Ready until a transaction fails: an idle gateway must not be taken
 	// out of a load balancer for lack of traffic.
@@ -116,12 +138,16 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 
 // Commit implements Committer. It fails at once when the queue is full
 // (fail closed under pressure) and when ctx ends before the commit.
-func (c *TxnCommitter) Commit(ctx context.Context, recs ...*kgo.Record) error {
-	p := &pending{ctx: ctx, recs: recs, done: make(chan error, 1)}
+func (c *TxnCommitter) Commit(ctx context.Context, recs []*kgo.Record, settled func(error)) error {
+	p := &pending{ctx: ctx, recs: recs, done: make(chan error, 1), settled: settled}
 	select {
 	case c.queue <- p:
 	default:
-		return fmt.Errorf("%w: %d requests already waiting for a Kafka transaction", ErrUnavailable, cap(c.queue))
+		err := fmt.Errorf("%w: %d requests already waiting for a Kafka transaction", ErrUnavailable, cap(c.queue))
+		if settled != nil {
+			settled(err)
+		}
+		return err
 	}
 	select {
 	case err := <-p.done:
@@ -164,7 +190,7 @@ func (c *TxnCommitter) Run(ctx context.Context) error {
 	for {
 		select {
 		case p := <-c.queue:
-			p.done <- fmt.Errorf("%w: gateway shutting down", ErrUnavailable)
+			p.settle(fmt.Errorf("%w: gateway shutting down", ErrUnavailable))
 		default:
 			return errors.Join(errs...)
 		}
@@ -174,9 +200,12 @@ func (c *TxnCommitter) Run(ctx context.Context) error {
 func (c *TxnCommitter) newClient(id string) (*kgo.Client, error) {
 	opts := append(append([]kgo.Opt(nil), c.opts...),
 		kgo.TransactionalID(id),
-		kgo.TransactionTimeout(max(10*time.Second, 3*c.timeout)),
+		kgo.TransactionTimeout(c.txnTimeout()),
 		kgo.RecordDeliveryTimeout(c.timeout),
 		kgo.ProducerLinger(0),
+		// The idempotency store computes a key's partition with the same
+		// (default) partitioner: pin it.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.MaxBufferedRecords(4*c.maxBatch*4),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -231,7 +260,7 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 		if p.ctx.Err() != nil {
 			// Already answered 503; writing it now would be harmless
 			// (the retry finds it), but skipping it sheds load.
-			p.done <- fmt.Errorf("%w: %w", ErrUnavailable, p.ctx.Err())
+			p.settle(fmt.Errorf("%w: %w", ErrUnavailable, p.ctx.Err()))
 			continue
 		}
 		live = append(live, p)
@@ -255,11 +284,41 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 		c.healthy.Store(true)
 	}
 	c.observe(time.Since(start), err == nil)
-	for _, p := range live {
+	if err == nil && c.onCommit != nil {
+		var recs []*kgo.Record
+		for _, p := range live {
+			recs = append(recs, p.recs...)
+		}
+		if cerr := c.onCommit(recs); cerr != nil {
+			// Committed in Kafka all the same: the store reads them back.
+			c.log.Warn("recording committed idempotency entries", "err", cerr)
+		}
+	}
+	if !reset {
+		for _, p := range live {
+			p.settle(err)
+		}
+		return true
+	}
+	// The commit's outcome is unknown (its end could not be confirmed nor
+	// aborted): answer now, but report it settled only once the broker
+	// must have decided it (committed, or aborted by the transaction
+	// timeout), so the keys stay held until a retry can see the outcome.
+	held := slices.Clone(live) // batch is reused
+	for _, p := range held {
 		p.done <- err
 	}
-	return !reset
+	time.AfterFunc(c.txnTimeout()+time.Second, func() {
+		for _, p := range held {
+			if p.settled != nil {
+				p.settled(err)
+			}
+		}
+	})
+	return false
 }
+
+func (c *TxnCommitter) txnTimeout() time.Duration { return max(10*time.Second, 3*c.timeout) }
 
 func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, batch []*pending) error {
 	if err := cl.BeginTransaction(); err != nil {

@@ -3,15 +3,15 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
+	"os"
+	"strconv"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/state"
 )
 
 // DefaultIdempotencyWindow is how long an Idempotency-Key is remembered: the
@@ -35,234 +35,140 @@ type IdemEntry struct {
 
 // IdemStore is the gateway's Idempotency-Key memory. The gateway writes
 // each entry's changelog record itself, in the transaction that writes the
-// payment, and calls Committed once that transaction commits; a store also
-// learns entries committed by other instances (or by a transaction whose
-// commit answer was lost) from the changelog topic.
+// payment; the store learns it when that transaction commits (the
+// committer's OnCommitted) and learns the entries of other instances from
+// the changelog topic.
 type IdemStore interface {
-	// Lookup returns the entry of key if one was committed within the
-	// window before now.
-	Lookup(key string, now time.Time) (IdemEntry, bool)
-	// Committed records an entry whose changelog record has committed.
-	Committed(key string, e IdemEntry)
-	// Ready reports whether the store has caught up with its changelog.
+	// Lookup returns the entry of key committed within the window before
+	// now, by any instance, before the call. It may wait to be sure (an
+	// error then means it could not be: answer 503).
+	Lookup(ctx context.Context, key string, now time.Time) (IdemEntry, bool, error)
+	// Ready reports whether the store has restored its changelog.
 	Ready() error
 }
 
-// TopicStore is an IdemStore kept in memory and rebuilt from the compacted
-// gateway idempotency topic: it reads the topic read_committed from the
-// start up to its last stable offset before it is ready, then keeps
-// tailing it so entries written by other instances become visible. Memory
-// is bounded by the window: entries older than it are swept.
+// StateStore is the IdemStore on internal/state, the tokenizer's state
+// layer: a Pebble store on local disk (memory bounded by its cache, not by
+// the number of keys) with the compacted gateway idempotency topic as its
+// changelog, a checkpoint so a restart replays only the tail, and expiry
+// after the window.
 //
-// Every instance holds every key of the window. That is exact and simple up
-// to tens of millions of keys; beyond that the store to use is the
-// partitioned on-disk state store with a changelog (DESIGN.md "State"),
-// which this interface is shaped for.
-type TopicStore struct {
-	opts   []kgo.Opt
-	topic  string
-	window time.Duration
-	log    *slog.Logger
-
-	mu      sync.RWMutex
-	entries map[string]IdemEntry
-	ready   atomic.Bool
-	failed  atomic.Pointer[string]
+// Every instance follows every partition of the topic (no instance owns a
+// key: a load balancer may send a retry anywhere). Exactness across
+// instances: a key found in the local store is answered at once; a key not
+// found is answered only after the store has read the key's partition up to
+// the last stable offset listed after the request arrived (state.Follower
+// CatchUp). So a retry never misses a first request whose transaction
+// committed before the retry arrived, on whichever instance. Two requests
+// with one key in flight at the same time on two instances are not
+// serialised by this (each misses, each writes): that window is bounded by
+// the commit timeout, the tokenizer's dedup by key still keeps one event,
+// and a load balancer that routes by Idempotency-Key closes it (README,
+// "Exactly once, HTTP to Kafka").
+type StateStore struct {
+	f     *state.Follower
+	store *state.Store
+	tmp   string
 }
 
-// NewTopicStore returns a store over topic; Run loads and tails it.
-func NewTopicStore(clientOpts []kgo.Opt, topic string, window time.Duration, log *slog.Logger) *TopicStore {
-	if window <= 0 {
-		window = DefaultIdempotencyWindow
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	return &TopicStore{opts: clientOpts, topic: topic, window: window, log: log, entries: map[string]IdemEntry{}}
+// StateStoreConfig configures OpenStateStore.
+type StateStoreConfig struct {
+	ClientOpts []kgo.Opt
+	Topic      string
+	// Dir is the Pebble directory, kept across restarts (empty: a temporary
+	// directory, fully restored at each start and removed by Close).
+	Dir    string
+	Window time.Duration
+	// CacheBytes bounds the store's block cache (default
+	// state.DefaultCacheBytes).
+	CacheBytes int64
+	Logger     *slog.Logger
 }
 
-// Lookup implements IdemStore.
-func (s *TopicStore) Lookup(key string, now time.Time) (IdemEntry, bool) {
-	s.mu.RLock()
-	e, ok := s.entries[key]
-	s.mu.RUnlock()
-	if !ok || now.Sub(time.UnixMilli(e.TS)) >= s.window {
-		return IdemEntry{}, false
+// OpenStateStore opens the store; Run restores and follows the topic.
+func OpenStateStore(c StateStoreConfig) (*StateStore, error) {
+	if c.Window <= 0 {
+		c.Window = DefaultIdempotencyWindow
 	}
-	return e, true
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	dir, tmp := c.Dir, ""
+	if dir == "" {
+		d, err := os.MkdirTemp("", "pcistream-gateway-state-")
+		if err != nil {
+			return nil, fmt.Errorf("gateway: state directory: %w (set --state-dir)", err)
+		}
+		dir, tmp = d, d
+	}
+	st, err := state.Open(dir, state.StoreOpts{CacheBytes: c.CacheBytes, MemTableBytes: 8 << 20, Logger: c.Logger})
+	if err != nil {
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	f := state.NewFollower(st, &state.Changelog{Topic: c.Topic, ClientOpts: c.ClientOpts},
+		state.FollowerOpts{Window: c.Window, Logger: c.Logger})
+	return &StateStore{f: f, store: st, tmp: tmp}, nil
 }
 
-// Committed implements IdemStore. A live entry is kept: the first answer
-// of a key within the window stands.
-func (s *TopicStore) Committed(key string, e IdemEntry) {
-	s.mu.Lock()
-	if old, ok := s.entries[key]; !ok || e.TS-old.TS >= s.window.Milliseconds() {
-		s.entries[key] = e
-	}
-	s.mu.Unlock()
-}
+// Run restores and follows the changelog until ctx is done.
+func (s *StateStore) Run(ctx context.Context) error { return s.f.Run(ctx) }
+
+// WaitReady blocks until the store is restored.
+func (s *StateStore) WaitReady(ctx context.Context) error { return s.f.WaitReady(ctx) }
 
 // Ready implements IdemStore.
-func (s *TopicStore) Ready() error {
-	if f := s.failed.Load(); f != nil {
-		return errors.New(*f)
+func (s *StateStore) Ready() error { return s.f.Ready() }
+
+// Committed records this instance's committed idempotency records (records
+// of other topics are ignored): the committer's OnCommitted.
+func (s *StateStore) Committed(recs []*kgo.Record) error { return s.f.Committed(recs) }
+
+// Lookup implements IdemStore.
+func (s *StateStore) Lookup(ctx context.Context, key string, now time.Time) (IdemEntry, bool, error) {
+	k := []byte(key)
+	// Catch up first, then look once: most keys are new (a miss, which
+	// needs the catch-up anyway), and a key committed by another instance
+	// (or by a transaction of ours whose answer was lost) may not be read
+	// yet.
+	if err := s.f.CatchUp(ctx, k); err != nil {
+		return IdemEntry{}, false, err
 	}
-	if !s.ready.Load() {
-		return fmt.Errorf("idempotency state not yet read from %s", s.topic)
+	e, ok, err := s.f.Get(k, now)
+	if err != nil || !ok {
+		return IdemEntry{}, false, err
 	}
-	return nil
+	var ie IdemEntry
+	if err := json.Unmarshal(e.Value, &ie); err != nil {
+		return IdemEntry{}, false, fmt.Errorf("gateway: malformed idempotency entry: %w", err)
+	}
+	return ie, true, nil
 }
 
-// Len is the number of keys held, for tests and metrics.
-func (s *TopicStore) Len() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.entries)
-}
-
-// WaitReady blocks until the store has read its topic to the stable offsets
-// noted at start, or ctx ends.
-func (s *TopicStore) WaitReady(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for !s.ready.Load() {
-		if f := s.failed.Load(); f != nil {
-			return errors.New(*f)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("idempotency state of %s: %w", s.topic, ctx.Err())
-		case <-t.C:
-		}
-	}
-	return nil
-}
-
-// Run loads the topic and tails it until ctx is done.
-func (s *TopicStore) Run(ctx context.Context) error {
-	err := s.run(ctx)
-	if err != nil && ctx.Err() == nil {
-		msg := err.Error()
-		s.failed.Store(&msg)
+// Close closes the store (after Run returned).
+func (s *StateStore) Close() error {
+	err := s.store.Close()
+	if s.tmp != "" {
+		os.RemoveAll(s.tmp)
 	}
 	return err
 }
 
-func (s *TopicStore) run(ctx context.Context) error {
-	ends, err := s.stableOffsets(ctx)
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), s.opts...),
-		kgo.ConsumeTopics(s.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return fmt.Errorf("idempotency state consumer: %w", err)
-	}
-	defer cl.Close()
-	if len(ends) == 0 {
-		s.ready.Store(true)
-	}
-	sweep := time.NewTicker(time.Minute)
-	defer sweep.Stop()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			s.log.Warn("reading gateway idempotency state", "topic", t, "partition", p, "err", err)
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				s.apply(r)
-			}
-			if end, ok := ends[r.Partition]; ok && r.Offset+1 >= end {
-				delete(ends, r.Partition)
-				if len(ends) == 0 {
-					s.ready.Store(true)
-					s.log.Info("gateway idempotency state loaded", "topic", s.topic, "keys", s.Len())
-				}
-			}
-		})
-		select {
-		case <-sweep.C:
-			s.sweep(time.Now())
-		default:
-		}
-	}
-}
-
-// stableOffsets returns, per partition with records, the last stable offset
-// the initial load must reach.
-func (s *TopicStore) stableOffsets(ctx context.Context) (map[int32]int64, error) {
-	cl, err := kgo.NewClient(s.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	stable, err := adm.ListCommittedOffsets(lctx, s.topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing offsets of %s: %w", s.topic, err)
-	}
-	if err := stable.Error(); err != nil {
-		return nil, fmt.Errorf("listing offsets of %s (does the topic exist? run `pcistream topology apply`): %w", s.topic, err)
-	}
-	starts, err := adm.ListStartOffsets(lctx, s.topic)
-	if err != nil {
-		return nil, fmt.Errorf("listing start offsets of %s: %w", s.topic, err)
-	}
-	ends := map[int32]int64{}
-	stable.Each(func(o kadm.ListedOffset) {
-		start := int64(0)
-		if so, ok := starts.Lookup(s.topic, o.Partition); ok {
-			start = so.Offset
-		}
-		if o.Offset > start {
-			ends[o.Partition] = o.Offset
-		}
-	})
-	return ends, nil
-}
-
-func (s *TopicStore) apply(r *kgo.Record) {
-	key := string(r.Key)
-	if r.Value == nil {
-		s.mu.Lock()
-		delete(s.entries, key)
-		s.mu.Unlock()
-		return
-	}
-	// Most records read back are this instance's own, already recorded by
-	// Committed: skip decoding a key that holds a live entry (the first
-	// answer of a key stands, whichever instance wrote it).
-	s.mu.RLock()
-	old, ok := s.entries[key]
-	s.mu.RUnlock()
-	if ok && r.Timestamp.Sub(time.UnixMilli(old.TS)) < s.window {
-		return
-	}
-	var e IdemEntry
-	if err := json.Unmarshal(r.Value, &e); err != nil {
-		s.log.Warn("skipping a malformed gateway idempotency entry", "partition", r.Partition, "offset", r.Offset)
-		return
-	}
-	s.Committed(key, e)
-}
-
-func (s *TopicStore) sweep(now time.Time) {
-	limit := now.Add(-s.window).UnixMilli()
-	s.mu.Lock()
-	for k, e := range s.entries {
-		if e.TS < limit {
-			delete(s.entries, k)
-		}
-	}
-	s.mu.Unlock()
+// appendJSON renders e as its changelog value (the IdemEntry JSON) without
+// reflection: it is on every payment's path. Fingerprint is hex and Body
+// is JSON the gateway rendered.
+func (e *IdemEntry) appendJSON(b []byte) []byte {
+	b = append(b, `{"fp":`...)
+	b = strconv.AppendQuote(b, e.Fingerprint)
+	b = append(b, `,"kv":`...)
+	b = strconv.AppendUint(b, uint64(e.KeyVersion), 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, e.TS, 10)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"body":`...)
+	b = append(b, e.Body...)
+	return append(b, '}')
 }

@@ -73,6 +73,8 @@ type env struct {
 	answers [][]byte
 	// tls, when set, serves TLS; clientTLS is the test client's config.
 	tls, clientTLS *tls.Config
+	// stateDir is the idempotency state's directory (empty: temporary).
+	stateDir string
 }
 
 func testTopics(t *testing.T) config.Topics {
@@ -161,7 +163,8 @@ func (e *env) start(id string, opts ...gateway.Opt) {
 	svc, err := gateway.Start(ctx, gateway.ServiceConfig{
 		ClientOpts: e.kopts, Keyring: e.kr, Vault: token.NewVault(e.kr), Serde: e.serde, Topics: e.topics,
 		TransactionalID: strings.ReplaceAll(id, "/", "_"), Listener: ln, Logger: log, Registry: e.reg, TLS: e.tls,
-		Opts: append([]gateway.Opt{gateway.Tracer(tp.Tracer("test"))}, opts...),
+		StateDir: e.stateDir,
+		Opts:     append([]gateway.Opt{gateway.Tracer(tp.Tracer("test"))}, opts...),
 	})
 	if err != nil {
 		cancel()

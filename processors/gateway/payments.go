@@ -62,13 +62,26 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 		return g.unavailable(w, "keyring", "the keyring cannot fingerprint the request")
 	}
 
-	// One request per key at a time in this instance: a concurrent retry
-	// waits for the first and then gets its answer.
-	if err := g.keys.lock(r.Context(), key); err != nil {
-		return g.unavailable(w, "deadline", "an earlier request with this Idempotency-Key is still in progress")
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
+	defer cancel()
+	// One request per key at a time in this instance, and the key stays
+	// held until its transaction's outcome is final, even after its
+	// request gave up (503): a retry waits for (or replays) the first
+	// instead of racing a slow commit with a second write.
+	if err := g.keys.lock(ctx, key); err != nil {
+		return g.unavailable(w, "in_progress", "an earlier request with this Idempotency-Key is still in progress; retry")
 	}
-	defer g.keys.unlock(key)
-	if prev, ok := g.idem.Lookup(key, now); ok {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			g.keys.unlock(key)
+		}
+	}()
+	prev, ok, err := g.idem.Lookup(ctx, key, now)
+	if err != nil {
+		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
+	}
+	if ok {
 		return g.replay(w, &q, prev, fp)
 	}
 
@@ -80,20 +93,18 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	}
 	body := acceptedJSON(p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
 	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted, Body: body}
-	ev, _ := json.Marshal(entry)
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
-	defer cancel()
-	err = g.commit.Commit(ctx,
-		&kgo.Record{Topic: g.cfg.topics.PaymentsRaw, Key: []byte(key), Value: val, Timestamp: now},
-		&kgo.Record{Topic: g.cfg.topics.GatewayIdempotency, Key: []byte(key), Value: ev, Timestamp: now},
-	)
+	ev := entry.appendJSON(make([]byte, 0, 160+len(body)))
+	handedOff = true
+	err = g.commit.Commit(ctx, []*kgo.Record{
+		{Topic: g.cfg.topics.PaymentsRaw, Key: []byte(key), Value: val, Timestamp: now},
+		{Topic: g.cfg.topics.GatewayIdempotency, Key: []byte(key), Value: ev, Timestamp: now},
+	}, func(error) { g.keys.unlock(key) })
 	// val is not cleared: after a timeout the committer may still hold it.
 	if err != nil {
 		res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
 		res.contextID = chk.ContextID
 		return res
 	}
-	g.idem.Committed(key, entry)
 	writeJSON(w, http.StatusAccepted, body)
 	return result{status: http.StatusAccepted, contextID: chk.ContextID}
 }

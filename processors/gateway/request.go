@@ -69,7 +69,7 @@ func decodeStrict(r *http.Request, limit int64, v any) *apiError {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	body, err := readBody(r, limit)
 	defer clear(body)
 	if err != nil {
 		return badRequest("unreadable_body", "", "the request body could not be read")
@@ -89,6 +89,18 @@ func decodeStrict(r *http.Request, limit int64, v any) *apiError {
 		return badRequest("malformed_json", "", "the body must be one JSON object")
 	}
 	return nil
+}
+
+// readBody reads at most limit+1 bytes of r's body, into one allocation of
+// the announced length when there is one (the net/http server stops a body
+// at its Content-Length).
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		body := make([]byte, n)
+		_, err := io.ReadFull(r.Body, body)
+		return body, err
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit+1))
 }
 
 func jsonError(err error) *apiError {

@@ -33,6 +33,11 @@ type ServiceConfig struct {
 	Producers, MaxBatch int
 	// Window is the Idempotency-Key window (default 24h).
 	Window time.Duration
+	// StateDir is the idempotency state's Pebble directory, kept across
+	// restarts (empty: a temporary one, fully restored at each start).
+	StateDir string
+	// StateCacheBytes bounds the state's block cache (default 64 MiB).
+	StateCacheBytes int64
 	// Listener is where the API is served; TLS nil means plain HTTP (the
 	// command allows that only with an explicit development flag).
 	Listener net.Listener
@@ -47,7 +52,7 @@ type ServiceConfig struct {
 // Service is a running gateway: idempotency store, committer and server.
 type Service struct {
 	Gateway *Gateway
-	Store   *TopicStore
+	Store   *StateStore
 	Commit  *TxnCommitter
 	addr    string
 	done    chan error
@@ -62,7 +67,17 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	store := NewTopicStore(c.ClientOpts, c.Topics.GatewayIdempotency, c.Window, c.Logger)
+	store, err := OpenStateStore(StateStoreConfig{ClientOpts: c.ClientOpts, Topic: c.Topics.GatewayIdempotency,
+		Dir: c.StateDir, Window: c.Window, CacheBytes: c.StateCacheBytes, Logger: c.Logger})
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			store.Close()
+		}
+	}()
 	gopts := []Opt{Topics(c.Topics), Logger(c.Logger)}
 	var m *metrics
 	if c.Registry != nil {
@@ -73,7 +88,7 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 	}
 	commit, err := NewTxnCommitter(TxnCommitterConfig{
 		ClientOpts: c.ClientOpts, TransactionalID: c.TransactionalID, Producers: c.Producers, MaxBatch: c.MaxBatch,
-		Logger: c.Logger, Observe: func(d time.Duration, ok bool) {
+		Logger: c.Logger, OnCommitted: store.Committed, Observe: func(d time.Duration, ok bool) {
 			outcome := "committed"
 			if !ok {
 				outcome = "failed"
@@ -105,12 +120,14 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 	}
 	commitErr := make(chan error, 1)
 	go func() { commitErr <- commit.Run(ctx) }()
+	started = true
 	go func() {
 		err := Serve(ctx, c.Listener, g.Handler(), c.TLS, g.cfg.logger)
 		cancel()
-		s.done <- errors.Join(err, <-commitErr, <-storeErr)
+		err = errors.Join(err, <-commitErr, <-storeErr)
+		s.done <- errors.Join(err, store.Close())
 	}()
-	c.Logger.Info("gateway serving", "addr", s.addr, "tls", c.TLS != nil, "keys", store.Len())
+	c.Logger.Info("gateway serving", "addr", s.addr, "tls", c.TLS != nil)
 	return s, nil
 }
 

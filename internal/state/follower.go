@@ -1,0 +1,517 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Follower keeps a Store up to date with every partition of a changelog
+// topic that several writers share and no one owns (the HTTP gateway's
+// Idempotency-Key topic: every gateway instance writes keys of every
+// partition). It restores each partition from the store's checkpoint, then
+// tails the topic read_committed, applying batches together with their
+// checkpoint as Restore does.
+//
+// Writers tell the follower about their own committed changelog records
+// (Committed): those are applied at once, and skipped when the tail reads
+// them back. CatchUp is the exactness barrier: it returns once every record
+// of a partition committed before the call is in the store, so a key that
+// is not there after CatchUp was not committed by anyone when it was called.
+type Follower struct {
+	store *Store
+	cl    *Changelog
+	o     FollowerOpts
+	part  kgo.TopicPartitioner
+
+	applyMu sync.Mutex          // serialises Apply calls, which write checkpoints
+	saved   map[int32]time.Time // last checkpoint write per partition, under applyMu
+
+	mu      sync.Mutex
+	cps     map[int32]Checkpoint
+	own     map[int32]map[int64]struct{}
+	changed chan struct{} // closed and replaced whenever a position moves
+	ready   bool
+	err     error
+
+	rounds lsoRounds
+}
+
+// FollowerOpts configures a Follower.
+type FollowerOpts struct {
+	// Window: entries older than this (stream time) are not restored and
+	// are expired from the store. 0 keeps entries forever.
+	Window time.Duration
+	// Logger receives restore and tail progress (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// NewFollower returns a follower of cl into store; Run starts it. The
+// changelog's records must be partitioned by kgo's default (Kafka
+// murmur2) key partitioner: Partition computes the same mapping.
+func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Window > 0 {
+		w := o.Window.Milliseconds()
+		user := cl.Filter
+		cl.Filter = func(r *kgo.Record, streamTime int64) bool {
+			return r.Timestamp.UnixMilli() > streamTime-w && (user == nil || user(r, streamTime))
+		}
+	}
+	f := &Follower{store: store, cl: cl, o: o, part: kgo.StickyKeyPartitioner(nil).ForTopic(cl.Topic),
+		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
+	f.rounds.list = f.listStable
+	return f
+}
+
+// Partition is the changelog partition of key (0 before Run has listed the
+// partitions).
+func (f *Follower) Partition(key []byte) int32 {
+	f.mu.Lock()
+	n := len(f.cps)
+	f.mu.Unlock()
+	if n == 0 {
+		return 0
+	}
+	return int32(f.part.Partition(&kgo.Record{Key: key}, n))
+}
+
+// Ready is nil once every partition is restored and the tail runs.
+func (f *Follower) Ready() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.err != nil:
+		return fmt.Errorf("%s: %w", f.cl.Topic, f.err)
+	case !f.ready:
+		return fmt.Errorf("%s: state not restored yet", f.cl.Topic)
+	}
+	if err := f.rounds.lastErr(); err != nil {
+		// Try again in the background: an unready instance gets no
+		// traffic, so without this it would never learn Kafka is back.
+		go f.rounds.stable(context.Background()) //nolint:errcheck // the outcome is read by the next Ready
+		return err
+	}
+	return nil
+}
+
+// WaitReady blocks until the follower is ready, failed, or ctx is done.
+func (f *Follower) WaitReady(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		ready, err, ch := f.ready, f.err, f.changed
+		f.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.cl.Topic, err)
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("state of %s not restored: %w", f.cl.Topic, ctx.Err())
+		}
+	}
+}
+
+// Get returns key's entry if it is live at now (within the window).
+func (f *Follower) Get(key []byte, now time.Time) (Entry, bool, error) {
+	e, ok, err := f.store.Get(f.Partition(key), key)
+	if err != nil || !ok {
+		return Entry{}, false, err
+	}
+	if f.o.Window > 0 && e.TS <= now.Add(-f.o.Window).UnixMilli() {
+		return Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// Committed applies changelog records the caller has just committed
+// (produced records carry their partition and offset). Records of other
+// topics are ignored. The checkpoint does not move: records of other
+// writers below them may not be read yet; the tail skips these when it
+// reaches them.
+func (f *Follower) Committed(recs []*kgo.Record) error {
+	byPart := map[int32][]*kgo.Record{}
+	for _, r := range recs {
+		if r.Topic == f.cl.Topic {
+			byPart[r.Partition] = append(byPart[r.Partition], r)
+		}
+	}
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	var errs []error
+	for part, rs := range byPart {
+		f.mu.Lock()
+		cp := f.cps[part]
+		f.mu.Unlock()
+		puts := make([]Put, 0, len(rs))
+		offsets := make([]int64, 0, len(rs))
+		for _, r := range rs {
+			if r.Offset < cp.Next {
+				continue // the tail was first
+			}
+			offsets = append(offsets, r.Offset)
+			puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: r.Timestamp.UnixMilli()})
+		}
+		if len(puts) == 0 {
+			continue
+		}
+		if err := f.store.Apply(part, puts, cp); err != nil {
+			// Not marked as ours: the tail applies them when it reads them.
+			errs = append(errs, err)
+			continue
+		}
+		f.mu.Lock()
+		own := f.own[part]
+		if own == nil {
+			own = map[int64]struct{}{}
+			f.own[part] = own
+		}
+		for _, o := range offsets {
+			own[o] = struct{}{}
+		}
+		f.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// CatchUp returns once the store holds every record of key's partition
+// committed before the call (it lists the partition's last stable offset,
+// sharing one listing among concurrent callers, and waits for the tail to
+// reach it), or ctx ends.
+func (f *Follower) CatchUp(ctx context.Context, key []byte) error {
+	part := f.Partition(key)
+	lso, err := f.rounds.stable(ctx)
+	if err != nil {
+		return err
+	}
+	end, ok := lso[part]
+	if !ok {
+		return fmt.Errorf("state: %s has no partition %d", f.cl.Topic, part)
+	}
+	for {
+		f.mu.Lock()
+		next, ferr, ch := f.cps[part].Next, f.err, f.changed
+		f.mu.Unlock()
+		if next >= end {
+			return nil
+		}
+		if ferr != nil {
+			return fmt.Errorf("%s: %w", f.cl.Topic, ferr)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("state: %s[%d] not read up to offset %d (at %d): %w", f.cl.Topic, part, end, next, ctx.Err())
+		}
+	}
+}
+
+// broadcastLocked wakes everyone waiting for a position; f.mu is held.
+func (f *Follower) broadcastLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *Follower) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.broadcastLocked()
+	f.mu.Unlock()
+}
+
+// Run restores every partition and tails the changelog until ctx is done.
+func (f *Follower) Run(ctx context.Context) error {
+	err := f.run(ctx)
+	if err != nil && ctx.Err() == nil {
+		f.fail(err)
+		return err
+	}
+	return nil
+}
+
+func (f *Follower) run(ctx context.Context) error {
+	admin, err := kgo.NewClient(f.cl.ClientOpts...)
+	if err != nil {
+		return fmt.Errorf("state: kafka client: %w", err)
+	}
+	defer admin.Close()
+	f.rounds.admin, f.rounds.client = kadm.NewClient(admin), admin
+	ends, err := f.listStable(ctx)
+	if err != nil {
+		return err
+	}
+	cl := *f.cl
+	cl.Admin = admin
+	offsets := map[int32]kgo.Offset{}
+	for part := range ends {
+		pr, err := cl.Restore(ctx, f.store, part, nil)
+		if err != nil {
+			return err
+		}
+		cp, _, err := f.store.Checkpoint(part)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.cps[part] = cp
+		f.mu.Unlock()
+		offsets[part] = kgo.NewOffset().At(cp.Next)
+		f.o.Logger.Info("state restored", "topic", f.cl.Topic, "partition", part, "from", pr.From, "to", cp.Next, "records", pr.Records)
+	}
+	tail, err := kgo.NewClient(append(append([]kgo.Opt(nil), f.cl.ClientOpts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.cl.Topic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(time.Second))...)
+	if err != nil {
+		return fmt.Errorf("state: tail of %s: %w", f.cl.Topic, err)
+	}
+	defer tail.Close()
+	f.mu.Lock()
+	f.ready = true
+	f.broadcastLocked()
+	f.mu.Unlock()
+	return f.tail(ctx, tail)
+}
+
+// tail applies fetched records, partition by partition, until ctx is done.
+func (f *Follower) tail(ctx context.Context, cl *kgo.Client) error {
+	every := max(f.o.Window/96, time.Second)
+	lastExpire := time.Now()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			f.o.Logger.Warn("tailing state changelog", "topic", t, "partition", p, "err", err)
+		})
+		var errs []error
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				errs = append(errs, f.applyTail(p.Partition, p.Records))
+			}
+		})
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		if f.o.Window > 0 && time.Since(lastExpire) >= every {
+			lastExpire = time.Now()
+			if err := f.expire(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (f *Follower) applyTail(part int32, recs []*kgo.Record) error {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.mu.Lock()
+	cp := f.cps[part]
+	own := f.own[part]
+	puts := make([]Put, 0, len(recs))
+	next := cp.Next
+	for _, r := range recs {
+		next = max(next, r.Offset+1)
+		if _, mine := own[r.Offset]; mine {
+			delete(own, r.Offset)
+			continue
+		}
+		if r.Attrs.IsControl() || r.Offset < cp.Next {
+			continue
+		}
+		ts := r.Timestamp.UnixMilli()
+		if f.o.Window > 0 && ts <= max(cp.StreamTime, ts)-f.o.Window.Milliseconds() {
+			continue
+		}
+		puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: ts})
+	}
+	f.mu.Unlock()
+	cp.Next = next
+	for _, p := range puts {
+		cp.StreamTime = max(cp.StreamTime, p.TS)
+	}
+	// A batch of only our own records (already in the store) moves the
+	// position in memory; the checkpoint on disk follows with the next
+	// batch that writes, or within a second: a checkpoint behind only
+	// replays more at the next start.
+	if len(puts) > 0 || time.Since(f.saved[part]) >= time.Second {
+		if err := f.store.Apply(part, puts, cp); err != nil {
+			return err
+		}
+		f.saved[part] = time.Now()
+	}
+	f.mu.Lock()
+	f.cps[part] = cp
+	f.broadcastLocked()
+	f.mu.Unlock()
+	return nil
+}
+
+// expire deletes entries that left the window, per partition.
+func (f *Follower) expire() error {
+	f.mu.Lock()
+	cps := make(map[int32]Checkpoint, len(f.cps))
+	for p, cp := range f.cps {
+		cps[p] = cp
+	}
+	f.mu.Unlock()
+	for part, cp := range cps {
+		cutoff := cp.StreamTime - f.o.Window.Milliseconds()
+		for {
+			n, err := f.store.Expire(part, cutoff, 10000)
+			if err != nil {
+				return err
+			}
+			if n < 10000 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
+	if f.rounds.admin == nil {
+		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
+	}
+	f.mu.Lock()
+	parts := make([]int32, 0, len(f.cps))
+	for p := range f.cps {
+		parts = append(parts, p)
+	}
+	f.mu.Unlock()
+	if len(parts) > 0 {
+		return f.listStableOf(ctx, parts)
+	}
+	ends, err := f.rounds.admin.ListCommittedOffsets(ctx, f.cl.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
+	}
+	if err := ends.Error(); err != nil {
+		return nil, fmt.Errorf("state: stable offsets of %s (does the topic exist? run `pcistream topology apply`): %w", f.cl.Topic, err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
+}
+
+// lsoRounds shares listings of the last stable offsets among concurrent
+// callers. A caller joins the next listing not yet sent, never one in
+// flight, so the offsets it gets were listed after it asked.
+type lsoRounds struct {
+	admin  *kadm.Client
+	client *kgo.Client
+	list   func(context.Context) (map[int32]int64, error)
+
+	mu      sync.Mutex
+	next    *lsoRound
+	running bool
+	last    error // of the last listing: CatchUp cannot work while it fails
+}
+
+func (l *lsoRounds) lastErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last != nil {
+		return fmt.Errorf("cannot list stable offsets: %w", l.last)
+	}
+	return nil
+}
+
+type lsoRound struct {
+	done chan struct{}
+	lso  map[int32]int64
+	err  error
+}
+
+func (l *lsoRounds) stable(ctx context.Context) (map[int32]int64, error) {
+	l.mu.Lock()
+	r := l.next
+	if r == nil {
+		r = &lsoRound{done: make(chan struct{})}
+		l.next = r
+	}
+	if !l.running {
+		l.running = true
+		go l.loop()
+	}
+	l.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.lso, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// loop sends listings back to back while callers wait for one.
+func (l *lsoRounds) loop() {
+	for {
+		l.mu.Lock()
+		r := l.next
+		l.next = nil
+		if r == nil {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.lso, r.err = l.list(ctx)
+		cancel()
+		l.mu.Lock()
+		l.last = r.err
+		l.mu.Unlock()
+		close(r.done)
+	}
+}
+
+// listStableOf lists the last stable offsets of parts with one ListOffsets
+// request per leader (kgo shards it), without the metadata request kadm
+// sends first: it runs for every catch-up round.
+func (f *Follower) listStableOf(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.IsolationLevel = 1 // read_committed: the last stable offset
+	t := kmsg.NewListOffsetsRequestTopic()
+	t.Topic = f.cl.Topic
+	for _, p := range parts {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = p
+		rp.Timestamp = -1 // the end
+		t.Partitions = append(t.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, f.rounds.client)
+	if err != nil {
+		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
+	}
+	out := make(map[int32]int64, len(parts))
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return nil, fmt.Errorf("state: stable offset of %s[%d]: %w", f.cl.Topic, rp.Partition, err)
+			}
+			out[rp.Partition] = rp.Offset
+		}
+	}
+	for _, p := range parts {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("state: no stable offset listed for %s[%d]", f.cl.Topic, p)
+		}
+	}
+	return out, nil
+}
