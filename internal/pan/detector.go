@@ -71,6 +71,8 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -200,6 +202,37 @@ var (
 	}()
 )
 
+// filterLead marks the UTF-8 lead bytes the block filter flags: those
+// that can start a decimal digit of another script or a non-ASCII
+// separator (C2, D9, DB, DF, E0-E3, EA, EF, F0). The lead bytes of letters
+// (Latin accents, Cyrillic, Greek, CJK) never start a run, so text in
+// those scripts stays in the vector loop. scan_amd64.s holds the same set
+// as nibble tables (TestFilterSetAVX2 checks every byte).
+var filterLead = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = ndLead[c]
+	}
+	var buf [4]byte
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if sepRune(r) != gapNone {
+			utf8.EncodeRune(buf[:], r)
+			t[buf[0]] = true
+		}
+	}
+	return t
+}()
+
+// leadBits packs, for the eight bytes of x, whether each is a filterLead
+// byte.
+func leadBits(x uint64) (m uint64) {
+	for k := range 8 {
+		if filterLead[byte(x>>(8*k))] {
+			m |= 1 << k
+		}
+	}
+	return m
+}
+
 // SWAR constants: digitMask sets the high bit of every byte of x that is an
 // ASCII digit. Bytes are masked to 7 bits first so the additions never carry
 // across bytes; bytes >= 0x80 are cleared at the end.
@@ -248,7 +281,10 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 		for k := 0; k < blockSize; k += 8 {
 			x := binary.LittleEndian.Uint64(b[p+k:])
 			d |= bits8(digitMask(x)) << k
-			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)|x&(x<<1)&hi1) << k
+			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)) << k
+			if x&(x<<1)&hi1 != 0 {
+				i |= leadBits(x) << k
+			}
 		}
 		if d|i == 0 {
 			pd = 0
@@ -308,7 +344,7 @@ func tailMasks(b []byte, bs int) (d, s, i uint64) {
 			d |= 1 << k
 		case asciiSep[c]:
 			s |= 1 << k
-		case c == '%' || c == '\\' || c == '&' || c >= 0xC0:
+		case c == '%' || c == '\\' || c == '&' || filterLead[c]:
 			i |= 1 << k
 		}
 	}

@@ -11,6 +11,18 @@ DATA sepHi<>+0(SB)/8, $0x0000080004020001
 DATA sepHi<>+8(SB)/8, $0x0000000000000000
 GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 
+// Block filter classes by nibble (see filterSet in detector.go): bit 0
+// digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
+// 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
+// (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
+// intLo[x&15] & intHi[x>>4] != 0.
+DATA intLo<>+0(SB)/8, $0x0103030121292161
+DATA intLo<>+8(SB)/8, $0x3000000410201101
+GLOBL intLo<>(SB), RODATA|NOPTR, $16
+DATA intHi<>+0(SB)/8, $0x0000040001020000
+DATA intHi<>+8(SB)/8, $0x4020100800000000
+GLOBL intHi<>(SB), RODATA|NOPTR, $16
+
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
 #define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
@@ -23,11 +35,12 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // the 64 bytes before p). It returns that block's candidates c and its
 // masks d (ASCII digits) and s (the ASCII separators " \t\r\n-.:/_+"); bit
 // k is byte off+k. If no block qualifies, off == n and the masks are 0.
-// Blocks without a digit or an escape or lead byte ('%', '\\', '&',
-// 0xC0-0xFF) cost two loads and a handful of vector instructions.
+// Blocks without a byte of filterSet (a digit, '%', '\\', '&' or a UTF-8
+// lead byte that can start a digit or a separator) cost two loads, two
+// nibble lookups and one VPTEST per 64 bytes.
 //
 // Digits: x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for
-// '0'..'9'. Lead bytes: the sign bit of x AND (x > -65 signed).
+// '0'..'9'.
 // Constants are moved with VMOVQ (VEX): a legacy-SSE MOVQ after a 256-bit
 // instruction stalls on the AVX/SSE state transition.
 TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
@@ -38,16 +51,40 @@ TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
 	XORQ DI, DI
 	BCAST($0x5050505050505050, X0, Y0)
 	BCAST($0x8a8a8a8a8a8a8a8a, X1, Y1)
-	BCAST($0x2525252525252525, X4, Y4)
-	BCAST($0x5c5c5c5c5c5c5c5c, X5, Y5)
-	BCAST($0x2626262626262626, X6, Y6)
-	BCAST($0xbfbfbfbfbfbfbfbf, X7, Y7)
+	BCAST($0x7e7e7e7e7e7e7e7e, X6, Y6)
+	VBROADCASTI128 intLo<>(SB), Y4
+	VBROADCASTI128 intHi<>(SB), Y5
+	VBROADCASTI128 sepLo<>(SB), Y12
+	VBROADCASTI128 sepHi<>(SB), Y13
+	BCAST($0x0f0f0f0f0f0f0f0f, X14, Y14)
+	VPXOR Y15, Y15, Y15
 
 loop:
 	CMPQ DI, DX
 	JAE  none
 	VMOVDQU (SI)(DI*1), Y2
 	VMOVDQU 32(SI)(DI*1), Y9
+	// Filter classes of both halves by nibble lookup: Y7 and Y11.
+	VPAND    Y14, Y2, Y3
+	VPSRLW   $4, Y2, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y3, Y4, Y7
+	VPSHUFB  Y8, Y5, Y8
+	VPAND    Y8, Y7, Y7
+	VPAND    Y14, Y9, Y10
+	VPSRLW   $4, Y9, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y10, Y4, Y11
+	VPSHUFB  Y8, Y5, Y8
+	VPAND    Y8, Y11, Y11
+	VPOR     Y7, Y11, Y8
+	VPTEST   Y8, Y8
+	JNZ      found
+	XORQ R11, R11 // no digit: nothing carries into the next block
+	ADDQ $64, DI
+	JMP  loop
+
+found:
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
@@ -57,41 +94,18 @@ loop:
 	VPMOVMSKB Y10, CX
 	SHLQ $32, CX
 	ORQ  CX, AX
-	// '%', '\\', '&', lead bytes
-	VPCMPEQB Y4, Y2, Y8
-	VPCMPEQB Y5, Y2, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPEQB Y6, Y2, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPGTB Y7, Y2, Y3
-	VPAND    Y2, Y3, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPEQB Y4, Y9, Y11
-	VPCMPEQB Y5, Y9, Y3
-	VPOR     Y3, Y11, Y11
-	VPCMPEQB Y6, Y9, Y3
-	VPOR     Y3, Y11, Y11
-	VPCMPGTB Y7, Y9, Y3
-	VPAND    Y9, Y3, Y3
-	VPOR     Y3, Y11, Y11
-	VPMOVMSKB Y8, BX
+	// escapes and lead bytes: classes other than digits
+	VPAND    Y6, Y7, Y7
+	VPAND    Y6, Y11, Y11
+	VPCMPEQB Y15, Y7, Y7
+	VPCMPEQB Y15, Y11, Y11
+	VPMOVMSKB Y7, BX
 	VPMOVMSKB Y11, CX
 	SHLQ $32, CX
 	ORQ  CX, BX
-	MOVQ AX, CX
-	ORQ  BX, CX
-	JNZ  found
-	XORQ R11, R11 // no digit: nothing carries into the next block
-	ADDQ $64, DI
-	JMP  loop
-
-found:
+	NOTQ BX
 	// Separators by nibble lookup: byte x is one iff
 	// sepLo[x&15] & sepHi[x>>4] != 0.
-	VBROADCASTI128 sepLo<>(SB), Y12
-	VBROADCASTI128 sepHi<>(SB), Y13
-	BCAST($0x0f0f0f0f0f0f0f0f, X14, Y14)
-	VPXOR    Y15, Y15, Y15
 	VPAND    Y14, Y2, Y3
 	VPSRLW   $4, Y2, Y8
 	VPAND    Y14, Y8, Y8

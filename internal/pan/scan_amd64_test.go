@@ -35,3 +35,27 @@ func TestBlockMasksAVX2(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterSetAVX2: the nibble tables of the AVX2 filter flag exactly the
+// bytes the portable filter flags, for each of the 256 byte values.
+func TestFilterSetAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2 on this CPU")
+	}
+	b := make([]byte, 64)
+	for v := range 256 {
+		for i := range b {
+			b[i] = 'x'
+		}
+		b[15], b[16], b[17] = '1', '1', byte(v) // a digit ends three in a row
+		o1, c1, d1, s1 := candMasksAVX2(&b[0], len(b), 0, 0)
+		o2, c2, d2, s2 := candMasksGeneric(b, 0, len(b), 0, 0)
+		if o1 != o2 || c1 != c2 || d1 != d2 || s1 != s2 {
+			t.Fatalf("byte %#02x: avx2 %d %x %x %x, generic %d %x %x %x", v, o1, c1, d1, s1, o2, c2, d2, s2)
+		}
+		want := isDigit(byte(v)) || v == '%' || v == '\\' || v == '&' || filterLead[v]
+		if got := c1&(1<<17) != 0; got != want {
+			t.Fatalf("byte %#02x: flagged %v, want %v", v, got, want)
+		}
+	}
+}
