@@ -394,6 +394,22 @@ type scanner struct {
 	flags                uint8
 	groups               [maxGroups]group
 	digits               [maxRunDigit]byte
+
+	// Mask's output: with copying set, b[:copied] has been appended to
+	// out, by the block filter as it passes blocks (candSlow) or by
+	// flushTo.
+	copying bool
+	copied  int
+	out     []byte
+}
+
+// flushTo appends b[s.copied:end] to s.out. Bytes are copied once and
+// never again, so a PAN masked in place in out stays masked.
+func (s *scanner) flushTo(end int) {
+	if end > s.copied {
+		s.out = append(s.out, s.b[s.copied:end]...)
+		s.copied = end
+	}
 }
 
 // noBlock marks an empty block cache; far below any i.
@@ -431,7 +447,24 @@ func (s *scanner) candSlow(i int) int {
 			}
 			continue
 		}
-		off, c, d, sp := candMasks(b, bs, pd, ps)
+		var off int
+		var c, d, sp uint64
+		switch {
+		case !s.copying:
+			off, c, d, sp = candMasks(b, bs, pd, ps, nil)
+		case bs >= s.copied:
+			// Mask: the filter copies the blocks it passes, so the input
+			// is read once. Bytes are copied once and never again, so a
+			// PAN masked in place stays masked.
+			s.flushTo(bs)
+			l := len(s.out)
+			off, c, d, sp = candMasks(b, bs, pd, ps, s.out[l:l+len(b)-bs])
+			s.copied = min(bs+off+blockSize, bs+(len(b)-bs)&^(blockSize-1))
+			s.out = s.out[:l+s.copied-bs]
+		default:
+			// Part of this block is in out already: scan it alone.
+			off, c, d, sp = candMasks(b[:bs+blockSize], bs, pd, ps, nil)
+		}
 		if c == 0 {
 			i = max(i, bs+off)
 			s.bs = noBlock // the tail computes its carry from the bytes

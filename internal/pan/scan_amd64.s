@@ -27,7 +27,7 @@ GLOBL intHi<>(SB), RODATA|NOPTR, $16
 
 #define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
 
-// func candMasksAVX2(p *byte, n int, pd, ps uint64) (off int, c, d, s uint64)
+// func candMasksAVX2(p *byte, n int, pd, ps uint64, dst *byte) (off int, c, d, s uint64)
 //
 // Scans 64-byte blocks p[off:off+64] for off = 0, 64, ... < n (n is a
 // multiple of 64) and stops at the first block with a candidate (see
@@ -41,9 +41,12 @@ GLOBL intHi<>(SB), RODATA|NOPTR, $16
 //
 // Digits: x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for
 // '0'..'9'.
+// With dst non-nil, every block scanned (the returned one included) is
+// also stored to dst[off:off+64], so Mask copies its input while it is in
+// registers.
 // Constants are moved with VMOVQ (VEX): a legacy-SSE MOVQ after a 256-bit
 // instruction stalls on the AVX/SSE state transition.
-TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
+TEXT ·candMasksAVX2(SB), NOSPLIT, $0-72
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), DX
 	MOVQ pd+16(FP), R11
@@ -64,6 +67,13 @@ loop:
 	JAE  none
 	VMOVDQU (SI)(DI*1), Y2
 	VMOVDQU 32(SI)(DI*1), Y9
+	MOVQ dst+32(FP), R10
+	TESTQ R10, R10
+	JZ   nostore
+	VMOVDQU Y2, (R10)(DI*1)
+	VMOVDQU Y9, 32(R10)(DI*1)
+
+nostore:
 	// Filter classes of both halves by nibble lookup: Y7 and Y11.
 	VPAND    Y14, Y2, Y3
 	VPSRLW   $4, Y2, Y8
@@ -180,16 +190,16 @@ found:
 
 ret:
 	VZEROUPPER
-	MOVQ DI, off+32(FP)
-	MOVQ BX, c+40(FP)
-	MOVQ AX, d+48(FP)
-	MOVQ CX, s+56(FP)
+	MOVQ DI, off+40(FP)
+	MOVQ BX, c+48(FP)
+	MOVQ AX, d+56(FP)
+	MOVQ CX, s+64(FP)
 	RET
 
 none:
 	VZEROUPPER
-	MOVQ DI, off+32(FP)
-	MOVQ $0, c+40(FP)
-	MOVQ $0, d+48(FP)
-	MOVQ $0, s+56(FP)
+	MOVQ DI, off+40(FP)
+	MOVQ $0, c+48(FP)
+	MOVQ $0, d+56(FP)
+	MOVQ $0, s+64(FP)
 	RET

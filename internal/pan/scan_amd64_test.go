@@ -28,7 +28,7 @@ func TestBlockMasksAVX2(t *testing.T) {
 			}
 		}
 		pd, ps := r.Uint64(), r.Uint64()
-		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps)
+		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps, nil)
 		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), pd, ps)
 		if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
 			t.Fatalf("round %d: avx2 %d %x %x %x, generic %d %x %x %x", round, o1, d1, s1, i1, o2, d2, s2, i2)
@@ -48,7 +48,7 @@ func TestFilterSetAVX2(t *testing.T) {
 			b[i] = 'x'
 		}
 		b[15], b[16], b[17] = '1', '1', byte(v) // a digit ends three in a row
-		o1, c1, d1, s1 := candMasksAVX2(&b[0], len(b), 0, 0)
+		o1, c1, d1, s1 := candMasksAVX2(&b[0], len(b), 0, 0, nil)
 		o2, c2, d2, s2 := candMasksGeneric(b, 0, len(b), 0, 0)
 		if o1 != o2 || c1 != c2 || d1 != d2 || s1 != s2 {
 			t.Fatalf("byte %#02x: avx2 %d %x %x %x, generic %d %x %x %x", v, o1, c1, d1, s1, o2, c2, d2, s2)
