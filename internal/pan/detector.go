@@ -470,9 +470,40 @@ func (s *scanner) candSlow(i int) int {
 			s.bs = noBlock // the tail computes its carry from the bytes
 			continue
 		}
-		s.bs, s.bmask, s.bdig, s.bsep = bs+off, c, d, sp
+		s.bs, s.bmask, s.bdig, s.bsep = bs+off, prune(b, bs+off, c, d, sp), d, sp
 		i = max(i, bs+off)
 	}
+}
+
+// prune drops from the block's candidates c those that certainly start
+// no PAN, a whole stretch of plain digits and separators at a time: a
+// stretch of ASCII digits and separators (d|sp) that lies inside the block
+// and holds fewer than MinDigits digits cannot hold a PAN in any printed
+// shape, whatever its grouping (quickRun would skip each of its runs),
+// unless an escape or non-ASCII byte right after it could continue it.
+// Stretches that touch the block's edges, or have MinDigits digits, keep
+// their candidates for quickRun. Candidates at escape and lead bytes are
+// kept. This replaces the walk back and forth over the short numbers of
+// digit-heavy text (times, ids, ports, amounts) with a few bit operations.
+func prune(b []byte, bs int, c, d, sp uint64) uint64 {
+	m := d | sp
+	dc := c & d
+	keep := c &^ d
+	for dc != 0 {
+		k := bits.TrailingZeros64(dc)
+		lo := bits.Len64(^m & (1<<uint(k) - 1))
+		e := k + bits.TrailingZeros64(^m>>uint(k))
+		span := ^uint64(0) << uint(lo)
+		if e < blockSize {
+			span &= 1<<uint(e) - 1
+		}
+		dc &^= span
+		if e >= blockSize || bits.OnesCount64(d&span) >= MinDigits || introHigh[b[bs+e]] ||
+			(lo == 0 && bs > 0 && (isDigit(b[bs-1]) || asciiSep[b[bs-1]])) {
+			keep |= c & span
+		}
+	}
+	return keep
 }
 
 // runStart walks back from the candidate p over ASCII digits and the
