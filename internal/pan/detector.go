@@ -296,7 +296,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 				s |= 1 << k
 			}
 		}
-		if c = candidates(d, s, i, pd, ps); c != 0 {
+		if c = prune(b, p, candidates(d, s, i, pd, ps), d, s, pd|ps); c != 0 {
 			return off, c, d, s
 		}
 		pd, ps = d, s
@@ -470,7 +470,7 @@ func (s *scanner) candSlow(i int) int {
 			s.bs = noBlock // the tail computes its carry from the bytes
 			continue
 		}
-		s.bs, s.bmask, s.bdig, s.bsep = bs+off, prune(b, bs+off, c, d, sp), d, sp
+		s.bs, s.bmask, s.bdig, s.bsep = bs+off, c, d, sp
 		i = max(i, bs+off)
 	}
 }
@@ -481,11 +481,13 @@ func (s *scanner) candSlow(i int) int {
 // and holds fewer than MinDigits digits cannot hold a PAN in any printed
 // shape, whatever its grouping (quickRun would skip each of its runs),
 // unless an escape or non-ASCII byte right after it could continue it.
-// Stretches that touch the block's edges, or have MinDigits digits, keep
-// their candidates for quickRun. Candidates at escape and lead bytes are
-// kept. This replaces the walk back and forth over the short numbers of
-// digit-heavy text (times, ids, ports, amounts) with a few bit operations.
-func prune(b []byte, bs int, c, d, sp uint64) uint64 {
+// Stretches that reach the block's end, have MinDigits digits, or start
+// the block after a digit or separator (bit 63 of prev, the digit and
+// separator masks of the block before) keep their candidates for
+// quickRun, and so do escapes and lead bytes. This replaces the walk back
+// and forth over the short numbers of digit-heavy text (times, ids,
+// ports, amounts) with a few bit operations; scan_amd64.s does the same.
+func prune(b []byte, bs int, c, d, sp, prev uint64) uint64 {
 	m := d | sp
 	dc := c & d
 	keep := c &^ d
@@ -499,7 +501,7 @@ func prune(b []byte, bs int, c, d, sp uint64) uint64 {
 		}
 		dc &^= span
 		if e >= blockSize || bits.OnesCount64(d&span) >= MinDigits || introHigh[b[bs+e]] ||
-			(lo == 0 && bs > 0 && (isDigit(b[bs-1]) || asciiSep[b[bs-1]])) {
+			(lo == 0 && prev>>63 != 0) {
 			keep |= c & span
 		}
 	}

@@ -4,9 +4,10 @@ package pan
 
 import "golang.org/x/sys/cpu"
 
-// useAVX2 selects the AVX2 block filter; the portable SWAR one is the
-// fallback (and what the purego build tag forces).
-var useAVX2 = cpu.X86.HasAVX2
+// useAVX2 selects the AVX2 block filter (which also uses BMI1, BMI2 and
+// POPCNT, present on every AVX2 CPU in practice); the portable SWAR one is
+// the fallback (and what the purego build tag forces).
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasBMI2 && cpu.X86.HasPOPCNT
 
 // candMasksAVX2 is implemented in scan_amd64.s.
 //

@@ -182,7 +182,81 @@ found:
 	ANDQ R10, R9
 	ORQ  R9, BX
 	TESTQ BX, BX
+	JZ   next
+	// Prune (see prune in detector.go): for each stretch of digits and
+	// separators (M = d|s) holding a digit candidate, keep its candidates
+	// only if it reaches the block's end, holds 12 digits, is followed by
+	// an escape or non-ASCII byte (H), or starts the block right after a
+	// digit or separator of the block before. CX and DX are reloaded.
+	MOVQ CX, s+64(FP)
+	VPMOVMSKB Y2, R8
+	VPMOVMSKB Y9, R9
+	SHLQ $32, R9
+	ORQ  R9, R8             // bytes >= 0x80
+	MOVQ AX, R9
+	NOTQ R9
+	ANDQ BX, R9             // candidates at escapes and lead bytes
+	ORQ  R9, R8             // H
+	MOVQ R9, R10            // kept candidates
+	MOVQ AX, R13
+	ORQ  CX, R13
+	NOTQ R13                // ^M
+	MOVQ BX, R9
+	ANDQ AX, R9             // digit candidates left to look at
+
+ploop:
+	TESTQ R9, R9
+	JZ   pdone
+	BSFQ R9, R14            // k
+	BZHIQ R14, R13, R15     // ^M below k
+	XORQ CX, CX             // lo: one past the highest non-stretch byte below k
+	BSRQ R15, R15
+	JZ   lo0
+	LEAQ 1(R15), CX
+
+lo0:
+	SHRXQ R14, R13, R15
+	TZCNTQ R15, R15
+	ADDQ R15, R14           // e: end of the stretch (>= 64: past the block)
+	MOVQ $-1, DX
+	BZHIQ R14, DX, DX       // bits below e
+	MOVQ $-1, R15
+	BZHIQ CX, R15, R15      // bits below lo
+	NOTQ R15
+	ANDQ R15, DX            // the stretch
+	MOVQ DX, R15
+	NOTQ R15
+	ANDQ R15, R9
+	CMPQ R14, $64
+	JAE  pkeep
+	BTQ  R14, R8
+	JCS  pkeep
+	MOVQ AX, R15
+	ANDQ DX, R15
+	POPCNTQ R15, R15
+	CMPQ R15, $12
+	JAE  pkeep
+	TESTQ CX, CX
+	JNZ  ploop
+	MOVQ R11, R15
+	ORQ  R12, R15
+	BTQ  $63, R15
+	JCC  ploop
+
+pkeep:
+	MOVQ BX, R15
+	ANDQ DX, R15
+	ORQ  R15, R10
+	JMP  ploop
+
+pdone:
+	MOVQ R10, BX
+	MOVQ s+64(FP), CX
+	MOVQ n+8(FP), DX
+	TESTQ BX, BX
 	JNZ  ret
+
+next:
 	MOVQ AX, R11
 	MOVQ CX, R12
 	ADDQ $64, DI

@@ -15,11 +15,15 @@ func TestBlockMasksAVX2(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 1))
 	b := make([]byte, 64*8)
-	for round := 0; round < 2000; round++ {
+	for round := 0; round < 20000; round++ {
 		for i := range b {
 			b[i] = byte(r.IntN(256))
 			if round%2 == 0 && r.IntN(3) > 0 {
 				b[i] = "0123456789 -.:/_+\t\r\n%&\\abc"[r.IntN(26)]
+			}
+			if round%4 == 1 && r.IntN(4) > 0 {
+				// Short stretches of digits and separators, as pruned.
+				b[i] = "012345678 - x=\xc3\xe2%"[r.IntN(17)]
 			}
 		}
 		if round%5 == 0 {
@@ -47,7 +51,8 @@ func TestFilterSetAVX2(t *testing.T) {
 		for i := range b {
 			b[i] = 'x'
 		}
-		b[15], b[16], b[17] = '1', '1', byte(v) // a digit ends three in a row
+		copy(b[6:], "11111111111") // a digit at 17 ends 12 in a row: not pruned
+		b[17] = byte(v)
 		o1, c1, d1, s1 := candMasksAVX2(&b[0], len(b), 0, 0, nil)
 		o2, c2, d2, s2 := candMasksGeneric(b, 0, len(b), 0, 0)
 		if o1 != o2 || c1 != c2 || d1 != d2 || s1 != s2 {
