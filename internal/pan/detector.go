@@ -287,7 +287,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 			}
 		}
 		if d|i == 0 {
-			pd = 0
+			pd, ps = 0, 0
 			continue
 		}
 		s = 0
@@ -296,7 +296,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 				s |= 1 << k
 			}
 		}
-		if c = prune(b, p, candidates(d, s, i, pd, ps), d, s, pd|ps); c != 0 {
+		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps); c != 0 {
 			return off, c, d, s
 		}
 		pd, ps = d, s
@@ -321,8 +321,13 @@ func candidates(d, s, i, pd, ps uint64) uint64 {
 }
 
 // edgeBits returns the digit and separator masks of the eight bytes before
-// bs, in bits 56..63 as candidates expects them.
+// bs, in bits 56..63 as candidates expects them. The bytes before those are
+// unknown: bits 0..55 of ps are set so prune treats a stretch that reaches
+// them as running on (candidates never reads them).
 func edgeBits(b []byte, bs int) (pd, ps uint64) {
+	if bs > 0 {
+		ps = 1<<56 - 1
+	}
 	for k := 1; k <= 8 && bs-k >= 0; k++ {
 		c := b[bs-k]
 		if isDigit(c) {
@@ -477,20 +482,29 @@ func (s *scanner) candSlow(i int) int {
 
 // prune drops from the block's candidates c those that certainly start
 // no PAN, a whole stretch of plain digits and separators at a time: a
-// stretch of ASCII digits and separators (d|sp) that lies inside the block
-// and holds fewer than MinDigits digits cannot hold a PAN in any printed
-// shape, whatever its grouping (quickRun would skip each of its runs),
-// unless an escape or non-ASCII byte right after it could continue it.
-// Stretches that reach the block's end, have MinDigits digits, or start
-// the block after a digit or separator (bit 63 of prev, the digit and
-// separator masks of the block before) keep their candidates for
-// quickRun, and so do escapes and lead bytes. This replaces the walk back
-// and forth over the short numbers of digit-heavy text (times, ids,
-// ports, amounts) with a few bit operations; scan_amd64.s does the same.
-func prune(b []byte, bs int, c, d, sp, prev uint64) uint64 {
+// stretch of ASCII digits and separators (d|sp) holding fewer than
+// MinDigits digits cannot hold a PAN in any printed shape, whatever its
+// grouping (quickRun would skip each of its runs), unless an escape or
+// non-ASCII byte right after it could continue it. A stretch that starts
+// at the block's first byte is counted on into the block before (pd, ps:
+// its masks; ps all ones where unknown), one that reaches the block's end
+// into the next block (when that is whole and before end, the end of the
+// region scanned); a stretch longer than that keeps its candidates, and
+// so do escapes and lead bytes. This replaces the walk back and forth over
+// the short numbers of digit-heavy text (times, ids, ports, amounts) with
+// a few bit operations; scan_amd64.s does the same.
+func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 	m := d | sp
 	dc := c & d
 	keep := c &^ d
+	// Digits of the stretch that ends the block before (99: too long).
+	prevCnt := 0
+	if mp := pd | ps; mp>>63 != 0 {
+		prevCnt = 99
+		if mp != ^uint64(0) {
+			prevCnt = bits.OnesCount64(pd >> uint(bits.Len64(^mp)))
+		}
+	}
 	for dc != 0 {
 		k := bits.TrailingZeros64(dc)
 		lo := bits.Len64(^m & (1<<uint(k) - 1))
@@ -500,12 +514,44 @@ func prune(b []byte, bs int, c, d, sp, prev uint64) uint64 {
 			span &= 1<<uint(e) - 1
 		}
 		dc &^= span
-		if e >= blockSize || bits.OnesCount64(d&span) >= MinDigits || introHigh[b[bs+e]] ||
-			(lo == 0 && prev>>63 != 0) {
+		cnt := bits.OnesCount64(d & span)
+		if lo == 0 {
+			cnt += prevCnt
+		}
+		if e >= blockSize {
+			nc, ok := nextStretch(b, bs+blockSize, end)
+			cnt += nc
+			if !ok {
+				cnt = 99
+			}
+		} else if introHigh[b[bs+e]] {
+			cnt = 99
+		}
+		if cnt >= MinDigits {
 			keep |= c & span
 		}
 	}
 	return keep
+}
+
+// nextStretch counts the digits of the stretch of ASCII digits and
+// separators that starts the block at p, for prune. ok is false when the
+// block is not whole before end, the stretch fills it, or an escape or
+// non-ASCII byte follows the stretch.
+func nextStretch(b []byte, p, end int) (digits int, ok bool) {
+	if p+blockSize > end {
+		return 0, false
+	}
+	for q := p; q < p+blockSize; q++ {
+		switch c := b[q]; {
+		case isDigit(c):
+			digits++
+		case asciiSep[c]:
+		default:
+			return digits, !introHigh[c]
+		}
+	}
+	return 0, false
 }
 
 // runStart walks back from the candidate p over ASCII digits and the

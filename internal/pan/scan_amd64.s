@@ -91,6 +91,7 @@ nostore:
 	VPTEST   Y8, Y8
 	JNZ      found
 	XORQ R11, R11 // no digit: nothing carries into the next block
+	XORQ R12, R12
 	ADDQ $64, DI
 	JMP  loop
 
@@ -184,11 +185,28 @@ found:
 	TESTQ BX, BX
 	JZ   next
 	// Prune (see prune in detector.go): for each stretch of digits and
-	// separators (M = d|s) holding a digit candidate, keep its candidates
-	// only if it reaches the block's end, holds 12 digits, is followed by
-	// an escape or non-ASCII byte (H), or starts the block right after a
-	// digit or separator of the block before. CX and DX are reloaded.
+	// separators (M = d|s) holding a digit candidate, count its digits,
+	// on into the block before (R11, R12) and the next one; keep its
+	// candidates only if they reach 12, or an escape or non-ASCII byte
+	// (H) follows, or the stretch runs on too far to tell. CX and DX are
+	// reloaded after; c+48(FP) holds the count of the stretch that ends
+	// the block before.
 	MOVQ CX, s+64(FP)
+	MOVQ R11, R15
+	ORQ  R12, R15
+	XORQ R14, R14
+	BTQ  $63, R15
+	JCC  pc0
+	NOTQ R15
+	MOVQ $99, R14
+	BSRQ R15, R15
+	JZ   pc0
+	INCQ R15
+	SHRXQ R15, R11, R14
+	POPCNTQ R14, R14
+
+pc0:
+	MOVQ R14, c+48(FP)
 	VPMOVMSKB Y2, R8
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
@@ -227,27 +245,83 @@ lo0:
 	MOVQ DX, R15
 	NOTQ R15
 	ANDQ R15, R9
-	CMPQ R14, $64
-	JAE  pkeep
-	BTQ  R14, R8
-	JCS  pkeep
 	MOVQ AX, R15
 	ANDQ DX, R15
-	POPCNTQ R15, R15
-	CMPQ R15, $12
-	JAE  pkeep
+	POPCNTQ R15, R15        // its digits
 	TESTQ CX, CX
-	JNZ  ploop
-	MOVQ R11, R15
-	ORQ  R12, R15
-	BTQ  $63, R15
-	JCC  ploop
+	JNZ  plo
+	ADDQ c+48(FP), R15
+
+plo:
+	CMPQ R14, $64
+	JAE  pend
+	BTQ  R14, R8
+	JCS  pkeep
+
+pcnt:
+	CMPQ R15, $12
+	JLT  ploop
 
 pkeep:
 	MOVQ BX, R15
 	ANDQ DX, R15
 	ORQ  R15, R10
 	JMP  ploop
+
+pend:
+	// The stretch runs into the next block (the last stretch: R9 is 0,
+	// H is free): count on there if that block is whole in the region.
+	LEAQ 128(DI), R14
+	CMPQ R14, n+8(FP)
+	JHI  pkeep
+	VMOVDQU 64(SI)(DI*1), Y3
+	VMOVDQU 96(SI)(DI*1), Y10
+	VPADDB   Y0, Y3, Y7
+	VPCMPGTB Y7, Y1, Y7
+	VPADDB   Y0, Y10, Y11
+	VPCMPGTB Y11, Y1, Y11
+	VPMOVMSKB Y7, R8
+	VPMOVMSKB Y11, R14
+	SHLQ $32, R14
+	ORQ  R14, R8            // its digits
+	VPAND    Y14, Y3, Y7
+	VPSRLW   $4, Y3, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y7, Y12, Y7
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y7, Y7
+	VPCMPEQB Y15, Y7, Y7
+	VPAND    Y14, Y10, Y11
+	VPSRLW   $4, Y10, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y11, Y12, Y11
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y11, Y11
+	VPCMPEQB Y15, Y11, Y11
+	VPMOVMSKB Y7, CX
+	VPMOVMSKB Y11, R14
+	SHLQ $32, R14
+	ORQ  R14, CX            // its non-separators
+	MOVQ R8, R14
+	NOTQ R14
+	ANDQ R14, CX            // its ^M
+	TZCNTQ CX, R14          // where the stretch ends there
+	CMPQ R14, $64
+	JAE  pkeep
+	BZHIQ R14, R8, R8
+	POPCNTQ R8, R8
+	ADDQ R8, R15
+	LEAQ 64(SI)(DI*1), R8
+	MOVBLZX (R8)(R14*1), R8
+	CMPQ R8, $0x80
+	JAE  pkeep
+	CMPQ R8, $0x25
+	JEQ  pkeep
+	CMPQ R8, $0x26
+	JEQ  pkeep
+	CMPQ R8, $0x5c
+	JEQ  pkeep
+	JMP  pcnt
 
 pdone:
 	MOVQ R10, BX
