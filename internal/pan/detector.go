@@ -482,10 +482,11 @@ func (s *scanner) candSlow(i int) int {
 
 // prune drops from the block's candidates c those that certainly start
 // no PAN, a whole stretch of plain digits and separators at a time: a
-// stretch of ASCII digits and separators (d|sp) holding fewer than
-// MinDigits digits cannot hold a PAN in any printed shape, whatever its
-// grouping (quickRun would skip each of its runs), unless an escape or
-// non-ASCII byte right after it could continue it. A stretch that starts
+// stretch of ASCII digits and separators (d|sp) cannot hold a PAN in any
+// printed shape (quickRun would skip each of its runs) when its digits in
+// groups of one or of three or more, plus two for a short last group,
+// are fewer than MinDigits ("+44 20 7946 0958", "2026:14:21:48 +0000"),
+// unless an escape or non-ASCII byte right after it could continue it. A stretch that starts
 // at the block's first byte is counted on into the block before (pd, ps:
 // its masks; ps all ones where unknown), one that reaches the block's end
 // into the next block (when that is whole and before end, the end of the
@@ -505,6 +506,13 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			prevCnt = bits.OnesCount64(pd >> uint(bits.Len64(^mp)))
 		}
 	}
+	// The digits that can count towards quickRun's best: those in groups
+	// of three or more (t: ends of three in a row), of one (iso), and the
+	// group the block ends in (it may go on); a stretch's best is at most
+	// their number plus two (one short last group).
+	t := d & (d<<1 | pd>>63) & (d<<2 | pd>>62)
+	iso := d &^ (d<<1 | pd>>63) &^ (d >> 1)
+	w := t | t>>1 | t>>2 | iso | ^uint64(0)<<uint(bits.Len64(^d))
 	for dc != 0 {
 		k := bits.TrailingZeros64(dc)
 		lo := bits.Len64(^m & (1<<uint(k) - 1))
@@ -514,7 +522,7 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			span &= 1<<uint(e) - 1
 		}
 		dc &^= span
-		cnt := bits.OnesCount64(d & span)
+		cnt := bits.OnesCount64(w&span) + 2
 		if lo == 0 {
 			cnt += prevCnt
 		}

@@ -207,6 +207,37 @@ found:
 
 pc0:
 	MOVQ R14, c+48(FP)
+	// W (in d+56(FP)): digits in groups of three or more, of one, and
+	// the group that ends the block; a stretch counts its W digits + 2.
+	SHIFTIN(AX, R11, 1, R9)
+	SHIFTIN(AX, R11, 2, R10)
+	MOVQ AX, R13
+	ANDQ R9, R13
+	ANDQ R10, R13           // T
+	MOVQ R13, R14
+	SHRQ $1, R14
+	ORQ  R14, R13
+	SHRQ $1, R14
+	ORQ  R14, R13           // T | T>>1 | T>>2
+	MOVQ AX, R14
+	SHRQ $1, R14
+	ORQ  R9, R14
+	NOTQ R14
+	ANDQ AX, R14            // iso
+	ORQ  R14, R13
+	MOVQ AX, R14
+	NOTQ R14
+	XORQ R15, R15
+	BSRQ R14, R14
+	JZ   wend
+	LEAQ 1(R14), R15
+
+wend:
+	MOVQ $-1, R14
+	BZHIQ R15, R14, R15
+	NOTQ R15                // the group the block ends in
+	ORQ  R15, R13
+	MOVQ R13, d+56(FP)
 	VPMOVMSKB Y2, R8
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
@@ -245,9 +276,10 @@ lo0:
 	MOVQ DX, R15
 	NOTQ R15
 	ANDQ R15, R9
-	MOVQ AX, R15
+	MOVQ d+56(FP), R15
 	ANDQ DX, R15
-	POPCNTQ R15, R15        // its digits
+	POPCNTQ R15, R15
+	ADDQ $2, R15            // its W digits + 2
 	TESTQ CX, CX
 	JNZ  plo
 	ADDQ c+48(FP), R15
