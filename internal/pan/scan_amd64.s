@@ -258,12 +258,9 @@ ploop:
 	JZ   pdone
 	BSFQ R9, R14            // k
 	BZHIQ R14, R13, R15     // ^M below k
-	XORQ CX, CX             // lo: one past the highest non-stretch byte below k
-	BSRQ R15, R15
-	JZ   lo0
-	LEAQ 1(R15), CX
-
-lo0:
+	SHLQ $1, R15            // (bit 63 is clear: k <= 63)
+	ORQ  $1, R15
+	BSRQ R15, CX            // lo: one past the highest non-stretch byte below k
 	SHRXQ R14, R13, R15
 	TZCNTQ R15, R15
 	ADDQ R15, R14           // e: end of the stretch (>= 64: past the block)
