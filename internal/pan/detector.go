@@ -400,19 +400,20 @@ type scanner struct {
 	groups               [maxGroups]group
 	digits               [maxRunDigit]byte
 
-	// Mask's output: with copying set, b[:copied] has been appended to
-	// out, by the block filter as it passes blocks (candSlow) or by
-	// flushTo.
+	// Mask's output, as long as b (out[k] is b[k] masked): with copying
+	// set, b[:copied] has been copied to it, by the block filter as it
+	// passes blocks (candSlow) or by flushTo. Copied bytes are never
+	// copied again, so a PAN masked in place stays masked. (out is only
+	// written through, never assigned, so b does not escape.)
 	copying bool
 	copied  int
 	out     []byte
 }
 
-// flushTo appends b[s.copied:end] to s.out. Bytes are copied once and
-// never again, so a PAN masked in place in out stays masked.
+// flushTo copies b[s.copied:end] to s.out.
 func (s *scanner) flushTo(end int) {
 	if end > s.copied {
-		s.out = append(s.out, s.b[s.copied:end]...)
+		copy(s.out[s.copied:end], s.b[s.copied:end])
 		s.copied = end
 	}
 }
@@ -462,10 +463,8 @@ func (s *scanner) candSlow(i int) int {
 			// is read once. Bytes are copied once and never again, so a
 			// PAN masked in place stays masked.
 			s.flushTo(bs)
-			l := len(s.out)
-			off, c, d, sp = candMasks(b, bs, pd, ps, s.out[l:l+len(b)-bs])
+			off, c, d, sp = candMasks(b, bs, pd, ps, s.out[bs:])
 			s.copied = min(bs+off+blockSize, bs+(len(b)-bs)&^(blockSize-1))
-			s.out = s.out[:l+s.copied-bs]
 		default:
 			// Part of this block is in out already: scan it alone.
 			off, c, d, sp = candMasks(b[:bs+blockSize], bs, pd, ps, nil)

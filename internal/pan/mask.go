@@ -119,15 +119,16 @@ func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
 	// The scanner copies the input to dst as it goes, a chunk at a time
 	// while the chunk is still in cache; each PAN is then overwritten in
 	// place (a masked span has the length of the span as written).
-	s := scanner{d: d, b: b, bs: noBlock, out: dst, copying: true}
+	out = dst[:len(dst)+len(b)]
+	s := scanner{d: d, b: b, bs: noBlock, out: out[len(dst):], copying: true}
 	var m Match
 	for s.next(&m) {
 		s.flushTo(m.End)
-		appendMasked(s.out[:len(dst)+m.Start], b, &m, p)
+		appendMasked(s.out[:m.Start], b, &m, p)
 		n++
 	}
 	s.flushTo(len(b))
-	return s.out, n
+	return out, n
 }
 
 // MaskString is Mask for strings. It returns s itself (no allocation) when s
