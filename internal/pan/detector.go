@@ -60,11 +60,17 @@
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
 // of three one-digit groups, and every byte that can start an encoded digit
-// ('%', '\\', '&', UTF-8 lead bytes); blocks without one are skipped in the
-// vector loop. A run found there is measured with the block's digit and
-// separator masks and dropped unless some window of its groups can have 12
-// digits and a printed shape; only then are groups collected, decoded and
-// checked. Clean text never allocates.
+// or separator ('%', '\\', '&', the UTF-8 lead bytes of digits and
+// separators); blocks without one are skipped with one nibble lookup per
+// 32 bytes. Within the vector loop, each stretch of ASCII digits and
+// separators is counted (on into the neighbouring blocks) and its
+// candidates dropped when it cannot hold 12 digits in a printed shape
+// (prune), so blocks of times, ids, ports and amounts never leave it. A
+// run that survives is measured with the block's digit and separator
+// masks and dropped unless some window of its groups can have 12 digits
+// and a printed shape; only then are groups collected, decoded and
+// checked. Mask copies the input in the same pass. Clean text never
+// allocates.
 package pan
 
 import (
