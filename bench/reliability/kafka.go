@@ -15,13 +15,13 @@ import (
 // names are the topics and group of the masker under test: pcistream's
 // defaults on the dev stack, prefixed per run on an external cluster.
 type names struct {
-	prefix                   string
-	in, out, dlq, audit, grp string
+	prefix                         string
+	in, out, dlq, audit, ckpt, grp string
 }
 
 func newNames(prefix string) names {
 	return names{prefix: prefix, in: prefix + "logs.raw", out: prefix + "logs.sanitized", dlq: prefix + "logs.dlq",
-		audit: prefix + "audit.events", grp: prefix + "pcistream-masker"}
+		audit: prefix + "audit.events", ckpt: prefix + "audit.checkpoints", grp: prefix + "pcistream-masker"}
 }
 
 // testPAN is a well-known test card number; every input carries it and no

@@ -21,10 +21,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pcistream/pcistream/internal/miniotest"
 )
+
+// selected reports whether scenario name is in the comma-separated list
+// (empty: all); an entry selects every scenario whose name contains it.
+func selected(list, name string) bool {
+	if list == "" {
+		return true
+	}
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" && strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
 
 func main() {
 	short := flag.Bool("short", false, "the short mode (what go test runs)")
@@ -33,7 +50,8 @@ func main() {
 	kills := flag.Int("kills", 0, "worker SIGKILLs (default 20, short 3)")
 	out := flag.String("out", "bench/RELIABILITY.md", "report file (its reliability section is replaced)")
 	bin := flag.String("bin", "", "pcistream binary (default: go build ./cmd/pcistream)")
-	only := flag.String("only", "", "run only the scenarios whose name contains this (the clean baseline always runs)")
+	only := flag.String("scenarios", "", "comma-separated scenarios to run (kill, storm, broker-sigkill, broker-sigterm, s3-hung, s3-stopped; a name part selects all it is in); default all; the clean baseline always runs")
+	broker := flag.String("broker", os.Getenv("PCISTREAM_TEST_BROKER"), "kfake (the dev stack's, default) or kafka (a real Apache Kafka 4.x broker, package kafkabroker; needs Java); default $PCISTREAM_TEST_BROKER")
 	flag.Parse()
 	p := defaults(*short)
 	if *events > 0 {
@@ -58,11 +76,27 @@ func main() {
 		}
 	}
 	p.log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	switch *broker {
+	case "", "kfake":
+	case "kafka":
+		if p.external != "" {
+			fail(fmt.Errorf("-broker kafka and RELIABILITY_BROKERS=%s: pick one", p.external))
+		}
+		if err := startRealKafka(ctx, &p); err != nil {
+			fail(err)
+		}
+		defer p.kafka.Stop() //nolint:errcheck
+	default:
+		fail(fmt.Errorf("-broker %q: use kfake or kafka", *broker))
+	}
 	rows := runAll(ctx, p)
 	md := report(p, rows, strings.TrimSpace("go run ./bench/reliability "+strings.Join(os.Args[1:], " ")))
 	fmt.Print(md)
 	if err := writeSection(*out, md); err != nil {
 		fail(err)
+	}
+	if p.kafka != nil {
+		p.kafka.Stop() //nolint:errcheck // os.Exit below skips deferred calls
 	}
 	for _, r := range rows {
 		if r.err != nil || r.t.lost+r.t.dup+r.t.leaked+r.t.auditDup > 0 || len(r.exits) > 0 {
@@ -124,13 +158,20 @@ func runAll(ctx context.Context, p params) []row {
 		{"kill", func() row { return workerKills(ctx, p) }},
 		{"storm", func() row { return storm(ctx, p) }},
 	}
-	if p.external == "" {
+	if p.external == "" || p.kafka != nil {
 		scen = append(scen,
 			scenario{"broker-sigkill", func() row { return brokerFault(ctx, p, syscall.SIGKILL) }},
 			scenario{"broker-sigterm", func() row { return brokerFault(ctx, p, syscall.SIGTERM) }})
 	}
+	if miniotest.Binary() != "" {
+		scen = append(scen,
+			scenario{"s3-hung", func() row { return s3Fault(ctx, p, true) }},
+			scenario{"s3-stopped", func() row { return s3Fault(ctx, p, false) }})
+	} else {
+		p.log("auditor S3 scenarios skipped: %v", errNoMinio)
+	}
 	for _, s := range scen {
-		if p.only != "" && !strings.Contains(s.name, p.only) {
+		if !selected(p.only, s.name) {
 			continue
 		}
 		r := s.run()
@@ -148,9 +189,12 @@ func report(p params, rows []row, command string) string {
 	if p.short {
 		mode = "short mode"
 	}
+	if p.kafka != nil {
+		mode += " on " + p.brokerName()
+	}
 	fmt.Fprintf(&b, "## Reliability, %s (%s)\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (shared with other jobs; timings are noisy). Command: `%s`.\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), command)
-	fmt.Fprintf(&b, "Masker workers: %d (`pcistream run masker`, static membership, session timeout %s) on `pcistream dev --data-dir`, ", p.workers, p.session)
+	fmt.Fprintf(&b, "Masker workers: %d (`pcistream run masker`, static membership, session timeout %s) on %s, ", p.workers, p.session, p.stackName())
 	fmt.Fprintf(&b, "offered load %d events/s, %d events per scenario. Recovery: a killed worker's restart until it commits a transaction; after a broker restart, until every worker commits again. ", p.rate, p.events)
 	b.WriteString("Throughput: events / (first offered → all committed), against the clean run at the same offered load. ")
 	b.WriteString("Lost and duplicated compare each event's outputs with its input records; \"input dup.\" counts events the test's idempotent producer wrote twice because a restarted broker no longer knew its sequence numbers (each must then come out twice).\n\n")
@@ -179,6 +223,9 @@ func report(p params, rows []row, command string) string {
 			r.name, r.events, r.kills, r.faults, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup, r.t.inputDup, rec50, rec95, drain, r.throughput, ratio, len(r.exits), res)
 	}
 	b.WriteString("\n")
+	if slices.ContainsFunc(rows, func(r row) bool { return r.s3 != nil }) {
+		b.WriteString(s3Report(rows))
+	}
 	return b.String()
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 )
 
 // params size a run.
@@ -26,7 +27,8 @@ type params struct {
 	session  time.Duration
 	short    bool
 	only     string
-	external string // external Kafka brokers (the dev stack then serves only the registry and S3)
+	external string              // external Kafka brokers (the dev stack then serves only the registry and S3)
+	kafka    *kafkabroker.Broker // a real broker the run started (external is its address); nil on kfake
 	log      func(format string, a ...any)
 }
 
@@ -43,6 +45,7 @@ type row struct {
 	err             error
 	throughput      float64
 	cleanThroughput float64
+	s3              *s3Result // the auditor scenarios' own measures
 }
 
 // env is one scenario's stack and workers.
@@ -73,7 +76,7 @@ func setup(ctx context.Context, p params, name string) (*env, error) {
 		c := config.Default()
 		c.Kafka.Brokers = strings.Split(p.external, ",")
 		c.Registry.URL = dev.registryURL()
-		c.Topics.LogsRaw, c.Topics.LogsSanitized, c.Topics.LogsDLQ, c.Topics.AuditEvents = e.n.in, e.n.out, e.n.dlq, e.n.audit
+		c.Topics.LogsRaw, c.Topics.LogsSanitized, c.Topics.LogsDLQ, c.Topics.AuditEvents, c.Topics.AuditCheckpoints = e.n.in, e.n.out, e.n.dlq, e.n.audit, e.n.ckpt
 		if err := devstack.Setup(ctx, c); err != nil {
 			dev.stop(syscall.SIGTERM)
 			return nil, fmt.Errorf("topology on %s: %w", p.external, err)
@@ -291,7 +294,7 @@ func storm(ctx context.Context, p params) row {
 // same data dir and ports; every worker must keep running and commit again.
 func brokerFault(ctx context.Context, p params, sig syscall.Signal) row {
 	name := map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}[sig]
-	r := row{name: "broker " + name + " + restart on its data dir", events: p.events, faults: "1 × " + name + " of `pcistream dev`"}
+	r := row{name: "broker " + name + " + restart on its data dir", events: p.events, faults: "1 × " + name + " of " + p.brokerName()}
 	e, pr, start, err := begin(ctx, p, "broker-"+strings.ToLower(name))
 	if err != nil {
 		r.err = err
@@ -299,8 +302,8 @@ func brokerFault(ctx context.Context, p params, sig syscall.Signal) row {
 	}
 	defer e.close()
 	pr.waitProduced(ctx, int64(p.events/2))
-	e.dev.stop(sig)
-	if err := e.dev.start(ctx); err != nil {
+	e.brokerDown(sig)
+	if err := e.brokerUp(ctx); err != nil {
 		r.err = err
 		return r
 	}
