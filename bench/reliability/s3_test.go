@@ -18,6 +18,9 @@ func TestReliabilityAuditorS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about a minute; skipped with -short")
 	}
+	if realKafkaWanted() {
+		t.Skip("the S3 faults do not involve the broker: they run in the kfake pass")
+	}
 	if _, err := newMinio(t.TempDir()); err != nil {
 		t.Skip(err)
 	}
