@@ -172,6 +172,45 @@ func (a *auditors) warnedEndpoint(dir string) bool {
 	return false
 }
 
+// waitTrail waits until the chained batches in S3 hold want records (the
+// audit topic's committed data records): the trail is complete. It polls
+// the manifests, reading each one once.
+func (a *auditors) waitTrail(ctx context.Context, want int, limit time.Duration) error {
+	cl, err := s3x.NewClient(ctx, a.m.s3(a.bucket))
+	if err != nil {
+		return err
+	}
+	st := auditstore.New(cl, a.bucket)
+	seen := map[string]int{}
+	got := 0
+	deadline := time.Now().Add(limit)
+	for {
+		err := st.List(ctx, chain.ManifestPrefix, "", func(k string) error {
+			if _, ok := seen[k]; ok {
+				return nil
+			}
+			body, _, err := st.Get(ctx, k, "")
+			if err != nil {
+				return err
+			}
+			m, err := chain.DecodeManifest(body)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			seen[k] = m.RecordCount
+			got += m.RecordCount
+			return nil
+		})
+		if err == nil && got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the trail holds %d of %d audit events after %s (last error: %v)", got, want, limit, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // verify runs `pcistream verify` on the trail, with the Kafka cross-checks.
 func (a *auditors) verify(e *env) error {
 	args := append([]string{"verify", "--public-key", a.pub, "--brokers", e.brokers, "-q",

@@ -50,7 +50,7 @@ func main() {
 	kills := flag.Int("kills", 0, "worker SIGKILLs (default 20, short 3)")
 	out := flag.String("out", "bench/RELIABILITY.md", "report file (its reliability section is replaced)")
 	bin := flag.String("bin", "", "pcistream binary (default: go build ./cmd/pcistream)")
-	only := flag.String("scenarios", "", "comma-separated scenarios to run (kill, storm, broker-sigkill, broker-sigterm, s3-hung, s3-stopped; a name part selects all it is in); default all; the clean baseline always runs")
+	only := flag.String("scenarios", "", "comma-separated scenarios to run (kill, storm, tokenizer-kill, broker-sigkill, broker-sigterm, s3-hung, s3-stopped; a name part selects all it is in); default all; the clean baseline always runs")
 	broker := flag.String("broker", os.Getenv("PCISTREAM_TEST_BROKER"), "kfake (the dev stack's, default) or kafka (a real Apache Kafka 4.x broker, package kafkabroker; needs Java); default $PCISTREAM_TEST_BROKER")
 	flag.Parse()
 	p := defaults(*short)
@@ -157,6 +157,7 @@ func runAll(ctx context.Context, p params) []row {
 	scen := []scenario{
 		{"kill", func() row { return workerKills(ctx, p) }},
 		{"storm", func() row { return storm(ctx, p) }},
+		{"tokenizer-kill", func() row { return tokenizerKills(ctx, p) }},
 	}
 	if p.external == "" || p.kafka != nil {
 		scen = append(scen,

@@ -82,7 +82,9 @@ func s3Fault(ctx context.Context, p params, hang bool) row {
 	}
 	r.recovery = append(r.recovery, time.Since(back))
 	e.finish(ctx, &r, pr, start, back)
-	if _, err := waitDrained(ctx, e.brokers, names{in: e.n.audit, grp: a.group}, 3*time.Minute); err != nil && r.err == nil {
+	// The audit topic is complete once the masker has drained; the trail
+	// must then reach the same count.
+	if err := a.waitTrail(ctx, r.t.audits, 3*time.Minute); err != nil && r.err == nil {
 		r.err = fmt.Errorf("the auditors did not archive the audit topic: %w", err)
 	}
 	res.trailComplete = time.Since(back)
@@ -118,7 +120,7 @@ func s3Fault(ctx context.Context, p params, hang bool) row {
 func s3Report(rows []row) string {
 	var b strings.Builder
 	b.WriteString("Auditor scenarios: the masker load as above, its audit events archived by two `pcistream run auditor` workers to MinIO (a separate process with an Object Lock bucket). ")
-	b.WriteString("Not ready: fault until every auditor's /readyz answers 503 with a body naming S3 (target 30 s). Recovery: S3 back until every auditor is ready again; trail complete: S3 back until the auditors' group has committed the whole audit topic. ")
+	b.WriteString("Not ready: fault until every auditor's /readyz answers 503 with a body naming S3 (target 30 s). Recovery: S3 back until every auditor is ready again; trail complete: S3 back until the chained batches hold every audit event of the (drained) masker's audit topic. ")
 	b.WriteString("Lost and duplicated compare the audit events in the chained batches (walking the manifests) with the audit topic read_committed; PAN counts S3 objects holding the test card number.\n\n")
 	b.WriteString("| scenario | fault | audit events archived | not ready after (slowest) | write failures | WARN names endpoint | worker exits | recovery | trail complete | `pcistream verify` | lost | duplicated | PAN in S3 | result |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")

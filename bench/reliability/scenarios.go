@@ -58,6 +58,11 @@ type env struct {
 }
 
 func setup(ctx context.Context, p params, name string) (*env, error) {
+	return setupWith(ctx, p, name, p.workers)
+}
+
+// setupWith starts the stack and maskers masker workers.
+func setupWith(ctx context.Context, p params, name string, maskers int) (*env, error) {
 	dir := filepath.Join(p.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -76,13 +81,13 @@ func setup(ctx context.Context, p params, name string) (*env, error) {
 		c := config.Default()
 		c.Kafka.Brokers = strings.Split(p.external, ",")
 		c.Registry.URL = dev.registryURL()
-		c.Topics.LogsRaw, c.Topics.LogsSanitized, c.Topics.LogsDLQ, c.Topics.AuditEvents, c.Topics.AuditCheckpoints = e.n.in, e.n.out, e.n.dlq, e.n.audit, e.n.ckpt
+		c.Topics = e.n.tp
 		if err := devstack.Setup(ctx, c); err != nil {
 			dev.stop(syscall.SIGTERM)
 			return nil, fmt.Errorf("topology on %s: %w", p.external, err)
 		}
 	}
-	for i := 0; i < p.workers; i++ {
+	for i := 0; i < maskers; i++ {
 		if _, err := e.addWorker(dir, i); err != nil {
 			e.close()
 			return nil, err
