@@ -36,6 +36,7 @@ type auditors struct {
 	key, pub string
 	ws       []*worker
 	notReady []time.Duration // per auditor: fault until /readyz 503 naming S3 (0: never)
+	body     string          // the first such /readyz body
 }
 
 // startAuditors starts MinIO with an Object Lock bucket and two auditors on
@@ -107,8 +108,13 @@ func (a *auditors) watchNotReady(ctx context.Context, fault time.Time, limit tim
 				continue
 			}
 			all = false
-			if code, body := w.readyz(); code == http.StatusServiceUnavailable && strings.Contains(body, "S3") {
+			// The probe is named "s3"; its reason names the endpoint
+			// unless the probe itself timed out.
+			if code, body := w.readyz(); code == http.StatusServiceUnavailable && strings.Contains(strings.ToLower(body), "s3") {
 				a.notReady[i] = time.Since(fault)
+				if a.body == "" {
+					a.body = strings.Join(strings.Fields(body), " ")
+				}
 			}
 		}
 		if all {

@@ -15,6 +15,7 @@ type s3Result struct {
 	notReady      time.Duration // slowest auditor: fault until /readyz 503 naming S3
 	failures      float64       // pcistream_audit_write_failures_total, all auditors
 	warned        bool          // a WARN log line names the endpoint
+	body          string        // the first /readyz 503 body seen
 	verifyErr     error
 	trail         trailTally
 	trailComplete time.Duration // S3 back until the trail holds every audit event
@@ -72,6 +73,7 @@ func s3Fault(ctx context.Context, p params, hang bool) row {
 	back := time.Now()
 	res := r.s3
 	res.notReady = slices.Max(a.notReady)
+	res.body = a.body
 	if slices.Contains(a.notReady, 0) {
 		r.err = fmt.Errorf("auditors' /readyz did not turn 503 naming S3 within %s: %v", s3Hold, a.notReady)
 	} else if res.notReady > 30*time.Second {
@@ -144,6 +146,12 @@ func s3Report(rows []row) string {
 		fmt.Fprintf(&b, "| %s | %s | %d | %s | %.0f | %v | %d | %s | %s | %s | %d | %d | %d | %s |\n",
 			r.name, r.faults, s.trail.records, s.notReady.Round(100*time.Millisecond), s.failures, s.warned, len(r.exits),
 			rec, s.trailComplete.Round(100*time.Millisecond), verify, s.trail.lost, s.trail.dup, s.trail.leaked, res)
+	}
+	b.WriteString("\n")
+	for _, r := range rows {
+		if r.s3 != nil && r.s3.body != "" {
+			fmt.Fprintf(&b, "- %s, first /readyz 503 body: `%s`\n", r.name, strings.ReplaceAll(r.s3.body, "`", "'"))
+		}
 	}
 	b.WriteString("\n")
 	return b.String()
