@@ -177,6 +177,15 @@ func runAll(ctx context.Context, p params) []row {
 		}
 		r := s.run()
 		r.cleanThroughput = base.throughput
+		if s.name == "tokenizer-kill" {
+			// The tokenizer's own clean run at the same load is its baseline.
+			q := p
+			q.kills = 0
+			tb := tokenizerKills(ctx, q)
+			p.log("tokenizer clean: %.0f events/s, err %v", tb.throughput, tb.err)
+			rows = append(rows, tb)
+			r.cleanThroughput = tb.throughput
+		}
 		p.log("%s: lost %d dup %d leaked %d audit dup %d, recovery p95 %s, %.0f events/s, err %v",
 			r.name, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup, pct(r.recovery, 0.95), r.throughput, r.err)
 		rows = append(rows, r)
@@ -192,6 +201,9 @@ func report(p params, rows []row, command string) string {
 	}
 	if p.kafka != nil {
 		mode += " on " + p.brokerName()
+	}
+	if p.only != "" {
+		mode += ", scenarios " + p.only // its own section: a partial run replaces no full one
 	}
 	fmt.Fprintf(&b, "## Reliability, %s (%s)\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (shared with other jobs; timings are noisy). Command: `%s`.\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), command)

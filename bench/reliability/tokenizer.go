@@ -79,6 +79,9 @@ func payments(serde *schemas.Serde) func(int64) ([]byte, []byte) {
 func tokenizerKills(ctx context.Context, p params) row {
 	r := row{name: "tokenizer SIGKILL + restart", events: p.events, kills: p.kills, faults: fmt.Sprintf("%d × SIGKILL of a tokenizer worker (state dir kept)", p.kills)}
 	name := "tokenizer-kills"
+	if p.kills == 0 {
+		r.name, r.faults, name = "tokenizer clean (baseline)", "none", "tokenizer-clean"
+	}
 	e, err := setupWith(ctx, p, name, 0)
 	if err != nil {
 		r.err = err
