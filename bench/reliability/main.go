@@ -175,8 +175,7 @@ func runAll(ctx context.Context, p params) []row {
 		if !selected(p.only, s.name) {
 			continue
 		}
-		r := s.run()
-		r.cleanThroughput = base.throughput
+		baseline := base.throughput
 		if s.name == "tokenizer-kill" {
 			// The tokenizer's own clean run at the same load is its baseline.
 			q := p
@@ -184,8 +183,10 @@ func runAll(ctx context.Context, p params) []row {
 			tb := tokenizerKills(ctx, q)
 			p.log("tokenizer clean: %.0f events/s, err %v", tb.throughput, tb.err)
 			rows = append(rows, tb)
-			r.cleanThroughput = tb.throughput
+			baseline = tb.throughput
 		}
+		r := s.run()
+		r.cleanThroughput = baseline
 		p.log("%s: lost %d dup %d leaked %d audit dup %d, recovery p95 %s, %.0f events/s, err %v",
 			r.name, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup, pct(r.recovery, 0.95), r.throughput, r.err)
 		rows = append(rows, r)
