@@ -1,16 +1,24 @@
 // Command reliability runs pcistream's reliability scenarios against real
-// processes: `pcistream dev --data-dir` on free ports and masker workers as
-// child processes of a built pcistream binary. It SIGKILLs workers, storms
-// the group with joins and leaves, SIGKILLs and SIGTERMs the broker and
-// restarts it on its data dir, and checks that nothing was lost, duplicated
-// or leaked. It writes a table to bench/RELIABILITY.md.
+// processes: `pcistream dev --data-dir` on free ports and masker, tokenizer
+// and auditor workers as child processes of a built pcistream binary. It
+// SIGKILLs masker and tokenizer workers, storms the group with joins and
+// leaves, SIGKILLs and SIGTERMs the broker and restarts it on its data dir,
+// hangs (SIGSTOP) and crashes (SIGKILL, restart) the auditor's S3 (a MinIO
+// process), and checks that nothing was lost, duplicated or leaked. It
+// writes a table to bench/RELIABILITY.md.
 //
 //	go run ./bench/reliability              # long mode: 200,000 events, 20 kills
 //	go run ./bench/reliability -short       # the mode `go test` runs
+//	go run ./bench/reliability -scenarios tokenizer-kill,s3   # a subset (own section)
+//	go run ./bench/reliability -broker kafka -short           # on a real Apache Kafka broker
 //
+// -broker kafka (or PCISTREAM_TEST_BROKER=kafka) starts a real Apache Kafka
+// 4.x broker (package kafkabroker; needs Java) that the broker-fault
+// scenarios kill and restart; the dev stack then serves the registry and S3.
 // RELIABILITY_BROKERS=host:port runs the worker scenarios against an
-// external Kafka (the dev stack then serves only the registry and S3; the
-// broker-restart scenarios are skipped).
+// external Kafka instead (the broker-restart scenarios are skipped). The S3
+// scenarios need a MinIO binary (PATH or $GOPATH/bin) and are skipped
+// without one.
 package main
 
 import (
