@@ -205,8 +205,11 @@ func runAll(ctx context.Context, p params) []row {
 func report(p params, rows []row, command string) string {
 	var b strings.Builder
 	mode := "long mode"
-	if p.short {
+	switch {
+	case p.short:
 		mode = "short mode"
+	case p.events < 200000 || p.kills < 20:
+		mode = fmt.Sprintf("medium mode (%d events, %d kills)", p.events, p.kills)
 	}
 	if p.kafka != nil {
 		mode += " on " + p.brokerName()
