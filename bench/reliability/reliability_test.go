@@ -21,7 +21,6 @@ func TestReliabilityShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for tens of seconds; skipped with -short")
 	}
-	t.Parallel() // the masker/tokenizer and the S3 scenarios overlap: the package stays near 90 s
 	p := defaults(true)
 	p.events = 2000
 	p.only = "kill,storm,broker" // the auditor S3 scenarios: TestReliabilityAuditorS3

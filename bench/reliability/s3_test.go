@@ -18,7 +18,6 @@ func TestReliabilityAuditorS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about a minute; skipped with -short")
 	}
-	t.Parallel() // the masker/tokenizer and the S3 scenarios overlap: the package stays near 90 s
 	if realKafkaWanted() {
 		t.Skip("the S3 faults do not involve the broker: they run in the kfake pass")
 	}

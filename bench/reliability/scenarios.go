@@ -230,10 +230,10 @@ func workerKills(ctx context.Context, p params) row {
 			r.err = err
 			return r
 		}
-		if at, ok := w.waitCommitting(ctx, 0, 2*time.Minute); ok {
+		if at, ok := w.waitBack(ctx, func() bool { return lag(ctx, e.brokers, e.n) == 0 }, 2*time.Minute); ok {
 			r.recovery = append(r.recovery, at.Sub(last))
 		} else {
-			r.err = fmt.Errorf("%s did not commit within 2m of its restart", w.name)
+			r.err = fmt.Errorf("%s did not commit within 2m of its restart while input waited", w.name)
 			break
 		}
 		p.log("  kill %d/%d: %s committing again after %s", k+1, p.kills, w.name, r.recovery[len(r.recovery)-1].Round(time.Millisecond))
