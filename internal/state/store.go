@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -92,8 +93,9 @@ type StoreOpts struct {
 // Store is a Pebble database holding the state of several partitions.
 // It is safe for concurrent use.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db   *pebble.DB
+	dir  string
+	opts *pebble.Options // for writing tables to ingest (bulk.go)
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -131,7 +133,14 @@ func Open(dir string, o StoreOpts) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening store %s (is another worker using this --state-dir?): %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	opts.EnsureDefaults()
+	// Tables a crashed bulk restore had not ingested yet: their data was
+	// never checkpointed, the next restore reads it again.
+	if err := os.RemoveAll(filepath.Join(dir, ingestDir)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state: cleaning %s: %w", filepath.Join(dir, ingestDir), err)
+	}
+	return &Store{db: db, dir: dir, opts: opts}, nil
 }
 
 // Close flushes nothing extra (every batch is in the WAL) and closes.
