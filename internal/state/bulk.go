@@ -33,8 +33,8 @@ var ingestSeq atomic.Uint64
 // the LSM atomically), and then records cp as part's checkpoint. Among puts
 // with the same key the last one wins, as with Apply; puts may be reordered.
 //
-// Crash safety: the checkpoint is written only after the data it covers is
-// durable in the LSM. A crash in between leaves data ahead of the
+// Crash safety: the checkpoint is written (and synced) only after the data
+// it covers is durable in the LSM. A crash in between leaves data ahead of the
 // checkpoint, which the next restore reads again and rewrites in changelog
 // order, ending in the same state.
 func (s *Store) Ingest(part int32, puts []Put, cp Checkpoint) error {
@@ -46,29 +46,13 @@ func (s *Store) Ingest(part int32, puts []Put, cp Checkpoint) error {
 			return fmt.Errorf("state: bulk loading partition %d: %w", part, err)
 		}
 	}
-	return s.Apply(part, nil, cp)
+	// Synced: a bulk load is expensive to redo, an fsync per chunk is not.
+	return s.apply(part, nil, cp, pebble.Sync)
 }
 
 // ingestTables sorts puts and ingests them as tables.
 func (s *Store) ingestTables(part int32, puts []Put) error {
-	// Sort positions by key, then by position, and keep each key's last.
-	idx := make([]int32, len(puts))
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortFunc(idx, func(a, b int32) int {
-		if c := bytes.Compare(puts[a].Key, puts[b].Key); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
-	last := idx[:0]
-	for i, p := range idx {
-		if i+1 < len(idx) && bytes.Equal(puts[p].Key, puts[idx[i+1]].Key) {
-			continue
-		}
-		last = append(last, p)
-	}
+	last := sortedLast(puts)
 	dir := filepath.Join(s.dir, ingestDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -80,7 +64,7 @@ func (s *Store) ingestTables(part int32, puts []Put) error {
 	defer os.Remove(tpath)
 	var buf []byte
 	live := make([]int32, 0, len(last))
-	err := s.writeTable(dpath, func(w *sstable.Writer) error {
+	err := s.writeTable(dpath, true, func(w *sstable.Writer) error {
 		k := prefix(kindData, part)
 		for _, i := range last {
 			p := &puts[i]
@@ -105,15 +89,21 @@ func (s *Store) ingestTables(part int32, puts []Put) error {
 	}
 	paths := []string{dpath}
 	if len(live) > 0 {
-		// Time index order: (ts, key). Changelogs are mostly in time
-		// order already, which pdqsort handles in near-linear time.
-		slices.SortFunc(live, func(a, b int32) int {
-			if c := cmp.Compare(puts[a].TS, puts[b].TS); c != 0 {
+		// Time index order: (ts, key).
+		ord := make([]sortKey, len(live))
+		for j, i := range live {
+			ord[j] = sortKey{pfx: uint64(puts[i].TS) ^ (1 << 63), idx: i}
+		}
+		slices.SortFunc(ord, func(a, b sortKey) int {
+			if c := cmp.Compare(a.pfx, b.pfx); c != 0 {
 				return c
 			}
-			return bytes.Compare(puts[a].Key, puts[b].Key)
+			return bytes.Compare(puts[a.idx].Key, puts[b.idx].Key)
 		})
-		err := s.writeTable(tpath, func(w *sstable.Writer) error {
+		for j := range ord {
+			live[j] = ord[j].idx
+		}
+		err := s.writeTable(tpath, false, func(w *sstable.Writer) error {
 			var k []byte
 			for _, i := range live {
 				k = appendTimeKey(k[:0], part, puts[i].TS, puts[i].Key)
@@ -131,6 +121,51 @@ func (s *Store) ingestTables(part int32, puts []Put) error {
 	return s.db.Ingest(context.Background(), paths)
 }
 
+// sortKey orders puts without chasing pointers on most comparisons: pfx
+// holds 8 bytes of the key (after the prefix every key of the chunk
+// shares) or the timestamp, compared as an integer; only ties look at the
+// keys themselves.
+type sortKey struct {
+	pfx uint64
+	idx int32
+}
+
+// sortedLast returns the positions of puts in key order, keeping only the
+// last put of each key.
+func sortedLast(puts []Put) []int32 {
+	common := len(puts[0].Key)
+	for i := 1; i < len(puts) && common > 0; i++ {
+		k, c := puts[i].Key, 0
+		for c < common && c < len(k) && k[c] == puts[0].Key[c] {
+			c++
+		}
+		common = c
+	}
+	ord := make([]sortKey, len(puts))
+	for i := range puts {
+		var b [8]byte
+		copy(b[:], puts[i].Key[common:])
+		ord[i] = sortKey{pfx: binary.BigEndian.Uint64(b[:]), idx: int32(i)}
+	}
+	slices.SortFunc(ord, func(a, b sortKey) int {
+		if c := cmp.Compare(a.pfx, b.pfx); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(puts[a.idx].Key, puts[b.idx].Key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	last := make([]int32, 0, len(ord))
+	for i, o := range ord {
+		if i+1 < len(ord) && o.pfx == ord[i+1].pfx && bytes.Equal(puts[o.idx].Key, puts[ord[i+1].idx].Key) {
+			continue
+		}
+		last = append(last, o.idx)
+	}
+	return last
+}
+
 func appendTimeKey(b []byte, part int32, ts int64, key []byte) []byte {
 	b = append(b, kindTime)
 	b = binary.BigEndian.AppendUint32(b, uint32(part))
@@ -139,14 +174,17 @@ func appendTimeKey(b []byte, part int32, ts int64, key []byte) []byte {
 }
 
 // writeTable writes one sorted table at path with the store's table
-// options (bloom filters, compression); Close syncs it.
-func (s *Store) writeTable(path string, fill func(*sstable.Writer) error) error {
+// options (compression, bloom filters if bloom); Close syncs it.
+func (s *Store) writeTable(path string, bloom bool, fill func(*sstable.Writer) error) error {
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f),
-		s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat()))
+	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
+	if !bloom {
+		wo.FilterPolicy = nil // the time index is only range-scanned
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
 	if err := fill(w); err != nil {
 		w.Close()
 		return err

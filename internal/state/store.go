@@ -216,10 +216,15 @@ func (s *Store) Checkpoint(part int32) (Checkpoint, bool, error) {
 
 // Apply writes puts and the new checkpoint of part in one atomic batch.
 // The checkpoint's StreamTime is raised to the newest put; Next is set as
-// given. Without fsync: a process crash loses nothing (the WAL is in the
-// page cache), and a machine crash loses a suffix of batches together with
-// their checkpoints, which the next restore replays from the changelog.
+// given. Without fsync: a crash (even of the process alone: Pebble writes
+// its WAL from a background goroutine) may lose a suffix of batches
+// together with their checkpoints, which the next restore replays from the
+// changelog.
 func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
+	return s.apply(part, puts, cp, pebble.NoSync)
+}
+
+func (s *Store) apply(part int32, puts []Put, cp Checkpoint, wo *pebble.WriteOptions) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, p := range puts {
@@ -249,7 +254,7 @@ func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
 	if err := b.Set(metaKey(part), m, nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(wo); err != nil {
 		return fmt.Errorf("state: writing partition %d: %w", part, err)
 	}
 	return nil
