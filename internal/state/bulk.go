@@ -228,8 +228,8 @@ const BulkRestoreMin = 50_000
 // after either is reached. Two chunks are in memory at most (one being
 // read, one being ingested), so these bound a restore's memory.
 const (
-	BulkChunkRecords = 1 << 20
-	BulkChunkBytes   = 48 << 20
+	BulkChunkRecords = 1 << 19
+	BulkChunkBytes   = 32 << 20
 )
 
 // wipeIfAny wipes part if the store holds any entry of it.
