@@ -68,11 +68,11 @@ func main() {
 		realKafka = flag.Bool("real-kafka", false, "restore from a real Apache Kafka broker (a JVM, package kafkabroker) instead of kfake")
 		baseline  = flag.Bool("baseline", true, "also restore the smallest size through batches (the pre-bulk path) for a ratio")
 		detokMax  = flag.Int("detok-max", 1<<62, "largest vault index built for the detokenize measurement")
-		dir      = flag.String("dir", "", "work directory (default a temporary one; needs ~120 bytes of disk per key)")
-		write    = flag.String("write", "", "update the state section of this RESULTS.md")
-		child    = flag.String("child", "", "internal: child mode (hold|restart)")
-		brokers  = flag.String("brokers", "", "internal: child's broker")
-		store    = flag.String("store", "", "internal: child's store directory")
+		dir       = flag.String("dir", "", "work directory (default a temporary one; needs ~120 bytes of disk per key)")
+		write     = flag.String("write", "", "update the state section of this RESULTS.md")
+		child     = flag.String("child", "", "internal: child mode (hold|restart)")
+		brokers   = flag.String("brokers", "", "internal: child's broker")
+		store     = flag.String("store", "", "internal: child's store directory")
 	)
 	flag.Parse()
 	if *child != "" {
@@ -159,7 +159,10 @@ func run(sizes []int, o opts, work string) (string, error) {
 		if r.fromKafka {
 			bdir = filepath.Join(work, "build-"+strconv.Itoa(n))
 		}
-		if err := buildDirect(bdir, n, &r); err != nil {
+		// Stores only built directly take keys in sorted order, so each
+		// chunk lands below the last one (no compaction): how a 100M
+		// store is built in minutes. Measured builds use random keys.
+		if err := buildDirect(bdir, n, !r.fromKafka, &r); err != nil {
 			return "", err
 		}
 		log.Printf("%d keys: store built directly (Store.Ingest) in %s: %.0f keys/s, %.0f keys per CPU-second",
@@ -167,13 +170,13 @@ func run(sizes []int, o opts, work string) (string, error) {
 		if r.fromKafka {
 			os.RemoveAll(bdir)
 			t0 := time.Now()
-			if err := produceEntries(ctx, opts, topic, 0, n); err != nil {
+			if err := produceEntries(ctx, opts, topic, 0, n, false); err != nil {
 				return "", err
 			}
 			r.produce = time.Since(t0)
 			log.Printf("%d keys: produced to the changelog in %s", n, r.produce.Round(time.Millisecond))
 			if o.baseline && i == 0 {
-				hr, err := holdChild(stack.KafkaAddrs[0], filepath.Join(work, "batch"), topic, true)
+				hr, err := holdChild(stack.KafkaAddrs[0], filepath.Join(work, "batch"), topic, true, false)
 				if err != nil {
 					return "", err
 				}
@@ -185,7 +188,7 @@ func run(sizes []int, o opts, work string) (string, error) {
 		}
 		// Child 1 holds the store (restoring it fresh when the changelog
 		// has it), then is SIGKILLed.
-		hr, err := holdChild(stack.KafkaAddrs[0], sdir, topic, false)
+		hr, err := holdChild(stack.KafkaAddrs[0], sdir, topic, false, !r.fromKafka)
 		if err != nil {
 			return "", err
 		}
@@ -197,10 +200,10 @@ func run(sizes []int, o opts, work string) (string, error) {
 			log.Printf("%d keys: fresh restore %s (%.0f keys/s)", n, r.fresh.Round(time.Millisecond), r.freshRate)
 		}
 		// A tail written after the kill, then the restart.
-		if err := produceEntries(ctx, opts, topic, n, tailRecords); err != nil {
+		if err := produceEntries(ctx, opts, topic, n, tailRecords, !r.fromKafka); err != nil {
 			return "", err
 		}
-		rs, err := startChild("restart", stack.KafkaAddrs[0], sdir, topic)
+		rs, err := startChild("restart", stack.KafkaAddrs[0], sdir, topic, !r.fromKafka)
 		if err != nil {
 			return "", err
 		}
@@ -224,7 +227,7 @@ func run(sizes []int, o opts, work string) (string, error) {
 			res = append(res, r)
 			continue
 		}
-		if err := benchDetokenize(ctx, stack, opts, filepath.Join(work, "vault-"+strconv.Itoa(n)), n, i, &r); err != nil {
+		if err := benchDetokenize(!r.fromKafka, ctx, stack, opts, filepath.Join(work, "vault-"+strconv.Itoa(n)), n, i, &r); err != nil {
 			return "", err
 		}
 		os.RemoveAll(filepath.Join(work, "vault-"+strconv.Itoa(n)))
@@ -258,17 +261,24 @@ func appendEntryValue(b []byte, i int) []byte {
 
 const baseTS = int64(1_790_000_000_000)
 
-func entryKey(i int) []byte { return appendEntryKey(nil, i) }
-
 // appendEntryKey: keys in random order (the hash first), as idempotency
 // keys arrive, not in changelog order.
 func appendEntryKey(b []byte, i int) []byte {
 	return fmt.Appendf(b, "idem-%08x-%012d", uint32(i)*2654435761, i)
 }
 
+// appendSortedKey: keys in changelog order, for stores built directly.
+func appendSortedKey(b []byte, i int) []byte {
+	return fmt.Appendf(b, "idem-%012d-%08x", i, uint32(i)*2654435761)
+}
+
 // produceEntries writes n idempotency entries from index from, in
 // transactions of 250 (the tokenizer's), to partition 0.
-func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n int) error {
+func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n int, sortedKeys bool) error {
+	key := appendEntryKey
+	if sortedKeys {
+		key = appendSortedKey
+	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.TransactionalID(fmt.Sprintf("bench-state-%d", time.Now().UnixNano())),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
@@ -283,7 +293,7 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 			return err
 		}
 		for i := start; i < min(start+txn, from+n); i++ {
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: entryKey(i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key(nil, i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return err
@@ -318,7 +328,11 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 // chunks of a million (the bulk restore's path without Kafka), checkpointed
 // at the changelog's (empty) end, and records the rate: keys per second and
 // per CPU-second of this process.
-func buildDirect(dir string, n int, r *result) error {
+func buildDirect(dir string, n int, sorted bool, r *result) error {
+	key := appendEntryKey
+	if sorted {
+		key = appendSortedKey
+	}
 	s, err := state.Open(dir, state.StoreOpts{CacheBytes: cacheBytes})
 	if err != nil {
 		return err
@@ -329,7 +343,7 @@ func buildDirect(dir string, n int, r *result) error {
 	buf := make([]byte, 0, chunk*100)
 	for i := 0; i < n; i++ {
 		k0 := len(buf)
-		buf = appendEntryKey(buf, i)
+		buf = key(buf, i)
 		v0 := len(buf)
 		buf = appendEntryValue(buf, i)
 		puts = append(puts, state.Put{Key: buf[k0:v0:v0], Value: buf[v0:len(buf):len(buf)], TS: baseTS + int64(i)})
@@ -352,12 +366,12 @@ func buildDirect(dir string, n int, r *result) error {
 
 // holdChild starts a child that restores dir from topic (through batches
 // when batch is set), reads its report, and SIGKILLs it with the store open.
-func holdChild(broker, dir, topic string, batch bool) (childReport, error) {
+func holdChild(broker, dir, topic string, batch, sortedKeys bool) (childReport, error) {
 	mode := "hold"
 	if batch {
 		mode = "hold-batch"
 	}
-	hold, err := startChild(mode, broker, dir, topic)
+	hold, err := startChild(mode, broker, dir, topic, sortedKeys)
 	if err != nil {
 		return childReport{}, err
 	}
@@ -387,13 +401,13 @@ type childProc struct {
 	out io.Reader
 }
 
-func startChild(mode, broker, dir, topic string) (*childProc, error) {
+func startChild(mode, broker, dir, topic string, sortedKeys bool) (*childProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, "-child", mode, "-brokers", broker, "-store", dir)
-	cmd.Env = append(os.Environ(), "BENCH_STATE_TOPIC="+topic)
+	cmd.Env = append(os.Environ(), "BENCH_STATE_TOPIC="+topic, "BENCH_STATE_SORTED="+strconv.FormatBool(sortedKeys))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -427,7 +441,11 @@ func runChild(mode, broker, dir string) int {
 	log.Printf("child %s: restored from %d to %d (end %d), %d records; checkpoint %+v", mode, pr.From, pr.Next, pr.End, pr.Records, cp)
 	rep := childReport{Restore: time.Since(t0), RestoreCPU: cpuTime() - c0, Ready: time.Since(start), Records: pr.Records}
 	if mode == "restart" {
-		measure(s, &rep)
+		key := appendEntryKey
+		if os.Getenv("BENCH_STATE_SORTED") == "true" {
+			key = appendSortedKey
+		}
+		measure(s, key, &rep)
 	}
 	rep.RSSKB = rssKB()
 	json.NewEncoder(os.Stdout).Encode(rep)
@@ -437,7 +455,7 @@ func runChild(mode, broker, dir string) int {
 	return 0
 }
 
-func measure(s *state.Store, rep *childReport) {
+func measure(s *state.Store, key func([]byte, int) []byte, rep *childReport) {
 	cp, _, _ := s.Checkpoint(0)
 	n := int(cp.StreamTime - baseTS) // entries are numbered by timestamp
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -445,7 +463,7 @@ func measure(s *state.Store, rep *childReport) {
 	t0 := cpuTime()
 	for range lookups {
 		if k := rng.IntN(n); true {
-			if _, ok, err := s.Get(0, entryKey(k)); err != nil || !ok {
+			if _, ok, err := s.Get(0, key(nil, k)); err != nil || !ok {
 				c, _ := s.Count(0)
 				log.Fatalf("lookup of stored key %d failed: ok=%v err=%v (checkpoint %+v, %d entries)", k, ok, err, cp, c)
 			}
@@ -466,7 +484,7 @@ func measure(s *state.Store, rep *childReport) {
 		puts := make([]state.Put, 250)
 		for j := range puts {
 			i := n + 1_000_000 + t*250 + j
-			puts[j] = state.Put{Key: entryKey(i), Value: entryValue(i), TS: cp.StreamTime}
+			puts[j] = state.Put{Key: key(nil, i), Value: entryValue(i), TS: cp.StreamTime}
 		}
 		cp.Next++
 		if err := s.Apply(0, puts, cp); err != nil {
@@ -522,7 +540,7 @@ func dirSize(dir string) int64 {
 // catch-up against the broker (list offsets, nothing new to read) plus one
 // Pebble read plus Avro decoding, what `pcistream detokenize
 // --vault-index-dir` does before decrypting.
-func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt, dir string, n, i int, r *result) error {
+func benchDetokenize(sorted bool, ctx context.Context, stack *devstack.Stack, opts []kgo.Opt, dir string, n, i int, r *result) error {
 	tp := config.DefaultTopics()
 	tp.Vault = fmt.Sprintf("bench.state.vault.%d", i)
 	cl, err := kgo.NewClient(opts...)
@@ -559,7 +577,11 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	}
 	// One real encoding, with the token patched in per entry (tokens have
 	// a fixed length, so the Avro bytes keep their shape).
-	tmplTok := vaultToken(0)
+	tokenOf := vaultToken
+	if sorted {
+		tokenOf = sortedVaultToken
+	}
+	tmplTok := tokenOf(0)
 	tmpl, err := serde.Encode(&schemas.VaultEntry{Token: tmplTok, KeyVersion: 1, KEKID: "keyring:v1", WrappedKey: make([]byte, 40),
 		Nonce: make([]byte, 12), Ciphertext: make([]byte, 32), Algorithm: "AES-256-GCM", CreatedAt: baseTS})
 	if err != nil {
@@ -567,7 +589,7 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	}
 	at := strings.Index(string(tmpl), tmplTok)
 	for k := 0; k < n; k++ {
-		tok := vaultToken(k)
+		tok := tokenOf(k)
 		v := append([]byte(nil), tmpl...)
 		copy(v[at:], tok)
 		p := ix.Partition(tok)
@@ -591,7 +613,7 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	for range lookups {
 		k := rng.IntN(n)
 		t := time.Now()
-		vr, err := ix.Lookup(ctx, serde, vaultToken(k))
+		vr, err := ix.Lookup(ctx, serde, tokenOf(k))
 		if err != nil {
 			return fmt.Errorf("lookup %d: %w", k, err)
 		}
@@ -605,6 +627,17 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	r.detokP50, r.detokP99, r.detokMax = lat[lookups/2], lat[lookups*99/100], lat[lookups-1]
 	log.Printf("%d vault entries: lookup p50 %s p99 %s", n, r.detokP50, r.detokP99)
 	return nil
+}
+
+// sortedVaultToken is vaultToken's shape in k's order (base 26), so a
+// vault index built directly from them needs no compaction.
+func sortedVaultToken(k int) string {
+	b := []byte("tok_v1_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+	for i := len(b) - 1; k > 0; i-- {
+		b[i] = byte('a' + k%26)
+		k /= 26
+	}
+	return string(b)
 }
 
 // vaultToken is a syntactically valid token (tok_v1_ + 26 letters).
