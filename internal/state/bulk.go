@@ -338,3 +338,19 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 	}
 	return err
 }
+
+// held lists the partitions that have a checkpoint in the store.
+func (s *Store) held() ([]int32, error) {
+	lo := []byte{kindMeta}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{kindMeta + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var out []int32
+	for ok := it.First(); ok; ok = it.Next() {
+		if k := it.Key(); len(k) == prefixLen {
+			out = append(out, int32(binary.BigEndian.Uint32(k[1:])))
+		}
+	}
+	return out, it.Close()
+}
