@@ -354,3 +354,25 @@ func (s *Store) held() ([]int32, error) {
 	}
 	return out, it.Close()
 }
+
+// Range calls fn for every entry of part whose key starts with keyPrefix,
+// in key order (the key and value are only valid during the call).
+func (s *Store) Range(part int32, keyPrefix []byte, fn func(key []byte, e Entry) error) error {
+	lo := dataKey(part, keyPrefix)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if len(v) < 8 {
+			it.Close()
+			return fmt.Errorf("state: partition %d: corrupt entry (%d bytes)", part, len(v))
+		}
+		if err := fn(it.Key()[prefixLen:], Entry{TS: int64(binary.BigEndian.Uint64(v)), Value: v[8:]}); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
