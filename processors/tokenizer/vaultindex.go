@@ -41,11 +41,11 @@ type VaultRecord struct {
 type VaultIndex struct {
 	clientOpts []kgo.Opt
 	store      *state.Store
-	cl    *state.Changelog
-	admin *kgo.Client
-	topic string
-	parts int
-	tmp   string
+	cl         *state.Changelog
+	admin      *kgo.Client
+	topic      string
+	parts      int
+	tmp        string
 }
 
 // OpenVaultIndex opens (creating if needed) the vault index in dir, or in a
