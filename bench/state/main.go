@@ -246,7 +246,8 @@ func createTopic(ctx context.Context, opts []kgo.Opt, topic string) error {
 		return err
 	}
 	defer cl.Close()
-	_, err = kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete")}, topic)
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+		"retention.ms": ptr("-1")}, topic) // entries carry fixed past timestamps: a real broker would delete them by time
 	return err
 }
 
