@@ -98,6 +98,10 @@ type bench struct {
 	parts int32
 	seq   int
 	quiet *slog.Logger
+	// stateRoot holds the workers' state stores, removed at the end (a
+	// tokenizer without --state-dir makes a temporary one per process
+	// that only its Close removes).
+	stateRoot string
 }
 
 // topics creates a fresh, suffixed set of topics with schemas registered.
@@ -251,7 +255,8 @@ func (b *bench) runLoop(l *eos.Loop) func(ctx context.Context) func() {
 }
 
 func (b *bench) newTokenizer(ctx context.Context, tp config.Topics, serde *schemas.Serde, kr *token.Keyring, group string) (*eos.Loop, error) {
-	tk, err := tokenizer.New(kr, token.NewVault(kr), serde, tokenizer.Topics(tp), tokenizer.Logger(b.quiet))
+	tk, err := tokenizer.New(kr, token.NewVault(kr), serde, tokenizer.Topics(tp), tokenizer.Logger(b.quiet),
+		tokenizer.StateDir(filepath.Join(b.stateRoot, group)))
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +280,10 @@ func run(n int, parts int32, latDur time.Duration) (string, error) {
 	}
 	b := &bench{stack: stack, opts: []kgo.Opt{kgo.SeedBrokers(stack.KafkaAddrs...)}, srcl: srcl, parts: parts,
 		quiet: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}
+	if b.stateRoot, err = os.MkdirTemp("", "bench-tokenizer-state-"); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(b.stateRoot)
 	kr, err := token.NewKeyring()
 	if err != nil {
 		return "", err
