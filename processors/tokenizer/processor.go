@@ -33,8 +33,9 @@ import (
 // are assigned, pausing them until restored; cancel restores of revoked
 // ones) and eos.Ender (apply a committed transaction's state writes).
 type Processor struct {
-	t   *Tokenizer
-	buf []*kgo.Record
+	t      *Tokenizer
+	repart string // the repartition topic's name, built once (not per record)
+	buf    []*kgo.Record
 }
 
 var (
@@ -52,7 +53,9 @@ const (
 )
 
 // NewProcessor returns the loop adapter for t.
-func NewProcessor(t *Tokenizer) *Processor { return &Processor{t: t} }
+func NewProcessor(t *Tokenizer) *Processor {
+	return &Processor{t: t, repart: t.cfg.topics.RepartitionTopic()}
+}
 
 // Tokenizer returns the wrapped tokenizer.
 func (p *Processor) Tokenizer() *Tokenizer { return p.t }
@@ -60,7 +63,7 @@ func (p *Processor) Tokenizer() *Tokenizer { return p.t }
 // Process implements eos.Processor.
 func (p *Processor) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) error {
 	var err error
-	if rec.Topic == p.t.cfg.topics.RepartitionTopic() {
+	if rec.Topic == p.repart {
 		p.buf, err = p.tokenize(ctx, rec, p.buf[:0])
 	} else {
 		p.buf, err = p.route(ctx, rec, p.buf[:0])
@@ -105,18 +108,23 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 		// are the tokenizer's, not the router's).
 		return t.transform(ctx, rec, -1, dst)
 	}
-	return append(dst, &kgo.Record{
-		Topic:     t.cfg.topics.RepartitionTopic(),
-		Key:       []byte(key),
-		Value:     rec.Value,
-		Timestamp: rec.Timestamp,
-		Headers: []kgo.RecordHeader{
-			{Key: hdrTopic, Value: []byte(rec.Topic)},
-			{Key: hdrPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-			{Key: hdrOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
-			{Key: hdrKey, Value: rec.Key},
-		},
-	}), nil
+	// One allocation for the record, its headers and their numbers.
+	type routed struct {
+		rec  kgo.Record
+		hdrs [4]kgo.RecordHeader
+		num  [40]byte
+	}
+	r := &routed{}
+	part := strconv.AppendInt(r.num[:0], int64(rec.Partition), 10)
+	off := strconv.AppendInt(part[len(part):], rec.Offset, 10)
+	r.hdrs = [4]kgo.RecordHeader{
+		{Key: hdrTopic, Value: []byte(rec.Topic)},
+		{Key: hdrPartition, Value: part},
+		{Key: hdrOffset, Value: off},
+		{Key: hdrKey, Value: rec.Key},
+	}
+	r.rec = kgo.Record{Topic: p.repart, Key: []byte(key), Value: rec.Value, Timestamp: rec.Timestamp, Headers: r.hdrs[:]}
+	return append(dst, &r.rec), nil
 }
 
 // tokenize is step 2.
@@ -142,10 +150,10 @@ func original(rec *kgo.Record) (*kgo.Record, error) {
 			o.Topic = string(h.Value)
 		case hdrPartition:
 			var n int64
-			n, err = strconv.ParseInt(string(h.Value), 10, 32)
+			n, err = parseDecimal(h.Value, 1<<31-1)
 			o.Partition = int32(n)
 		case hdrOffset:
-			o.Offset, err = strconv.ParseInt(string(h.Value), 10, 64)
+			o.Offset, err = parseDecimal(h.Value, 1<<63-1)
 		case hdrKey:
 			o.Key = h.Value
 		default:
@@ -163,11 +171,31 @@ func original(rec *kgo.Record) (*kgo.Record, error) {
 	return o, nil
 }
 
+// parseDecimal parses a non-negative decimal number up to limit without
+// converting b to a string (a header per record).
+func parseDecimal(b []byte, limit int64) (int64, error) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, fmt.Errorf("not a decimal number: %d bytes", len(b))
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a decimal number")
+		}
+		d := int64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, fmt.Errorf("number above %d", limit)
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
 // PartitionsAssigned implements eos.AssignListener: the state partitions of
 // newly assigned repartition partitions start restoring now, in the
 // background, paused on cl until restored; other partitions keep flowing.
 func (p *Processor) PartitionsAssigned(cl *kgo.Client, assigned map[string][]int32) {
-	topic := p.t.cfg.topics.RepartitionTopic()
+	topic := p.repart
 	parts := assigned[topic]
 	if len(parts) == 0 {
 		return
@@ -179,7 +207,7 @@ func (p *Processor) PartitionsAssigned(cl *kgo.Client, assigned map[string][]int
 
 // PartitionsRevoked implements eos.AssignListener.
 func (p *Processor) PartitionsRevoked(revoked map[string][]int32) {
-	if parts := revoked[p.t.cfg.topics.RepartitionTopic()]; len(parts) > 0 {
+	if parts := revoked[p.repart]; len(parts) > 0 {
 		p.t.stateTable().Revoke(parts)
 	}
 }
