@@ -1,7 +1,11 @@
 package tokenizer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +46,26 @@ func TestParseDecimal(t *testing.T) {
 		got, err := parseDecimal([]byte(c.in), c.limit)
 		if (err == nil) != c.ok || (c.ok && got != c.want) {
 			t.Errorf("parseDecimal(%q, %d) = %d, %v; want %d, ok=%v", c.in, c.limit, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// AuditID is the foundation contract's formula; the allocation-free
+// version must give the same ids.
+func TestAuditIDFormula(t *testing.T) {
+	for _, c := range []struct {
+		actor, action, topic string
+		part                 int32
+		off                  int64
+	}{
+		{Name, "tokenize", "payments.raw", 0, 0},
+		{Name, "dlq", "payments.raw.b1", 2147483647, 9223372036854775807},
+		{"x", "", strings.Repeat("t", 300), -1, -2},
+	} {
+		h := sha256.Sum256([]byte(c.actor + "|" + c.action + "|" + c.topic + "|" + strconv.FormatInt(int64(c.part), 10) + "|" + strconv.FormatInt(c.off, 10)))
+		want := hex.EncodeToString(h[:])[:32]
+		if got := AuditID(c.actor, c.action, c.topic, c.part, c.off); got != want {
+			t.Errorf("AuditID = %s, want %s", got, want)
 		}
 	}
 }
