@@ -2,10 +2,12 @@ package tokenizer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
@@ -35,6 +37,7 @@ import (
 type Processor struct {
 	t      *Tokenizer
 	repart string // the repartition topic's name, built once (not per record)
+	rawID  int    // schema id whose routing key avroKey reads, or -1
 	buf    []*kgo.Record
 }
 
@@ -54,7 +57,7 @@ const (
 
 // NewProcessor returns the loop adapter for t.
 func NewProcessor(t *Tokenizer) *Processor {
-	return &Processor{t: t, repart: t.cfg.topics.RepartitionTopic()}
+	return &Processor{t: t, repart: t.cfg.topics.RepartitionTopic(), rawID: rawKeyPrefix(t.serde)}
 }
 
 // Tokenizer returns the wrapped tokenizer.
@@ -84,6 +87,9 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 	if len(rec.Value) > t.cfg.maxBytes {
 		return t.transform(ctx, rec, -1, dst) // DLQ
 	}
+	if key, ok := p.avroKey(rec.Value); ok {
+		return p.forward(rec, key, dst), nil
+	}
 	var pay schemas.RawPayment
 	switch {
 	case len(rec.Value) > 0 && rec.Value[0] == '{':
@@ -108,6 +114,12 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 		// are the tokenizer's, not the router's).
 		return t.transform(ctx, rec, -1, dst)
 	}
+	return p.forward(rec, key, dst), nil
+}
+
+// forward appends rec re-keyed by key for the repartition topic, its
+// coordinates in headers.
+func (p *Processor) forward(rec *kgo.Record, key string, dst []*kgo.Record) []*kgo.Record {
 	// One allocation for the record, its headers and their numbers.
 	type routed struct {
 		rec  kgo.Record
@@ -124,7 +136,63 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 		{Key: hdrKey, Value: rec.Key},
 	}
 	r.rec = kgo.Record{Topic: p.repart, Key: []byte(key), Value: rec.Value, Timestamp: rec.Timestamp, Headers: r.hdrs[:]}
-	return append(dst, &r.rec), nil
+	return append(dst, &r.rec)
+}
+
+// avroKey reads the routing key (idempotency_key, else payment_id) of an
+// Avro raw payment written with the tokenizer's own registered schema,
+// without decoding the rest: those are its first two fields, both strings
+// (checked at start, see rawKeyPrefix). ok is false for anything else (JSON,
+// another schema id, bytes that do not parse, no key), which route then
+// decodes in full. A payment whose key reads but whose rest is malformed is
+// forwarded and dead-lettered by the tokenize step, with its original
+// coordinates: the same DLQ record and audit event.
+func (p *Processor) avroKey(v []byte) (string, bool) {
+	if p.rawID < 0 || len(v) < 5 || v[0] != 0 || int(binary.BigEndian.Uint32(v[1:5])) != p.rawID {
+		return "", false
+	}
+	v = v[5:]
+	var fields [2][]byte
+	for i := range fields {
+		n, w := binary.Varint(v) // Avro longs are zig-zag varints, as Go's
+		if w <= 0 || n < 0 || n > int64(len(v)-w) {
+			return "", false
+		}
+		fields[i], v = v[w:w+int(n)], v[w+int(n):]
+	}
+	switch {
+	case len(fields[1]) > 0:
+		return string(fields[1]), true
+	case len(fields[0]) > 0:
+		return string(fields[0]), true
+	}
+	return "", false
+}
+
+// rawKeyPrefix is the schema id whose payments avroKey may read, or -1:
+// the serde's RawPayment id, when raw_payment.avsc starts with the string
+// fields payment_id and idempotency_key.
+func rawKeyPrefix(serde *schemas.Serde) int {
+	id, ok := serde.ID(&schemas.RawPayment{})
+	if !ok {
+		return -1
+	}
+	defs, err := schemas.Defs()
+	if err != nil {
+		return -1
+	}
+	for _, d := range defs {
+		rs, isRec := d.Schema.(*avro.RecordSchema)
+		if d.File != "raw_payment.avsc" || !isRec || len(rs.Fields()) < 2 {
+			continue
+		}
+		f := rs.Fields()
+		if f[0].Name() == "payment_id" && f[0].Type().Type() == avro.String &&
+			f[1].Name() == "idempotency_key" && f[1].Type().Type() == avro.String {
+			return id
+		}
+	}
+	return -1
 }
 
 // tokenize is step 2.
