@@ -59,6 +59,7 @@ func main() {
 	)
 	flag.BoolVar(&realKafka, "real-kafka", false, "run on a real Apache Kafka 4.x broker (needs Java; results in the tokenizer-kafka section)")
 	flag.IntVar(&maxPoll, "max-poll", 1000, "records per transaction at most (the loop's MaxPollRecords), for every EOS run")
+	flag.StringVar(&kgoLogPrefix, "kgo-log", "", "write the tokenizer loops' franz-go debug logs to files with this prefix (diagnostics)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the tokenizer throughput run to this file (go tool pprof)")
 	flag.Parse()
 	if *write != "" {
@@ -86,8 +87,9 @@ func main() {
 }
 
 var (
-	maxPoll    int
-	cpuProfile string
+	maxPoll      int
+	cpuProfile   string
+	kgoLogPrefix string
 )
 
 func cpuTime() time.Duration {
@@ -260,7 +262,21 @@ func (b *bench) newTokenizer(ctx context.Context, tp config.Topics, serde *schem
 	if err != nil {
 		return nil, err
 	}
-	return tokenizer.NewLoop(tk, b.opts, eos.Group(group), eos.TransactionalID(group), eos.Logger(b.quiet), eos.MaxPollRecords(maxPoll))
+	return tokenizer.NewLoop(tk, b.opts, eos.Group(group), eos.TransactionalID(group), eos.Logger(b.quiet), eos.MaxPollRecords(maxPoll),
+		eos.ClientOpts(b.kgoLog(group)...))
+}
+
+// kgoLog returns options logging the client's requests at debug level to
+// <-kgo-log>.<name> (none without -kgo-log), to find where a stage waits.
+func (b *bench) kgoLog(name string) []kgo.Opt {
+	if kgoLogPrefix == "" {
+		return nil
+	}
+	f, err := os.Create(kgoLogPrefix + "." + name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return []kgo.Opt{kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000000 ") }))}
 }
 
 func run(n int, parts int32, latDur time.Duration) (string, error) {
@@ -573,7 +589,7 @@ func (b *bench) passthrough(group, out string, in ...string) (*eos.Loop, error) 
 		o.Emit(&kgo.Record{Topic: to, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
 		return nil
 	}), eos.Name("passthrough"), eos.Topics(in...), eos.Group(group), eos.TransactionalID(group),
-		eos.ClientOpts(b.opts...), eos.Logger(b.quiet), eos.MaxPollRecords(maxPoll))
+		eos.ClientOpts(b.opts...), eos.ClientOpts(b.kgoLog(group)...), eos.Logger(b.quiet), eos.MaxPollRecords(maxPoll))
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
