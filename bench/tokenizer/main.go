@@ -5,9 +5,16 @@
 // non-transactional consume-produce passthrough, and a transactional
 // passthrough on the same exactly-once loop the tokenizer uses (no crypto,
 // no Avro), so the ratios separate the tokenizer's own cost from the cost of
-// exactly-once.
+// exactly-once. Latency is measured per stage (input at a plain consumer,
+// the repartition topic and the output at read_committed consumers), next
+// to EOS passthroughs with one and two transactional hops at the same rate:
+// the floors the tokenizer's two hops cannot beat on that broker.
 //
 //	go run ./bench/tokenizer -events 40000 -write bench/RESULTS.md
+//	go run ./bench/tokenizer -real-kafka -events 40000 -write bench/RESULTS.md
+//
+// -cpuprofile profiles the tokenizer's throughput run; -kgo-log writes the
+// loops' franz-go debug logs, to see which request a stage waits on.
 package main
 
 import (
