@@ -23,4 +23,5 @@ func addExtraCommands(root *cobra.Command, cfg *config.Config) {
 
 // addReplayCommands adds replays of processors other than the masker.
 func addReplayCommands(replay *cobra.Command, cfg *config.Config) {
+	replay.AddCommand(newReplayTokenizerCmd(cfg), newReplayAuditorCmd(cfg))
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/dlq"
+	"github.com/pcistream/pcistream/processors/tokenizer"
 	"github.com/pcistream/pcistream/schemas"
 )
 
@@ -159,23 +162,39 @@ func newDLQRedriveCmd(cfg *config.Config) *cobra.Command {
 		mf  maskerFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "redrive masker",
-		Short: "Re-process the source records of selected dead letters through the masker (audited)",
+		Use:   "redrive tokenizer|masker",
+		Short: "Re-process the source records of selected dead letters (audited, exactly once)",
 		Long: `Selects dead letters like 'dlq inspect', reads their source records from the raw
-topic and runs them through the masker as configured by this command's flags, in
-transactions of its own, outside the live consumer group. Records that fail again
-go to the DLQ again, with their new reason. The redrive is an audit event (action
-redrive) with the operator and --reason, written before anything else.
+topic (while its retention keeps them) and re-processes them, in transactions of
+its own, outside the live consumer group, as a resumable job like a replay. The
+redrive is an audit event (action redrive) with your Kafka identity and --reason,
+written before anything else.
 
-The tokenizer's dead letters cannot be redriven yet: its idempotency decision
-depends on state that a redrive outside the group does not hold.`,
-		Example: `  pcistream dlq redrive masker --reason-code oversize --max-record-bytes 4194304 --reason "INC-77 raise the size limit"
+masker: the records run through a masker configured by this command's flags
+(--policy, --max-record-bytes). Records that fail again go to the DLQ again.
+
+tokenizer: the records are handed, unchanged and with their original coordinates,
+to the live tokenizer through its repartition topic (in PCI scope like the raw
+topic), keyed by idempotency key. The live tokenizer, as deployed now (fix it
+first), decides with its live idempotency state: a payment whose key was tokenized
+meanwhile (a retry) stays a duplicate, and a record tokenized once is never
+tokenized again, whichever job forwards it. Its outputs carry the source record's
+coordinates, so their audit ids are the ones a first pass would have had. A record
+that would fail again (the tokenizer's checks, sizes against --max-record-bytes: give
+the live tokenizer's) is left alone and counted, never dead-lettered twice under one
+audit id. The redrive needs no keyring; --policy does not apply.`,
+		Example: `  pcistream dlq redrive tokenizer --reason-code unknown_schema_id --reason "INC-80 schema registered"
+  pcistream dlq redrive masker --reason-code oversize --max-record-bytes 4194304 --reason "INC-77 raise the size limit"
   pcistream dlq redrive masker --dry-run --from-time 2026-11-29T14:00:00Z --reason "INC-78 check first"`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"masker"},
+		ValidArgs: []string{"tokenizer", "masker"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if args[0] != "masker" {
-				return usageError{fmt.Errorf("redrive %q: only the masker's dead letters can be redriven; the tokenizer's need its idempotency state", args[0])}
+			dlqT, err := dlqTopic(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			if args[0] == "tokenizer" && cmd.Flags().Changed("policy") {
+				return usageError{fmt.Errorf("--policy configures the masker; a tokenizer redrive hands records to the live tokenizer")}
 			}
 			flt, err := sel.filter(&f)
 			if err != nil {
@@ -186,20 +205,40 @@ depends on state that a redrive outside the group does not hold.`,
 			if err != nil {
 				return err
 			}
-			srcs, err := dlq.Sources(ctx, kopts, serde, cfg.Topics.LogsDLQ, flt)
+			srcs, err := dlq.Sources(ctx, kopts, serde, dlqT, flt)
 			if err != nil {
 				return err
 			}
-			f.only = srcs[cfg.Topics.LogsRaw]
+			raw := cfg.Topics.LogsRaw
+			if args[0] == "tokenizer" {
+				raw = cfg.Topics.PaymentsRaw
+			}
+			f.only = srcs[raw]
 			if f.only == nil {
 				f.only = map[int32][]int64{} // nothing selected: replay nothing
 			}
 			f.action = "redrive"
+			if args[0] == "tokenizer" {
+				rd, err := tokenizer.NewRedriver(serde, cfg.Topics.RepartitionTopic(), mf.maxBytes)
+				if err != nil {
+					return err
+				}
+				if err := runReplay(cmd, cfg, serde, kopts, "tokenizer", raw, rd, &f); err != nil {
+					return err
+				}
+				for _, code := range slices.Sorted(maps.Keys(rd.Still)) {
+					fmt.Fprintf(cmd.OutOrStdout(), "  left alone, would fail again: %d %s\n", rd.Still[code], code)
+				}
+				if !f.dryRun {
+					fmt.Fprintf(cmd.OutOrStdout(), "  handed to the live tokenizer (group pcistream-tokenizer): its outputs reach %s, or %s again, as it processes them\n", cfg.Topics.PaymentsTokenized, cfg.Topics.PaymentsDLQ)
+				}
+				return nil
+			}
 			m, err := mf.build(serde, cfg)
 			if err != nil {
 				return err
 			}
-			return runReplay(cmd, cfg, serde, kopts, "masker", cfg.Topics.LogsRaw, m, &f)
+			return runReplay(cmd, cfg, serde, kopts, "masker", raw, m, &f)
 		},
 	}
 	sel.bind(cmd)

@@ -37,6 +37,20 @@ type replayFlags struct {
 	// offsets to re-process, and the audit action ("redrive").
 	only   map[int32][]int64
 	action string
+	// toTopic is --to-topic where a processor supports it: the main output
+	// goes there instead of the live topic (part of the job's identity).
+	toTopic string
+	// lookback, seedTopics and clientOpts are set by a stateful
+	// processor's command (the tokenizer): see replay.Options.
+	lookback   time.Duration
+	seedTopics []string
+	clientOpts []kgo.Opt
+}
+
+// names returns the job id and the job's consumer group for processor name.
+func (f *replayFlags) names(name string) (job, group string) {
+	job = cmp.Or(f.job, f.jobID(name))
+	return job, "pcistream-replay-" + name + "-" + job
 }
 
 func (f *replayFlags) bind(cmd *cobra.Command) {
@@ -119,7 +133,11 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := mf.build(serde, cfg)
+			mcfg := *cfg
+			if f.toTopic != "" {
+				mcfg.Topics.LogsSanitized = f.toTopic
+			}
+			m, err := mf.build(serde, &mcfg)
 			if err != nil {
 				return err
 			}
@@ -128,6 +146,7 @@ func newReplayMaskerCmd(cfg *config.Config) *cobra.Command {
 	}
 	f.bind(cmd)
 	mf.bind(cmd)
+	cmd.Flags().StringVar(&f.toTopic, "to-topic", "", "write the masked records to this topic instead of the live sanitized topic (DLQ and audit records still go to theirs)")
 	return cmd
 }
 
@@ -163,8 +182,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	if err != nil {
 		return err
 	}
-	job := cmp.Or(f.job, f.jobID(name))
-	group := "pcistream-replay-" + name + "-" + job
+	job, group := f.names(name)
 	txnID := cmp.Or(f.txnID, group)
 	start := time.Now()
 	ev := schemas.AuditEvent{
@@ -180,7 +198,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 			"partitions":  fmt.Sprint(f.partitions),
 			"from_offset": fmt.Sprint(f.from), "to_offset": fmt.Sprint(f.to),
 			"from_time": f.fromTime, "to_time": f.toTime,
-			"job": job,
+			"job": job, "to_topic": f.toTopic,
 		},
 	}
 	if f.operator != "" {
@@ -191,13 +209,17 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 	}
 	errw := cmd.ErrOrStderr()
 	fmt.Fprintf(errw, "job %s (progress in consumer group %s)\n", job, group)
+	// The replay's audit events are its own facts, under the job's ids.
+	p = replay.RelabelAudit(p, serde, cfg.Topics.AuditEvents, job)
 	res, err := replay.Run(ctx, p, r, replay.Options{
-		ClientOpts:      kopts,
+		ClientOpts:      append(append([]kgo.Opt(nil), kopts...), f.clientOpts...),
 		DryRun:          f.dryRun,
+		Lookback:        f.lookback,
+		SeedTopics:      f.seedTopics,
 		Group:           group,
 		TransactionalID: txnID,
 		Progress: func(res replay.Result) {
-			fmt.Fprintf(errw, "\rreplayed %d records in %v", res.Read, res.Duration.Round(time.Millisecond))
+			fmt.Fprintf(errw, "\rreplayed %d records (%d look-back) in %d transactions, %v", res.Read, res.Seeded, res.Batches, res.Duration.Round(time.Millisecond))
 		},
 	})
 	fmt.Fprintln(errw)
@@ -209,6 +231,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 		outcome = "error"
 	}
 	done := ev
+	done.ID = "" // its own event, its own id (opaudit derives it)
 	done.Time = time.Now().UnixMilli()
 	done.Outcome = outcome
 	done.Attrs = map[string]string{"read": fmt.Sprint(res.Read), "dry_run": fmt.Sprint(f.dryRun), "job": job,
@@ -244,6 +267,9 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 		fmt.Fprintf(out, " [p%d %d..%d)", p, res.Ranges[p][0], res.Ranges[p][1])
 	}
 	fmt.Fprintln(out)
+	if res.Seeded > 0 {
+		fmt.Fprintf(out, "  ran %d look-back records for the idempotency state only\n", res.Seeded)
+	}
 	topics := make([]string, 0, len(res.Written))
 	for t := range res.Written {
 		topics = append(topics, t)
@@ -260,6 +286,9 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 func (f *replayFlags) jobID(name string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%s|%v|%d|%d|%s|%s|%s\n", cmp.Or(f.action, "replay"), name, f.partitions, f.from, f.to, f.fromTime, f.toTime, f.reason)
+	if f.toTopic != "" {
+		fmt.Fprintf(h, "to:%s\n", f.toTopic)
+	}
 	parts := make([]int32, 0, len(f.only))
 	for p := range f.only {
 		parts = append(parts, p)

@@ -96,25 +96,9 @@ pcistream_audit_chain_head{partition}, pcistream_audit_records_total.`,
 
 func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 	log := newLogger(cfg, os.Stderr)
-	var signer chain.Signer
-	switch {
-	case f.signingKMSKey != "" && f.signingKey != "":
-		return fmt.Errorf("set either --signing-key or --signing-kms-key-id, not both")
-	case f.signingKMSKey != "":
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-		if err != nil {
-			return fmt.Errorf("AWS configuration for KMS: %w", err)
-		}
-		if signer, err = auditstore.NewKMSSigner(ctx, kms.NewFromConfig(awsCfg), f.signingKMSKey); err != nil {
-			return err
-		}
-	case f.signingKey != "":
-		var err error
-		if signer, err = chain.LoadSigner(f.signingKey); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("no checkpoint signing key: create one with 'pcistream audit keygen --out audit-signing.pem' and pass --signing-key audit-signing.pem (or PCISTREAM_SIGNING_KEY), or use --signing-kms-key-id")
+	signer, err := loadSigner(ctx, f.signingKey, f.signingKMSKey)
+	if err != nil {
+		return err
 	}
 	clientOpts, err := kafkax.Opts(cfg.Kafka)
 	if err != nil {
@@ -182,4 +166,30 @@ func runAuditor(ctx context.Context, cfg *config.Config, f auditorFlags) error {
 	log.Info("auditor starting", "topic", cfg.Topics.AuditEvents, "bucket", cfg.S3.Bucket, "endpoint", cfg.S3.Endpoint,
 		"retention", f.retention.String(), "key_id", chain.KeyID(signer.Public()))
 	return runWorker(ctx, cfg, reg, "auditor", a, log)
+}
+
+// loadSigner returns the audit trail's signer: a PEM Ed25519 key file, or an
+// AWS KMS key.
+func loadSigner(ctx context.Context, keyFile, kmsKey string) (chain.Signer, error) {
+	var signer chain.Signer
+	switch {
+	case kmsKey != "" && keyFile != "":
+		return nil, fmt.Errorf("set either --signing-key or --signing-kms-key-id, not both")
+	case kmsKey != "":
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("AWS configuration for KMS: %w", err)
+		}
+		if signer, err = auditstore.NewKMSSigner(ctx, kms.NewFromConfig(awsCfg), kmsKey); err != nil {
+			return nil, err
+		}
+	case keyFile != "":
+		var err error
+		if signer, err = chain.LoadSigner(keyFile); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("no checkpoint signing key: create one with 'pcistream audit keygen --out audit-signing.pem' and pass --signing-key audit-signing.pem (or PCISTREAM_SIGNING_KEY), or use --signing-kms-key-id")
+	}
+	return signer, nil
 }

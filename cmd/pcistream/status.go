@@ -31,8 +31,9 @@ func newStatusCmd(cfg *config.Config) *cobra.Command {
 		Long: `Reads, and changes nothing: per processor its consumer group (state, members and the
 partitions each holds, lag per partition, how long ago the group last committed
 progress), the /readyz of the members given with --member, and its dead letters by
-reason; then the audit trail's newest checkpoint and the head of each partition it signs.
-What cannot be read is listed at the end; the exit status is 2 only when Kafka cannot be
+reason; then the replay and redrive jobs (groups pcistream-replay-<processor>-<job>),
+listed apart from the processors with their committed progress; then the audit trail's
+newest checkpoint and the head of each partition it signs. What cannot be read is listed at the end; the exit status is 2 only when Kafka cannot be
 reached at all.`,
 		Example: `  pcistream status
   pcistream status --member tokenizer=127.0.0.1:9464 --member masker=127.0.0.1:9465 --watch 5s

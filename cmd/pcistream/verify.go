@@ -58,6 +58,7 @@ type chainSource struct {
 	insecure    bool
 	checkpoints []string
 	noKafka     bool
+	prefix      string
 }
 
 func (s *chainSource) bind(cmd *cobra.Command) {
@@ -68,6 +69,7 @@ func (s *chainSource) bind(cmd *cobra.Command) {
 	fl.BoolVar(&s.insecure, "insecure-trust-bucket-keys", false, "INSECURE: also trust the public keys published in the bucket, which anyone able to write the bucket can replace")
 	fl.StringSliceVar(&s.checkpoints, "checkpoint", nil, "a checkpoint file held outside the bucket (from 'pcistream audit checkpoint --out'); the trail must reach it (repeatable)")
 	fl.BoolVar(&s.noKafka, "no-kafka", false, "do not read the checkpoint anchors (--topic-audit-checkpoints) and the committed offsets of --topic-audit-events from Kafka (offline verification)")
+	fl.StringVar(&s.prefix, "prefix", "", "verify the trail under this key prefix on its own (a re-archive by 'pcistream replay auditor', e.g. replays/<job>/): its own heads and checkpoints; the live trail's Kafka anchors do not apply, and committed records before each partition's first chained offset are not missing")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return operational(fmt.Errorf("%w (see --help)", err)) })
 }
 
@@ -117,24 +119,38 @@ func (s *chainSource) open(ctx context.Context, cfg *config.Config) (chain.Store
 			return nil, nil, operational(fmt.Errorf("kafka options: %w", err))
 		}
 		kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		anchors, err := anchor.Read(kctx, kopts, cfg.Topics.AuditCheckpoints, cfg.Topics.AuditEvents)
-		cancel()
-		if err != nil {
-			return nil, nil, operational(fmt.Errorf("reading the checkpoint anchors from Kafka (%s): %w: check --kafka-brokers, or pass --no-kafka to verify against the bucket and --checkpoint files only", cfg.Topics.AuditCheckpoints, err))
+		if s.prefix == "" {
+			anchors, err := anchor.Read(kctx, kopts, cfg.Topics.AuditCheckpoints, cfg.Topics.AuditEvents)
+			cancel()
+			if err != nil {
+				return nil, nil, operational(fmt.Errorf("reading the checkpoint anchors from Kafka (%s): %w: check --kafka-brokers, or pass --no-kafka to verify against the bucket and --checkpoint files only", cfg.Topics.AuditCheckpoints, err))
+			}
+			opts = append(opts, chain.Anchors(anchors...))
+		} else {
+			cancel()
+			opts = append(opts, chain.PartialTrail())
 		}
-		opts = append(opts, chain.Anchors(anchors...), chain.CheckOffsets(anchor.Offsets{Opts: kopts}))
+		opts = append(opts, chain.CheckOffsets(anchor.Offsets{Opts: kopts}))
 	}
 	if s.dir != "" {
 		if _, err := os.Stat(s.dir); err != nil {
 			return nil, nil, operational(fmt.Errorf("--dir: %w", err))
 		}
-		return chain.NewDirStore(s.dir), opts, nil
+		return s.prefixed(chain.NewDirStore(s.dir)), opts, nil
 	}
 	st, err := auditstore.Open(ctx, cfg.S3)
 	if err != nil {
 		return nil, nil, operational(err)
 	}
-	return st, opts, nil
+	return s.prefixed(st), opts, nil
+}
+
+// prefixed is st under --prefix, or st.
+func (s *chainSource) prefixed(st chain.Store) chain.Store {
+	if s.prefix == "" {
+		return st
+	}
+	return chain.Prefixed(st, s.prefix)
 }
 
 // progressPrinter reports verification progress on stderr, one line per

@@ -130,6 +130,7 @@ type verifyCfg struct {
 	now        time.Time
 	partitions []int32
 	onLines    func(m *Manifest, lines [][]byte) // for Prove
+	partial    bool                              // see PartialTrail
 }
 
 // TrustedKey pins a public key manifests and checkpoints may be signed with;
@@ -918,7 +919,11 @@ func (v *verifier) checkOffsets(ctx context.Context) error {
 		}
 		var missing, forged []int64
 		j := 0
-		logStart, err := v.cfg.offsets.CommittedOffsets(ctx, pr.Topic, pr.Partition, 0, offs[len(offs)-1], func(o int64) {
+		from := int64(0)
+		if v.cfg.partial {
+			from = offs[0]
+		}
+		logStart, err := v.cfg.offsets.CommittedOffsets(ctx, pr.Topic, pr.Partition, from, offs[len(offs)-1], func(o int64) {
 			for j < len(offs) && offs[j] < o {
 				forged = append(forged, offs[j])
 				j++

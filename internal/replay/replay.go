@@ -69,6 +69,15 @@ type Options struct {
 	BatchSize int
 	// Progress, when set, is called after every batch.
 	Progress func(Result)
+	// Lookback, with a Range.FromTime, first runs the processor over the
+	// records of this span before the range (the seed), keeping only its
+	// outputs to SeedTopics: a stateful processor (the tokenizer's
+	// idempotency window) then enters the range with the state its live run
+	// had there. Seed records are part of the job (a resumed job does not
+	// seed twice) but are not counted as read.
+	Lookback time.Duration
+	// SeedTopics are the output topics kept while seeding (state changelogs).
+	SeedTopics []string
 }
 
 // Result says what a replay read and wrote.
@@ -87,6 +96,8 @@ type Result struct {
 	// Batches is the number of transactions committed (batches, for a dry
 	// run).
 	Batches int
+	// Seeded is the number of look-back records run only for their state.
+	Seeded int64
 }
 
 // Run replays r through p. The audit event describing the replay is the
@@ -112,7 +123,11 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 	}
 	only := narrow(bounds, r.Only)
 	res.Ranges = bounds
-	starts, err := resume(ctx, adm, o.Group, r.Topic, bounds, res.Resumed)
+	read, err := seedBounds(ctx, adm, r, o, bounds)
+	if err != nil {
+		return res, err
+	}
+	starts, err := resume(ctx, adm, o.Group, r.Topic, read, res.Resumed)
 	if err != nil {
 		return res, err
 	}
@@ -126,7 +141,7 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 		return res, err
 	}
 	defer src.close()
-	err = loop(ctx, p, src, bounds, only, len(starts), o, &res, start)
+	err = loop(ctx, p, src, read, bounds, only, len(starts), o, &res, start)
 	res.Duration = time.Since(start)
 	return res, err
 }
@@ -229,11 +244,15 @@ func open(topic string, starts map[int32]int64, o Options) (source, error) {
 }
 
 // loop polls and processes batches until every partition reached its end.
-func loop(ctx context.Context, p eos.Processor, src source, bounds map[int32][2]int64, only map[int32]map[int64]bool, remaining int, o Options, res *Result, start time.Time) error {
+func loop(ctx context.Context, p eos.Processor, src source, bounds, rng map[int32][2]int64, only map[int32]map[int64]bool, remaining int, o Options, res *Result, start time.Time) error {
 	if err := src.ready(ctx); err != nil {
 		return fmt.Errorf("join the replay job's group: %w", err)
 	}
-	var out eos.Out
+	var out, seedOut eos.Out
+	keep := map[string]bool{}
+	for _, t := range o.SeedTopics {
+		keep[t] = true
+	}
 	done := map[int32]bool{}
 	for remaining > 0 {
 		pctx, cancel := context.WithTimeout(ctx, idleTimeout)
@@ -263,7 +282,7 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds map[int32][2]
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 		out.Reset()
-		n, emitted := int64(0), 0
+		n, seeded, emitted := int64(0), int64(0), 0
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			b, ok := bounds[ftp.Partition]
 			if !ok {
@@ -273,7 +292,19 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds map[int32][2]
 				if ferr != nil || done[ftp.Partition] || rec.Offset >= b[1] {
 					break
 				}
-				if rec.Offset >= b[0] && (only == nil || only[ftp.Partition][rec.Offset]) {
+				if rec.Offset >= b[0] && rec.Offset < rng[ftp.Partition][0] {
+					// A look-back record: only its state outputs.
+					seedOut.Reset()
+					if ferr = p.Process(ctx, rec, &seedOut); ferr != nil {
+						return
+					}
+					seeded++
+					for _, o := range seedOut.Records() {
+						if keep[o.Topic] {
+							src.emit(ctx, o)
+						}
+					}
+				} else if rec.Offset >= b[0] && (only == nil || only[ftp.Partition][rec.Offset]) {
 					if ferr = p.Process(ctx, rec, &out); ferr != nil {
 						return
 					}
@@ -310,6 +341,7 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds map[int32][2]
 		}
 		res.Batches++
 		res.Read += n
+		res.Seeded += seeded
 		for _, rec := range out.Records() {
 			res.Written[rec.Topic]++
 		}
@@ -481,6 +513,40 @@ func resolve(ctx context.Context, adm *kadm.Client, r Range) (map[int32][2]int64
 		})
 	}
 	return out, nil
+}
+
+// seedBounds returns the offsets a run reads: bounds, extended back by
+// o.Lookback before r.FromTime where the log still holds records (the seed).
+func seedBounds(ctx context.Context, adm *kadm.Client, r Range, o Options, bounds map[int32][2]int64) (map[int32][2]int64, error) {
+	read := make(map[int32][2]int64, len(bounds))
+	for p, b := range bounds {
+		read[p] = b
+	}
+	if o.Lookback <= 0 || r.FromTime.IsZero() || r.Only != nil {
+		return read, nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, r.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", r.Topic, err)
+	}
+	offs, err := adm.ListOffsetsAfterMilli(ctx, r.FromTime.Add(-o.Lookback).UnixMilli(), r.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("offsets for the look-back before %s: %w", r.FromTime.Format(time.RFC3339), err)
+	}
+	offs.Each(func(lo kadm.ListedOffset) {
+		b, ok := read[lo.Partition]
+		if !ok || lo.Err != nil {
+			return
+		}
+		from := lo.Offset
+		if s, ok := starts.Lookup(r.Topic, lo.Partition); ok && s.Offset > from {
+			from = s.Offset
+		}
+		if from < b[0] && b[0] < b[1] {
+			read[lo.Partition] = [2]int64{from, b[1]}
+		}
+	})
+	return read, nil
 }
 
 // narrow shrinks bounds to the partitions and offset spans of only, and

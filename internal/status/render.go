@@ -33,6 +33,11 @@ func WriteTable(w io.Writer, r *Report) error {
 			return err
 		}
 	}
+	if len(r.Jobs) > 0 {
+		if err := block(func(tw io.Writer) { writeJobs(tw, r.Time, r.Jobs) }); err != nil {
+			return err
+		}
+	}
 	if err := block(func(tw io.Writer) { writeAudit(tw, r.Audit) }); err != nil {
 		return err
 	}
@@ -81,6 +86,26 @@ func writeProcessor(tw io.Writer, now time.Time, p ProcessorStatus) {
 	}
 	if p.DLQ != nil {
 		writeDLQ(tw, p.DLQ)
+	}
+}
+
+// writeJobs lists replay and redrive jobs apart from the processors: their
+// groups are their own, and their offsets are not the pipeline's.
+func writeJobs(tw io.Writer, now time.Time, jobs []JobStatus) {
+	fmt.Fprintln(tw, "\nreplay and redrive jobs (own groups; the processors' offsets are not theirs)")
+	for _, j := range jobs {
+		progress := "never"
+		if j.LastProgress != nil {
+			progress = now.Sub(*j.LastProgress).Round(time.Second).String() + " ago"
+		}
+		running := "idle or finished"
+		if j.Members > 0 {
+			running = "running"
+		}
+		fmt.Fprintf(tw, "  %s\tjob %s\t%s (%s)\tto log end %d\tlast progress %s\n", j.Processor, j.Job, j.State, running, j.ToLogEnd, progress)
+		for _, l := range j.Lag {
+			fmt.Fprintf(tw, "    %s/%d\tcommitted %d\tend %d\n", l.Topic, l.Partition, l.Committed, l.End)
+		}
 	}
 }
 

@@ -55,13 +55,23 @@ type Sources struct {
 	HTTP *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// JobGroupPrefix names the consumer groups of replay and redrive jobs
+	// (default DefaultJobGroupPrefix): they are listed as jobs, apart from
+	// the processors, never mixed into a processor's group view.
+	JobGroupPrefix string
 }
+
+// DefaultJobGroupPrefix is the prefix of replay and redrive jobs' consumer
+// groups: pcistream-replay-<processor>-<job>.
+const DefaultJobGroupPrefix = "pcistream-replay-"
 
 // Report is the pipeline's state at one moment.
 type Report struct {
 	Time       time.Time         `json:"time"`
 	Processors []ProcessorStatus `json:"processors"`
 	Audit      *AuditStatus      `json:"audit,omitempty"`
+	// Jobs are the replay and redrive jobs that have a consumer group.
+	Jobs []JobStatus `json:"jobs,omitempty"`
 	// Errors lists what could not be read; the rest of the report stands.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -81,6 +91,24 @@ type ProcessorStatus struct {
 	LastProgress *time.Time    `json:"last_progress,omitempty"`
 	Ready        []MemberReady `json:"ready,omitempty"`
 	DLQ          *DLQCounts    `json:"dlq,omitempty"`
+}
+
+// JobStatus is one replay or redrive job: its own consumer group, where its
+// committed transactions got to, and how far that is from the log end.
+type JobStatus struct {
+	Group     string `json:"group"`
+	Processor string `json:"processor"`
+	Job       string `json:"job"`
+	// State is the group's: Stable while a run is going, Empty between
+	// runs and once finished.
+	State   string         `json:"state"`
+	Members int            `json:"members"`
+	Lag     []PartitionLag `json:"progress"`
+	// ToLogEnd sums the partitions' distance from committed to log end:
+	// 0 for a job that ran to the end (a job with --to-offset/--to-time
+	// finishes earlier and keeps a distance).
+	ToLogEnd     int64      `json:"to_log_end"`
+	LastProgress *time.Time `json:"last_progress,omitempty"`
 }
 
 // Member is one member of a group.
@@ -176,6 +204,11 @@ func Collect(ctx context.Context, src Sources, ps []Processor) (*Report, error) 
 		}
 		rep.Processors = append(rep.Processors, st)
 	}
+	jobs, err := collectJobs(ctx, src, adm)
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("replay jobs: %v", err))
+	}
+	rep.Jobs = jobs
 	if src.Audit != nil {
 		a, err := auditStatus(ctx, src.Audit, rep.Time)
 		if err != nil {
@@ -184,6 +217,49 @@ func Collect(ctx context.Context, src Sources, ps []Processor) (*Report, error) 
 		rep.Audit = a
 	}
 	return rep, nil
+}
+
+// collectJobs lists the job groups (by prefix) and their progress.
+func collectJobs(ctx context.Context, src Sources, adm *kadm.Client) ([]JobStatus, error) {
+	prefix := src.JobGroupPrefix
+	if prefix == "" {
+		prefix = DefaultJobGroupPrefix
+	}
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		if strings.HasPrefix(g, prefix) {
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	sort.Strings(groups)
+	lags, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []JobStatus
+	var errs []error
+	for _, g := range groups {
+		l := lags[g]
+		var st ProcessorStatus
+		fillGroup(&st, l)
+		rest := strings.TrimPrefix(g, prefix)
+		proc, id, _ := strings.Cut(rest, "-")
+		j := JobStatus{Group: g, Processor: proc, Job: id, State: st.State, Members: len(st.Members), Lag: st.Lag, ToLogEnd: st.TotalLag}
+		if t, err := lastProgress(ctx, src.ClientOpts, st.Lag); err != nil {
+			errs = append(errs, fmt.Errorf("job %s: last progress: %w", g, err))
+		} else {
+			j.LastProgress = t
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, errors.Join(errs...)
 }
 
 // fillGroup copies a described group and its lag into st.

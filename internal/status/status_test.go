@@ -116,3 +116,46 @@ func consumeAndCommit(t *testing.T, topic, group string, n int) {
 	}
 	cl.Close() // leave the group: it is Empty with committed offsets
 }
+
+// TestJobsApart commits offsets for a live group and a replay job's group
+// on one topic: the processor's view shows only the live group, and the job
+// is listed apart, with its processor, id and progress.
+func TestJobsApart(t *testing.T) {
+	ctx := context.Background()
+	input := devstacktest.Name(t, "input")
+	devstacktest.CreateTopic(t, stack, input, 1)
+	prod := devstacktest.Client(t, stack)
+	for i := range 4 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: input, Value: []byte{byte('a' + i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := devstacktest.Name(t, "live")
+	prefix := devstacktest.Name(t, "replay") + "-"
+	job := prefix + "masker-abc123"
+	consumeAndCommit(t, input, live, 1)
+	consumeAndCommit(t, input, job, 4)
+
+	rep, err := status.Collect(ctx, status.Sources{ClientOpts: devstacktest.Opts(stack), JobGroupPrefix: prefix},
+		[]status.Processor{{Name: "masker", Group: live}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Processors) != 1 || rep.Processors[0].Group != live || rep.Processors[0].TotalLag != 3 {
+		t.Fatalf("processors %+v: want the live group alone, lag 3", rep.Processors)
+	}
+	if len(rep.Jobs) != 1 {
+		t.Fatalf("jobs %+v: want the one job", rep.Jobs)
+	}
+	j := rep.Jobs[0]
+	if j.Group != job || j.Processor != "masker" || j.Job != "abc123" || j.ToLogEnd != 0 || len(j.Lag) != 1 || j.Lag[0].Committed != 4 {
+		t.Errorf("job %+v: want masker abc123 committed 4, 0 to log end", j)
+	}
+	var tbl bytes.Buffer
+	if err := status.WriteTable(&tbl, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(tbl.String(), "replay and redrive jobs") || !strings.Contains(tbl.String(), "job abc123") {
+		t.Errorf("table lacks the job:\n%s", tbl.String())
+	}
+}
