@@ -12,6 +12,13 @@
 // kfake and points KafkaAddrs (and Config) at another cluster, such as a real
 // Apache Kafka broker; Cluster is then nil.
 //
+// A kfake broker restarted on a data dir a crash left behind is repaired
+// before it serves its coordinators (crashrepair.go): transactions left
+// open get abort markers, and a commit cut between its markers and its
+// group offsets gets its offsets from the dev stack's journal of
+// committing transactions (txnjournal.go), as Kafka's coordinator completes
+// a PREPARE_COMMIT.
+//
 // Two properties of versitygw shape this package: only one gateway can run
 // per process, and its posix backend changes the process working directory
 // to the S3 root. Resolve relative paths before calling Start.
@@ -76,6 +83,7 @@ type Stack struct {
 	closeMu  sync.Mutex
 	closed   bool
 	registry *compatRegistry
+	journal  *txnJournal
 }
 
 type cfg struct {
@@ -245,15 +253,28 @@ func (s *Stack) startKafka(ctx context.Context) error {
 	}
 	s.Cluster = cl
 	s.KafkaAddrs = cl.ListenAddrs()
+	j, err := openTxnJournal(filepath.Join(s.DataDir, "kafka-txn", "prepared.log"))
+	if err != nil {
+		return err
+	}
+	s.journal = j
 	if restarted {
-		n, err := s.repairCrashAborts(context.Background(), cl)
+		aborted, rolled, err := s.repairCrash(context.Background(), cl, j)
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", n)
+		if aborted > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: wrote abort markers for %d transactions a crash left open\n", aborted)
 		}
+		if rolled > 0 {
+			fmt.Fprintf(s.cfg.logger, "devstack: completed the group offsets of %d transactions a crash interrupted after their commit markers\n", rolled)
+		}
+	} else if err := j.reset(); err != nil {
+		return err
 	}
+	// After the repair, so a record is never written for an EndTxn the
+	// repair's gate refuses.
+	j.install(cl)
 	return nil
 }
 
@@ -409,6 +430,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Cluster != nil {
 		s.Cluster.Close()
+	}
+	if s.journal != nil {
+		s.journal.close()
 	}
 	if s.Broker != nil {
 		_ = s.Broker.Stop()

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	if p, err := filepath.Abs("testdata/interop.py"); err == nil {
 		scriptPath = p
 	}
-	os.Exit(devstacktest.Main(m, &stack))
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.Child(txnCrashChildEnv, txnCrashChild)))
 }
 
 // newTopic creates a topic named for base and the test.

@@ -27,14 +27,41 @@ type OpenAbort struct {
 // transaction. Writing the missing markers (WriteAbortMarkers) before the
 // producer writes again closes the range.
 func MarkerlessAborts(ctx context.Context, cl *kgo.Client, topic string) ([]OpenAbort, error) {
+	sc, err := ScanTransactions(ctx, cl, topic)
+	return sc.Open, err
+}
+
+// ProducerEpoch names one transaction of a producer: with EndTxn v5
+// (KIP-890) every transaction ends with its own epoch.
+type ProducerEpoch struct {
+	ProducerID int64
+	Epoch      int16
+}
+
+// TxnScan is what a scan of a topic's committed range found about its
+// transactions.
+type TxnScan struct {
+	// Open are the aborted transactions no control record ends
+	// (MarkerlessAborts).
+	Open []OpenAbort
+	// Committed holds every producer epoch that wrote a COMMIT marker.
+	Committed map[ProducerEpoch]bool
+}
+
+// ScanTransactions scans topic read_committed from its log start to its
+// last stable offset, like MarkerlessAborts, and also collects the commit
+// markers, so a caller can tell whether a transaction's commit reached
+// the topic.
+func ScanTransactions(ctx context.Context, cl *kgo.Client, topic string) (TxnScan, error) {
+	out := TxnScan{Committed: map[ProducerEpoch]bool{}}
 	adm := kadm.NewClient(cl)
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
+		return out, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
 	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("listing stable offsets of %s: %w", topic, err)
+		return out, fmt.Errorf("listing stable offsets of %s: %w", topic, err)
 	}
 	from, to := map[int32]int64{}, map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -48,19 +75,22 @@ func MarkerlessAborts(ctx context.Context, cl *kgo.Client, topic string) ([]Open
 	})
 	filters, err := scan(ctx, cl, topic, from, to, func(*kgo.Record) error { return nil }, nil)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	var out []OpenAbort
 	for p, f := range filters {
 		for pid, ep := range f.open {
-			out = append(out, OpenAbort{Partition: p, ProducerID: pid, Epoch: ep})
+			out.Open = append(out.Open, OpenAbort{Partition: p, ProducerID: pid, Epoch: ep})
+		}
+		for pe := range f.commits {
+			out.Committed[pe] = true
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Partition != out[j].Partition {
-			return out[i].Partition < out[j].Partition
+	o := out.Open
+	sort.Slice(o, func(i, j int) bool {
+		if o[i].Partition != o[j].Partition {
+			return o[i].Partition < o[j].Partition
 		}
-		return out[i].ProducerID < out[j].ProducerID
+		return o[i].ProducerID < o[j].ProducerID
 	})
 	return out, nil
 }

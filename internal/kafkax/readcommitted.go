@@ -2,6 +2,7 @@ package kafkax
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -196,12 +197,14 @@ func fetchOnce(ctx context.Context, cl *kgo.Client, leader int32, topic string, 
 // list fetch responses carry (producer id, first offset).
 type abortFilter struct {
 	seen    map[[2]int64]bool
-	pending map[int64][]int64 // producer id -> first offsets of aborted txns not yet reached, ascending
-	open    map[int64]int16   // producer id -> epoch of the aborted txn being skipped
+	pending map[int64][]int64      // producer id -> first offsets of aborted txns not yet reached, ascending
+	open    map[int64]int16        // producer id -> epoch of the aborted txn being skipped
+	commits map[ProducerEpoch]bool // commit markers seen
 }
 
 func newAbortFilter() *abortFilter {
-	return &abortFilter{seen: map[[2]int64]bool{}, pending: map[int64][]int64{}, open: map[int64]int16{}}
+	return &abortFilter{seen: map[[2]int64]bool{}, pending: map[int64][]int64{}, open: map[int64]int16{},
+		commits: map[ProducerEpoch]bool{}}
 }
 
 func (f *abortFilter) learn(ats []kmsg.FetchResponseTopicPartitionAbortedTransaction) {
@@ -233,6 +236,10 @@ func (f *abortFilter) keep(r *kgo.Record) bool {
 	}
 	_, aborted := f.open[pid]
 	if r.Attrs.IsControl() {
+		// A control record's key is version (int16), type (int16): 1 is COMMIT.
+		if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
+			f.commits[ProducerEpoch{r.ProducerID, r.ProducerEpoch}] = true
+		}
 		if aborted {
 			delete(f.open, pid)
 		}

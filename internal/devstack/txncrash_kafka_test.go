@@ -1,0 +1,148 @@
+package devstack_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pcistream/pcistream/internal/devstack"
+)
+
+// TestCommitCrashRealKafka is TestCommitCrash's scenario on Apache Kafka
+// (PCISTREAM_TEST_BROKER=kafka): the worker's one transaction over its
+// input is committing when the broker is SIGKILLed, first as soon as the
+// EndTxn request is on the wire, then as soon as its answer is back (the
+// markers are written asynchronously after it). After each restart the
+// worker resumes from its committed offsets; every input must have exactly
+// one output. Kafka's coordinator writes PREPARE_COMMIT to its transaction
+// log before any marker and completes it when it loads the log again, so
+// no kill point can separate the outputs from the offsets.
+func TestCommitCrashRealKafka(t *testing.T) {
+	if !devstack.RealKafkaFromEnv() {
+		t.Skip("needs PCISTREAM_TEST_BROKER=kafka (a real broker to SIGKILL)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	brokerOpt, err := devstack.BrokerFromEnv()
+	if err != nil {
+		t.Skip(err)
+	}
+	s, err := devstack.Start(ctx, devstack.WithoutS3(), devstack.DataDir(t.TempDir()), brokerOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addrs := s.KafkaAddrs
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic("in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, nil, "in", "out"); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, killOn := range []string{"request", "response"} {
+		for i := range txnCrashInputs {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "%s-%d", killOn, i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		total += txnCrashInputs
+		killDuringCommit(ctx, t, s, addrs, total, killOn)
+		if err := s.Broker.Restart(ctx); err != nil {
+			t.Fatalf("restart after SIGKILL: %v", err)
+		}
+		t.Logf("kill on EndTxn %s: right after the restart group offset %d of %d inputs, %d outputs (the coordinator may still be completing the commit)",
+			killOn, committedOffset(ctx, t, addrs), total, countOutputs(ctx, t, addrs))
+		if err := drain(ctx, t, addrs, int64(total)); err != nil {
+			t.Fatalf("resumed worker: %v", err)
+		}
+		if got := countOutputs(ctx, t, addrs); got != int64(total) {
+			t.Fatalf("kill on EndTxn %s: %d outputs for %d inputs, want exactly one each", killOn, got, total)
+		}
+	}
+}
+
+// killDuringCommit runs the worker over the uncommitted inputs and
+// SIGKILLs the broker when the worker's EndTxn request is written
+// (killOn "request") or its response read ("response").
+func killDuringCommit(ctx context.Context, t *testing.T, s *devstack.Stack, addrs []string, total int, killOn string) {
+	t.Helper()
+	var once sync.Once
+	killed := make(chan struct{})
+	kill := func() { once.Do(func() { s.Broker.Kill(); close(killed) }) }
+	n := total - int(committedOffset(ctx, t, addrs))
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- maskInputs(wctx, addrs, []int{n}, nil, kgo.WithHooks(endTxnHook{killOn: killOn, kill: kill}))
+	}()
+	select {
+	case <-killed:
+	case err := <-done:
+		t.Fatalf("the worker finished before the kill: %v", err)
+	}
+	// The worker cannot finish against a dead broker: stop it.
+	time.Sleep(time.Second)
+	wcancel()
+	<-done
+}
+
+// drain runs the worker until the group has committed all total inputs.
+// It cannot count what is left: after the restart the coordinator may still
+// be completing the interrupted commit, and the worker's offset fetch
+// (require_stable) waits for it.
+func drain(ctx context.Context, t *testing.T, addrs []string, total int64) error {
+	sess, err := newMaskSession(addrs)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	for committedOffset(ctx, t, addrs) < total {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := sess.Begin(); err != nil {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		fs := sess.PollRecords(pctx, 100)
+		cancel()
+		for _, r := range fs.Records() {
+			out := &kgo.Record{Key: r.Value, Value: append([]byte("masked "), r.Value...)}
+			if err := sess.ProduceSync(ctx, out).FirstErr(); err != nil {
+				return err
+			}
+		}
+		if _, err := sess.End(ctx, kgo.TryCommit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endTxnHook calls kill on the worker's EndTxn request or response.
+type endTxnHook struct {
+	killOn string
+	kill   func()
+}
+
+func (h endTxnHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if h.killOn == "request" && key == int16(kmsg.EndTxn) && err == nil {
+		h.kill()
+	}
+}
+
+func (h endTxnHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if h.killOn == "response" && key == int16(kmsg.EndTxn) && err == nil {
+		h.kill()
+	}
+}
