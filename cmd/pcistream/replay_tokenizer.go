@@ -111,9 +111,8 @@ func runReplayTokenizer(cmd *cobra.Command, cfg *config.Config, f *replayFlags, 
 	if f.dryRun {
 		rp.DryRun()
 	}
-	if err := rp.Restore(ctx); err != nil {
-		return err
-	}
+	// Restored by replay.Run once the job's earlier transactions settled.
+	f.restore = rp.Restore
 	f.lookback = tf.lookback
 	if f.lookback < 0 {
 		f.lookback = tf.window

@@ -38,7 +38,7 @@ type Range struct {
 	// Partitions to replay; empty means all.
 	Partitions []int32
 	// FromOffset/ToOffset bound the range (inclusive, exclusive); -1 for
-	// the start and the end as of the replay's start.
+	// the start and the end (last stable offset) as of the replay's start.
 	FromOffset, ToOffset int64
 	// FromTime/ToTime, when non-zero, bound the range by record time
 	// instead (resolved to offsets with ListOffsets).
@@ -78,6 +78,12 @@ type Options struct {
 	Lookback time.Duration
 	// SeedTopics are the output topics kept while seeding (state changelogs).
 	SeedTopics []string
+	// Restore, when set, loads the processor's state (the tokenizer's
+	// idempotency table from the job's changelog). Run calls it after the
+	// job's transactional id is fenced, so the state holds every
+	// transaction an earlier run committed (markers written) and none it
+	// left open, before reading the job's progress.
+	Restore func(ctx context.Context) error
 }
 
 // Result says what a replay read and wrote.
@@ -123,6 +129,17 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 	}
 	only := narrow(bounds, r.Only)
 	res.Ranges = bounds
+	if !o.DryRun {
+		// A dry run writes nothing and must not fence a running job.
+		if err := fence(ctx, admCl, o.TransactionalID); err != nil {
+			return res, err
+		}
+	}
+	if o.Restore != nil {
+		if err := o.Restore(ctx); err != nil {
+			return res, err
+		}
+	}
 	read, err := seedBounds(ctx, adm, r, o, bounds)
 	if err != nil {
 		return res, err
@@ -458,7 +475,10 @@ func resolve(ctx context.Context, adm *kadm.Client, r Range) (map[int32][2]int64
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", r.Topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, r.Topic)
+	// The last stable offsets, not the high watermarks: a read_committed
+	// reader cannot pass an undecided transaction, so a range ending inside
+	// one would never be reached.
+	ends, err := adm.ListCommittedOffsets(ctx, r.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", r.Topic, err)
 	}

@@ -35,9 +35,6 @@ func (e *env) replayJobP(kr *token.Keyring, tp config.Topics, r replay.Range, gr
 	rp := NewReplayProcessor(tk, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := rp.Restore(ctx); err != nil {
-		e.t.Fatal(err)
-	}
 	var p eos.Processor = rp
 	if relabel {
 		p = replay.RelabelAudit(rp, e.serde, tp.AuditEvents, group)
@@ -45,6 +42,7 @@ func (e *env) replayJobP(kr *token.Keyring, tp config.Topics, r replay.Range, gr
 	return replay.Run(ctx, p, r, replay.Options{
 		ClientOpts: append(append([]kgo.Opt(nil), e.opts...), kgo.RecordPartitioner(Partitioner(tp.Idempotency))),
 		Group:      group, BatchSize: 4, Lookback: lookback, SeedTopics: []string{tp.Idempotency},
+		Restore:    rp.Restore,
 		Progress: func(res replay.Result) {
 			if cut > 0 && res.Batches >= cut {
 				cancel()
