@@ -25,9 +25,12 @@ import (
 	"github.com/pcistream/pcistream/internal/eos"
 )
 
-// idleTimeout ends a replay whose remaining partitions returned nothing for
-// this long: only markers and aborted records are left below their ends.
-const idleTimeout = 3 * time.Second
+// idleTimeout fails a replay whose remaining partitions returned nothing
+// for this long before their ends (a stall: markers are fetched, so the end
+// of a range is always observable). Generous: a loaded broker or a first
+// fetch after a join can take seconds, and ending early would report a
+// partial replay as done.
+const idleTimeout = 30 * time.Second
 
 // joinTimeout bounds the wait for a job's group to assign its partitions.
 const joinTimeout = 2 * time.Minute
@@ -210,7 +213,9 @@ type source interface {
 // or a job's GroupTransactSession.
 func open(topic string, starts map[int32]int64, o Options) (source, error) {
 	base := append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, o.ClientOpts...)
-	base = append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.MaxBufferedRecords(o.BatchSize))
+	// Control records are kept so that a range ending in a transaction
+	// marker (or in aborted records, which a marker follows) is seen to end.
+	base = append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.MaxBufferedRecords(o.BatchSize))
 	if o.DryRun || o.Group == "" {
 		consume := map[string]map[int32]kgo.Offset{topic: {}}
 		for p, off := range starts {
@@ -279,9 +284,11 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds, rng map[int3
 			return err
 		}
 		if fs.NumRecords() == 0 && pctx.Err() != nil {
-			// What is left below the end offsets is transaction markers
-			// and aborted records, which read_committed never returns.
-			break
+			// Markers are fetched, so every range's end is observable:
+			// a silence this long is a stall (a transaction a broker
+			// crash aborted without a marker, an unreachable leader),
+			// never the end of the range.
+			return fmt.Errorf("replay: %d partitions returned nothing for %v before reaching the end offset captured at the start (re-run the same job to resume; check the brokers)", remaining, idleTimeout)
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
@@ -309,7 +316,10 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds, rng map[int3
 				if ferr != nil || done[ftp.Partition] || rec.Offset >= b[1] {
 					break
 				}
-				if rec.Offset >= b[0] && rec.Offset < rng[ftp.Partition][0] {
+				if rec.Attrs.IsControl() {
+					// A transaction marker: nothing to process, but
+					// it can be the range's last offset.
+				} else if rec.Offset >= b[0] && rec.Offset < rng[ftp.Partition][0] {
 					// A look-back record: only its state outputs.
 					seedOut.Reset()
 					if ferr = p.Process(ctx, rec, &seedOut); ferr != nil {

@@ -42,7 +42,7 @@ func (e *env) replayJobP(kr *token.Keyring, tp config.Topics, r replay.Range, gr
 	return replay.Run(ctx, p, r, replay.Options{
 		ClientOpts: append(append([]kgo.Opt(nil), e.opts...), kgo.RecordPartitioner(Partitioner(tp.Idempotency))),
 		Group:      group, BatchSize: 4, Lookback: lookback, SeedTopics: []string{tp.Idempotency},
-		Restore:    rp.Restore,
+		Restore: rp.Restore,
 		Progress: func(res replay.Result) {
 			if cut > 0 && res.Batches >= cut {
 				cancel()
@@ -59,8 +59,14 @@ func (e *env) replayTopics(suffix string) config.Topics {
 		*p += suffix
 	}
 	tp.TokenizerRepartition = e.topics.RepartitionTopic()
-	tp.Idempotency = e.topics.Idempotency + suffix + ".job"
 	newEnvTopics(e.t, tp)
+	// The job's state topic as the command creates it (not the live
+	// topology's, whose time retention a real broker applies to the
+	// replayed records' past timestamps).
+	tp.Idempotency = e.topics.Idempotency + suffix + ".job"
+	if _, err := EnsureReplayState(context.Background(), e.opts, tp.TokenizerRepartition, tp.Idempotency); err != nil {
+		e.t.Fatal(err)
+	}
 	return tp
 }
 
