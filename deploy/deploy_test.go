@@ -772,3 +772,66 @@ func TestMetricsIn(t *testing.T) {
 		t.Fatalf("metricsIn = %v", got)
 	}
 }
+
+// The tokenizer's idempotency state store is on a persistent volume per pod,
+// mounted where --state-dir (PCISTREAM_STATE_DIR) points: a restarted pod
+// then replays only the changelog tail instead of the whole window.
+func TestK8sTokenizerStateVolume(t *testing.T) {
+	var sts map[string]any
+	for _, o := range k8sObjects(t) {
+		if o.kind() == "StatefulSet" && o.name() == "pcistream-tokenizer" {
+			sts = o.doc
+		}
+	}
+	if sts == nil {
+		t.Fatal("no StatefulSet pcistream-tokenizer")
+	}
+	claims := map[string]map[string]any{}
+	for _, c := range list(get(sts, "spec", "volumeClaimTemplates")) {
+		claims[str(get(c, "metadata", "name"))] = c.(map[string]any)
+	}
+	c := list(get(sts, "spec", "template", "spec", "containers"))[0]
+	dir := ""
+	for _, e := range list(get(c, "env")) {
+		if str(get(e, "name")) == "PCISTREAM_STATE_DIR" {
+			dir = str(get(e, "value"))
+		}
+	}
+	for i, a := range strList(get(c, "args")) {
+		if a == "--state-dir" && i+1 < len(strList(get(c, "args"))) {
+			dir = strList(get(c, "args"))[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--state-dir="); ok {
+			dir = v
+		}
+	}
+	if dir == "" || !filepath.IsAbs(dir) {
+		t.Fatalf("tokenizer: PCISTREAM_STATE_DIR (or --state-dir) = %q, want an absolute path on the state volume", dir)
+	}
+	var mounted string
+	for _, m := range list(get(c, "volumeMounts")) {
+		if str(get(m, "mountPath")) == dir {
+			mounted = str(get(m, "name"))
+			if get(m, "readOnly") == true {
+				t.Errorf("tokenizer: the state volume is mounted read-only")
+			}
+		}
+	}
+	if mounted == "" {
+		t.Fatalf("tokenizer: nothing is mounted at the state dir %s (the store would land on the read-only root or in memory)", dir)
+	}
+	claim, ok := claims[mounted]
+	if !ok {
+		t.Fatalf("tokenizer: volume %q at %s is not a volumeClaimTemplate (a persistent volume per pod)", mounted, dir)
+	}
+	for _, v := range list(get(sts, "spec", "template", "spec", "volumes")) {
+		if str(get(v, "name")) == mounted {
+			t.Errorf("tokenizer: pod volume %q shadows the claim template of the same name", mounted)
+		}
+	}
+	if !slices.Contains(strList(get(claim, "spec", "accessModes")), "ReadWriteOnce") {
+		t.Errorf("tokenizer: state claim access modes %v, want ReadWriteOnce (one store per worker)", strList(get(claim, "spec", "accessModes")))
+	}
+	if str(get(claim, "spec", "resources", "requests", "storage")) == "" {
+		t.Error("tokenizer: state claim requests no storage size")
+	}
+}

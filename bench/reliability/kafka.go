@@ -10,18 +10,27 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/config"
 )
 
-// names are the topics and group of the masker under test: pcistream's
-// defaults on the dev stack, prefixed per run on an external cluster.
+// names are the topics and groups under test: pcistream's defaults on the
+// dev stack, prefixed per run on an external cluster.
 type names struct {
-	prefix                   string
-	in, out, dlq, audit, grp string
+	prefix                         string
+	tp                             config.Topics // every topic, prefixed
+	in, out, dlq, audit, ckpt, grp string        // the masker's
 }
 
 func newNames(prefix string) names {
-	return names{prefix: prefix, in: prefix + "logs.raw", out: prefix + "logs.sanitized", dlq: prefix + "logs.dlq",
-		audit: prefix + "audit.events", grp: prefix + "pcistream-masker"}
+	d := config.DefaultTopics()
+	tp := config.Topics{PaymentsRaw: prefix + d.PaymentsRaw, PaymentsTokenized: prefix + d.PaymentsTokenized,
+		PaymentsDLQ: prefix + d.PaymentsDLQ, LogsRaw: prefix + d.LogsRaw, LogsSanitized: prefix + d.LogsSanitized,
+		LogsDLQ: prefix + d.LogsDLQ, AuditEvents: prefix + d.AuditEvents, Vault: prefix + d.Vault,
+		Idempotency: prefix + d.Idempotency, AuditCheckpoints: prefix + d.AuditCheckpoints,
+		GatewayIdempotency: prefix + d.GatewayIdempotency}
+	return names{prefix: prefix, tp: tp, in: tp.LogsRaw, out: tp.LogsSanitized, dlq: tp.LogsDLQ,
+		audit: tp.AuditEvents, ckpt: tp.AuditCheckpoints, grp: prefix + "pcistream-masker"}
 }
 
 // testPAN is a well-known test card number; every input carries it and no
@@ -40,15 +49,27 @@ type producer struct {
 	firstErr atomic.Value
 	stop     chan struct{}
 	done     chan struct{}
+	encode   func(id int64) (key, value []byte)
+}
+
+// logLine is the masker's input: a log line carrying the test PAN, keyed by
+// its event id.
+func logLine(id int64) ([]byte, []byte) {
+	return fmt.Appendf(nil, "evt-%09d", id), fmt.Appendf(nil, "evt-%09d payment accepted card=%s amount=12.00", id, testPAN)
 }
 
 func startProducer(brokers, topic string, rate, total int) (*producer, error) {
+	return startProducerWith(brokers, topic, rate, total, logLine)
+}
+
+// startProducerWith offers the records encode makes for ids 0..total-1.
+func startProducerWith(brokers, topic string, rate, total int, encode func(int64) ([]byte, []byte)) (*producer, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
 	if err != nil {
 		return nil, err
 	}
-	p := &producer{cl: cl, rate: rate, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &producer{cl: cl, rate: rate, stop: make(chan struct{}), done: make(chan struct{}), encode: encode}
 	go p.run(total)
 	return p, nil
 }
@@ -69,8 +90,8 @@ func (p *producer) run(total int) {
 		owed += perTick
 		for ; owed >= 1 && int(p.next.Load()) < total; owed-- {
 			id := p.next.Add(1) - 1
-			v := fmt.Sprintf("evt-%09d payment accepted card=%s amount=12.00", id, testPAN)
-			p.cl.Produce(context.Background(), &kgo.Record{Key: fmt.Appendf(nil, "evt-%09d", id), Value: []byte(v)},
+			k, v := p.encode(id)
+			p.cl.Produce(context.Background(), &kgo.Record{Key: k, Value: v},
 				func(_ *kgo.Record, err error) {
 					if err != nil {
 						p.failed.Add(1)
@@ -111,6 +132,11 @@ func (p *producer) waitProduced(ctx context.Context, n int64) {
 // lag is the group's uncommitted input: end offsets minus committed offsets
 // of the input topic (-1 if the cluster does not answer).
 func lag(ctx context.Context, brokers string, n names) int64 {
+	return lagOf(ctx, brokers, n.grp, n.in)
+}
+
+// lagOf is group's uncommitted input over topics.
+func lagOf(ctx context.Context, brokers, grp string, topics ...string) int64 {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
 	if err != nil {
 		return -1
@@ -119,17 +145,17 @@ func lag(ctx context.Context, brokers string, n names) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, n.in)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil || ends.Error() != nil {
 		return -1
 	}
-	com, err := adm.FetchOffsets(ctx, n.grp)
+	com, err := adm.FetchOffsets(ctx, grp)
 	if err != nil {
 		return -1
 	}
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) {
-		c, ok := com.Lookup(n.in, o.Partition)
+		c, ok := com.Lookup(o.Topic, o.Partition)
 		off := int64(0)
 		if ok && c.Err == nil {
 			off = c.At

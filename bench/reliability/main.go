@@ -1,16 +1,24 @@
 // Command reliability runs pcistream's reliability scenarios against real
-// processes: `pcistream dev --data-dir` on free ports and masker workers as
-// child processes of a built pcistream binary. It SIGKILLs workers, storms
-// the group with joins and leaves, SIGKILLs and SIGTERMs the broker and
-// restarts it on its data dir, and checks that nothing was lost, duplicated
-// or leaked. It writes a table to bench/RELIABILITY.md.
+// processes: `pcistream dev --data-dir` on free ports and masker, tokenizer
+// and auditor workers as child processes of a built pcistream binary. It
+// SIGKILLs masker and tokenizer workers, storms the group with joins and
+// leaves, SIGKILLs and SIGTERMs the broker and restarts it on its data dir,
+// hangs (SIGSTOP) and crashes (SIGKILL, restart) the auditor's S3 (a MinIO
+// process), and checks that nothing was lost, duplicated or leaked. It
+// writes a table to bench/RELIABILITY.md.
 //
 //	go run ./bench/reliability              # long mode: 200,000 events, 20 kills
 //	go run ./bench/reliability -short       # the mode `go test` runs
+//	go run ./bench/reliability -scenarios tokenizer-kill,s3   # a subset (own section)
+//	go run ./bench/reliability -broker kafka -short           # on a real Apache Kafka broker
 //
+// -broker kafka (or PCISTREAM_TEST_BROKER=kafka) starts a real Apache Kafka
+// 4.x broker (package kafkabroker; needs Java) that the broker-fault
+// scenarios kill and restart; the dev stack then serves the registry and S3.
 // RELIABILITY_BROKERS=host:port runs the worker scenarios against an
-// external Kafka (the dev stack then serves only the registry and S3; the
-// broker-restart scenarios are skipped).
+// external Kafka instead (the broker-restart scenarios are skipped). The S3
+// scenarios need a MinIO binary (PATH or $GOPATH/bin) and are skipped
+// without one.
 package main
 
 import (
@@ -21,10 +29,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pcistream/pcistream/internal/miniotest"
 )
+
+// selected reports whether scenario name is in the comma-separated list
+// (empty: all); an entry selects every scenario whose name contains it.
+func selected(list, name string) bool {
+	if list == "" {
+		return true
+	}
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" && strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
 
 func main() {
 	short := flag.Bool("short", false, "the short mode (what go test runs)")
@@ -33,7 +58,8 @@ func main() {
 	kills := flag.Int("kills", 0, "worker SIGKILLs (default 20, short 3)")
 	out := flag.String("out", "bench/RELIABILITY.md", "report file (its reliability section is replaced)")
 	bin := flag.String("bin", "", "pcistream binary (default: go build ./cmd/pcistream)")
-	only := flag.String("only", "", "run only the scenarios whose name contains this (the clean baseline always runs)")
+	only := flag.String("scenarios", "", "comma-separated scenarios to run (kill, storm, tokenizer-kill, broker-sigkill, broker-sigterm, s3-hung, s3-stopped; a name part selects all it is in); default all; the clean baseline always runs")
+	broker := flag.String("broker", os.Getenv("PCISTREAM_TEST_BROKER"), "kfake (the dev stack's, default) or kafka (a real Apache Kafka 4.x broker, package kafkabroker; needs Java); default $PCISTREAM_TEST_BROKER")
 	flag.Parse()
 	p := defaults(*short)
 	if *events > 0 {
@@ -58,11 +84,27 @@ func main() {
 		}
 	}
 	p.log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	switch *broker {
+	case "", "kfake":
+	case "kafka":
+		if p.external != "" {
+			fail(fmt.Errorf("-broker kafka and RELIABILITY_BROKERS=%s: pick one", p.external))
+		}
+		if err := startRealKafka(ctx, &p); err != nil {
+			fail(err)
+		}
+		defer p.kafka.Stop() //nolint:errcheck
+	default:
+		fail(fmt.Errorf("-broker %q: use kfake or kafka", *broker))
+	}
 	rows := runAll(ctx, p)
 	md := report(p, rows, strings.TrimSpace("go run ./bench/reliability "+strings.Join(os.Args[1:], " ")))
 	fmt.Print(md)
 	if err := writeSection(*out, md); err != nil {
 		fail(err)
+	}
+	if p.kafka != nil {
+		p.kafka.Stop() //nolint:errcheck // os.Exit below skips deferred calls
 	}
 	for _, r := range rows {
 		if r.err != nil || r.t.lost+r.t.dup+r.t.leaked+r.t.auditDup > 0 || len(r.exits) > 0 {
@@ -123,18 +165,36 @@ func runAll(ctx context.Context, p params) []row {
 	scen := []scenario{
 		{"kill", func() row { return workerKills(ctx, p) }},
 		{"storm", func() row { return storm(ctx, p) }},
+		{"tokenizer-kill", func() row { return tokenizerKills(ctx, p) }},
 	}
-	if p.external == "" {
+	if p.external == "" || p.kafka != nil {
 		scen = append(scen,
 			scenario{"broker-sigkill", func() row { return brokerFault(ctx, p, syscall.SIGKILL) }},
 			scenario{"broker-sigterm", func() row { return brokerFault(ctx, p, syscall.SIGTERM) }})
 	}
+	if miniotest.Binary() != "" {
+		scen = append(scen,
+			scenario{"s3-hung", func() row { return s3Fault(ctx, p, true) }},
+			scenario{"s3-stopped", func() row { return s3Fault(ctx, p, false) }})
+	} else {
+		p.log("auditor S3 scenarios skipped: %v", errNoMinio)
+	}
 	for _, s := range scen {
-		if p.only != "" && !strings.Contains(s.name, p.only) {
+		if !selected(p.only, s.name) {
 			continue
 		}
+		baseline := base.throughput
+		if s.name == "tokenizer-kill" {
+			// The tokenizer's own clean run at the same load is its baseline.
+			q := p
+			q.kills = 0
+			tb := tokenizerKills(ctx, q)
+			p.log("tokenizer clean: %.0f events/s, err %v", tb.throughput, tb.err)
+			rows = append(rows, tb)
+			baseline = tb.throughput
+		}
 		r := s.run()
-		r.cleanThroughput = base.throughput
+		r.cleanThroughput = baseline
 		p.log("%s: lost %d dup %d leaked %d audit dup %d, recovery p95 %s, %.0f events/s, err %v",
 			r.name, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup, pct(r.recovery, 0.95), r.throughput, r.err)
 		rows = append(rows, r)
@@ -145,12 +205,21 @@ func runAll(ctx context.Context, p params) []row {
 func report(p params, rows []row, command string) string {
 	var b strings.Builder
 	mode := "long mode"
-	if p.short {
+	switch {
+	case p.short:
 		mode = "short mode"
+	case p.events < 200000 || p.kills < 20:
+		mode = fmt.Sprintf("medium mode (%d events, %d kills)", p.events, p.kills)
+	}
+	if p.kafka != nil {
+		mode += " on " + p.brokerName()
+	}
+	if p.only != "" {
+		mode += ", scenarios " + p.only // its own section: a partial run replaces no full one
 	}
 	fmt.Fprintf(&b, "## Reliability, %s (%s)\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (shared with other jobs; timings are noisy). Command: `%s`.\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), command)
-	fmt.Fprintf(&b, "Masker workers: %d (`pcistream run masker`, static membership, session timeout %s) on `pcistream dev --data-dir`, ", p.workers, p.session)
+	fmt.Fprintf(&b, "Masker workers: %d (`pcistream run masker`, static membership, session timeout %s) on %s, ", p.workers, p.session, p.stackName())
 	fmt.Fprintf(&b, "offered load %d events/s, %d events per scenario. Recovery: a killed worker's restart until it commits a transaction; after a broker restart, until every worker commits again. ", p.rate, p.events)
 	b.WriteString("Throughput: events / (first offered → all committed), against the clean run at the same offered load. ")
 	b.WriteString("Lost and duplicated compare each event's outputs with its input records; \"input dup.\" counts events the test's idempotent producer wrote twice because a restarted broker no longer knew its sequence numbers (each must then come out twice).\n\n")
@@ -179,6 +248,9 @@ func report(p params, rows []row, command string) string {
 			r.name, r.events, r.kills, r.faults, r.t.lost, r.t.dup, r.t.leaked, r.t.auditDup, r.t.inputDup, rec50, rec95, drain, r.throughput, ratio, len(r.exits), res)
 	}
 	b.WriteString("\n")
+	if slices.ContainsFunc(rows, func(r row) bool { return r.s3 != nil }) {
+		b.WriteString(s3Report(rows))
+	}
 	return b.String()
 }
 

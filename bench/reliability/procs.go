@@ -245,3 +245,21 @@ func (w *worker) waitCommitting(ctx context.Context, above float64, limit time.D
 	}
 	return time.Time{}, false
 }
+
+// waitBack waits until a restarted worker commits a transaction, or until
+// idle says the group has nothing left (a restart slower than the session
+// timeout hands the worker's partitions to another member, which may drain
+// them: the worker is then back with nothing to commit).
+func (w *worker) waitBack(ctx context.Context, idle func() bool, limit time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(limit)
+	for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+		if c := w.commits(); c > 0 {
+			return time.Now(), true
+		}
+		if n%20 == 19 && idle() {
+			return time.Now(), true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Time{}, false
+}

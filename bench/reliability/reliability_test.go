@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/pcistream/pcistream/internal/devstack"
 )
 
 // TestReliabilityShort runs the short mode of the suite: real processes (a
@@ -13,18 +15,31 @@ import (
 // SIGTERM with restart on its data dir. It fails on any lost, duplicated or
 // leaked event, any duplicated audit event, or a worker that exited by
 // itself. Timings are reported, never asserted (the machine is shared).
+// With PCISTREAM_TEST_BROKER=kafka the broker is a real Apache Kafka 4.x
+// (package kafkabroker), killed and restarted on its data dir.
 func TestReliabilityShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for tens of seconds; skipped with -short")
 	}
 	p := defaults(true)
 	p.events = 2000
+	p.only = "kill,storm,broker" // the auditor S3 scenarios: TestReliabilityAuditorS3
 	p.dir = t.TempDir()
 	var err error
 	if p.bin, err = build(p.dir); err != nil {
 		t.Fatal(err)
 	}
 	p.log = func(f string, a ...any) { t.Logf(f, a...) }
+	if realKafkaWanted() {
+		// PCISTREAM_TEST_BROKER=kafka: the same scenarios on a real Apache
+		// Kafka broker, which the broker-fault scenarios kill and restart.
+		if err := startRealKafka(context.Background(), &p); devstack.NoJava(err) {
+			t.Skip(err)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		defer p.kafka.Stop() //nolint:errcheck
+	}
 	rows := runAll(context.Background(), p)
 	t.Log("\n" + report(p, rows, "go test ./bench/reliability"))
 	for _, r := range rows {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 )
 
 // params size a run.
@@ -26,7 +27,8 @@ type params struct {
 	session  time.Duration
 	short    bool
 	only     string
-	external string // external Kafka brokers (the dev stack then serves only the registry and S3)
+	external string              // external Kafka brokers (the dev stack then serves only the registry and S3)
+	kafka    *kafkabroker.Broker // a real broker the run started (external is its address); nil on kfake
 	log      func(format string, a ...any)
 }
 
@@ -43,6 +45,7 @@ type row struct {
 	err             error
 	throughput      float64
 	cleanThroughput float64
+	s3              *s3Result // the auditor scenarios' own measures
 }
 
 // env is one scenario's stack and workers.
@@ -55,6 +58,11 @@ type env struct {
 }
 
 func setup(ctx context.Context, p params, name string) (*env, error) {
+	return setupWith(ctx, p, name, p.workers)
+}
+
+// setupWith starts the stack and maskers masker workers.
+func setupWith(ctx context.Context, p params, name string, maskers int) (*env, error) {
 	dir := filepath.Join(p.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -73,13 +81,13 @@ func setup(ctx context.Context, p params, name string) (*env, error) {
 		c := config.Default()
 		c.Kafka.Brokers = strings.Split(p.external, ",")
 		c.Registry.URL = dev.registryURL()
-		c.Topics.LogsRaw, c.Topics.LogsSanitized, c.Topics.LogsDLQ, c.Topics.AuditEvents = e.n.in, e.n.out, e.n.dlq, e.n.audit
+		c.Topics = e.n.tp
 		if err := devstack.Setup(ctx, c); err != nil {
 			dev.stop(syscall.SIGTERM)
 			return nil, fmt.Errorf("topology on %s: %w", p.external, err)
 		}
 	}
-	for i := 0; i < p.workers; i++ {
+	for i := 0; i < maskers; i++ {
 		if _, err := e.addWorker(dir, i); err != nil {
 			e.close()
 			return nil, err
@@ -222,10 +230,10 @@ func workerKills(ctx context.Context, p params) row {
 			r.err = err
 			return r
 		}
-		if at, ok := w.waitCommitting(ctx, 0, 2*time.Minute); ok {
+		if at, ok := w.waitBack(ctx, func() bool { return lag(ctx, e.brokers, e.n) == 0 }, 2*time.Minute); ok {
 			r.recovery = append(r.recovery, at.Sub(last))
 		} else {
-			r.err = fmt.Errorf("%s did not commit within 2m of its restart", w.name)
+			r.err = fmt.Errorf("%s did not commit within 2m of its restart while input waited", w.name)
 			break
 		}
 		p.log("  kill %d/%d: %s committing again after %s", k+1, p.kills, w.name, r.recovery[len(r.recovery)-1].Round(time.Millisecond))
@@ -291,7 +299,7 @@ func storm(ctx context.Context, p params) row {
 // same data dir and ports; every worker must keep running and commit again.
 func brokerFault(ctx context.Context, p params, sig syscall.Signal) row {
 	name := map[syscall.Signal]string{syscall.SIGKILL: "SIGKILL", syscall.SIGTERM: "SIGTERM"}[sig]
-	r := row{name: "broker " + name + " + restart on its data dir", events: p.events, faults: "1 × " + name + " of `pcistream dev`"}
+	r := row{name: "broker " + name + " + restart on its data dir", events: p.events, faults: "1 × " + name + " of " + p.brokerName()}
 	e, pr, start, err := begin(ctx, p, "broker-"+strings.ToLower(name))
 	if err != nil {
 		r.err = err
@@ -299,8 +307,8 @@ func brokerFault(ctx context.Context, p params, sig syscall.Signal) row {
 	}
 	defer e.close()
 	pr.waitProduced(ctx, int64(p.events/2))
-	e.dev.stop(sig)
-	if err := e.dev.start(ctx); err != nil {
+	e.brokerDown(sig)
+	if err := e.brokerUp(ctx); err != nil {
 		r.err = err
 		return r
 	}

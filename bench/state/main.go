@@ -47,6 +47,7 @@ import (
 
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
+	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/state"
 	"github.com/pcistream/pcistream/processors/tokenizer"
 	"github.com/pcistream/pcistream/schemas"
@@ -62,13 +63,16 @@ const (
 
 func main() {
 	var (
-		keysFlag = flag.String("keys", "1000000,10000000", "store sizes, comma separated")
-		kafkaMax = flag.Int("kafka-max", 10_000_000, "largest size restored from the broker; larger stores are built directly")
-		dir      = flag.String("dir", "", "work directory (default a temporary one; needs ~120 bytes of disk per key)")
-		write    = flag.String("write", "", "update the state section of this RESULTS.md")
-		child    = flag.String("child", "", "internal: child mode (hold|restart)")
-		brokers  = flag.String("brokers", "", "internal: child's broker")
-		store    = flag.String("store", "", "internal: child's store directory")
+		keysFlag  = flag.String("keys", "1000000,10000000", "store sizes, comma separated")
+		kafkaMax  = flag.Int("kafka-max", 10_000_000, "largest size restored from the broker; larger stores are built directly (Store.Ingest)")
+		realKafka = flag.Bool("real-kafka", false, "restore from a real Apache Kafka broker (a JVM, package kafkabroker) instead of kfake")
+		baseline  = flag.Bool("baseline", true, "also restore the smallest size through batches (the pre-bulk path) for a ratio")
+		detokMax  = flag.Int("detok-max", 1<<62, "largest vault index built for the detokenize measurement")
+		dir       = flag.String("dir", "", "work directory (default a temporary one; needs ~120 bytes of disk per key)")
+		write     = flag.String("write", "", "update the state section of this RESULTS.md")
+		child     = flag.String("child", "", "internal: child mode (hold|restart)")
+		brokers   = flag.String("brokers", "", "internal: child's broker")
+		store     = flag.String("store", "", "internal: child's store directory")
 	)
 	flag.Parse()
 	if *child != "" {
@@ -91,7 +95,7 @@ func main() {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	out, err := run(sizes, *kafkaMax, work)
+	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax}, work)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -103,11 +107,21 @@ func main() {
 	}
 }
 
+type opts struct {
+	kafkaMax  int
+	realKafka bool
+	baseline  bool
+	detokMax  int
+}
+
 type result struct {
 	keys                         int
 	fromKafka                    bool
 	produce, fresh               time.Duration
 	freshRate, freshCPURate      float64
+	batchRate, batchCPURate      float64 // baseline: the same restore through batches
+	build                        time.Duration
+	buildRate, buildCPURate      float64 // store only: Store.Ingest of generated entries
 	load                         string
 	warm                         time.Duration
 	warmTail                     int64
@@ -118,9 +132,13 @@ type result struct {
 	detokN                       int
 }
 
-func run(sizes []int, kafkaMax int, work string) (string, error) {
+func run(sizes []int, o opts, work string) (string, error) {
 	ctx := context.Background()
-	stack, err := devstack.Start(ctx, devstack.WithoutS3())
+	sopts := []devstack.Opt{devstack.WithoutS3()}
+	if o.realKafka {
+		sopts = append(sopts, devstack.RealKafkaWith(kafkabroker.Options{FullJIT: true}))
+	}
+	stack, err := devstack.Start(ctx, sopts...)
 	if err != nil {
 		return "", err
 	}
@@ -134,33 +152,46 @@ func run(sizes []int, kafkaMax int, work string) (string, error) {
 			return "", err
 		}
 		sdir := filepath.Join(work, "idem-"+strconv.Itoa(n))
-		r.fromKafka = n <= kafkaMax
+		r.fromKafka = n <= o.kafkaMax
+		// Store only: the bulk path without Kafka, into the store the
+		// children use when the changelog cannot hold n entries.
+		bdir := sdir
 		if r.fromKafka {
+			bdir = filepath.Join(work, "build-"+strconv.Itoa(n))
+		}
+		// Stores only built directly take keys in sorted order, so each
+		// chunk lands below the last one (no compaction): how a 100M
+		// store is built in minutes. Measured builds use random keys.
+		if err := buildDirect(bdir, n, !r.fromKafka, &r); err != nil {
+			return "", err
+		}
+		log.Printf("%d keys: store built directly (Store.Ingest) in %s: %.0f keys/s, %.0f keys per CPU-second",
+			n, r.build.Round(time.Millisecond), r.buildRate, r.buildCPURate)
+		if r.fromKafka {
+			os.RemoveAll(bdir)
 			t0 := time.Now()
-			if err := produceEntries(ctx, opts, topic, 0, n); err != nil {
+			if err := produceEntries(ctx, opts, topic, 0, n, false); err != nil {
 				return "", err
 			}
 			r.produce = time.Since(t0)
 			log.Printf("%d keys: produced to the changelog in %s", n, r.produce.Round(time.Millisecond))
-		} else {
-			t0 := time.Now()
-			if err := buildDirect(ctx, opts, topic, sdir, n); err != nil {
-				return "", err
+			if o.baseline && i == 0 {
+				hr, err := holdChild(stack.KafkaAddrs[0], filepath.Join(work, "batch"), topic, true, false)
+				if err != nil {
+					return "", err
+				}
+				r.batchRate = float64(hr.Records) / hr.Restore.Seconds()
+				r.batchCPURate = float64(hr.Records) / hr.RestoreCPU.Seconds()
+				log.Printf("%d keys: baseline batch restore %s (%.0f keys/s, %.0f per CPU-second)", n, hr.Restore.Round(time.Millisecond), r.batchRate, r.batchCPURate)
+				os.RemoveAll(filepath.Join(work, "batch"))
 			}
-			log.Printf("%d keys: store built directly in %s", n, time.Since(t0).Round(time.Millisecond))
 		}
 		// Child 1 holds the store (restoring it fresh when the changelog
 		// has it), then is SIGKILLed.
-		hold, err := startChild("hold", stack.KafkaAddrs[0], sdir, topic)
+		hr, err := holdChild(stack.KafkaAddrs[0], sdir, topic, false, !r.fromKafka)
 		if err != nil {
 			return "", err
 		}
-		var hr childReport
-		if err := json.NewDecoder(hold.out).Decode(&hr); err != nil {
-			return "", fmt.Errorf("hold child: %w", err)
-		}
-		hold.cmd.Process.Signal(syscall.SIGKILL)
-		hold.cmd.Wait()
 		if r.fromKafka {
 			r.fresh = hr.Restore
 			r.freshRate = float64(hr.Records) / hr.Restore.Seconds()
@@ -169,10 +200,10 @@ func run(sizes []int, kafkaMax int, work string) (string, error) {
 			log.Printf("%d keys: fresh restore %s (%.0f keys/s)", n, r.fresh.Round(time.Millisecond), r.freshRate)
 		}
 		// A tail written after the kill, then the restart.
-		if err := produceEntries(ctx, opts, topic, n, tailRecords); err != nil {
+		if err := produceEntries(ctx, opts, topic, n, tailRecords, !r.fromKafka); err != nil {
 			return "", err
 		}
-		rs, err := startChild("restart", stack.KafkaAddrs[0], sdir, topic)
+		rs, err := startChild("restart", stack.KafkaAddrs[0], sdir, topic, !r.fromKafka)
 		if err != nil {
 			return "", err
 		}
@@ -192,13 +223,21 @@ func run(sizes []int, kafkaMax int, work string) (string, error) {
 		os.RemoveAll(sdir)
 
 		// Detokenize through a vault index of n entries.
-		if err := benchDetokenize(ctx, stack, opts, filepath.Join(work, "vault-"+strconv.Itoa(n)), n, i, &r); err != nil {
+		if n > o.detokMax {
+			res = append(res, r)
+			continue
+		}
+		if err := benchDetokenize(!r.fromKafka, ctx, stack, opts, filepath.Join(work, "vault-"+strconv.Itoa(n)), n, i, &r); err != nil {
 			return "", err
 		}
 		os.RemoveAll(filepath.Join(work, "vault-"+strconv.Itoa(n)))
 		res = append(res, r)
 	}
-	return report(res, sizes), nil
+	broker := "kfake (in the parent process)"
+	if o.realKafka {
+		broker = "Apache Kafka " + kafkabroker.Version + " (separate JVM, same machine)"
+	}
+	return report(res, sizes, broker), nil
 }
 
 func createTopic(ctx context.Context, opts []kgo.Opt, topic string) error {
@@ -207,24 +246,40 @@ func createTopic(ctx context.Context, opts []kgo.Opt, topic string) error {
 		return err
 	}
 	defer cl.Close()
-	_, err = kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete")}, topic)
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+		"retention.ms": ptr("-1")}, topic) // entries carry fixed past timestamps: a real broker would delete them by time
 	return err
 }
 
 func ptr(s string) *string { return &s }
 
 // entryValue is a tokenizer idempotency entry (same JSON shape).
-func entryValue(i int) []byte {
-	return fmt.Appendf(nil, `{"ctx":"ctx_abcdefghijklmnopqrstuvwxyz","ts":%d,"off":%d}`, baseTS+int64(i), i)
+func entryValue(i int) []byte { return appendEntryValue(nil, i) }
+
+func appendEntryValue(b []byte, i int) []byte {
+	return fmt.Appendf(b, `{"ctx":"ctx_abcdefghijklmnopqrstuvwxyz","ts":%d,"off":%d}`, baseTS+int64(i), i)
 }
 
 const baseTS = int64(1_790_000_000_000)
 
-func entryKey(i int) []byte { return fmt.Appendf(nil, "idem-%012d-%08x", i, uint32(i)*2654435761) }
+// appendEntryKey: keys in random order (the hash first), as idempotency
+// keys arrive, not in changelog order.
+func appendEntryKey(b []byte, i int) []byte {
+	return fmt.Appendf(b, "idem-%08x-%012d", uint32(i)*2654435761, i)
+}
+
+// appendSortedKey: keys in changelog order, for stores built directly.
+func appendSortedKey(b []byte, i int) []byte {
+	return fmt.Appendf(b, "idem-%012d-%08x", i, uint32(i)*2654435761)
+}
 
 // produceEntries writes n idempotency entries from index from, in
 // transactions of 250 (the tokenizer's), to partition 0.
-func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n int) error {
+func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n int, sortedKeys bool) error {
+	key := appendEntryKey
+	if sortedKeys {
+		key = appendSortedKey
+	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.TransactionalID(fmt.Sprintf("bench-state-%d", time.Now().UnixNano())),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
@@ -239,7 +294,7 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 			return err
 		}
 		for i := start; i < min(start+txn, from+n); i++ {
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: entryKey(i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key(nil, i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return err
@@ -270,27 +325,65 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 	}
 }
 
-// buildDirect writes n entries straight into a store, checkpointed at the
-// changelog's (empty) end, for sizes the in-memory broker cannot hold.
-func buildDirect(ctx context.Context, opts []kgo.Opt, topic, dir string, n int) error {
-	s, err := state.Open(dir, state.StoreOpts{CacheBytes: cacheBytes, MemTableBytes: 64 << 20})
+// buildDirect writes n entries straight into a store with Store.Ingest in
+// chunks of a million (the bulk restore's path without Kafka), checkpointed
+// at the changelog's (empty) end, and records the rate: keys per second and
+// per CPU-second of this process.
+func buildDirect(dir string, n int, sorted bool, r *result) error {
+	key := appendEntryKey
+	if sorted {
+		key = appendSortedKey
+	}
+	s, err := state.Open(dir, state.StoreOpts{CacheBytes: cacheBytes})
 	if err != nil {
 		return err
 	}
-	puts := make([]state.Put, 0, 50000)
+	t0, c0 := time.Now(), cpuTime()
+	const chunk = 1 << 20
+	puts := make([]state.Put, 0, chunk)
+	buf := make([]byte, 0, chunk*100)
 	for i := 0; i < n; i++ {
-		puts = append(puts, state.Put{Key: entryKey(i), Value: entryValue(i), TS: baseTS + int64(i)})
-		if len(puts) == cap(puts) || i == n-1 {
-			if err := s.Apply(0, puts, state.Checkpoint{Next: 0}); err != nil {
+		k0 := len(buf)
+		buf = key(buf, i)
+		v0 := len(buf)
+		buf = appendEntryValue(buf, i)
+		puts = append(puts, state.Put{Key: buf[k0:v0:v0], Value: buf[v0:len(buf):len(buf)], TS: baseTS + int64(i)})
+		if len(puts) == chunk || i == n-1 {
+			if err := s.Ingest(0, puts, state.Checkpoint{Next: 0}); err != nil {
+				s.Close()
 				return err
 			}
-			puts = puts[:0]
+			puts, buf = puts[:0], make([]byte, 0, chunk*100)
 		}
 		if i%10_000_000 == 0 && i > 0 {
 			log.Printf("built %d", i)
 		}
 	}
+	r.build = time.Since(t0)
+	cpu := cpuTime() - c0
+	r.buildRate, r.buildCPURate = float64(n)/r.build.Seconds(), float64(n)/cpu.Seconds()
 	return s.Close()
+}
+
+// holdChild starts a child that restores dir from topic (through batches
+// when batch is set), reads its report, and SIGKILLs it with the store open.
+func holdChild(broker, dir, topic string, batch, sortedKeys bool) (childReport, error) {
+	mode := "hold"
+	if batch {
+		mode = "hold-batch"
+	}
+	hold, err := startChild(mode, broker, dir, topic, sortedKeys)
+	if err != nil {
+		return childReport{}, err
+	}
+	var hr childReport
+	err = json.NewDecoder(hold.out).Decode(&hr)
+	hold.cmd.Process.Signal(syscall.SIGKILL)
+	hold.cmd.Wait()
+	if err != nil {
+		return hr, fmt.Errorf("%s child: %w", mode, err)
+	}
+	return hr, nil
 }
 
 type childReport struct {
@@ -309,13 +402,13 @@ type childProc struct {
 	out io.Reader
 }
 
-func startChild(mode, broker, dir, topic string) (*childProc, error) {
+func startChild(mode, broker, dir, topic string, sortedKeys bool) (*childProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, "-child", mode, "-brokers", broker, "-store", dir)
-	cmd.Env = append(os.Environ(), "BENCH_STATE_TOPIC="+topic)
+	cmd.Env = append(os.Environ(), "BENCH_STATE_TOPIC="+topic, "BENCH_STATE_SORTED="+strconv.FormatBool(sortedKeys))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -336,6 +429,9 @@ func runChild(mode, broker, dir string) int {
 		return 1
 	}
 	cl := &state.Changelog{Topic: os.Getenv("BENCH_STATE_TOPIC"), ClientOpts: []kgo.Opt{kgo.SeedBrokers(broker)}}
+	if mode == "hold-batch" {
+		cl.BulkMin = 1 << 62 // the batch path, as before bulk restores
+	}
 	t0, c0 := time.Now(), cpuTime()
 	pr, err := cl.Restore(ctx, s, 0, nil)
 	if err != nil {
@@ -346,17 +442,21 @@ func runChild(mode, broker, dir string) int {
 	log.Printf("child %s: restored from %d to %d (end %d), %d records; checkpoint %+v", mode, pr.From, pr.Next, pr.End, pr.Records, cp)
 	rep := childReport{Restore: time.Since(t0), RestoreCPU: cpuTime() - c0, Ready: time.Since(start), Records: pr.Records}
 	if mode == "restart" {
-		measure(s, &rep)
+		key := appendEntryKey
+		if os.Getenv("BENCH_STATE_SORTED") == "true" {
+			key = appendSortedKey
+		}
+		measure(s, key, &rep)
 	}
 	rep.RSSKB = rssKB()
 	json.NewEncoder(os.Stdout).Encode(rep)
-	if mode == "hold" {
+	if mode != "restart" {
 		select {} // SIGKILLed by the parent, store not closed
 	}
 	return 0
 }
 
-func measure(s *state.Store, rep *childReport) {
+func measure(s *state.Store, key func([]byte, int) []byte, rep *childReport) {
 	cp, _, _ := s.Checkpoint(0)
 	n := int(cp.StreamTime - baseTS) // entries are numbered by timestamp
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -364,7 +464,7 @@ func measure(s *state.Store, rep *childReport) {
 	t0 := cpuTime()
 	for range lookups {
 		if k := rng.IntN(n); true {
-			if _, ok, err := s.Get(0, entryKey(k)); err != nil || !ok {
+			if _, ok, err := s.Get(0, key(nil, k)); err != nil || !ok {
 				c, _ := s.Count(0)
 				log.Fatalf("lookup of stored key %d failed: ok=%v err=%v (checkpoint %+v, %d entries)", k, ok, err, cp, c)
 			}
@@ -385,7 +485,7 @@ func measure(s *state.Store, rep *childReport) {
 		puts := make([]state.Put, 250)
 		for j := range puts {
 			i := n + 1_000_000 + t*250 + j
-			puts[j] = state.Put{Key: entryKey(i), Value: entryValue(i), TS: cp.StreamTime}
+			puts[j] = state.Put{Key: key(nil, i), Value: entryValue(i), TS: cp.StreamTime}
 		}
 		cp.Next++
 		if err := s.Apply(0, puts, cp); err != nil {
@@ -441,7 +541,7 @@ func dirSize(dir string) int64 {
 // catch-up against the broker (list offsets, nothing new to read) plus one
 // Pebble read plus Avro decoding, what `pcistream detokenize
 // --vault-index-dir` does before decrypting.
-func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt, dir string, n, i int, r *result) error {
+func benchDetokenize(sorted bool, ctx context.Context, stack *devstack.Stack, opts []kgo.Opt, dir string, n, i int, r *result) error {
 	tp := config.DefaultTopics()
 	tp.Vault = fmt.Sprintf("bench.state.vault.%d", i)
 	cl, err := kgo.NewClient(opts...)
@@ -472,13 +572,17 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	t0 := time.Now()
 	batches := map[int32][]state.Put{}
 	flush := func(p int32) error {
-		err := ix.Store().Apply(p, batches[p], state.Checkpoint{})
-		batches[p] = batches[p][:0]
+		err := ix.Store().Ingest(p, batches[p], state.Checkpoint{})
+		batches[p] = make([]state.Put, 0, 1<<19)
 		return err
 	}
 	// One real encoding, with the token patched in per entry (tokens have
 	// a fixed length, so the Avro bytes keep their shape).
-	tmplTok := vaultToken(0)
+	tokenOf := vaultToken
+	if sorted {
+		tokenOf = sortedVaultToken
+	}
+	tmplTok := tokenOf(0)
 	tmpl, err := serde.Encode(&schemas.VaultEntry{Token: tmplTok, KeyVersion: 1, KEKID: "keyring:v1", WrappedKey: make([]byte, 40),
 		Nonce: make([]byte, 12), Ciphertext: make([]byte, 32), Algorithm: "AES-256-GCM", CreatedAt: baseTS})
 	if err != nil {
@@ -486,13 +590,13 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	}
 	at := strings.Index(string(tmpl), tmplTok)
 	for k := 0; k < n; k++ {
-		tok := vaultToken(k)
+		tok := tokenOf(k)
 		v := append([]byte(nil), tmpl...)
 		copy(v[at:], tok)
 		p := ix.Partition(tok)
 		val := binary.BigEndian.AppendUint64(nil, uint64(k))
 		batches[p] = append(batches[p], state.Put{Key: []byte(tok), Value: append(val, v...), TS: baseTS})
-		if len(batches[p]) >= 20000 {
+		if len(batches[p]) >= 1<<19 {
 			if err := flush(p); err != nil {
 				return err
 			}
@@ -510,7 +614,7 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	for range lookups {
 		k := rng.IntN(n)
 		t := time.Now()
-		vr, err := ix.Lookup(ctx, serde, vaultToken(k))
+		vr, err := ix.Lookup(ctx, serde, tokenOf(k))
 		if err != nil {
 			return fmt.Errorf("lookup %d: %w", k, err)
 		}
@@ -524,6 +628,17 @@ func benchDetokenize(ctx context.Context, stack *devstack.Stack, opts []kgo.Opt,
 	r.detokP50, r.detokP99, r.detokMax = lat[lookups/2], lat[lookups*99/100], lat[lookups-1]
 	log.Printf("%d vault entries: lookup p50 %s p99 %s", n, r.detokP50, r.detokP99)
 	return nil
+}
+
+// sortedVaultToken is vaultToken's shape in k's order (base 26), so a
+// vault index built directly from them needs no compaction.
+func sortedVaultToken(k int) string {
+	b := []byte("tok_v1_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+	for i := len(b) - 1; k > 0; i-- {
+		b[i] = byte('a' + k%26)
+		k /= 26
+	}
+	return string(b)
 }
 
 // vaultToken is a syntactically valid token (tok_v1_ + 26 letters).
@@ -541,31 +656,38 @@ func vaultToken(k int) string {
 	return string(b)
 }
 
-func report(res []result, sizes []int) string {
+func report(res []result, sizes []int, broker string) string {
 	var b strings.Builder
-	host, _ := os.Hostname()
-	_ = host
 	fmt.Fprintf(&b, "%s\n## Idempotency state and vault index (`internal/state`), `bench/state`\n\n", beginMarker)
-	fmt.Fprintf(&b, "Machine: %d cores visible, shared with other jobs; %s %s/%s. Date: %s UTC.\n",
-		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "Machine: %d cores visible, shared with other jobs; %s %s/%s. Date: %s UTC. Load average at the end: %s.\n",
+		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04"), loadAvg())
 	sz := make([]string, len(sizes))
 	for i, s := range sizes {
 		sz[i] = strconv.Itoa(s)
 	}
-	fmt.Fprintf(&b, "Command: `go run ./bench/state -keys %s`. Block cache 64 MiB, memtable 32 MiB.\n\n", strings.Join(sz, ","))
-	b.WriteString("Per-key costs are CPU time of the process (getrusage), not wall time: the machine was shared\n")
-	b.WriteString("(load average in the last column), which inflates wall times.\n\n")
-	b.WriteString("| keys | source | fresh restore (wall) | keys/s (wall) | keys per CPU-second of the restoring process | warm restart after SIGKILL (open + 10k-record tail) | RSS after restore + 200k lookups | disk | lookup hit (CPU) | lookup miss (CPU) | apply per key (250/txn, CPU) | detokenize p50 | p99 | max | load avg |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, r := range res {
-		src, fresh, rate, cpuRate := "built in Pebble", "n/a", "n/a", "n/a"
-		if r.fromKafka {
-			src, fresh, rate = "restored from kfake", r.fresh.Round(time.Millisecond).String(), fmt.Sprintf("%.0f", r.freshRate)
-			cpuRate = fmt.Sprintf("%.0f", r.freshCPURate)
+	fmt.Fprintf(&b, "Command: `go run ./bench/state -keys %s` (broker: %s). Block cache 64 MiB, memtable 32 MiB.\n\n", strings.Join(sz, ","), broker)
+	b.WriteString("| keys | fresh restore (wall) | keys/s (wall) | keys per CPU-second (restoring process) | batch restore (baseline) keys/s | per CPU-second | store only (Ingest) keys/s | per CPU-second | load avg |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	na := func(f float64) string {
+		if f == 0 {
+			return "n/a"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d MiB | %d MiB | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.keys, src, fresh, rate, cpuRate, r.warm.Round(time.Millisecond), r.rssKB>>10, r.diskBytes>>20,
-			r.getHit, r.getMiss, r.applyPerKey, r.detokP50.Round(time.Microsecond), r.detokP99.Round(time.Microsecond), r.detokMax.Round(time.Microsecond), r.load)
+		return fmt.Sprintf("%.0f", f)
+	}
+	for _, r := range res {
+		fresh := "n/a (built directly)"
+		if r.fromKafka {
+			fresh = r.fresh.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.keys, fresh, na(r.freshRate), na(r.freshCPURate),
+			na(r.batchRate), na(r.batchCPURate), na(r.buildRate), na(r.buildCPURate), r.load)
+	}
+	b.WriteString("\n| keys | warm restart after SIGKILL (start to restored, 10k-record tail) | RSS (VmHWM) after 200k lookups | disk | lookup hit (CPU) | lookup miss (CPU) | apply per key (250/txn, CPU) | detokenize p50 | p99 | max |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range res {
+		fmt.Fprintf(&b, "| %d | %s | %d MiB | %d MiB | %s | %s | %s | %s | %s | %s |\n",
+			r.keys, r.warm.Round(time.Millisecond), r.rssKB>>10, r.diskBytes>>20,
+			r.getHit, r.getMiss, r.applyPerKey, r.detokP50.Round(time.Microsecond), r.detokP99.Round(time.Microsecond), r.detokMax.Round(time.Microsecond))
 	}
 	b.WriteString("\n" + endMarker)
 	return b.String()

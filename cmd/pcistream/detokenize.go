@@ -36,7 +36,11 @@ Every use is written to the audit topic (action detokenize, actor: the Kafka pri
 this command authenticates as (SASL user or TLS certificate subject),
 the reason, the token, the outcome) before the PAN is shown; if that write fails,
 nothing is shown. Access control is the keyring itself: without the KEK (file mode 0600,
-or KMS permissions) there is nothing to decrypt with.`,
+or KMS permissions) there is nothing to decrypt with.
+
+Exit status: 0 with the PAN printed; 3 when the token's key version was retired
+(pcistream keys retire deleted its vault entries: a definite answer, not an error to
+retry); 2 for every other failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -74,6 +78,10 @@ or KMS permissions) there is nothing to decrypt with.`,
 			if err != nil {
 				// Detokenize's errors say "detokenize refused: ..." or
 				// name the step that failed; no second prefix.
+				var re *tokenizer.RetiredError
+				if errors.As(err, &re) {
+					return retiredExit{err}
+				}
 				return err
 			}
 			defer clear(pan)

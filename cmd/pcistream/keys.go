@@ -82,9 +82,10 @@ keys that open vault records, and no token key. Every key in both files is store
 wrapped (by a key-encryption key in the file, or by AWS KMS with --kms aws); mode 0600
 (or 0440 on a Kubernetes secret) is enforced. With KMS, the roles are KMS grants: see
 the README, "Key roles". Rotation adds a version to both keyrings and makes it current;
-older versions stay, so their tokens still detokenize.`,
+older versions stay, so their tokens still detokenize, until the version is retired
+(keys retire: its vault entries are deleted).`,
 	}
-	cmd.AddCommand(newKeysInitCmd(cfg), newKeysRotateCmd(cfg), newKeysListCmd(cfg))
+	cmd.AddCommand(newKeysInitCmd(cfg), newKeysRotateCmd(cfg), newKeysListCmd(cfg), newKeysRetireCmd(cfg))
 	return cmd
 }
 

@@ -341,13 +341,32 @@ func (l *Loop) leave() {
 	l.log.Info("left the group", "group", l.cfg.group, "instance_id", l.cfg.instanceID)
 }
 
+// retryMetadataMinAge bounds how long a produce retry waits. On Apache
+// Kafka with transaction.version 2 (the default of 4.x clusters, KIP-890),
+// the first produce of a transaction that follows the previous commit
+// closely is answered CONCURRENT_TRANSACTIONS until the commit markers are
+// written (a few ms); franz-go retries such batches after a metadata
+// refresh, and refreshes are at most one per MetadataMinAge (5 s by
+// default). Measured on a 4.4.0 broker: a transaction stalled 4.5 s in
+// Flush. A refresh is a small request, and only retries trigger one.
+const retryMetadataMinAge = 10 * time.Millisecond
+
+// fetchMaxWait is how long the broker may hold an empty fetch: the Java
+// consumer's default (franz-go's is 5 s). A fetch in flight does not cover
+// partitions resumed after it was sent (a state partition whose restore
+// finished), so they wait for it to return: measured on a 4.4.0 broker, the
+// first repartitioned record after a restore waited 5.04 s in the
+// tokenizer's loop. An idle loop now sends two small fetches a second.
+const fetchMaxWait = 500 * time.Millisecond
+
 // errFatal marks errors no restart can fix (authorization).
 var errFatal = errors.New("fatal")
 
 func (l *Loop) clientOpts() []kgo.Opt {
 	// The default partitioner comes first so that ClientOpts can replace it
 	// (the tokenizer writes its co-partitioned state topic by partition).
-	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}
+	opts := []kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.MetadataMinAge(retryMetadataMinAge),
+		kgo.FetchMaxWait(fetchMaxWait)}
 	opts = append(opts, l.cfg.clientOpts...)
 	opts = append(opts,
 		kgo.ConsumerGroup(l.cfg.group),

@@ -60,17 +60,25 @@
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
 // of three one-digit groups, and every byte that can start an encoded digit
-// ('%', '\\', '&', UTF-8 lead bytes); blocks without one are skipped in the
-// vector loop. A run found there is measured with the block's digit and
-// separator masks and dropped unless some window of its groups can have 12
-// digits and a printed shape; only then are groups collected, decoded and
-// checked. Clean text never allocates.
+// or separator ('%', '\\', '&', the UTF-8 lead bytes of digits and
+// separators); blocks without one are skipped with one nibble lookup per
+// 32 bytes. Within the vector loop, each stretch of ASCII digits and
+// separators is counted (on into the neighbouring blocks) and its
+// candidates dropped when it cannot hold 12 digits in a printed shape
+// (prune), so blocks of times, ids, ports and amounts never leave it. A
+// run that survives is measured with the block's digit and separator
+// masks and dropped unless some window of its groups can have 12 digits
+// and a printed shape; only then are groups collected, decoded and
+// checked. Mask copies the input in the same pass. Clean text never
+// allocates.
 package pan
 
 import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -200,6 +208,37 @@ var (
 	}()
 )
 
+// filterLead marks the UTF-8 lead bytes the block filter flags: those
+// that can start a decimal digit of another script or a non-ASCII
+// separator (C2, D9, DB, DF, E0-E3, EA, EF, F0). The lead bytes of letters
+// (Latin accents, Cyrillic, Greek, CJK) never start a run, so text in
+// those scripts stays in the vector loop. scan_amd64.s holds the same set
+// as nibble tables (TestFilterSetAVX2 checks every byte).
+var filterLead = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = ndLead[c]
+	}
+	var buf [4]byte
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if sepRune(r) != gapNone {
+			utf8.EncodeRune(buf[:], r)
+			t[buf[0]] = true
+		}
+	}
+	return t
+}()
+
+// leadBits packs, for the eight bytes of x, whether each is a filterLead
+// byte.
+func leadBits(x uint64) (m uint64) {
+	for k := range 8 {
+		if filterLead[byte(x>>(8*k))] {
+			m |= 1 << k
+		}
+	}
+	return m
+}
+
 // SWAR constants: digitMask sets the high bit of every byte of x that is an
 // ASCII digit. Bytes are masked to 7 bits first so the additions never carry
 // across bytes; bytes >= 0x80 are cleared at the end.
@@ -248,10 +287,13 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 		for k := 0; k < blockSize; k += 8 {
 			x := binary.LittleEndian.Uint64(b[p+k:])
 			d |= bits8(digitMask(x)) << k
-			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)|x&(x<<1)&hi1) << k
+			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)) << k
+			if x&(x<<1)&hi1 != 0 {
+				i |= leadBits(x) << k
+			}
 		}
 		if d|i == 0 {
-			pd = 0
+			pd, ps = 0, 0
 			continue
 		}
 		s = 0
@@ -260,7 +302,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 				s |= 1 << k
 			}
 		}
-		if c = candidates(d, s, i, pd, ps); c != 0 {
+		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps); c != 0 {
 			return off, c, d, s
 		}
 		pd, ps = d, s
@@ -285,8 +327,13 @@ func candidates(d, s, i, pd, ps uint64) uint64 {
 }
 
 // edgeBits returns the digit and separator masks of the eight bytes before
-// bs, in bits 56..63 as candidates expects them.
+// bs, in bits 56..63 as candidates expects them. The bytes before those are
+// unknown: bits 0..55 of ps are set so prune treats a stretch that reaches
+// them as running on (candidates never reads them).
 func edgeBits(b []byte, bs int) (pd, ps uint64) {
+	if bs > 0 {
+		ps = 1<<56 - 1
+	}
 	for k := 1; k <= 8 && bs-k >= 0; k++ {
 		c := b[bs-k]
 		if isDigit(c) {
@@ -308,7 +355,7 @@ func tailMasks(b []byte, bs int) (d, s, i uint64) {
 			d |= 1 << k
 		case asciiSep[c]:
 			s |= 1 << k
-		case c == '%' || c == '\\' || c == '&' || c >= 0xC0:
+		case c == '%' || c == '\\' || c == '&' || filterLead[c]:
 			i |= 1 << k
 		}
 	}
@@ -358,6 +405,23 @@ type scanner struct {
 	flags                uint8
 	groups               [maxGroups]group
 	digits               [maxRunDigit]byte
+
+	// Mask's output, as long as b (out[k] is b[k] masked): with copying
+	// set, b[:copied] has been copied to it, by the block filter as it
+	// passes blocks (candSlow) or by flushTo. Copied bytes are never
+	// copied again, so a PAN masked in place stays masked. (out is only
+	// written through, never assigned, so b does not escape.)
+	copying bool
+	copied  int
+	out     []byte
+}
+
+// flushTo copies b[s.copied:end] to s.out.
+func (s *scanner) flushTo(end int) {
+	if end > s.copied {
+		copy(s.out[s.copied:end], s.b[s.copied:end])
+		s.copied = end
+	}
 }
 
 // noBlock marks an empty block cache; far below any i.
@@ -395,7 +459,22 @@ func (s *scanner) candSlow(i int) int {
 			}
 			continue
 		}
-		off, c, d, sp := candMasks(b, bs, pd, ps)
+		var off int
+		var c, d, sp uint64
+		switch {
+		case !s.copying:
+			off, c, d, sp = candMasks(b, bs, pd, ps, nil)
+		case bs >= s.copied:
+			// Mask: the filter copies the blocks it passes, so the input
+			// is read once. Bytes are copied once and never again, so a
+			// PAN masked in place stays masked.
+			s.flushTo(bs)
+			off, c, d, sp = candMasks(b, bs, pd, ps, s.out[bs:])
+			s.copied = min(bs+off+blockSize, bs+(len(b)-bs)&^(blockSize-1))
+		default:
+			// Part of this block is in out already: scan it alone.
+			off, c, d, sp = candMasks(b[:bs+blockSize], bs, pd, ps, nil)
+		}
 		if c == 0 {
 			i = max(i, bs+off)
 			s.bs = noBlock // the tail computes its carry from the bytes
@@ -404,6 +483,88 @@ func (s *scanner) candSlow(i int) int {
 		s.bs, s.bmask, s.bdig, s.bsep = bs+off, c, d, sp
 		i = max(i, bs+off)
 	}
+}
+
+// prune drops from the block's candidates c those that certainly start
+// no PAN, a whole stretch of plain digits and separators at a time: a
+// stretch of ASCII digits and separators (d|sp) cannot hold a PAN in any
+// printed shape (quickRun would skip each of its runs) when its digits in
+// groups of one or of three or more, plus two for a short last group,
+// are fewer than MinDigits ("+44 20 7946 0958", "2026:14:21:48 +0000"),
+// unless an escape or non-ASCII byte right after it could continue it. A stretch that starts
+// at the block's first byte is counted on into the block before (pd, ps:
+// its masks; ps all ones where unknown), one that reaches the block's end
+// into the next block (when that is whole and before end, the end of the
+// region scanned); a stretch longer than that keeps its candidates, and
+// so do escapes and lead bytes. This replaces the walk back and forth over
+// the short numbers of digit-heavy text (times, ids, ports, amounts) with
+// a few bit operations; scan_amd64.s does the same.
+func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
+	m := d | sp
+	dc := c & d
+	keep := c &^ d
+	// Digits of the stretch that ends the block before (99: too long).
+	prevCnt := 0
+	if mp := pd | ps; mp>>63 != 0 {
+		prevCnt = 99
+		if mp != ^uint64(0) {
+			prevCnt = bits.OnesCount64(pd >> uint(bits.Len64(^mp)))
+		}
+	}
+	// The digits that can count towards quickRun's best: those in groups
+	// of three or more (t: ends of three in a row), of one (iso), and the
+	// group the block ends in (it may go on); a stretch's best is at most
+	// their number plus two (one short last group).
+	t := d & (d<<1 | pd>>63) & (d<<2 | pd>>62)
+	iso := d &^ (d<<1 | pd>>63) &^ (d >> 1)
+	w := t | t>>1 | t>>2 | iso | ^uint64(0)<<uint(bits.Len64(^d))
+	for dc != 0 {
+		k := bits.TrailingZeros64(dc)
+		lo := bits.Len64(^m & (1<<uint(k) - 1))
+		e := k + bits.TrailingZeros64(^m>>uint(k))
+		span := ^uint64(0) << uint(lo)
+		if e < blockSize {
+			span &= 1<<uint(e) - 1
+		}
+		dc &^= span
+		cnt := bits.OnesCount64(w&span) + 2
+		if lo == 0 {
+			cnt += prevCnt
+		}
+		if e >= blockSize {
+			nc, ok := nextStretch(b, bs+blockSize, end)
+			cnt += nc
+			if !ok {
+				cnt = 99
+			}
+		} else if introHigh[b[bs+e]] {
+			cnt = 99
+		}
+		if cnt >= MinDigits {
+			keep |= c & span
+		}
+	}
+	return keep
+}
+
+// nextStretch counts the digits of the stretch of ASCII digits and
+// separators that starts the block at p, for prune. ok is false when the
+// block is not whole before end, the stretch fills it, or an escape or
+// non-ASCII byte follows the stretch.
+func nextStretch(b []byte, p, end int) (digits int, ok bool) {
+	if p+blockSize > end {
+		return 0, false
+	}
+	for q := p; q < p+blockSize; q++ {
+		switch c := b[q]; {
+		case isDigit(c):
+			digits++
+		case asciiSep[c]:
+		default:
+			return digits, !introHigh[c]
+		}
+	}
+	return 0, false
 }
 
 // runStart walks back from the candidate p over ASCII digits and the

@@ -111,27 +111,24 @@ func (p *Policy) Type() string { return "policy" }
 // keeps none of its digits (they could otherwise form a new PAN with their
 // neighbours).
 func (d *Detector) Mask(dst, b []byte, p Policy) (out []byte, n int) {
-	s := scanner{d: d, b: b, bs: noBlock}
-	var m Match
-	if !s.next(&m) {
-		return append(dst, b...), 0
-	}
 	if cap(dst)-len(dst) < len(b) {
 		grown := make([]byte, len(dst), len(dst)+len(b))
 		copy(grown, dst)
 		dst = grown
 	}
-	prev := 0
-	for {
-		dst = append(dst, b[prev:m.Start]...)
-		dst = appendMasked(dst, b, &m, p)
-		prev = m.End
+	// The scanner copies the input to dst as it goes, a chunk at a time
+	// while the chunk is still in cache; each PAN is then overwritten in
+	// place (a masked span has the length of the span as written).
+	out = dst[:len(dst)+len(b)]
+	s := scanner{d: d, b: b, bs: noBlock, out: out[len(dst):], copying: true}
+	var m Match
+	for s.next(&m) {
+		s.flushTo(m.End)
+		appendMasked(s.out[:m.Start], b, &m, p)
 		n++
-		if !s.next(&m) {
-			break
-		}
 	}
-	return append(dst, b[prev:]...), n
+	s.flushTo(len(b))
+	return out, n
 }
 
 // MaskString is Mask for strings. It returns s itself (no allocation) when s

@@ -11,11 +11,23 @@ DATA sepHi<>+0(SB)/8, $0x0000080004020001
 DATA sepHi<>+8(SB)/8, $0x0000000000000000
 GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 
+// Block filter classes by nibble (see filterSet in detector.go): bit 0
+// digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
+// 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
+// (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
+// intLo[x&15] & intHi[x>>4] != 0.
+DATA intLo<>+0(SB)/8, $0x0103030121292161
+DATA intLo<>+8(SB)/8, $0x3000000410201101
+GLOBL intLo<>(SB), RODATA|NOPTR, $16
+DATA intHi<>+0(SB)/8, $0x0000040001020000
+DATA intHi<>+8(SB)/8, $0x4020100800000000
+GLOBL intHi<>(SB), RODATA|NOPTR, $16
+
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
 #define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
 
-// func candMasksAVX2(p *byte, n int, pd, ps uint64) (off int, c, d, s uint64)
+// func candMasksAVX2(p *byte, n int, pd, ps uint64, dst *byte) (off int, c, d, s uint64)
 //
 // Scans 64-byte blocks p[off:off+64] for off = 0, 64, ... < n (n is a
 // multiple of 64) and stops at the first block with a candidate (see
@@ -23,14 +35,18 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // the 64 bytes before p). It returns that block's candidates c and its
 // masks d (ASCII digits) and s (the ASCII separators " \t\r\n-.:/_+"); bit
 // k is byte off+k. If no block qualifies, off == n and the masks are 0.
-// Blocks without a digit or an escape or lead byte ('%', '\\', '&',
-// 0xC0-0xFF) cost two loads and a handful of vector instructions.
+// Blocks without a byte of filterSet (a digit, '%', '\\', '&' or a UTF-8
+// lead byte that can start a digit or a separator) cost two loads, two
+// nibble lookups and one VPTEST per 64 bytes.
 //
 // Digits: x+0x50 lands in 0x80..0x89 (signed -128..-119) exactly for
-// '0'..'9'. Lead bytes: the sign bit of x AND (x > -65 signed).
+// '0'..'9'.
+// With dst non-nil, every block scanned (the returned one included) is
+// also stored to dst[off:off+64], so Mask copies its input while it is in
+// registers.
 // Constants are moved with VMOVQ (VEX): a legacy-SSE MOVQ after a 256-bit
 // instruction stalls on the AVX/SSE state transition.
-TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
+TEXT ·candMasksAVX2(SB), NOSPLIT, $0-72
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), DX
 	MOVQ pd+16(FP), R11
@@ -38,16 +54,48 @@ TEXT ·candMasksAVX2(SB), NOSPLIT, $0-64
 	XORQ DI, DI
 	BCAST($0x5050505050505050, X0, Y0)
 	BCAST($0x8a8a8a8a8a8a8a8a, X1, Y1)
-	BCAST($0x2525252525252525, X4, Y4)
-	BCAST($0x5c5c5c5c5c5c5c5c, X5, Y5)
-	BCAST($0x2626262626262626, X6, Y6)
-	BCAST($0xbfbfbfbfbfbfbfbf, X7, Y7)
+	BCAST($0x7e7e7e7e7e7e7e7e, X6, Y6)
+	VBROADCASTI128 intLo<>(SB), Y4
+	VBROADCASTI128 intHi<>(SB), Y5
+	VBROADCASTI128 sepLo<>(SB), Y12
+	VBROADCASTI128 sepHi<>(SB), Y13
+	BCAST($0x0f0f0f0f0f0f0f0f, X14, Y14)
+	VPXOR Y15, Y15, Y15
 
 loop:
 	CMPQ DI, DX
 	JAE  none
 	VMOVDQU (SI)(DI*1), Y2
 	VMOVDQU 32(SI)(DI*1), Y9
+	MOVQ dst+32(FP), R10
+	TESTQ R10, R10
+	JZ   nostore
+	VMOVDQU Y2, (R10)(DI*1)
+	VMOVDQU Y9, 32(R10)(DI*1)
+
+nostore:
+	// Filter classes of both halves by nibble lookup: Y7 and Y11.
+	VPAND    Y14, Y2, Y3
+	VPSRLW   $4, Y2, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y3, Y4, Y7
+	VPSHUFB  Y8, Y5, Y8
+	VPAND    Y8, Y7, Y7
+	VPAND    Y14, Y9, Y10
+	VPSRLW   $4, Y9, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y10, Y4, Y11
+	VPSHUFB  Y8, Y5, Y8
+	VPAND    Y8, Y11, Y11
+	VPOR     Y7, Y11, Y8
+	VPTEST   Y8, Y8
+	JNZ      found
+	XORQ R11, R11 // no digit: nothing carries into the next block
+	XORQ R12, R12
+	ADDQ $64, DI
+	JMP  loop
+
+found:
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
@@ -57,41 +105,18 @@ loop:
 	VPMOVMSKB Y10, CX
 	SHLQ $32, CX
 	ORQ  CX, AX
-	// '%', '\\', '&', lead bytes
-	VPCMPEQB Y4, Y2, Y8
-	VPCMPEQB Y5, Y2, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPEQB Y6, Y2, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPGTB Y7, Y2, Y3
-	VPAND    Y2, Y3, Y3
-	VPOR     Y3, Y8, Y8
-	VPCMPEQB Y4, Y9, Y11
-	VPCMPEQB Y5, Y9, Y3
-	VPOR     Y3, Y11, Y11
-	VPCMPEQB Y6, Y9, Y3
-	VPOR     Y3, Y11, Y11
-	VPCMPGTB Y7, Y9, Y3
-	VPAND    Y9, Y3, Y3
-	VPOR     Y3, Y11, Y11
-	VPMOVMSKB Y8, BX
+	// escapes and lead bytes: classes other than digits
+	VPAND    Y6, Y7, Y7
+	VPAND    Y6, Y11, Y11
+	VPCMPEQB Y15, Y7, Y7
+	VPCMPEQB Y15, Y11, Y11
+	VPMOVMSKB Y7, BX
 	VPMOVMSKB Y11, CX
 	SHLQ $32, CX
 	ORQ  CX, BX
-	MOVQ AX, CX
-	ORQ  BX, CX
-	JNZ  found
-	XORQ R11, R11 // no digit: nothing carries into the next block
-	ADDQ $64, DI
-	JMP  loop
-
-found:
+	NOTQ BX
 	// Separators by nibble lookup: byte x is one iff
 	// sepLo[x&15] & sepHi[x>>4] != 0.
-	VBROADCASTI128 sepLo<>(SB), Y12
-	VBROADCASTI128 sepHi<>(SB), Y13
-	BCAST($0x0f0f0f0f0f0f0f0f, X14, Y14)
-	VPXOR    Y15, Y15, Y15
 	VPAND    Y14, Y2, Y3
 	VPSRLW   $4, Y2, Y8
 	VPAND    Y14, Y8, Y8
@@ -158,7 +183,183 @@ found:
 	ANDQ R10, R9
 	ORQ  R9, BX
 	TESTQ BX, BX
+	JZ   next
+	// Prune (see prune in detector.go): for each stretch of digits and
+	// separators (M = d|s) holding a digit candidate, count its digits,
+	// on into the block before (R11, R12) and the next one; keep its
+	// candidates only if they reach 12, or an escape or non-ASCII byte
+	// (H) follows, or the stretch runs on too far to tell. CX and DX are
+	// reloaded after; c+48(FP) holds the count of the stretch that ends
+	// the block before.
+	MOVQ CX, s+64(FP)
+	MOVQ R11, R15
+	ORQ  R12, R15
+	XORQ R14, R14
+	BTQ  $63, R15
+	JCC  pc0
+	NOTQ R15
+	MOVQ $99, R14
+	BSRQ R15, R15
+	JZ   pc0
+	INCQ R15
+	SHRXQ R15, R11, R14
+	POPCNTQ R14, R14
+
+pc0:
+	MOVQ R14, c+48(FP)
+	// W (in d+56(FP)): digits in groups of three or more, of one, and
+	// the group that ends the block; a stretch counts its W digits + 2.
+	SHIFTIN(AX, R11, 1, R9)
+	SHIFTIN(AX, R11, 2, R10)
+	MOVQ AX, R13
+	ANDQ R9, R13
+	ANDQ R10, R13           // T
+	MOVQ R13, R14
+	SHRQ $1, R14
+	ORQ  R14, R13
+	SHRQ $1, R14
+	ORQ  R14, R13           // T | T>>1 | T>>2
+	MOVQ AX, R14
+	SHRQ $1, R14
+	ORQ  R9, R14
+	NOTQ R14
+	ANDQ AX, R14            // iso
+	ORQ  R14, R13
+	MOVQ AX, R14
+	NOTQ R14
+	XORQ R15, R15
+	BSRQ R14, R14
+	JZ   wend
+	LEAQ 1(R14), R15
+
+wend:
+	MOVQ $-1, R14
+	BZHIQ R15, R14, R15
+	NOTQ R15                // the group the block ends in
+	ORQ  R15, R13
+	MOVQ R13, d+56(FP)
+	VPMOVMSKB Y2, R8
+	VPMOVMSKB Y9, R9
+	SHLQ $32, R9
+	ORQ  R9, R8             // bytes >= 0x80
+	MOVQ AX, R9
+	NOTQ R9
+	ANDQ BX, R9             // candidates at escapes and lead bytes
+	ORQ  R9, R8             // H
+	MOVQ R9, R10            // kept candidates
+	MOVQ AX, R13
+	ORQ  CX, R13
+	NOTQ R13                // ^M
+	MOVQ BX, R9
+	ANDQ AX, R9             // digit candidates left to look at
+
+ploop:
+	TESTQ R9, R9
+	JZ   pdone
+	BSFQ R9, R14            // k
+	BZHIQ R14, R13, R15     // ^M below k
+	SHLQ $1, R15            // (bit 63 is clear: k <= 63)
+	ORQ  $1, R15
+	BSRQ R15, CX            // lo: one past the highest non-stretch byte below k
+	SHRXQ R14, R13, R15
+	TZCNTQ R15, R15
+	ADDQ R15, R14           // e: end of the stretch (>= 64: past the block)
+	MOVQ $-1, DX
+	BZHIQ R14, DX, DX       // bits below e
+	MOVQ $-1, R15
+	BZHIQ CX, R15, R15      // bits below lo
+	NOTQ R15
+	ANDQ R15, DX            // the stretch
+	MOVQ DX, R15
+	NOTQ R15
+	ANDQ R15, R9
+	MOVQ d+56(FP), R15
+	ANDQ DX, R15
+	POPCNTQ R15, R15
+	ADDQ $2, R15            // its W digits + 2
+	TESTQ CX, CX
+	JNZ  plo
+	ADDQ c+48(FP), R15
+
+plo:
+	CMPQ R14, $64
+	JAE  pend
+	BTQ  R14, R8
+	JCS  pkeep
+
+pcnt:
+	CMPQ R15, $12
+	JLT  ploop
+
+pkeep:
+	MOVQ BX, R15
+	ANDQ DX, R15
+	ORQ  R15, R10
+	JMP  ploop
+
+pend:
+	// The stretch runs into the next block (the last stretch: R9 is 0,
+	// H is free): count on there if that block is whole in the region.
+	LEAQ 128(DI), R14
+	CMPQ R14, n+8(FP)
+	JHI  pkeep
+	VMOVDQU 64(SI)(DI*1), Y3
+	VMOVDQU 96(SI)(DI*1), Y10
+	VPADDB   Y0, Y3, Y7
+	VPCMPGTB Y7, Y1, Y7
+	VPADDB   Y0, Y10, Y11
+	VPCMPGTB Y11, Y1, Y11
+	VPMOVMSKB Y7, R8
+	VPMOVMSKB Y11, R14
+	SHLQ $32, R14
+	ORQ  R14, R8            // its digits
+	VPAND    Y14, Y3, Y7
+	VPSRLW   $4, Y3, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y7, Y12, Y7
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y7, Y7
+	VPCMPEQB Y15, Y7, Y7
+	VPAND    Y14, Y10, Y11
+	VPSRLW   $4, Y10, Y8
+	VPAND    Y14, Y8, Y8
+	VPSHUFB  Y11, Y12, Y11
+	VPSHUFB  Y8, Y13, Y8
+	VPAND    Y8, Y11, Y11
+	VPCMPEQB Y15, Y11, Y11
+	VPMOVMSKB Y7, CX
+	VPMOVMSKB Y11, R14
+	SHLQ $32, R14
+	ORQ  R14, CX            // its non-separators
+	MOVQ R8, R14
+	NOTQ R14
+	ANDQ R14, CX            // its ^M
+	TZCNTQ CX, R14          // where the stretch ends there
+	CMPQ R14, $64
+	JAE  pkeep
+	BZHIQ R14, R8, R8
+	POPCNTQ R8, R8
+	ADDQ R8, R15
+	LEAQ 64(SI)(DI*1), R8
+	MOVBLZX (R8)(R14*1), R8
+	CMPQ R8, $0x80
+	JAE  pkeep
+	CMPQ R8, $0x25
+	JEQ  pkeep
+	CMPQ R8, $0x26
+	JEQ  pkeep
+	CMPQ R8, $0x5c
+	JEQ  pkeep
+	JMP  pcnt
+
+pdone:
+	MOVQ R10, BX
+	MOVQ s+64(FP), CX
+	MOVQ n+8(FP), DX
+	TESTQ BX, BX
 	JNZ  ret
+
+next:
 	MOVQ AX, R11
 	MOVQ CX, R12
 	ADDQ $64, DI
@@ -166,16 +367,16 @@ found:
 
 ret:
 	VZEROUPPER
-	MOVQ DI, off+32(FP)
-	MOVQ BX, c+40(FP)
-	MOVQ AX, d+48(FP)
-	MOVQ CX, s+56(FP)
+	MOVQ DI, off+40(FP)
+	MOVQ BX, c+48(FP)
+	MOVQ AX, d+56(FP)
+	MOVQ CX, s+64(FP)
 	RET
 
 none:
 	VZEROUPPER
-	MOVQ DI, off+32(FP)
-	MOVQ $0, c+40(FP)
-	MOVQ $0, d+48(FP)
-	MOVQ $0, s+56(FP)
+	MOVQ DI, off+40(FP)
+	MOVQ $0, c+48(FP)
+	MOVQ $0, d+56(FP)
+	MOVQ $0, s+64(FP)
 	RET

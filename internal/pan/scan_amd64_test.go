@@ -15,11 +15,15 @@ func TestBlockMasksAVX2(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 1))
 	b := make([]byte, 64*8)
-	for round := 0; round < 2000; round++ {
+	for round := 0; round < 20000; round++ {
 		for i := range b {
 			b[i] = byte(r.IntN(256))
 			if round%2 == 0 && r.IntN(3) > 0 {
 				b[i] = "0123456789 -.:/_+\t\r\n%&\\abc"[r.IntN(26)]
+			}
+			if round%4 == 1 && r.IntN(4) > 0 {
+				// Short stretches of digits and separators, as pruned.
+				b[i] = "012345678 - x=\xc3\xe2%"[r.IntN(17)]
 			}
 		}
 		if round%5 == 0 {
@@ -28,10 +32,35 @@ func TestBlockMasksAVX2(t *testing.T) {
 			}
 		}
 		pd, ps := r.Uint64(), r.Uint64()
-		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps)
+		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps, nil)
 		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), pd, ps)
 		if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
 			t.Fatalf("round %d: avx2 %d %x %x %x, generic %d %x %x %x", round, o1, d1, s1, i1, o2, d2, s2, i2)
+		}
+	}
+}
+
+// TestFilterSetAVX2: the nibble tables of the AVX2 filter flag exactly the
+// bytes the portable filter flags, for each of the 256 byte values.
+func TestFilterSetAVX2(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2 on this CPU")
+	}
+	b := make([]byte, 64)
+	for v := range 256 {
+		for i := range b {
+			b[i] = 'x'
+		}
+		copy(b[6:], "11111111111") // a digit at 17 ends 12 in a row: not pruned
+		b[17] = byte(v)
+		o1, c1, d1, s1 := candMasksAVX2(&b[0], len(b), 0, 0, nil)
+		o2, c2, d2, s2 := candMasksGeneric(b, 0, len(b), 0, 0)
+		if o1 != o2 || c1 != c2 || d1 != d2 || s1 != s2 {
+			t.Fatalf("byte %#02x: avx2 %d %x %x %x, generic %d %x %x %x", v, o1, c1, d1, s1, o2, c2, d2, s2)
+		}
+		want := isDigit(byte(v)) || v == '%' || v == '\\' || v == '&' || filterLead[v]
+		if got := c1&(1<<17) != 0; got != want {
+			t.Fatalf("byte %#02x: flagged %v, want %v", v, got, want)
 		}
 	}
 }

@@ -42,6 +42,11 @@ type Changelog struct {
 	// restore for callers that restore often, e.g. an index caught up before
 	// each lookup).
 	Admin *kgo.Client
+	// BulkMin is the number of offsets left from which a restore loads in
+	// bulk (default BulkRestoreMin).
+	BulkMin int64
+
+	chunkRecords int // tests: bulk chunk size (default BulkChunkRecords)
 }
 
 // RestoreBatch bounds the records applied in one Pebble batch.
@@ -92,6 +97,24 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 		return pr, fmt.Errorf("state: changelog reader for %s[%d]: %w", c.Topic, part, err)
 	}
 	defer cl.Close()
+	bulkMin := c.BulkMin
+	if bulkMin <= 0 {
+		bulkMin = BulkRestoreMin
+	}
+	if end-pr.From >= bulkMin {
+		if !held {
+			// Data without a checkpoint (a crash before the first one):
+			// not known to be a prefix of this changelog.
+			if err := store.wipeIfAny(part); err != nil {
+				return pr, err
+			}
+		}
+		err := c.restoreBulk(ctx, cl, store, part, cp, end, &pr, report)
+		if err != nil {
+			return pr, fmt.Errorf("state: restoring from changelog %s[%d]: %w", c.Topic, part, err)
+		}
+		return pr, nil
+	}
 	lastReport := time.Now()
 	puts := make([]Put, 0, RestoreBatch)
 	// flush applies the pending puts with next as the checkpoint: every

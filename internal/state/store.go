@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -92,8 +93,9 @@ type StoreOpts struct {
 // Store is a Pebble database holding the state of several partitions.
 // It is safe for concurrent use.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db   *pebble.DB
+	dir  string
+	opts *pebble.Options // for writing tables to ingest (bulk.go)
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -131,7 +133,14 @@ func Open(dir string, o StoreOpts) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening store %s (is another worker using this --state-dir?): %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	opts.EnsureDefaults()
+	// Tables a crashed bulk restore had not ingested yet: their data was
+	// never checkpointed, the next restore reads it again.
+	if err := os.RemoveAll(filepath.Join(dir, ingestDir)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state: cleaning %s: %w", filepath.Join(dir, ingestDir), err)
+	}
+	return &Store{db: db, dir: dir, opts: opts}, nil
 }
 
 // Close flushes nothing extra (every batch is in the WAL) and closes.
@@ -207,10 +216,15 @@ func (s *Store) Checkpoint(part int32) (Checkpoint, bool, error) {
 
 // Apply writes puts and the new checkpoint of part in one atomic batch.
 // The checkpoint's StreamTime is raised to the newest put; Next is set as
-// given. Without fsync: a process crash loses nothing (the WAL is in the
-// page cache), and a machine crash loses a suffix of batches together with
-// their checkpoints, which the next restore replays from the changelog.
+// given. Without fsync: a crash (even of the process alone: Pebble writes
+// its WAL from a background goroutine) may lose a suffix of batches
+// together with their checkpoints, which the next restore replays from the
+// changelog.
 func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
+	return s.apply(part, puts, cp, pebble.NoSync)
+}
+
+func (s *Store) apply(part int32, puts []Put, cp Checkpoint, wo *pebble.WriteOptions) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, p := range puts {
@@ -240,7 +254,7 @@ func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
 	if err := b.Set(metaKey(part), m, nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(wo); err != nil {
 		return fmt.Errorf("state: writing partition %d: %w", part, err)
 	}
 	return nil

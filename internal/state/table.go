@@ -54,7 +54,17 @@ type TableOpts struct {
 	// ExpireEvery is how much stream time passes between expiry sweeps of a
 	// partition (default Window/96, at least one second).
 	ExpireEvery time.Duration
+	// KeepRevoked is how long the data of a revoked partition stays on
+	// disk for a warm re-assignment (then only the changelog tail is
+	// replayed); after that it is wiped, so a worker's disk holds only
+	// what it owns plus a bounded grace. Default DefaultKeepRevoked;
+	// negative wipes at once.
+	KeepRevoked time.Duration
 }
+
+// DefaultKeepRevoked is TableOpts.KeepRevoked's default: long enough for
+// a rolling restart or a rebalance storm to hand partitions back.
+const DefaultKeepRevoked = 10 * time.Minute
 
 // Table is a windowed keyed table over a Store and its Changelog, for an
 // exactly-once consume-transform-produce processor:
@@ -79,6 +89,7 @@ type Table struct {
 	mu      sync.Mutex
 	parts   map[int32]*partition
 	pending map[int32]*pendingPart
+	revoked map[int32]*time.Timer // wipes scheduled for revoked partitions
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -98,7 +109,9 @@ type pendingPart struct {
 	streamTime int64
 }
 
-// NewTable returns a table over store restored from cl.
+// NewTable returns a table over store restored from cl. The table owns
+// the store's partitions: those it is not assigned within
+// TableOpts.KeepRevoked are wiped.
 func NewTable(store *Store, cl *Changelog, o TableOpts) *Table {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -106,7 +119,20 @@ func NewTable(store *Store, cl *Changelog, o TableOpts) *Table {
 	if o.ExpireEvery <= 0 {
 		o.ExpireEvery = max(o.Window/96, time.Second)
 	}
-	t := &Table{store: store, cl: cl, o: o, parts: map[int32]*partition{}, pending: map[int32]*pendingPart{}}
+	if o.KeepRevoked == 0 {
+		o.KeepRevoked = DefaultKeepRevoked
+	}
+	t := &Table{store: store, cl: cl, o: o, parts: map[int32]*partition{}, pending: map[int32]*pendingPart{},
+		revoked: map[int32]*time.Timer{}}
+	// Partitions a previous process held count as revoked from now: kept
+	// for a warm assignment, wiped if none comes within KeepRevoked.
+	if held, err := store.held(); err != nil {
+		o.Logger.Warn("listing the partitions in the state store failed; those not assigned again stay on disk", "err", err)
+	} else if o.KeepRevoked > 0 {
+		for _, p := range held {
+			t.revoked[p] = time.AfterFunc(o.KeepRevoked, func() { t.wipeRevoked(p) })
+		}
+	}
 	if o.Window > 0 {
 		w := o.Window.Milliseconds()
 		user := cl.Filter
@@ -155,6 +181,10 @@ func (t *Table) Assign(parts []int32, pause func([]int32), resume func(part int3
 }
 
 func (t *Table) startLocked(part int32, onRestored func(int32)) {
+	if tm, ok := t.revoked[part]; ok { // back before its wipe: warm
+		tm.Stop()
+		delete(t.revoked, part)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ps := &partition{cancel: cancel, done: make(chan struct{}), onRestored: onRestored}
 	ps.Status = Restoring
@@ -208,16 +238,20 @@ func (t *Table) restore(ctx context.Context, part int32, ps *partition) {
 	}
 }
 
-// Revoke cancels the restores of parts and forgets their pending writes.
-// Their data stays on disk, so a later assignment only replays the tail.
+// Revoke cancels the restores of parts (and waits for them to stop) and
+// forgets their pending writes. Their data stays on disk for
+// TableOpts.KeepRevoked, so an assignment within that time only replays
+// the tail; then it is wiped.
 func (t *Table) Revoke(parts []int32) {
 	t.mu.Lock()
 	var wait []chan struct{}
+	var gone []int32
 	for _, p := range parts {
 		if ps, ok := t.parts[p]; ok {
 			ps.cancel()
 			wait = append(wait, ps.done)
 			delete(t.parts, p)
+			gone = append(gone, p)
 			t.o.Metrics.status(t.cl.Topic, p, NotOwned)
 		}
 		delete(t.pending, p)
@@ -226,6 +260,54 @@ func (t *Table) Revoke(parts []int32) {
 	for _, d := range wait {
 		<-d
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range gone {
+		if _, back := t.parts[p]; back || t.closed {
+			continue
+		}
+		if t.o.KeepRevoked < 0 {
+			t.wipeLocked(p)
+			continue
+		}
+		if tm, ok := t.revoked[p]; ok {
+			tm.Stop()
+		}
+		t.revoked[p] = time.AfterFunc(t.o.KeepRevoked, func() { t.wipeRevoked(p) })
+	}
+}
+
+// wipeRevoked wipes part unless it was assigned again meanwhile.
+func (t *Table) wipeRevoked(part int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, owned := t.parts[part]; owned || t.closed || t.revoked[part] == nil {
+		return
+	}
+	delete(t.revoked, part)
+	t.wipeLocked(part)
+}
+
+// wipeLocked deletes a partition this worker no longer owns. Under the
+// lock, so an assignment cannot start restoring it halfway through.
+func (t *Table) wipeLocked(part int32) {
+	if err := t.store.Wipe(part); err != nil {
+		t.o.Logger.Warn("wiping the state of a revoked partition failed; it is retried at its next revocation", "topic", t.cl.Topic, "partition", part, "err", err)
+		return
+	}
+	t.o.Logger.Info("state of a revoked partition wiped", "topic", t.cl.Topic, "partition", part, "kept_for", t.o.KeepRevoked)
+}
+
+// Revoked returns the partitions whose data is kept on disk after their
+// revocation, waiting for a re-assignment or their wipe.
+func (t *Table) Revoked() []int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int32, 0, len(t.revoked))
+	for p := range t.revoked {
+		out = append(out, p)
+	}
+	return out
 }
 
 // Status returns the status of every owned partition.
@@ -436,6 +518,9 @@ func (t *Table) Close() {
 	t.mu.Lock()
 	for _, ps := range t.parts {
 		ps.cancel()
+	}
+	for _, tm := range t.revoked {
+		tm.Stop() // a restart starts warm; whoever owns them next decides
 	}
 	t.closed = true
 	t.mu.Unlock()

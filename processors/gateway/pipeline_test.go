@@ -35,10 +35,11 @@ func TestThroughTheTokenizer(t *testing.T) {
 		}
 	}
 	tk, err := tokenizer.New(e.kr, token.NewVault(e.kr), e.serde, tokenizer.Topics(e.topics),
-		tokenizer.Logger(slog.New(slog.DiscardHandler)))
+		tokenizer.Logger(slog.New(slog.DiscardHandler)), tokenizer.StateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { tk.Close() })
 	loop, err := tokenizer.NewLoop(tk, e.kopts, eos.Group("gw-"+t.Name()), eos.TransactionalID("gw-tok-"+t.Name()),
 		eos.Logger(slog.New(slog.DiscardHandler)), eos.SessionTimeout(6*time.Second))
 	if err != nil {

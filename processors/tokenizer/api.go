@@ -107,6 +107,13 @@ func CheckPAN(buf []byte, s string) (pan.Network, []byte, *Rejection) {
 // SealVaultEntry tokenizes digits under kr's current version and seals them
 // into the vault entry the tokenizer writes for that token, created at at.
 func SealVaultEntry(ctx context.Context, kr *token.Keyring, vault *token.Vault, digits []byte, at time.Time) (string, schemas.VaultEntry, error) {
+	return sealVaultEntry(ctx, kr, vault, digits, at, func(v uint32) string { return kekID(kr, v) })
+}
+
+// sealVaultEntry is SealVaultEntry with the key-encryption key's name from
+// kek (the tokenizer memoises it per version: a version's KMS key never
+// changes, and looking it up lists every version).
+func sealVaultEntry(ctx context.Context, kr *token.Keyring, vault *token.Vault, digits []byte, at time.Time, kek func(uint32) string) (string, schemas.VaultEntry, error) {
 	tok, version, err := kr.Tokenize(digits)
 	if err != nil {
 		return "", schemas.VaultEntry{}, fmt.Errorf("tokenizing: %w", err)
@@ -118,7 +125,7 @@ func SealVaultEntry(ctx context.Context, kr *token.Keyring, vault *token.Vault, 
 	return tok, schemas.VaultEntry{
 		Token:      tok,
 		KeyVersion: int32(version),
-		KEKID:      kekID(kr, version),
+		KEKID:      kek(version),
 		WrappedKey: sealed.WrappedKey,
 		Nonce:      sealed.Nonce,
 		Ciphertext: sealed.Ciphertext,

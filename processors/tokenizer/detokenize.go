@@ -66,6 +66,17 @@ func (d *Detokenizer) lookup(ctx context.Context, tok string) (VaultRecord, erro
 		}
 		defer ix.Close()
 	}
+	version, err := token.ParseToken(tok)
+	if err != nil {
+		return VaultRecord{}, err
+	}
+	// A retired version's entries are deleted (or being deleted): say so
+	// rather than "not found", and reveal nothing still in flight.
+	if re, err := ix.Retired(ctx, d.serde, version); err != nil {
+		return VaultRecord{}, err
+	} else if re != nil {
+		return VaultRecord{}, re
+	}
 	return ix.Lookup(ctx, d.serde, tok)
 }
 
@@ -148,6 +159,9 @@ func (d *Detokenizer) Detokenize(ctx context.Context, req DetokenizeRequest) ([]
 func errCode(err error) string {
 	if errors.Is(err, ErrNotInVault) {
 		return "not_in_vault"
+	}
+	if isRetired(err) {
+		return "key_version_retired"
 	}
 	return "vault_read_failed"
 }

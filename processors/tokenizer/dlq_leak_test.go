@@ -71,10 +71,11 @@ func TestDeadLettersHoldNoCardData(t *testing.T) {
 	kr, _ := token.NewKeyring()
 	var logs devstacktest.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tk, err := New(kr, token.NewVault(kr), e.serde, Topics(e.topics), Logger(logger), MaxRecordBytes(64<<10))
+	tk, err := New(kr, token.NewVault(kr), e.serde, Topics(e.topics), Logger(logger), MaxRecordBytes(64<<10), StateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { tk.Close() })
 	card := testCards[0]
 	good := e.encode(payment("g", "g", card))
 	id, _ := e.serde.ID(payment("g", "g", card))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -105,8 +106,29 @@ func (t *Tokenizer) seen(part int32, key string, ts int64) (idemEntry, bool, err
 // remember records key in the open transaction and returns its changelog
 // record.
 func (t *Tokenizer) remember(part int32, key string, e idemEntry) *kgo.Record {
-	b, _ := json.Marshal(e)
-	return t.stateTable().Put(part, []byte(key), b, e.TS)
+	return t.stateTable().Put(part, []byte(key), e.appendJSON(nil), e.TS)
+}
+
+// appendJSON appends e as json.Marshal encodes it (same bytes: the
+// changelog's format is unchanged), without reflection for the common case
+// of a context id that needs no escaping (they are hex digests, see
+// context.go); anything else goes through encoding/json.
+func (e idemEntry) appendJSON(b []byte) []byte {
+	for i := 0; i < len(e.Context); i++ {
+		if c := e.Context[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			j, _ := json.Marshal(e)
+			return append(b, j...)
+		}
+	}
+	b = append(b, `{"ctx":"`...)
+	b = append(b, e.Context...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, e.TS, 10)
+	b = append(b, `,"off":`...)
+	b = strconv.AppendInt(b, e.Offset, 10)
+	b = append(b, `,"part":`...)
+	b = strconv.AppendInt(b, int64(e.Part), 10)
+	return append(b, '}')
 }
 
 // StateStatus is the restore status of every idempotency-state partition

@@ -2,10 +2,12 @@ package tokenizer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
@@ -33,8 +35,10 @@ import (
 // are assigned, pausing them until restored; cancel restores of revoked
 // ones) and eos.Ender (apply a committed transaction's state writes).
 type Processor struct {
-	t   *Tokenizer
-	buf []*kgo.Record
+	t      *Tokenizer
+	repart string // the repartition topic's name, built once (not per record)
+	rawID  int    // schema id whose routing key avroKey reads, or -1
+	buf    []*kgo.Record
 }
 
 var (
@@ -52,7 +56,9 @@ const (
 )
 
 // NewProcessor returns the loop adapter for t.
-func NewProcessor(t *Tokenizer) *Processor { return &Processor{t: t} }
+func NewProcessor(t *Tokenizer) *Processor {
+	return &Processor{t: t, repart: t.cfg.topics.RepartitionTopic(), rawID: rawKeyPrefix(t.serde)}
+}
 
 // Tokenizer returns the wrapped tokenizer.
 func (p *Processor) Tokenizer() *Tokenizer { return p.t }
@@ -60,7 +66,7 @@ func (p *Processor) Tokenizer() *Tokenizer { return p.t }
 // Process implements eos.Processor.
 func (p *Processor) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) error {
 	var err error
-	if rec.Topic == p.t.cfg.topics.RepartitionTopic() {
+	if rec.Topic == p.repart {
 		p.buf, err = p.tokenize(ctx, rec, p.buf[:0])
 	} else {
 		p.buf, err = p.route(ctx, rec, p.buf[:0])
@@ -80,6 +86,9 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 	t := p.t
 	if len(rec.Value) > t.cfg.maxBytes {
 		return t.transform(ctx, rec, -1, dst) // DLQ
+	}
+	if key, ok := p.avroKey(rec.Value); ok {
+		return p.forward(rec, key, dst), nil
 	}
 	var pay schemas.RawPayment
 	switch {
@@ -105,18 +114,85 @@ func (p *Processor) route(ctx context.Context, rec *kgo.Record, dst []*kgo.Recor
 		// are the tokenizer's, not the router's).
 		return t.transform(ctx, rec, -1, dst)
 	}
-	return append(dst, &kgo.Record{
-		Topic:     t.cfg.topics.RepartitionTopic(),
-		Key:       []byte(key),
-		Value:     rec.Value,
-		Timestamp: rec.Timestamp,
-		Headers: []kgo.RecordHeader{
-			{Key: hdrTopic, Value: []byte(rec.Topic)},
-			{Key: hdrPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-			{Key: hdrOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
-			{Key: hdrKey, Value: rec.Key},
-		},
-	}), nil
+	return p.forward(rec, key, dst), nil
+}
+
+// forward appends rec re-keyed by key for the repartition topic, its
+// coordinates in headers.
+func (p *Processor) forward(rec *kgo.Record, key string, dst []*kgo.Record) []*kgo.Record {
+	// One allocation for the record, its headers and their numbers.
+	type routed struct {
+		rec  kgo.Record
+		hdrs [4]kgo.RecordHeader
+		num  [40]byte
+	}
+	r := &routed{}
+	part := strconv.AppendInt(r.num[:0], int64(rec.Partition), 10)
+	off := strconv.AppendInt(part[len(part):], rec.Offset, 10)
+	r.hdrs = [4]kgo.RecordHeader{
+		{Key: hdrTopic, Value: []byte(rec.Topic)},
+		{Key: hdrPartition, Value: part},
+		{Key: hdrOffset, Value: off},
+		{Key: hdrKey, Value: rec.Key},
+	}
+	r.rec = kgo.Record{Topic: p.repart, Key: []byte(key), Value: rec.Value, Timestamp: rec.Timestamp, Headers: r.hdrs[:]}
+	return append(dst, &r.rec)
+}
+
+// avroKey reads the routing key (idempotency_key, else payment_id) of an
+// Avro raw payment written with the tokenizer's own registered schema,
+// without decoding the rest: those are its first two fields, both strings
+// (checked at start, see rawKeyPrefix). ok is false for anything else (JSON,
+// another schema id, bytes that do not parse, no key), which route then
+// decodes in full. A payment whose key reads but whose rest is malformed is
+// forwarded and dead-lettered by the tokenize step, with its original
+// coordinates: the same DLQ record and audit event.
+func (p *Processor) avroKey(v []byte) (string, bool) {
+	if p.rawID < 0 || len(v) < 5 || v[0] != 0 || int(binary.BigEndian.Uint32(v[1:5])) != p.rawID {
+		return "", false
+	}
+	v = v[5:]
+	var fields [2][]byte
+	for i := range fields {
+		n, w := binary.Varint(v) // Avro longs are zig-zag varints, as Go's
+		if w <= 0 || n < 0 || n > int64(len(v)-w) {
+			return "", false
+		}
+		fields[i], v = v[w:w+int(n)], v[w+int(n):]
+	}
+	switch {
+	case len(fields[1]) > 0:
+		return string(fields[1]), true
+	case len(fields[0]) > 0:
+		return string(fields[0]), true
+	}
+	return "", false
+}
+
+// rawKeyPrefix is the schema id whose payments avroKey may read, or -1:
+// the serde's RawPayment id, when raw_payment.avsc starts with the string
+// fields payment_id and idempotency_key.
+func rawKeyPrefix(serde *schemas.Serde) int {
+	id, ok := serde.ID(&schemas.RawPayment{})
+	if !ok {
+		return -1
+	}
+	defs, err := schemas.Defs()
+	if err != nil {
+		return -1
+	}
+	for _, d := range defs {
+		rs, isRec := d.Schema.(*avro.RecordSchema)
+		if d.File != "raw_payment.avsc" || !isRec || len(rs.Fields()) < 2 {
+			continue
+		}
+		f := rs.Fields()
+		if f[0].Name() == "payment_id" && f[0].Type().Type() == avro.String &&
+			f[1].Name() == "idempotency_key" && f[1].Type().Type() == avro.String {
+			return id
+		}
+	}
+	return -1
 }
 
 // tokenize is step 2.
@@ -142,10 +218,10 @@ func original(rec *kgo.Record) (*kgo.Record, error) {
 			o.Topic = string(h.Value)
 		case hdrPartition:
 			var n int64
-			n, err = strconv.ParseInt(string(h.Value), 10, 32)
+			n, err = parseDecimal(h.Value, 1<<31-1)
 			o.Partition = int32(n)
 		case hdrOffset:
-			o.Offset, err = strconv.ParseInt(string(h.Value), 10, 64)
+			o.Offset, err = parseDecimal(h.Value, 1<<63-1)
 		case hdrKey:
 			o.Key = h.Value
 		default:
@@ -163,11 +239,31 @@ func original(rec *kgo.Record) (*kgo.Record, error) {
 	return o, nil
 }
 
+// parseDecimal parses a non-negative decimal number up to limit without
+// converting b to a string (a header per record).
+func parseDecimal(b []byte, limit int64) (int64, error) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, fmt.Errorf("not a decimal number: %d bytes", len(b))
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a decimal number")
+		}
+		d := int64(c - '0')
+		if n > (limit-d)/10 {
+			return 0, fmt.Errorf("number above %d", limit)
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
 // PartitionsAssigned implements eos.AssignListener: the state partitions of
 // newly assigned repartition partitions start restoring now, in the
 // background, paused on cl until restored; other partitions keep flowing.
 func (p *Processor) PartitionsAssigned(cl *kgo.Client, assigned map[string][]int32) {
-	topic := p.t.cfg.topics.RepartitionTopic()
+	topic := p.repart
 	parts := assigned[topic]
 	if len(parts) == 0 {
 		return
@@ -179,7 +275,7 @@ func (p *Processor) PartitionsAssigned(cl *kgo.Client, assigned map[string][]int
 
 // PartitionsRevoked implements eos.AssignListener.
 func (p *Processor) PartitionsRevoked(revoked map[string][]int32) {
-	if parts := revoked[p.t.cfg.topics.RepartitionTopic()]; len(parts) > 0 {
+	if parts := revoked[p.repart]; len(parts) > 0 {
 		p.t.stateTable().Revoke(parts)
 	}
 }

@@ -133,7 +133,19 @@ type Tokenizer struct {
 	required []string // fields a JSON payment must carry (raw_payment.avsc)
 
 	panBuf []byte
+	keks   map[uint32]string // kekID per key version, memoised
 	stats  Stats
+}
+
+// kekID is kekID(t.kr, v), memoised: the keyring's versions are fixed once
+// loaded (rotation loads a new keyring).
+func (t *Tokenizer) kekID(v uint32) string {
+	id, ok := t.keks[v]
+	if !ok {
+		id = kekID(t.kr, v)
+		t.keks[v] = id
+	}
+	return id
 }
 
 // Stats counts what the tokenizer did, for tests and the benchmark.
@@ -181,7 +193,7 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, opts ...Op
 	}
 	det := pan.New()
 	return &Tokenizer{cfg: c, kr: kr, vault: vault, serde: serde, det: det, red: redact.New(det, c.policy),
-		store: store, tmpDir: tmp, required: req, panBuf: make([]byte, 0, 32)}, nil
+		store: store, tmpDir: tmp, required: req, panBuf: make([]byte, 0, 32), keks: map[uint32]string{}}, nil
 }
 
 // Stats returns the counters so far.
@@ -269,7 +281,7 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 		}
 	}
 
-	tok, ve, err := SealVaultEntry(ctx, t.kr, t.vault, digits, rec.Timestamp)
+	tok, ve, err := sealVaultEntry(ctx, t.kr, t.vault, digits, rec.Timestamp, t.kekID)
 	if err != nil {
 		return dst, fmt.Errorf("%s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
@@ -385,8 +397,21 @@ func contexts(p *schemas.RawPayment, rec *kgo.Record) (string, *string, *rejecti
 // AuditID is the deterministic audit event id of the foundation contract:
 // hex(sha256(actor|action|topic|partition|offset))[:32].
 func AuditID(actor, action, topic string, partition int32, offset int64) string {
-	h := sha256.Sum256([]byte(actor + "|" + action + "|" + topic + "|" + strconv.FormatInt(int64(partition), 10) + "|" + strconv.FormatInt(offset, 10)))
-	return hex.EncodeToString(h[:])[:32]
+	// Built on the stack for the usual short names: this runs per event.
+	var buf [256]byte
+	b := append(buf[:0], actor...)
+	b = append(b, '|')
+	b = append(b, action...)
+	b = append(b, '|')
+	b = append(b, topic...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, offset, 10)
+	h := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], h[:16])
+	return string(out[:])
 }
 
 func (t *Tokenizer) audit(rec *kgo.Record, action, outcome, subject, reason string, attrs map[string]string) schemas.AuditEvent {

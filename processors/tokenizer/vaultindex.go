@@ -39,12 +39,13 @@ type VaultRecord struct {
 // It holds PANs encrypted exactly as the vault topic does (AES-256-GCM under
 // wrapped data keys): the same controls apply to its directory.
 type VaultIndex struct {
-	store *state.Store
-	cl    *state.Changelog
-	admin *kgo.Client
-	topic string
-	parts int
-	tmp   string
+	clientOpts []kgo.Opt
+	store      *state.Store
+	cl         *state.Changelog
+	admin      *kgo.Client
+	topic      string
+	parts      int
+	tmp        string
 }
 
 // OpenVaultIndex opens (creating if needed) the vault index in dir, or in a
@@ -78,7 +79,7 @@ func OpenVaultIndex(ctx context.Context, dir string, clientOpts []kgo.Opt, topic
 		return nil, fmt.Errorf("vault index: %w", err)
 	}
 	return &VaultIndex{
-		store: store, admin: admin, topic: topic, parts: len(d.Partitions), tmp: tmp,
+		clientOpts: clientOpts, store: store, admin: admin, topic: topic, parts: len(d.Partitions), tmp: tmp,
 		cl: &state.Changelog{Topic: topic, ClientOpts: clientOpts, Admin: admin, Encode: encodeIndexed},
 	}, nil
 }
