@@ -407,7 +407,7 @@ func sepRune(r rune) int {
 	switch r {
 	case ' ', '-', '.', '+':
 		return gapStd
-	case '\t', '\r', '\n', ':', '/', '_', 0xA0, 0x1680, 0x202F, 0x205F, 0x3000,
+	case '\t', '\r', '\n', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
 		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
 		return gapOther
 	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E:
@@ -426,7 +426,8 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 	switch {
 	case c == ' ' || c == '-' || c == '.' || c == '+':
 		return 1, gapStd, 0
-	case c == '\t' || c == '\r' || c == '\n' || c == ':' || c == '/' || c == '_':
+	case c == '\t' || c == '\r' || c == '\n' || c == ':' || c == '/' || c == '_' ||
+		c == ',' || c == ';' || c == '|' || c == 0:
 		return 1, gapOther, EncSeparators
 	case c == '%' || c == '\\' || c == '&':
 		r, w, e := decode(b, p)

@@ -17,7 +17,8 @@
 //     (&#52;, &#x34;, &amp;#52;);
 //   - digits are contiguous, or grouped by gaps of up to eight separator
 //     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
-//     NBSP and the Unicode spaces, en/em dashes and minus, written plainly
+//     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
+//     and the Unicode spaces, en/em dashes and minus, written plainly
 //     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters and
 //     soft hyphens are seen through: they do not even split a group;
 //   - the groups have a printed shape: one group of 12-19 digits, or a first
@@ -55,7 +56,11 @@
 //     is kept; letters glued to a number alone ("card4111...") are not.
 //   - Space-, tab- or line-separated tables of 4-digit numbers can form a
 //     Luhn-valid number in a card range: masked (a false positive).
-//   - Commas and semicolons are not separators ("4111,1111,..." is a list).
+//   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
+//     row of 4-digit numbers that forms a Luhn-valid number in a card range
+//     is masked (a false positive). Thousands separators ("1,234,567") never
+//     form a printed card shape on their own, but a window of 3-digit
+//     groups of 12+ digits can, and is masked.
 //
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
@@ -201,7 +206,7 @@ var (
 		for c := range 256 {
 			t[c] = interest[c]
 		}
-		for _, c := range " \t\r\n-.:/_+" {
+		for _, c := range " \t\r\n-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t
@@ -652,7 +657,7 @@ func (s *scanner) next(m *Match) bool {
 // start an escape or a non-ASCII digit or separator.
 var (
 	asciiSep = func() (t [256]bool) {
-		for _, c := range " \t\r\n-.:/_+" {
+		for _, c := range " \t\r\n-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t

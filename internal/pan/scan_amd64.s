@@ -2,12 +2,13 @@
 
 #include "textflag.h"
 
-// Separator classes by nibble: bit 0 for 0x09 0x0a 0x0d, bit 1 for
-// 0x20 0x2b 0x2d 0x2e 0x2f, bit 2 for 0x3a, bit 3 for 0x5f.
-DATA sepLo<>+0(SB)/8, $0x0000000000000002
-DATA sepLo<>+8(SB)/8, $0x0a02030002050100
+// Separator classes by nibble: bit 0 for 0x00 0x09 0x0a 0x0d, bit 1 for
+// 0x20 0x2b 0x2c 0x2d 0x2e 0x2f, bit 2 for 0x3a 0x3b, bit 3 for 0x5f, bit 4
+// for 0x7c.
+DATA sepLo<>+0(SB)/8, $0x0000000000000003
+DATA sepLo<>+8(SB)/8, $0x0a02031206050100
 GLOBL sepLo<>(SB), RODATA|NOPTR, $16
-DATA sepHi<>+0(SB)/8, $0x0000080004020001
+DATA sepHi<>+0(SB)/8, $0x1000080004020001
 DATA sepHi<>+8(SB)/8, $0x0000000000000000
 GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 
@@ -33,7 +34,7 @@ GLOBL intHi<>(SB), RODATA|NOPTR, $16
 // multiple of 64) and stops at the first block with a candidate (see
 // candidates in detector.go; pd and ps are the digit and separator masks of
 // the 64 bytes before p). It returns that block's candidates c and its
-// masks d (ASCII digits) and s (the ASCII separators " \t\r\n-.:/_+"); bit
+// masks d (ASCII digits) and s (the ASCII separators, asciiSep); bit
 // k is byte off+k. If no block qualifies, off == n and the masks are 0.
 // Blocks without a byte of filterSet (a digit, '%', '\\', '&' or a UTF-8
 // lead byte that can start a digit or a separator) cost two loads, two

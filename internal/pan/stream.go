@@ -8,10 +8,11 @@ import (
 // neutral bytes can never be part of a PAN, of its digits' or separators'
 // encodings, or of the context the detector looks at around a digit run
 // (letters for hex strings and IBANs, '+' for phone numbers, '.' for
-// fractions, '#' and ';' of character references). The detector's
+// fractions, '#' and ';' of character references; ',' ';' '|' separate
+// digit groups). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
 var neutralTable = func() (t [256]bool) {
-	for _, c := range "\"'<>=,()[]{}|!?$@^~`" {
+	for _, c := range "\"'<>=()[]{}!?$@^~`" {
 		t[c] = true
 	}
 	return t
