@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -45,6 +46,9 @@ type replayFlags struct {
 	lookback   time.Duration
 	seedTopics []string
 	clientOpts []kgo.Opt
+	// restore loads the processor's state once the job is fenced
+	// (replay.Options.Restore).
+	restore func(context.Context) error
 }
 
 // names returns the job id and the job's consumer group for processor name.
@@ -216,6 +220,7 @@ func runReplay(cmd *cobra.Command, cfg *config.Config, serde *schemas.Serde, kop
 		DryRun:          f.dryRun,
 		Lookback:        f.lookback,
 		SeedTopics:      f.seedTopics,
+		Restore:         f.restore,
 		Group:           group,
 		TransactionalID: txnID,
 		Progress: func(res replay.Result) {

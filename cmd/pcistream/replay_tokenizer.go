@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/config"
@@ -92,7 +88,7 @@ func runReplayTokenizer(cmd *cobra.Command, cfg *config.Config, f *replayFlags, 
 	if f.toTopic != "" {
 		topics.PaymentsTokenized = f.toTopic
 	}
-	parts, err := ensureJobState(ctx, kopts, cfg.Topics.RepartitionTopic(), topics.Idempotency, tf.window)
+	parts, err := tokenizer.EnsureReplayState(ctx, kopts, cfg.Topics.RepartitionTopic(), topics.Idempotency)
 	if err != nil {
 		return err
 	}
@@ -111,9 +107,8 @@ func runReplayTokenizer(cmd *cobra.Command, cfg *config.Config, f *replayFlags, 
 	if f.dryRun {
 		rp.DryRun()
 	}
-	if err := rp.Restore(ctx); err != nil {
-		return err
-	}
+	// Restored by replay.Run once the job's earlier transactions settled.
+	f.restore = rp.Restore
 	f.lookback = tf.lookback
 	if f.lookback < 0 {
 		f.lookback = tf.window
@@ -121,35 +116,4 @@ func runReplayTokenizer(cmd *cobra.Command, cfg *config.Config, f *replayFlags, 
 	f.seedTopics = []string{topics.Idempotency}
 	f.clientOpts = []kgo.Opt{kgo.RecordPartitioner(tokenizer.Partitioner(topics.Idempotency))}
 	return runReplay(cmd, cfg, serde, kopts, "tokenizer", cfg.Topics.PaymentsRaw, rp, f)
-}
-
-// ensureJobState creates a tokenizer replay job's idempotency topic (when
-// it does not exist) with the partitions of the live repartition topic, and
-// returns that count.
-func ensureJobState(ctx context.Context, kopts []kgo.Opt, repartition, stateTopic string, window time.Duration) (int, error) {
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		return 0, fmt.Errorf("kafka client: %w", err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	td, err := adm.ListTopics(ctx, repartition)
-	if err != nil {
-		return 0, fmt.Errorf("describe %s: %w", repartition, err)
-	}
-	d, ok := td[repartition]
-	if !ok || d.Err != nil || len(d.Partitions) == 0 {
-		return 0, fmt.Errorf("the tokenizer's repartition topic %s does not exist: run 'pcistream topology apply' (or give --topic-idempotency as the live tokenizer has it)", repartition)
-	}
-	n := len(d.Partitions)
-	retention := fmt.Sprint((window + time.Hour).Milliseconds())
-	cfgs := map[string]*string{"cleanup.policy": kadm.StringPtr("compact,delete"), "retention.ms": &retention}
-	resp, err := adm.CreateTopic(ctx, int32(n), -1, cfgs, stateTopic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return 0, fmt.Errorf("create the replay job's state topic %s (needs CREATE on the cluster or that topic): %w", stateTopic, err)
-	}
-	return n, nil
 }

@@ -25,9 +25,12 @@ import (
 	"github.com/pcistream/pcistream/internal/eos"
 )
 
-// idleTimeout ends a replay whose remaining partitions returned nothing for
-// this long: only markers and aborted records are left below their ends.
-const idleTimeout = 3 * time.Second
+// idleTimeout fails a replay whose remaining partitions returned nothing
+// for this long before their ends (a stall: markers are fetched, so the end
+// of a range is always observable). Generous: a loaded broker or a first
+// fetch after a join can take seconds, and ending early would report a
+// partial replay as done.
+const idleTimeout = 30 * time.Second
 
 // joinTimeout bounds the wait for a job's group to assign its partitions.
 const joinTimeout = 2 * time.Minute
@@ -38,7 +41,7 @@ type Range struct {
 	// Partitions to replay; empty means all.
 	Partitions []int32
 	// FromOffset/ToOffset bound the range (inclusive, exclusive); -1 for
-	// the start and the end as of the replay's start.
+	// the start and the end (last stable offset) as of the replay's start.
 	FromOffset, ToOffset int64
 	// FromTime/ToTime, when non-zero, bound the range by record time
 	// instead (resolved to offsets with ListOffsets).
@@ -78,6 +81,12 @@ type Options struct {
 	Lookback time.Duration
 	// SeedTopics are the output topics kept while seeding (state changelogs).
 	SeedTopics []string
+	// Restore, when set, loads the processor's state (the tokenizer's
+	// idempotency table from the job's changelog). Run calls it after the
+	// job's transactional id is fenced, so the state holds every
+	// transaction an earlier run committed (markers written) and none it
+	// left open, before reading the job's progress.
+	Restore func(ctx context.Context) error
 }
 
 // Result says what a replay read and wrote.
@@ -123,6 +132,17 @@ func Run(ctx context.Context, p eos.Processor, r Range, o Options) (Result, erro
 	}
 	only := narrow(bounds, r.Only)
 	res.Ranges = bounds
+	if !o.DryRun {
+		// A dry run writes nothing and must not fence a running job.
+		if err := fence(ctx, admCl, o.TransactionalID); err != nil {
+			return res, err
+		}
+	}
+	if o.Restore != nil {
+		if err := o.Restore(ctx); err != nil {
+			return res, err
+		}
+	}
 	read, err := seedBounds(ctx, adm, r, o, bounds)
 	if err != nil {
 		return res, err
@@ -193,7 +213,9 @@ type source interface {
 // or a job's GroupTransactSession.
 func open(topic string, starts map[int32]int64, o Options) (source, error) {
 	base := append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, o.ClientOpts...)
-	base = append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.MaxBufferedRecords(o.BatchSize))
+	// Control records are kept so that a range ending in a transaction
+	// marker (or in aborted records, which a marker follows) is seen to end.
+	base = append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.MaxBufferedRecords(o.BatchSize))
 	if o.DryRun || o.Group == "" {
 		consume := map[string]map[int32]kgo.Offset{topic: {}}
 		for p, off := range starts {
@@ -262,9 +284,11 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds, rng map[int3
 			return err
 		}
 		if fs.NumRecords() == 0 && pctx.Err() != nil {
-			// What is left below the end offsets is transaction markers
-			// and aborted records, which read_committed never returns.
-			break
+			// Markers are fetched, so every range's end is observable:
+			// a silence this long is a stall (a transaction a broker
+			// crash aborted without a marker, an unreachable leader),
+			// never the end of the range.
+			return fmt.Errorf("replay: %d partitions returned nothing for %v before reaching the end offset captured at the start (re-run the same job to resume; check the brokers)", remaining, idleTimeout)
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
@@ -292,7 +316,10 @@ func loop(ctx context.Context, p eos.Processor, src source, bounds, rng map[int3
 				if ferr != nil || done[ftp.Partition] || rec.Offset >= b[1] {
 					break
 				}
-				if rec.Offset >= b[0] && rec.Offset < rng[ftp.Partition][0] {
+				if rec.Attrs.IsControl() {
+					// A transaction marker: nothing to process, but
+					// it can be the range's last offset.
+				} else if rec.Offset >= b[0] && rec.Offset < rng[ftp.Partition][0] {
 					// A look-back record: only its state outputs.
 					seedOut.Reset()
 					if ferr = p.Process(ctx, rec, &seedOut); ferr != nil {
@@ -458,7 +485,10 @@ func resolve(ctx context.Context, adm *kadm.Client, r Range) (map[int32][2]int64
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", r.Topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, r.Topic)
+	// The last stable offsets, not the high watermarks: a read_committed
+	// reader cannot pass an undecided transaction, so a range ending inside
+	// one would never be reached.
+	ends, err := adm.ListCommittedOffsets(ctx, r.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", r.Topic, err)
 	}

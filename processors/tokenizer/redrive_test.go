@@ -38,7 +38,10 @@ func TestRedriveThroughLiveTokenizer(t *testing.T) {
 		p.Metadata = map[string]string{"note": strings.Repeat("x", 2000)}
 		return p
 	}
-	at := func(s int) time.Time { return time.Date(2026, 11, 2, 0, 0, s, 0, time.UTC) }
+	// Recent event times: a real broker deletes records older than a
+	// topic's retention.ms (raw 7 days) from under the test.
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	e.produce(
 		&kgo.Record{Key: []byte("idem-a"), Value: e.encode(big(payment("pay-a", "idem-a", testCards[0]))), Timestamp: at(0)},
 		&kgo.Record{Key: []byte("idem-b"), Value: e.encode(big(payment("pay-b", "idem-b", testCards[1]))), Timestamp: at(1)},

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/eos"
@@ -92,6 +94,41 @@ func (r *ReplayProcessor) Process(ctx context.Context, rec *kgo.Record, out *eos
 		}
 	}
 	return nil
+}
+
+// EnsureReplayState creates a replay job's idempotency changelog,
+// stateTopic (when it does not exist), with the partitions of the live
+// repartition topic, and returns that count. The topic is compacted only,
+// without time retention: its records carry the replayed input's event
+// times, which are in the past by the nature of a replay, and a broker
+// enforcing retention.ms would delete them at once (from under a resumed
+// job, which then takes retries for first attempts). The window is the
+// store's to apply, in stream time.
+func EnsureReplayState(ctx context.Context, kopts []kgo.Opt, repartition, stateTopic string) (int, error) {
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return 0, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	td, err := adm.ListTopics(ctx, repartition)
+	if err != nil {
+		return 0, fmt.Errorf("describe %s: %w", repartition, err)
+	}
+	d, ok := td[repartition]
+	if !ok || d.Err != nil || len(d.Partitions) == 0 {
+		return 0, fmt.Errorf("the tokenizer's repartition topic %s does not exist: run 'pcistream topology apply' (or give --topic-idempotency as the live tokenizer has it)", repartition)
+	}
+	n := len(d.Partitions)
+	cfgs := map[string]*string{"cleanup.policy": kadm.StringPtr("compact"), "retention.ms": kadm.StringPtr("-1")}
+	resp, err := adm.CreateTopic(ctx, int32(n), -1, cfgs, stateTopic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return 0, fmt.Errorf("create the replay job's state topic %s (needs CREATE on the cluster or that topic): %w", stateTopic, err)
+	}
+	return n, nil
 }
 
 // DryRun makes the processor keep its state writes pending across batches
