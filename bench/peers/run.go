@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/pcistream/pcistream/bench/internal/produce"
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/schemas"
@@ -386,21 +387,9 @@ func (d *driver) fill(ctx context.Context, topic string, n int) error {
 		return err
 	}
 	defer cl.Close()
-	var mu sync.Mutex
-	var first error
-	for i := 0; i < n; i++ {
-		cl.Produce(ctx, &kgo.Record{Value: logLine(i)}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				first = err
-				mu.Unlock()
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	return first
+	return produce.All(ctx, cl, n, func(i int) (*kgo.Record, error) {
+		return &kgo.Record{Value: logLine(i)}, nil
+	})
 }
 
 var cards = []string{"4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117", "3530 1113 3330 0000"}

@@ -37,6 +37,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/pcistream/pcistream/bench/internal/produce"
 	"github.com/pcistream/pcistream/bench/internal/results"
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
@@ -164,26 +165,14 @@ func (b *bench) fill(ctx context.Context, tp config.Topics, serde *schemas.Serde
 		return err
 	}
 	defer cl.Close()
-	var mu sync.Mutex
-	var first error
-	for i := 0; i < n; i++ {
+	return produce.All(ctx, cl, n, func(i int) (*kgo.Record, error) {
 		p := payment(i)
 		v, err := serde.Encode(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		cl.Produce(ctx, &kgo.Record{Topic: tp.PaymentsRaw, Key: []byte(p.IdempotencyKey), Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				first = err
-				mu.Unlock()
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	return first
+		return &kgo.Record{Topic: tp.PaymentsRaw, Key: []byte(p.IdempotencyKey), Value: v}, nil
+	})
 }
 
 // waitGroup waits until group has committed n input offsets on topic.
