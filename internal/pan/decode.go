@@ -426,8 +426,7 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 	switch {
 	case c == ' ' || c == '-' || c == '.' || c == '+':
 		return 1, gapStd, 0
-	case c == '\t' || c == '\r' || c == '\n' || c == ':' || c == '/' || c == '_' ||
-		c == ',' || c == ';' || c == '|' || c == 0:
+	case asciiSep[c]: // every other plain ASCII separator (one table, shared with the block filter)
 		return 1, gapOther, EncSeparators
 	case c == '%' || c == '\\' || c == '&':
 		r, w, e := decode(b, p)
