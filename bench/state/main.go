@@ -35,6 +35,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ func main() {
 		child     = flag.String("child", "", "internal: child mode (hold|restart)")
 		brokers   = flag.String("brokers", "", "internal: child's broker")
 		store     = flag.String("store", "", "internal: child's store directory")
+		cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of each fresh restore (the restoring child) to this file (suffixed with the key count)")
 	)
 	flag.Parse()
 	if *child != "" {
@@ -95,7 +97,7 @@ func main() {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax}, work)
+	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax, cpuProfile: *cpuProf}, work)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -112,6 +114,8 @@ type opts struct {
 	realKafka bool
 	baseline  bool
 	detokMax  int
+	// cpuProfile: where the hold child writes a CPU profile of its restore.
+	cpuProfile string
 }
 
 type result struct {
@@ -188,7 +192,11 @@ func run(sizes []int, o opts, work string) (string, error) {
 		}
 		// Child 1 holds the store (restoring it fresh when the changelog
 		// has it), then is SIGKILLed.
+		if o.cpuProfile != "" && r.fromKafka {
+			os.Setenv("BENCH_STATE_CPUPROFILE", o.cpuProfile+"."+strconv.Itoa(n))
+		}
 		hr, err := holdChild(stack.KafkaAddrs[0], sdir, topic, false, !r.fromKafka)
+		os.Unsetenv("BENCH_STATE_CPUPROFILE")
 		if err != nil {
 			return "", err
 		}
@@ -432,12 +440,21 @@ func runChild(mode, broker, dir string) int {
 	if mode == "hold-batch" {
 		cl.BulkMin = 1 << 62 // the batch path, as before bulk restores
 	}
+	if p := os.Getenv("BENCH_STATE_CPUPROFILE"); p != "" && mode == "hold" {
+		f, err := os.Create(p)
+		if err != nil {
+			log.Print(err)
+			return 1
+		}
+		pprof.StartCPUProfile(f)
+	}
 	t0, c0 := time.Now(), cpuTime()
 	pr, err := cl.Restore(ctx, s, 0, nil)
 	if err != nil {
 		log.Print(err)
 		return 1
 	}
+	pprof.StopCPUProfile()
 	cp, _, _ := s.Checkpoint(0)
 	log.Printf("child %s: restored from %d to %d (end %d), %d records; checkpoint %+v", mode, pr.From, pr.Next, pr.End, pr.Records, cp)
 	rep := childReport{Restore: time.Since(t0), RestoreCPU: cpuTime() - c0, Ready: time.Since(start), Records: pr.Records}

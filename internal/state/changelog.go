@@ -35,9 +35,10 @@ type Changelog struct {
 	// Filter, when set, drops records during a restore (returns false):
 	// e.g. entries already outside the window, so they are never loaded.
 	Filter func(r *kgo.Record, streamTime int64) bool
-	// Encode, when set, is what the store keeps for a record (default its
-	// value); a nil result is a deletion.
-	Encode func(r *kgo.Record) []byte
+	// Encode, when set, appends what the store keeps for a record (default
+	// its value) to dst and returns the result; it is not called for
+	// deletions (nil values).
+	Encode func(dst []byte, r *kgo.Record) []byte
 	// Admin, when set, is used to list offsets (saves a connection per
 	// restore for callers that restore often, e.g. an index caught up before
 	// each lookup).
@@ -146,7 +147,7 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 			}
 			v := r.Value
 			if c.Encode != nil && v != nil {
-				v = c.Encode(r)
+				v = c.Encode(nil, r)
 			}
 			puts = append(puts, Put{Key: r.Key, Value: v, TS: ts})
 			if len(puts) >= RestoreBatch {

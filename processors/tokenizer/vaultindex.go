@@ -86,9 +86,9 @@ func OpenVaultIndex(ctx context.Context, dir string, clientOpts []kgo.Opt, topic
 
 // encodeIndexed keeps the record's offset with its value, for the audit
 // event of a detokenization.
-func encodeIndexed(r *kgo.Record) []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(r.Value)), uint64(r.Offset))
-	return append(b, r.Value...)
+func encodeIndexed(dst []byte, r *kgo.Record) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.Offset))
+	return append(dst, r.Value...)
 }
 
 // Close closes the index (removing it if temporary).
