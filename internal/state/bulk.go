@@ -1,15 +1,10 @@
 package state
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -49,231 +44,6 @@ func (s *Store) Ingest(part int32, puts []Put, cp Checkpoint) error {
 	}
 	c.cp = cp
 	return s.ingestChunk(&c)
-}
-
-// ingestChunk loads c as Ingest does, reusing c's sort buffers.
-func (s *Store) ingestChunk(c *chunk) error {
-	cp := c.cp
-	for i := range c.recs {
-		cp.StreamTime = max(cp.StreamTime, c.recs[i].ts)
-	}
-	if len(c.recs) > 0 {
-		if err := s.ingestTables(c); err != nil {
-			return fmt.Errorf("state: bulk loading partition %d: %w", c.part, err)
-		}
-	}
-	// Synced: a bulk load is expensive to redo, an fsync per chunk is not.
-	return s.apply(c.part, nil, cp, pebble.Sync)
-}
-
-// chunk is a batch of records for a bulk load, laid out flat so that the
-// garbage collector has no pointers to scan and the buffers are reused
-// from one chunk to the next. Each record is stored in buf as
-//
-//	'd' part(4) key ts(8) value
-//
-// which is exactly its Pebble key followed by its Pebble value: the data
-// table is written straight from buf, without copying.
-type chunk struct {
-	part int32
-	buf  []byte
-	recs []recPos
-	cp   Checkpoint
-	// Sort scratch, reused.
-	ord  []sortKey
-	last []int32
-	live []sortKey
-}
-
-// recPos locates one record in chunk.buf.
-type recPos struct {
-	off  uint32 // of the Pebble key ('d' part key)
-	klen uint32 // of the user key
-	vlen int32  // of the value; -1 is a deletion
-	ts   int64
-}
-
-func (c *chunk) reset(part int32) {
-	c.part, c.buf, c.recs, c.cp = part, c.buf[:0], c.recs[:0], Checkpoint{}
-}
-
-// add appends a record (value nil: a deletion).
-func (c *chunk) add(key, value []byte, ts int64) {
-	r := recPos{off: uint32(len(c.buf)), klen: uint32(len(key)), vlen: int32(len(value)), ts: ts}
-	if value == nil {
-		r.vlen = -1
-	}
-	c.buf = append(c.buf, kindData, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(c.buf[r.off+1:], uint32(c.part))
-	c.buf = append(c.buf, key...)
-	c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(ts))
-	c.buf = append(c.buf, value...)
-	c.recs = append(c.recs, r)
-}
-
-// addEncoded appends kr with the value enc appends (Changelog.Encode).
-func (c *chunk) addEncoded(kr *kgo.Record, ts int64, enc func([]byte, *kgo.Record) []byte) {
-	r := recPos{off: uint32(len(c.buf)), klen: uint32(len(kr.Key)), ts: ts}
-	c.buf = append(c.buf, kindData, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(c.buf[r.off+1:], uint32(c.part))
-	c.buf = append(c.buf, kr.Key...)
-	c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(ts))
-	v0 := len(c.buf)
-	c.buf = enc(c.buf, kr)
-	r.vlen = int32(len(c.buf) - v0)
-	c.recs = append(c.recs, r)
-}
-
-func (c *chunk) key(i int32) []byte {
-	r := &c.recs[i]
-	k := r.off + prefixLen
-	return c.buf[k : k+r.klen : k+r.klen]
-}
-
-// pebbleKV is record i's Pebble key and value, slices of buf.
-func (c *chunk) pebbleKV(i int32) (k, v []byte) {
-	r := &c.recs[i]
-	ke := r.off + prefixLen + r.klen
-	k = c.buf[r.off:ke:ke]
-	if r.vlen < 0 {
-		return k, nil
-	}
-	ve := ke + 8 + uint32(r.vlen)
-	return k, c.buf[ke:ve:ve]
-}
-
-// ingestTables sorts c and ingests it as two tables, written in parallel:
-// the entries in key order and the time index in (ts, key) order.
-func (s *Store) ingestTables(c *chunk) error {
-	c.sortedLast()
-	dir := filepath.Join(s.dir, ingestDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	n := ingestSeq.Add(1)
-	dpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-data.sst", c.part, n))
-	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
-	defer os.Remove(dpath)
-	defer os.Remove(tpath)
-	timeErr := make(chan error, 1)
-	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	err := s.writeTable(dpath, true, func(w *sstable.Writer) error {
-		for _, i := range c.last {
-			k, v := c.pebbleKV(i)
-			if v == nil {
-				if err := w.Delete(k); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := w.Set(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	terr := <-timeErr
-	if err != nil {
-		return err
-	}
-	if terr != nil {
-		return terr
-	}
-	paths := []string{dpath}
-	if len(c.live) > 0 {
-		paths = append(paths, tpath)
-	}
-	return s.db.Ingest(context.Background(), paths)
-}
-
-// writeTimeTable writes the time index of c's live records (the last
-// put of each key, when not a deletion) at path, if there are any. The
-// records are visited in changelog order, nearly time order already, so
-// the sort is cheap.
-func (s *Store) writeTimeTable(path string, c *chunk) error {
-	isLast := make([]bool, len(c.recs))
-	for _, i := range c.last {
-		if c.recs[i].vlen >= 0 {
-			isLast[i] = true
-		}
-	}
-	c.live = c.live[:0]
-	for i := range c.recs {
-		if isLast[i] {
-			c.live = append(c.live, sortKey{pfx: uint64(c.recs[i].ts) ^ (1 << 63), idx: int32(i)})
-		}
-	}
-	if len(c.live) == 0 {
-		return nil
-	}
-	slices.SortFunc(c.live, func(a, b sortKey) int {
-		if c := cmp.Compare(a.pfx, b.pfx); c != 0 {
-			return c
-		}
-		return bytes.Compare(c.key(a.idx), c.key(b.idx))
-	})
-	return s.writeTable(path, false, func(w *sstable.Writer) error {
-		var k []byte
-		for _, o := range c.live {
-			k = appendTimeKey(k[:0], c.part, c.recs[o.idx].ts, c.key(o.idx))
-			if err := w.Set(k, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// sortKey orders records without chasing pointers on most comparisons: pfx
-// holds 8 bytes of the key (after the prefix every key of the chunk
-// shares) or the timestamp, compared as an integer; only ties look at the
-// keys themselves.
-type sortKey struct {
-	pfx uint64
-	idx int32
-}
-
-// sortedLast sets c.last to the positions of c's records in key order,
-// keeping only the last record of each key.
-func (c *chunk) sortedLast() {
-	first := c.key(0)
-	common := len(first)
-	for i := 1; i < len(c.recs) && common > 0; i++ {
-		k, n := c.key(int32(i)), 0
-		for n < common && n < len(k) && k[n] == first[n] {
-			n++
-		}
-		common = n
-	}
-	c.ord = slices.Grow(c.ord[:0], len(c.recs))[:len(c.recs)]
-	for i := range c.recs {
-		var b [8]byte
-		copy(b[:], c.key(int32(i))[common:])
-		c.ord[i] = sortKey{pfx: binary.BigEndian.Uint64(b[:]), idx: int32(i)}
-	}
-	slices.SortFunc(c.ord, func(a, b sortKey) int {
-		if x := cmp.Compare(a.pfx, b.pfx); x != 0 {
-			return x
-		}
-		if x := bytes.Compare(c.key(a.idx), c.key(b.idx)); x != 0 {
-			return x
-		}
-		return cmp.Compare(a.idx, b.idx)
-	})
-	c.last = c.last[:0]
-	for i, o := range c.ord {
-		if i+1 < len(c.ord) && o.pfx == c.ord[i+1].pfx && bytes.Equal(c.key(o.idx), c.key(c.ord[i+1].idx)) {
-			continue
-		}
-		c.last = append(c.last, o.idx)
-	}
-}
-
-func appendTimeKey(b []byte, part int32, ts int64, key []byte) []byte {
-	b = append(b, kindTime)
-	b = binary.BigEndian.AppendUint32(b, uint32(part))
-	b = binary.BigEndian.AppendUint64(b, uint64(ts)^(1<<63))
-	return append(b, key...)
 }
 
 // writeTable writes one sorted table at path with the store's table
@@ -350,7 +120,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 		// copied every chunk several times over fresh pages.
 		buf, release := bigBuf(BulkChunkBytes + bulkChunkSlack)
 		defer release() // after the ingester is done (applied is read below)
-		free <- &chunk{buf: buf, recs: make([]recPos, 0, chunkRecords)}
+		free <- &chunk{buf: buf}
 	}
 	applied := make(chan error, 1)
 	var doneRecords, doneNext atomic.Int64
@@ -368,7 +138,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 				cancel()
 				continue
 			}
-			doneRecords.Add(int64(len(ch.recs)))
+			doneRecords.Add(int64(ch.n))
 			doneNext.Store(ch.cp.Next)
 			free <- ch
 		}
@@ -410,7 +180,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 			default:
 				cur.add(r.Key, r.Value, ts)
 			}
-			if len(cur.recs) >= chunkRecords || len(cur.buf) >= BulkChunkBytes {
+			if cur.n >= chunkRecords || len(cur.buf) >= BulkChunkBytes {
 				// Every record below r.Offset+1 has been seen.
 				return cut(r.Offset + 1)
 			}

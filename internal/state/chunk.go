@@ -1,0 +1,308 @@
+package state
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// chunk is a batch of records for a bulk load, laid out flat in one
+// buffer so that the garbage collector has nothing to scan and the buffer
+// is reused from one chunk to the next. Each record is
+//
+//	klen(4) vlen(4, -1: deletion) | 'd' part(4) key | ts(8) value
+//
+// where the middle part is the record's Pebble key and the last its Pebble
+// value: the data table is written straight from buf, and a record is
+// read at one place (one cache miss when visited in key order).
+type chunk struct {
+	part  int32
+	buf   []byte
+	n     int   // records
+	maxTS int64 // newest record timestamp
+	cp    Checkpoint
+	// Sort scratch, reused.
+	ord  []sortKey
+	dead []uint32 // offsets of records a later record of the same key overrides, ascending
+	live []sortKey
+	tmp  []sortKey
+}
+
+const recHeader = 8
+
+// sortKey orders records without reading them on most comparisons: pfx
+// holds 8 bytes of the key (after the prefix every key of the chunk
+// shares) or the timestamp, compared as an integer; only ties look at the
+// records. off is the record's offset in the chunk, i.e. its arrival order.
+type sortKey struct {
+	pfx uint64
+	off uint32
+}
+
+func (c *chunk) reset(part int32) {
+	c.part, c.buf, c.n, c.maxTS, c.cp = part, c.buf[:0], 0, 0, Checkpoint{}
+}
+
+// begin appends a record's header and Pebble key, and returns its offset.
+func (c *chunk) begin(key []byte, ts int64) int {
+	off := len(c.buf)
+	c.buf = binary.LittleEndian.AppendUint32(c.buf, uint32(len(key)))
+	c.buf = append(c.buf, 0, 0, 0, 0, kindData)
+	c.buf = binary.BigEndian.AppendUint32(c.buf, uint32(c.part))
+	c.buf = append(c.buf, key...)
+	c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(ts))
+	c.n++
+	c.maxTS = max(c.maxTS, ts)
+	return off
+}
+
+// add appends a record (value nil: a deletion).
+func (c *chunk) add(key, value []byte, ts int64) {
+	off := c.begin(key, ts)
+	vlen := uint32(len(value))
+	if value == nil {
+		vlen = 1<<32 - 1 // -1
+	}
+	binary.LittleEndian.PutUint32(c.buf[off+4:], vlen)
+	c.buf = append(c.buf, value...)
+}
+
+// addEncoded appends kr with the value enc appends (Changelog.Encode).
+func (c *chunk) addEncoded(kr *kgo.Record, ts int64, enc func([]byte, *kgo.Record) []byte) {
+	off := c.begin(kr.Key, ts)
+	v0 := len(c.buf)
+	c.buf = enc(c.buf, kr)
+	binary.LittleEndian.PutUint32(c.buf[off+4:], uint32(len(c.buf)-v0))
+}
+
+// at returns the record at off: its Pebble key, its Pebble value (nil for
+// a deletion), its timestamp, and the offset of the next record.
+func (c *chunk) at(off uint32) (k, v []byte, ts int64, next uint32) {
+	klen := binary.LittleEndian.Uint32(c.buf[off:])
+	vlen := int32(binary.LittleEndian.Uint32(c.buf[off+4:]))
+	ks := off + recHeader
+	ke := ks + prefixLen + klen
+	k = c.buf[ks:ke:ke]
+	ts = int64(binary.BigEndian.Uint64(c.buf[ke:]))
+	if vlen < 0 {
+		return k, nil, ts, ke + 8
+	}
+	ve := ke + 8 + uint32(vlen)
+	return k, c.buf[ke:ve:ve], ts, ve
+}
+
+// userKey is the key of the record at off.
+func (c *chunk) userKey(off uint32) []byte {
+	klen := binary.LittleEndian.Uint32(c.buf[off:])
+	ks := off + recHeader + prefixLen
+	return c.buf[ks : ks+klen : ks+klen]
+}
+
+// sort fills c.ord with every record in key order (arrival order among
+// equal keys) and c.dead with the records that a later one of the same key
+// overrides.
+func (c *chunk) sort() {
+	first := c.userKey(0)
+	common := len(first)
+	for off := uint32(0); off < uint32(len(c.buf)) && common > 0; {
+		k, _, _, next := c.at(off)
+		k = k[prefixLen:]
+		n := 0
+		for n < common && n < len(k) && k[n] == first[n] {
+			n++
+		}
+		common, off = n, next
+	}
+	c.ord = c.ord[:0]
+	for off := uint32(0); off < uint32(len(c.buf)); {
+		k, _, _, next := c.at(off)
+		var b [8]byte
+		copy(b[:], k[prefixLen+common:])
+		c.ord = append(c.ord, sortKey{pfx: binary.BigEndian.Uint64(b[:]), off: off})
+		off = next
+	}
+	c.tmp = radixSort(c.ord, c.tmp)
+	// Records sharing the 8 prefix bytes (rare for keys that differ early,
+	// such as hashes or UUIDs) are ordered by their whole key; the radix
+	// sort is stable, so among equal keys arrival order is kept.
+	for i := 0; i < len(c.ord); {
+		j := i + 1
+		for j < len(c.ord) && c.ord[j].pfx == c.ord[i].pfx {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortStableFunc(c.ord[i:j], func(a, b sortKey) int {
+				return bytes.Compare(c.userKey(a.off), c.userKey(b.off))
+			})
+		}
+		i = j
+	}
+	c.dead = c.dead[:0]
+	for i := 0; i+1 < len(c.ord); i++ {
+		if c.overridden(i) {
+			c.dead = append(c.dead, c.ord[i].off)
+		}
+	}
+	slices.Sort(c.dead)
+}
+
+// overridden reports whether c.ord[i] has a later record of the same key.
+func (c *chunk) overridden(i int) bool {
+	return i+1 < len(c.ord) && c.ord[i].pfx == c.ord[i+1].pfx &&
+		bytes.Equal(c.userKey(c.ord[i].off), c.userKey(c.ord[i+1].off))
+}
+
+// ingestChunk loads c as Ingest does, reusing c's sort buffers.
+func (s *Store) ingestChunk(c *chunk) error {
+	cp := c.cp
+	cp.StreamTime = max(cp.StreamTime, c.maxTS)
+	if c.n > 0 {
+		if err := s.ingestTables(c); err != nil {
+			return fmt.Errorf("state: bulk loading partition %d: %w", c.part, err)
+		}
+	}
+	// Synced: a bulk load is expensive to redo, an fsync per chunk is not.
+	return s.apply(c.part, nil, cp, pebble.Sync)
+}
+
+// ingestTables sorts c and ingests it as two tables, written in parallel:
+// the entries in key order and the time index in (ts, key) order.
+func (s *Store) ingestTables(c *chunk) error {
+	c.sort()
+	dir := filepath.Join(s.dir, ingestDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	n := ingestSeq.Add(1)
+	dpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-data.sst", c.part, n))
+	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
+	defer os.Remove(dpath)
+	defer os.Remove(tpath)
+	timeErr := make(chan error, 1)
+	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
+	err := s.writeTable(dpath, true, func(w *sstable.Writer) error {
+		for i, o := range c.ord {
+			if c.overridden(i) {
+				continue
+			}
+			k, v, _, _ := c.at(o.off)
+			if v == nil {
+				if err := w.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.Set(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	terr := <-timeErr
+	if err != nil {
+		return err
+	}
+	if terr != nil {
+		return terr
+	}
+	paths := []string{dpath}
+	if len(c.live) > 0 {
+		paths = append(paths, tpath)
+	}
+	return s.db.Ingest(context.Background(), paths)
+}
+
+// writeTimeTable writes the time index of c's live records (the last
+// record of each key, when not a deletion) at path, if there are any. The
+// records are visited in changelog order, nearly time order already, so
+// reading them is sequential and the sort cheap.
+func (s *Store) writeTimeTable(path string, c *chunk) error {
+	c.live = c.live[:0]
+	dead := c.dead
+	for off := uint32(0); off < uint32(len(c.buf)); {
+		_, v, ts, next := c.at(off)
+		if len(dead) > 0 && dead[0] == off {
+			dead = dead[1:]
+		} else if v != nil {
+			c.live = append(c.live, sortKey{pfx: uint64(ts) ^ (1 << 63), off: off})
+		}
+		off = next
+	}
+	if len(c.live) == 0 {
+		return nil
+	}
+	slices.SortFunc(c.live, func(a, b sortKey) int {
+		if x := cmp.Compare(a.pfx, b.pfx); x != 0 {
+			return x
+		}
+		return bytes.Compare(c.userKey(a.off), c.userKey(b.off))
+	})
+	return s.writeTable(path, false, func(w *sstable.Writer) error {
+		var k []byte
+		for _, o := range c.live {
+			k = append(k[:0], kindTime)
+			k = binary.BigEndian.AppendUint32(k, uint32(c.part))
+			k = binary.BigEndian.AppendUint64(k, o.pfx)
+			k = append(k, c.userKey(o.off)...)
+			if err := w.Set(k, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// radixSort sorts keys by pfx, stably (least significant digit first, 11
+// bits a pass, skipping digits every key shares), using tmp as scratch; it
+// returns the scratch for reuse. A comparison sort of a chunk spent most of
+// its time in calls to the comparison function.
+func radixSort(keys, tmp []sortKey) []sortKey {
+	if len(keys) < 256 {
+		slices.SortStableFunc(keys, func(a, b sortKey) int { return cmp.Compare(a.pfx, b.pfx) })
+		return tmp
+	}
+	var and, or uint64 = ^uint64(0), 0
+	for _, k := range keys {
+		and &= k.pfx
+		or |= k.pfx
+	}
+	varying := and ^ or // bits that differ between keys
+	tmp = slices.Grow(tmp[:0], len(keys))[:len(keys)]
+	src, dst := keys, tmp
+	const bits = 11
+	var count [1 << bits]int
+	for shift := uint(0); shift < 64; shift += bits {
+		if (varying>>shift)&(1<<bits-1) == 0 {
+			continue
+		}
+		clear(count[:])
+		for _, k := range src {
+			count[(k.pfx>>shift)&(1<<bits-1)]++
+		}
+		sum := 0
+		for i, n := range count {
+			count[i] = sum
+			sum += n
+		}
+		for _, k := range src {
+			d := (k.pfx >> shift) & (1<<bits - 1)
+			dst[count[d]] = k
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
+		return src
+	}
+	return dst
+}
