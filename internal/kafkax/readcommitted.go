@@ -32,13 +32,26 @@ import (
 // to the aborted transaction).
 func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
 	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
-	_, err := scan(ctx, cl, topic, from, to, fn, progress)
+	_, err := scan(ctx, cl, topic, from, to, fn, progress, false)
+	return err
+}
+
+// ReadCommittedReused is ReadCommitted for readers that copy what they keep
+// (bulk restores): fn gets the same *kgo.Record every time, valid only
+// during the call, with Key, Value, Offset, Timestamp, Attrs, ProducerID and
+// ProducerEpoch set (no headers, topic or partition). Decoding then
+// allocates nothing per record.
+func ReadCommittedReused(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
+	_, err := scan(ctx, cl, topic, from, to, fn, progress, true)
 	return err
 }
 
 func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
-	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) (map[int32]*abortFilter, error) {
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64), reuse bool) (map[int32]*abortFilter, error) {
 	next := map[int32]int64{}
+	dec := kgo.DefaultDecompressor()
+	var scratch kgo.Record
 	filters := map[int32]*abortFilter{}
 	for p, end := range to {
 		start := from[p]
@@ -94,25 +107,41 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 						}
 						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
 					}
-					fp, nextOff := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-						KeepControlRecords: true,
-						Offset:             off,
-						IsolationLevel:     kgo.ReadUncommitted(), // aborts are filtered below
-						Topic:              topic,
-						Partition:          p,
-					}, rp, kgo.DefaultDecompressor(), nil)
-					if fp.Err != nil {
-						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, fp.Err)
-					}
 					f := filters[p]
 					f.learn(rp.AbortedTransactions)
 					end := to[p]
-					for _, r := range fp.Records {
-						if r.Offset >= end {
-							break
+					// Records at or past end are not passed on; the
+					// position still moves past them (the caller stops
+					// at end anyway).
+					keep := func(r *kgo.Record) error {
+						if r.Offset >= end || !f.keep(r) {
+							return nil
 						}
-						if f.keep(r) {
-							if err := fn(r); err != nil {
+						return fn(r)
+					}
+					var nextOff int64
+					if reuse {
+						var err error
+						if nextOff, err = eachRawRecord(rp.RecordBatches, off, dec, &scratch, keep); err != nil {
+							return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
+						}
+					} else {
+						var fp kgo.FetchPartition
+						fp, nextOff = kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+							KeepControlRecords: true,
+							Offset:             off,
+							IsolationLevel:     kgo.ReadUncommitted(), // aborts are filtered below
+							Topic:              topic,
+							Partition:          p,
+						}, rp, dec, nil)
+						if fp.Err != nil {
+							return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, fp.Err)
+						}
+						for _, r := range fp.Records {
+							if r.Offset >= end {
+								break
+							}
+							if err := keep(r); err != nil {
 								return nil, err
 							}
 						}

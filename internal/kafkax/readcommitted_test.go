@@ -83,6 +83,20 @@ func TestReadCommittedAfterBrokerCrash(t *testing.T) {
 	if last != end.Offset {
 		t.Fatalf("progress ended at %d, want the last stable offset %d", last, end.Offset)
 	}
+	// The allocation-free decoder reads the same, from the start and
+	// from the middle of a batch.
+	for _, from := range []int64{0, 1} {
+		got, last = nil, 0
+		err = kafkax.ReadCommittedReused(ctx, cl, "state", map[int32]int64{0: from}, map[int32]int64{0: end.Offset},
+			func(r *kgo.Record) error { got = append(got, string(r.Value)); return nil },
+			func(_ int32, next, _ int64) { last = next })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want[from:]) || last != end.Offset {
+			t.Fatalf("reused decoder from %d: read %v up to %d, want %v up to %d", from, got, last, want[from:], end.Offset)
+		}
+	}
 }
 
 func txnProducer(t *testing.T, addrs []string) *kgo.Client {

@@ -165,7 +165,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 		return nil
 	}
 	lastReport := time.Now()
-	err := kafkax.ReadCommitted(ctx, cl, c.Topic, map[int32]int64{part: pr.From}, map[int32]int64{part: end},
+	err := kafkax.ReadCommittedReused(ctx, cl, c.Topic, map[int32]int64{part: pr.From}, map[int32]int64{part: end},
 		func(r *kgo.Record) error {
 			ts := r.Timestamp.UnixMilli()
 			cp.StreamTime = max(cp.StreamTime, ts)

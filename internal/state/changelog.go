@@ -34,10 +34,12 @@ type Changelog struct {
 	ClientOpts []kgo.Opt
 	// Filter, when set, drops records during a restore (returns false):
 	// e.g. entries already outside the window, so they are never loaded.
+	// Bulk restores reuse the record: it is only valid during the call.
 	Filter func(r *kgo.Record, streamTime int64) bool
 	// Encode, when set, appends what the store keeps for a record (default
 	// its value) to dst and returns the result; it is not called for
-	// deletions (nil values).
+	// deletions (nil values). Bulk restores reuse the record: it is only
+	// valid during the call.
 	Encode func(dst []byte, r *kgo.Record) []byte
 	// Admin, when set, is used to list offsets (saves a connection per
 	// restore for callers that restore often, e.g. an index caught up before
