@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +82,11 @@ const (
 	// record that crosses it (cut right after) does not grow the buffer.
 	bulkChunkSlack = 1 << 20
 )
+
+// bulkSlots is how many bulk restores of one store run at once: one per
+// two cores (a restore's reader and ingester each keep one busy), at least
+// one and at most four, which bounds their memory (two chunks each).
+func bulkSlots() int { return min(max(runtime.GOMAXPROCS(0)/2, 1), 4) }
 
 // wipeIfAny wipes part if the store holds any entry of it.
 func (s *Store) wipeIfAny(part int32) error {

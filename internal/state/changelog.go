@@ -112,7 +112,16 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 				return pr, err
 			}
 		}
+		// Partitions restore in parallel up to the store's bulk slots;
+		// the others wait here (still cancellable), so a worker assigned
+		// many partitions does not hold two chunks for each.
+		select {
+		case store.bulk <- struct{}{}:
+		case <-ctx.Done():
+			return pr, fmt.Errorf("state: restoring from changelog %s[%d]: %w", c.Topic, part, ctx.Err())
+		}
 		err := c.restoreBulk(ctx, cl, store, part, cp, end, &pr, report)
+		<-store.bulk
 		if err != nil {
 			return pr, fmt.Errorf("state: restoring from changelog %s[%d]: %w", c.Topic, part, err)
 		}

@@ -96,6 +96,9 @@ type Store struct {
 	db   *pebble.DB
 	dir  string
 	opts *pebble.Options // for writing tables to ingest (bulk.go)
+	// bulk limits the bulk restores running at once (each holds two
+	// chunks in memory and keeps two cores busy): see bulkSlots.
+	bulk chan struct{}
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -140,7 +143,7 @@ func Open(dir string, o StoreOpts) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("state: cleaning %s: %w", filepath.Join(dir, ingestDir), err)
 	}
-	return &Store{db: db, dir: dir, opts: opts}, nil
+	return &Store{db: db, dir: dir, opts: opts, bulk: make(chan struct{}, bulkSlots())}, nil
 }
 
 // Close flushes nothing extra (every batch is in the WAL) and closes.
