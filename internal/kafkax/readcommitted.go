@@ -64,6 +64,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 	var leaders map[int32]int32
 	var topicID [16]byte
 	stalls := 0
+	ahead := map[int32]*prefetch{} // by leader
 	for len(next) > 0 {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("reading %s: %d partitions not read to their end: %w", topic, len(next), err)
@@ -84,7 +85,19 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 		}
 		progressed := false
 		for leader, parts := range byLeader {
-			resp, err := fetchOnce(ctx, cl, leader, topic, topicID, parts, next)
+			var resp *kmsg.FetchResponse
+			var err error
+			if pf := ahead[leader]; pf != nil && pf.matches(parts, next) {
+				r := <-pf.done
+				resp, err = r.resp, r.err
+			} else {
+				resp, err = fetchOnce(ctx, cl, leader, topic, topicID, parts, next)
+			}
+			delete(ahead, leader)
+			if err == nil {
+				// Ask for what follows while this response is decoded.
+				ahead[leader] = fetchAhead(ctx, cl, leader, topic, topicID, resp, next, to)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("reading %s: %w", topic, err)
@@ -172,6 +185,85 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 		}
 	}
 	return filters, nil
+}
+
+// prefetch is a fetch issued before the previous response was decoded,
+// from the offsets that response's batch headers end at.
+type prefetch struct {
+	from map[int32]int64
+	done chan fetchResult
+}
+
+type fetchResult struct {
+	resp *kmsg.FetchResponse
+	err  error
+}
+
+// matches reports whether the prefetch asked for exactly parts at next.
+func (pf *prefetch) matches(parts []int32, next map[int32]int64) bool {
+	if len(parts) != len(pf.from) {
+		return false
+	}
+	for _, p := range parts {
+		if o, ok := pf.from[p]; !ok || o != next[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// fetchAhead starts fetching, for the partitions of resp that have more
+// to read, from where resp's complete batches end, so that the broker
+// serves the next response while this one is decoded. It returns nil when
+// there is nothing to ask for (errors, no progress, ends reached); a
+// prefetch whose offsets turn out not to be the reader's is dropped.
+func fetchAhead(ctx context.Context, cl *kgo.Client, leader int32, topic string, id [16]byte, resp *kmsg.FetchResponse, next, to map[int32]int64) *prefetch {
+	from := map[int32]int64{}
+	for _, rt := range resp.Topics {
+		for i := range rt.Partitions {
+			rp := &rt.Partitions[i]
+			off, ok := next[rp.Partition]
+			if !ok || rp.ErrorCode != 0 {
+				return nil
+			}
+			n := batchesEnd(rp.RecordBatches, off)
+			if n <= off {
+				return nil // no progress: let the reader back off
+			}
+			if n < to[rp.Partition] {
+				from[rp.Partition] = n
+			}
+		}
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	parts := make([]int32, 0, len(from))
+	for p := range from {
+		parts = append(parts, p)
+	}
+	pf := &prefetch{from: from, done: make(chan fetchResult, 1)}
+	go func() {
+		resp, err := fetchOnce(ctx, cl, leader, topic, id, parts, from)
+		pf.done <- fetchResult{resp, err}
+	}()
+	return pf
+}
+
+// batchesEnd is the offset after the last complete record batch of raw
+// (from if none ends at or above it), as reading them will leave it.
+func batchesEnd(raw []byte, from int64) int64 {
+	next := from
+	for len(raw) >= 27 {
+		base := int64(binary.BigEndian.Uint64(raw))
+		n := int(int32(binary.BigEndian.Uint32(raw[8:])))
+		if n < 49 || 12+n > len(raw) || raw[16] != 2 {
+			break // cut short, or not message format v2: no guess
+		}
+		next = max(next, base+int64(int32(binary.BigEndian.Uint32(raw[23:])))+1)
+		raw = raw[12+n:]
+	}
+	return next
 }
 
 func partitionLeaders(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int32, [16]byte, error) {
