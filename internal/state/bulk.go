@@ -126,7 +126,8 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 		// copied every chunk several times over fresh pages.
 		buf, release := bigBuf(BulkChunkBytes + bulkChunkSlack)
 		defer release() // after the ingester is done (applied is read below)
-		free <- &chunk{buf: buf}
+		free <- &chunk{buf: buf, ord: make([]sortKey, 0, chunkRecords), tmp: make([]sortKey, 0, chunkRecords),
+			live: make([]sortKey, 0, chunkRecords)}
 	}
 	applied := make(chan error, 1)
 	var doneRecords, doneNext atomic.Int64
