@@ -134,20 +134,39 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 	doneNext.Store(pr.From)
 	go func() {
 		var err error
+		g := generation{part: part}
+		defer g.discard()
+		ingest := func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, next := g.records, g.cp.Next
+			if err := store.ingestGeneration(&g); err != nil {
+				return err
+			}
+			doneRecords.Add(n)
+			doneNext.Store(next)
+			return nil
+		}
 		for ch := range work {
 			if err != nil {
 				continue // drain
 			}
 			if err = ctx.Err(); err == nil {
-				err = store.ingestChunk(ch)
+				err = store.spill(&g, ch)
+			}
+			if err == nil {
+				free <- ch // its records are in the run: the reader may reuse it
+				if len(g.runs) >= BulkGenerationChunks {
+					err = ingest()
+				}
 			}
 			if err != nil {
 				cancel()
-				continue
 			}
-			doneRecords.Add(int64(ch.n))
-			doneNext.Store(ch.cp.Next)
-			free <- ch
+		}
+		if err == nil {
+			err = ingest() // the last chunk was cut at the end
 		}
 		applied <- err
 	}()

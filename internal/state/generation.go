@@ -1,0 +1,228 @@
+package state
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+)
+
+// BulkGenerationChunks is how many chunks a bulk restore collects as sorted
+// runs on disk before merging them into one table and ingesting it with
+// its checkpoint. Ingesting every chunk on its own gave Pebble overlapping
+// tables (keys arrive in random order) that it then had to compact, which
+// cost more than writing them; a merged generation does not overlap
+// itself, so a restore that fits in one lands in the bottom level without
+// any compaction. It also bounds what a crash in the middle of a restore
+// loses: at most one generation, read again from the checkpoint.
+const BulkGenerationChunks = 16
+
+// generation is the part of a bulk restore read since the last checkpoint:
+// sorted runs of its chunks (spill files in the order read) and their time
+// index tables, not in the LSM yet.
+type generation struct {
+	part    int32
+	runs    []string
+	times   []string
+	cp      Checkpoint
+	records int64
+}
+
+// spill sorts c and adds it to g: its last record of each key, in key
+// order, to a run file (the chunk's own record layout, unsynced: runs are
+// read back by this process and removed; Open wipes leftovers), and its
+// time index as a table, written in parallel.
+func (s *Store) spill(g *generation, c *chunk) error {
+	g.part = c.part
+	g.cp = c.cp
+	g.cp.StreamTime = max(g.cp.StreamTime, c.maxTS)
+	g.records += int64(c.n)
+	if c.n == 0 {
+		return nil
+	}
+	c.sort()
+	dir := filepath.Join(s.dir, ingestDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	n := ingestSeq.Add(1)
+	rpath := filepath.Join(dir, fmt.Sprintf("p%d-%d.run", c.part, n))
+	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
+	timeErr := make(chan error, 1)
+	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
+	err := writeRun(rpath, c)
+	terr := <-timeErr
+	g.runs = append(g.runs, rpath) // removed with the generation, written or not
+	if len(c.live) > 0 || terr != nil {
+		g.times = append(g.times, tpath)
+	}
+	if err != nil {
+		return err
+	}
+	return terr
+}
+
+func writeRun(path string, c *chunk) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i, o := range c.ord {
+		if c.overridden(i) {
+			continue
+		}
+		_, _, _, next := c.at(o.off)
+		if _, err := w.Write(c.buf[o.off:next]); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// discard removes g's files and empties it.
+func (g *generation) discard() {
+	for _, p := range append(g.runs, g.times...) {
+		os.Remove(p)
+	}
+	*g = generation{part: g.part}
+}
+
+// ingestGeneration merges g's runs into one table (a later run's record
+// of a key wins), has Pebble ingest it with the time index tables, then
+// writes g's checkpoint, synced: the checkpoint never covers data that is
+// not in the LSM.
+func (s *Store) ingestGeneration(g *generation) error {
+	defer g.discard()
+	paths := g.times
+	if len(g.runs) > 0 {
+		dpath := filepath.Join(s.dir, ingestDir, fmt.Sprintf("p%d-%d-data.sst", g.part, ingestSeq.Add(1)))
+		defer os.Remove(dpath)
+		if err := s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g.runs, w) }); err != nil {
+			return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
+		}
+		paths = append(paths, dpath)
+	}
+	if len(paths) > 0 {
+		if err := s.db.Ingest(context.Background(), paths); err != nil {
+			return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
+		}
+	}
+	return s.apply(g.part, nil, g.cp, pebble.Sync)
+}
+
+// runReader reads one run file record by record.
+type runReader struct {
+	r    *bufio.Reader
+	f    *os.File
+	seq  int // run order: higher is newer
+	rec  []byte
+	key  []byte // Pebble key
+	val  []byte // Pebble value, nil for a deletion
+	done bool
+}
+
+func (rr *runReader) next() error {
+	var h [recHeader]byte
+	if _, err := io.ReadFull(rr.r, h[:]); err != nil {
+		if err == io.EOF {
+			rr.done = true
+			return nil
+		}
+		return err
+	}
+	klen := binary.LittleEndian.Uint32(h[:])
+	vlen := int32(binary.LittleEndian.Uint32(h[4:]))
+	n := prefixLen + int(klen) + 8 + max(int(vlen), 0)
+	if cap(rr.rec) < n {
+		rr.rec = make([]byte, n, max(n, 2*cap(rr.rec)))
+	}
+	rr.rec = rr.rec[:n]
+	if _, err := io.ReadFull(rr.r, rr.rec); err != nil {
+		return fmt.Errorf("run %s: %w", rr.f.Name(), err)
+	}
+	ke := prefixLen + int(klen)
+	rr.key, rr.val = rr.rec[:ke], nil
+	if vlen >= 0 {
+		rr.val = rr.rec[ke:]
+	}
+	return nil
+}
+
+// runHeap orders readers by key, newest run first among equal keys.
+type runHeap []*runReader
+
+func (h runHeap) Len() int { return len(h) }
+func (h runHeap) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].key, h[j].key); c != 0 {
+		return c < 0
+	}
+	return h[i].seq > h[j].seq
+}
+func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// mergeRuns writes the records of the sorted runs to w in key order,
+// keeping the newest run's record of each key.
+func mergeRuns(runs []string, w *sstable.Writer) error {
+	h := make(runHeap, 0, len(runs))
+	for i, p := range runs {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rr := &runReader{r: bufio.NewReaderSize(f, 1<<20), f: f, seq: i}
+		if err := rr.next(); err != nil {
+			return err
+		}
+		if !rr.done {
+			h = append(h, rr)
+		}
+	}
+	heap.Init(&h)
+	var last []byte
+	for len(h) > 0 {
+		rr := h[0]
+		if last == nil || !bytes.Equal(rr.key, last) { // else an older record of the key just written
+			last = append(last[:0], rr.key...)
+			var err error
+			if rr.val == nil {
+				err = w.Delete(rr.key)
+			} else {
+				err = w.Set(rr.key, rr.val)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := rr.next(); err != nil {
+			return err
+		}
+		if rr.done {
+			heap.Pop(&h)
+		} else {
+			heap.Fix(&h, 0)
+		}
+	}
+	return nil
+}
