@@ -403,7 +403,7 @@ type childReport struct {
 	RestoreCPU  time.Duration // CPU time of the restoring process during it
 	Settled     time.Duration // restore and the compactions it left
 	SettledCPU  time.Duration
-	Compactions int64 // run by Pebble during the restore and settling
+	Compactions int64         // run by Pebble during the restore and settling
 	Ready       time.Duration // process start to restored (open + restore)
 	Records     int64
 	RSSKB       int64
