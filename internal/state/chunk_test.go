@@ -60,3 +60,47 @@ func TestIngestEqualsApply(t *testing.T) {
 	}
 	compareDumps(t, "ingest", dump(t, b), dump(t, a))
 }
+
+// A bulk restore whose chunks hold one key many times (the parallel merge
+// splits its key space on the first chunk's keys, which then repeat) and
+// spans several generations keeps the last value.
+func TestBulkFewKeysManyGenerations(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	g := generation{part: 0}
+	defer g.discard()
+	var c chunk
+	for i := range 3 * BulkGenerationChunks {
+		c.reset(0)
+		for j := range 10 {
+			c.add([]byte("k"), fmt.Appendf(nil, "v%d-%d", i, j), int64(i))
+		}
+		if i%5 == 4 {
+			c.add([]byte("gone"), nil, int64(i))
+		} else {
+			c.add([]byte("gone"), []byte("x"), int64(i))
+		}
+		c.cp = Checkpoint{Next: int64(i + 1)}
+		if err := s.spill(&g, &c); err != nil {
+			t.Fatal(err)
+		}
+		if len(g.runs) >= BulkGenerationChunks {
+			if err := s.ingestGeneration(&g); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.ingestGeneration(&g); err != nil {
+		t.Fatal(err)
+	}
+	last := 3*BulkGenerationChunks - 1
+	if e, ok, _ := s.Get(0, []byte("k")); !ok || string(e.Value) != fmt.Sprintf("v%d-9", last) {
+		t.Fatalf("k = %q %v, want the last value", e.Value, ok)
+	}
+	if _, ok, _ := s.Get(0, []byte("gone")); ok != (last%5 != 4) {
+		t.Fatalf("gone present=%v", ok)
+	}
+	if cp, _, _ := s.Checkpoint(0); cp.Next != int64(last+1) {
+		t.Fatalf("checkpoint %+v", cp)
+	}
+}

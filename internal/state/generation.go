@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
@@ -34,6 +35,11 @@ type generation struct {
 	times   []string
 	cp      Checkpoint
 	records int64
+	// splits cut the key space into ranges merged in parallel (taken from
+	// the first run's keys); bounds[i][j] is where run i's records of range
+	// j start.
+	splits [][]byte
+	bounds [][]int64
 }
 
 // spill sorts c and adds it to g: its last record of each key, in key
@@ -58,9 +64,16 @@ func (s *Store) spill(g *generation, c *chunk) error {
 	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
 	timeErr := make(chan error, 1)
 	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	err := writeRun(rpath, c)
+	if len(g.splits) == 0 {
+		for j := 1; j < mergeWays(); j++ {
+			k := c.userKey(c.ord[j*len(c.ord)/mergeWays()].off)
+			g.splits = append(g.splits, append(dataKey(c.part, nil), k...))
+		}
+	}
+	bounds, err := writeRun(rpath, c, g.splits)
 	terr := <-timeErr
 	g.runs = append(g.runs, rpath) // removed with the generation, written or not
+	g.bounds = append(g.bounds, bounds)
 	if len(c.live) > 0 || terr != nil {
 		g.times = append(g.times, tpath)
 	}
@@ -70,35 +83,52 @@ func (s *Store) spill(g *generation, c *chunk) error {
 	return terr
 }
 
-func writeRun(path string, c *chunk) error {
+// mergeWays is how many key ranges of a generation are merged in parallel.
+func mergeWays() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
+// writeRun writes c's last record of each key in key order to path, and
+// returns where the records of each range (split by splits) start.
+func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
+	bounds := []int64{0}
+	var pos int64
 	for i, o := range c.ord {
 		if c.overridden(i) {
 			continue
 		}
-		_, _, _, next := c.at(o.off)
-		if _, err := w.Write(c.buf[o.off:next]); err != nil {
-			f.Close()
-			return err
+		k, _, _, next := c.at(o.off)
+		for len(bounds) <= len(splits) && bytes.Compare(k, splits[len(bounds)-1]) >= 0 {
+			bounds = append(bounds, pos)
 		}
+		n, err := w.Write(c.buf[o.off:next])
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		pos += int64(n)
 	}
+	for len(bounds) <= len(splits) {
+		bounds = append(bounds, pos)
+	}
+	bounds = append(bounds, pos)
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
-	return f.Close()
+	return bounds, f.Close()
 }
 
-// discard removes g's files and empties it.
+// discard removes g's files and empties it; its checkpoint stays (an
+// empty generation ingested next only writes it again).
 func (g *generation) discard() {
 	for _, p := range append(g.runs, g.times...) {
 		os.Remove(p)
 	}
-	*g = generation{part: g.part}
+	*g = generation{part: g.part, cp: g.cp}
 }
 
 // ingestGeneration merges g's runs into one table (a later run's record
@@ -109,12 +139,27 @@ func (s *Store) ingestGeneration(g *generation) error {
 	defer g.discard()
 	paths := g.times
 	if len(g.runs) > 0 {
-		dpath := filepath.Join(s.dir, ingestDir, fmt.Sprintf("p%d-%d-data.sst", g.part, ingestSeq.Add(1)))
-		defer os.Remove(dpath)
-		if err := s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g.runs, w) }); err != nil {
-			return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
+		// One table per key range, merged in parallel; the ranges do not
+		// overlap, so neither do the tables.
+		ways := len(g.splits) + 1
+		errs := make(chan error, ways)
+		for j := range ways {
+			if g.rangeEmpty(j) {
+				errs <- nil
+				continue
+			}
+			dpath := filepath.Join(s.dir, ingestDir, fmt.Sprintf("p%d-%d-data.sst", g.part, ingestSeq.Add(1)))
+			defer os.Remove(dpath)
+			paths = append(paths, dpath)
+			go func() {
+				errs <- s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
+			}()
 		}
-		paths = append(paths, dpath)
+		for range ways {
+			if err := <-errs; err != nil {
+				return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
+			}
+		}
 	}
 	if len(paths) > 0 {
 		if err := s.db.Ingest(context.Background(), paths); err != nil {
@@ -122,6 +167,18 @@ func (s *Store) ingestGeneration(g *generation) error {
 		}
 	}
 	return s.apply(g.part, nil, g.cp, pebble.Sync)
+}
+
+// rangeEmpty reports whether no run has a record in key range j (splits
+// taken from a chunk of few distinct keys can repeat): Pebble does not
+// ingest empty tables.
+func (g *generation) rangeEmpty(j int) bool {
+	for _, b := range g.bounds {
+		if b[j] < b[j+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // runReader reads one run file record by record.
@@ -181,17 +238,18 @@ func (h *runHeap) Pop() any {
 	return x
 }
 
-// mergeRuns writes the records of the sorted runs to w in key order,
-// keeping the newest run's record of each key.
-func mergeRuns(runs []string, w *sstable.Writer) error {
-	h := make(runHeap, 0, len(runs))
-	for i, p := range runs {
+// mergeRuns writes the records of key range j of g's sorted runs to w in
+// key order, keeping the newest run's record of each key.
+func mergeRuns(g *generation, j int, w *sstable.Writer) error {
+	h := make(runHeap, 0, len(g.runs))
+	for i, p := range g.runs {
 		f, err := os.Open(p)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		rr := &runReader{r: bufio.NewReaderSize(f, 1<<20), f: f, seq: i}
+		lo, hi := g.bounds[i][j], g.bounds[i][j+1]
+		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 1<<20), f: f, seq: i}
 		if err := rr.next(); err != nil {
 			return err
 		}
