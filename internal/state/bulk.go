@@ -106,12 +106,16 @@ func (s *Store) wipeIfAny(part int32) error {
 }
 
 // restoreBulk reads the changelog from pr.From to end in one goroutine
-// (fetch, decode, filter, copy into a chunk) while another sorts the
-// previous chunk into tables and ingests them with its checkpoint: the
-// two halves of a restore run on two cores. Chunks are ingested in order,
-// each with the offset after its last record as checkpoint, so a
-// cancelled or killed restore leaves a committed prefix of the changelog.
-// Two chunk buffers take turns, so a restore allocates them once.
+// (fetch ahead, decode without allocating, filter, copy into a flat chunk)
+// while another sorts the previous chunk, writes it as a sorted run (and
+// its time index table), and every BulkGenerationChunks chunks merges the
+// runs into non-overlapping tables that Pebble ingests before the
+// generation's checkpoint is written: the two halves of a restore run on
+// two cores, and the merge on all of them. Generations are ingested in
+// order, each with the offset after its last record as checkpoint, so a
+// cancelled or killed restore leaves a committed prefix of the changelog
+// (and loses at most the generation it was reading). Two chunk buffers
+// take turns, so a restore allocates them once.
 func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Store, part int32, cp Checkpoint, end int64, pr *Progress, report func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
