@@ -351,25 +351,25 @@ func buildDirect(dir string, n int, sorted bool, r *result) error {
 		return err
 	}
 	t0, c0 := time.Now(), cpuTime()
-	const chunk = 1 << 20
-	puts := make([]state.Put, 0, chunk)
-	buf := make([]byte, 0, chunk*100)
+	ld := newLoader(s, 1<<20)
 	for i := 0; i < n; i++ {
-		k0 := len(buf)
-		buf = key(buf, i)
-		v0 := len(buf)
-		buf = appendEntryValue(buf, i)
-		puts = append(puts, state.Put{Key: buf[k0:v0:v0], Value: buf[v0:len(buf):len(buf)], TS: baseTS + int64(i)})
-		if len(puts) == chunk || i == n-1 {
-			if err := s.Ingest(0, puts, state.Checkpoint{Next: 0}); err != nil {
-				s.Close()
-				return err
-			}
-			puts, buf = puts[:0], make([]byte, 0, chunk*100)
+		b := ld.batch(0)
+		k0 := len(b.buf)
+		b.buf = key(b.buf, i)
+		v0 := len(b.buf)
+		b.buf = appendEntryValue(b.buf, i)
+		b.puts = append(b.puts, state.Put{Key: b.buf[k0:v0:v0], Value: b.buf[v0:len(b.buf):len(b.buf)], TS: baseTS + int64(i)})
+		if err := ld.added(0); err != nil {
+			s.Close()
+			return err
 		}
 		if i%10_000_000 == 0 && i > 0 {
 			log.Printf("built %d", i)
 		}
+	}
+	if err := ld.close(); err != nil {
+		s.Close()
+		return err
 	}
 	r.build = time.Since(t0)
 	cpu := cpuTime() - c0
@@ -610,12 +610,6 @@ func benchDetokenize(sorted bool, ctx context.Context, stack *devstack.Stack, op
 	}
 	defer ix.Close()
 	t0 := time.Now()
-	batches := map[int32][]state.Put{}
-	flush := func(p int32) error {
-		err := ix.Store().Ingest(p, batches[p], state.Checkpoint{})
-		batches[p] = make([]state.Put, 0, 1<<19)
-		return err
-	}
 	// One real encoding, with the token patched in per entry (tokens have
 	// a fixed length, so the Avro bytes keep their shape).
 	tokenOf := vaultToken
@@ -629,23 +623,34 @@ func benchDetokenize(sorted bool, ctx context.Context, stack *devstack.Stack, op
 		return err
 	}
 	at := strings.Index(string(tmpl), tmplTok)
+	// Entries are built in reused buffers (no allocation per entry) while
+	// the previous batch is ingested; the partition is the vault's
+	// (ix.Partition's murmur2, with one partitioner for the loop).
+	ld := newLoader(ix.Store(), 1<<19)
+	part := kgo.StickyKeyPartitioner(nil).ForTopic(tp.Vault)
+	var kr kgo.Record
+	var tok []byte
 	for k := 0; k < n; k++ {
-		tok := tokenOf(k)
-		v := append([]byte(nil), tmpl...)
-		copy(v[at:], tok)
-		p := ix.Partition(tok)
-		val := binary.BigEndian.AppendUint64(nil, uint64(k))
-		batches[p] = append(batches[p], state.Put{Key: []byte(tok), Value: append(val, v...), TS: baseTS})
-		if len(batches[p]) >= 1<<19 {
-			if err := flush(p); err != nil {
-				return err
-			}
+		tok = appendToken(tok[:0], k, sorted)
+		kr.Key = tok
+		p := int32(part.Partition(&kr, 3))
+		if k < 100 && p != ix.Partition(string(tok)) {
+			return fmt.Errorf("bench: vault partition of a token differs from VaultIndex.Partition")
 		}
-	}
-	for p := range batches {
-		if err := flush(p); err != nil {
+		b := ld.batch(p)
+		k0 := len(b.buf)
+		b.buf = append(b.buf, tok...)
+		v0 := len(b.buf)
+		b.buf = binary.BigEndian.AppendUint64(b.buf, uint64(k))
+		b.buf = append(b.buf, tmpl...)
+		copy(b.buf[v0+8+at:], tok)
+		b.puts = append(b.puts, state.Put{Key: b.buf[k0:v0:v0], Value: b.buf[v0:len(b.buf):len(b.buf)], TS: baseTS})
+		if err := ld.added(p); err != nil {
 			return err
 		}
+	}
+	if err := ld.close(); err != nil {
+		return err
 	}
 	log.Printf("%d vault entries indexed in %s", n, time.Since(t0).Round(time.Millisecond))
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -668,6 +673,92 @@ func benchDetokenize(sorted bool, ctx context.Context, stack *devstack.Stack, op
 	r.detokP50, r.detokP99, r.detokMax = lat[lookups/2], lat[lookups*99/100], lat[lookups-1]
 	log.Printf("%d vault entries: lookup p50 %s p99 %s", n, r.detokP50, r.detokP99)
 	return nil
+}
+
+// appendToken appends token k (sortedVaultToken or vaultToken) to b.
+func appendToken(b []byte, k int, sorted bool) []byte {
+	if sorted {
+		b = append(b, "tok_v1_aaaaaaaaaaaaaaaaaaaaaaaaaa"...)
+		for i := len(b) - 1; k > 0; i-- {
+			b[i] = byte('a' + k%26)
+			k /= 26
+		}
+		return b
+	}
+	return append(b, vaultToken(k)...)
+}
+
+// loader ingests batches of puts per partition with Store.Ingest in a
+// goroutine of its own, so that building the next batch overlaps writing
+// the last one; batch buffers are reused.
+type loader struct {
+	s    *state.Store
+	size int
+	cur  map[int32]*loadBatch
+	work chan *loadBatch
+	free chan *loadBatch
+	errc chan error
+}
+
+type loadBatch struct {
+	part int32
+	puts []state.Put
+	buf  []byte
+}
+
+func newLoader(s *state.Store, size int) *loader {
+	l := &loader{s: s, size: size, cur: map[int32]*loadBatch{}, work: make(chan *loadBatch, 1),
+		free: make(chan *loadBatch, 8), errc: make(chan error, 1)}
+	go func() {
+		var err error
+		for b := range l.work {
+			if err == nil {
+				err = s.Ingest(b.part, b.puts, state.Checkpoint{})
+			}
+			b.puts, b.buf = b.puts[:0], b.buf[:0]
+			select {
+			case l.free <- b:
+			default:
+			}
+		}
+		l.errc <- err
+	}()
+	return l
+}
+
+// batch is the batch being built for part.
+func (l *loader) batch(part int32) *loadBatch {
+	if b := l.cur[part]; b != nil {
+		return b
+	}
+	var b *loadBatch
+	select {
+	case b = <-l.free:
+	default:
+		b = &loadBatch{puts: make([]state.Put, 0, l.size), buf: make([]byte, 0, l.size*128)}
+	}
+	b.part = part
+	l.cur[part] = b
+	return b
+}
+
+// added hands part's batch to the ingesting goroutine once full.
+func (l *loader) added(part int32) error {
+	if b := l.cur[part]; len(b.puts) >= l.size {
+		delete(l.cur, part)
+		l.work <- b
+	}
+	return nil // an Ingest error is returned by close
+}
+
+// close ingests the partial batches and waits.
+func (l *loader) close() error {
+	for p, b := range l.cur {
+		delete(l.cur, p)
+		l.work <- b
+	}
+	close(l.work)
+	return <-l.errc
 }
 
 // sortedVaultToken is vaultToken's shape in k's order (base 26), so a

@@ -35,7 +35,11 @@ var ingestSeq atomic.Uint64
 // checkpoint, which the next restore reads again and rewrites in changelog
 // order, ending in the same state.
 func (s *Store) Ingest(part int32, puts []Put, cp Checkpoint) error {
-	var c chunk
+	size := 0
+	for _, p := range puts {
+		size += recHeader + prefixLen + len(p.Key) + 8 + len(p.Value)
+	}
+	c := chunk{buf: make([]byte, 0, size)} // exact: no growing copies
 	c.reset(part)
 	for _, p := range puts {
 		c.add(p.Key, p.Value, p.TS)
