@@ -269,7 +269,27 @@ func ptr(s string) *string { return &s }
 func entryValue(i int) []byte { return appendEntryValue(nil, i) }
 
 func appendEntryValue(b []byte, i int) []byte {
-	return fmt.Appendf(b, `{"ctx":"ctx_abcdefghijklmnopqrstuvwxyz","ts":%d,"off":%d}`, baseTS+int64(i), i)
+	b = append(b, `{"ctx":"ctx_abcdefghijklmnopqrstuvwxyz","ts":`...)
+	b = strconv.AppendInt(b, baseTS+int64(i), 10)
+	b = append(b, `,"off":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	return append(b, '}')
+}
+
+// appendPadded appends v in base (10 or 16) with leading zeros to width
+// digits, as fmt's %0*d / %0*x (no fmt: builds of 100M entries call it
+// twice per key).
+func appendPadded(b []byte, v uint64, base, width int) []byte {
+	n := len(b)
+	b = strconv.AppendUint(b, v, base)
+	if pad := width - (len(b) - n); pad > 0 {
+		b = append(b, make([]byte, pad)...)
+		copy(b[n+pad:], b[n:len(b)-pad])
+		for i := n; i < n+pad; i++ {
+			b[i] = '0'
+		}
+	}
+	return b
 }
 
 const baseTS = int64(1_790_000_000_000)
@@ -277,12 +297,14 @@ const baseTS = int64(1_790_000_000_000)
 // appendEntryKey: keys in random order (the hash first), as idempotency
 // keys arrive, not in changelog order.
 func appendEntryKey(b []byte, i int) []byte {
-	return fmt.Appendf(b, "idem-%08x-%012d", uint32(i)*2654435761, i)
+	b = appendPadded(append(b, "idem-"...), uint64(uint32(i)*2654435761), 16, 8)
+	return appendPadded(append(b, '-'), uint64(i), 10, 12)
 }
 
 // appendSortedKey: keys in changelog order, for stores built directly.
 func appendSortedKey(b []byte, i int) []byte {
-	return fmt.Appendf(b, "idem-%012d-%08x", i, uint32(i)*2654435761)
+	b = appendPadded(append(b, "idem-"...), uint64(i), 10, 12)
+	return appendPadded(append(b, '-'), uint64(uint32(i)*2654435761), 16, 8)
 }
 
 // produceEntries writes n idempotency entries from index from, in

@@ -23,8 +23,9 @@ import (
 // cost more than writing them; a merged generation does not overlap
 // itself, so a restore that fits in one lands in the bottom level without
 // any compaction. It also bounds what a crash in the middle of a restore
-// loses: at most one generation, read again from the checkpoint.
-const BulkGenerationChunks = 16
+// loses: at most one generation, read again from the checkpoint. 32
+// chunks are about 1 GiB of runs on disk, some 10M small entries.
+const BulkGenerationChunks = 32
 
 // generation is the part of a bulk restore read since the last checkpoint:
 // sorted runs of its chunks (spill files in the order read) and their time
@@ -249,7 +250,7 @@ func mergeRuns(g *generation, j int, w *sstable.Writer) error {
 		}
 		defer f.Close()
 		lo, hi := g.bounds[i][j], g.bounds[i][j+1]
-		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 1<<20), f: f, seq: i}
+		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 256<<10), f: f, seq: i}
 		if err := rr.next(); err != nil {
 			return err
 		}
