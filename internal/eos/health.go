@@ -264,7 +264,6 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-
 // checkStall flags the session as stalled when its partitions have
 // readable input past the group's committed offsets and no poll returned
 // records for the StallAfter option's time.
