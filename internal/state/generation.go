@@ -90,7 +90,8 @@ func mergeWays() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 // writeRun writes c's last record of each key in key order to path, and
 // returns where the records of each range (split by splits) start.
 func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
-	f, err := os.Create(path)
+	// Owner-only, like the store: runs hold the same entries.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
