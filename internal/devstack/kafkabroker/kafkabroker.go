@@ -240,7 +240,7 @@ func (b *Broker) start(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, []byte(b.properties()), 0o644); err != nil {
 		return fmt.Errorf("kafkabroker: write config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(b.dir, "log4j2.properties"), []byte(log4j), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.dir, "log4j2.properties"), []byte(log4j+log4jExtra()), 0o644); err != nil {
 		return fmt.Errorf("kafkabroker: write log config: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(b.dir, "logs", "meta.properties")); err != nil {
@@ -410,6 +410,20 @@ func (b *Broker) properties() string {
 		fmt.Fprintf(&sb, "%s=%s\n", k, p[k])
 	}
 	return sb.String()
+}
+
+// Log4jEnv names an environment variable of extra log4j2 properties lines,
+// separated by ';', for investigations: e.g.
+// "logger.tm.name=kafka.coordinator.transaction;logger.tm.level=debug" logs
+// the transaction coordinator's marker writes and their errors.
+const Log4jEnv = "PCISTREAM_KAFKA_LOG4J"
+
+func log4jExtra() string {
+	extra := strings.TrimSpace(os.Getenv(Log4jEnv))
+	if extra == "" {
+		return ""
+	}
+	return strings.ReplaceAll(extra, ";", "\n") + "\n"
 }
 
 // log4j keeps the broker's own log to warnings, in broker.log.

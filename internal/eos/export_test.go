@@ -1,0 +1,23 @@
+package eos
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// OutcomeOf exposes decideOutcome to the external tests: whether the
+// transaction (pid, epoch) committed on topics, with its marker's epoch.
+func OutcomeOf(ctx context.Context, opts []kgo.Opt, topics []string, pid int64, epoch int16) (commit bool, markerEpoch int16, err error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return false, 0, err
+	}
+	defer cl.Close()
+	m, err := decideOutcome(ctx, kadm.NewClient(cl), opts, topics, pid, epoch)
+	return m.commit, m.epoch, err
+}
+
+// ErrUndetermined is errUndetermined, for errors.Is in the tests.
+var ErrUndetermined = errUndetermined
