@@ -21,3 +21,18 @@ func OutcomeOf(ctx context.Context, opts []kgo.Opt, topics []string, pid int64, 
 
 // ErrUndetermined is errUndetermined, for errors.Is in the tests.
 var ErrUndetermined = errUndetermined
+
+// DecisionFromTxnLog exposes decisionFromTxnLog: the coordinator's own
+// decision for transaction (pid, epoch) naming topic-partition.
+func DecisionFromTxnLog(ctx context.Context, opts []kgo.Opt, txnID string, pid int64, epoch int16, topic string, partition int32) (found, commit bool, markerEpoch int16, err error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return false, false, 0, err
+	}
+	defer cl.Close()
+	d, found, err := decisionFromTxnLog(ctx, kadm.NewClient(cl), opts, txnID, pid, epoch, kadm.TopicsSet{topic: {partition: {}}})
+	return found, d.marker.commit, d.marker.epoch, err
+}
+
+// TxnLogPartition exposes txnLogPartition.
+var TxnLogPartition = txnLogPartition

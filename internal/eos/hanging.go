@@ -65,33 +65,84 @@ func findHanging(ctx context.Context, adm *kadm.Client, txnID string) ([]hanging
 	return hs, nil
 }
 
-// endHanging writes the marker m, found on the transaction's output
-// partitions, to the offsets partition that misses it, exactly as the
-// coordinator would have (same type, producer epoch and coordinator epoch,
-// transaction version 2). This needs the ClusterAction permission, as
+// endHanging writes marker m of producer pid to the partitions of targets,
+// exactly as the coordinator would have (same type, producer epoch and
+// coordinator epoch). This needs the ClusterAction permission, as
 // `kafka-transactions.sh abort` does.
-func endHanging(ctx context.Context, cl *kgo.Client, h hangingTxn, m txnMarker) error {
+func endHanging(ctx context.Context, cl *kgo.Client, pid int64, epoch int16, m txnMarker, targets kadm.TopicsSet) error {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	mk := kmsg.NewWriteTxnMarkersRequestMarker()
-	mk.ProducerID, mk.ProducerEpoch, mk.Committed, mk.CoordinatorEpoch, mk.TransactionVersion = h.pid, m.epoch, m.commit, m.coordEpoch, 2
-	t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
-	t.Topic, t.Partitions = offsetsTopic, []int32{h.partition}
-	mk.Topics = append(mk.Topics, t)
+	mk.ProducerID, mk.ProducerEpoch, mk.Committed, mk.CoordinatorEpoch = pid, m.epoch, m.commit, m.coordEpoch
+	mk.TransactionVersion = 1
+	if m.epoch > epoch {
+		mk.TransactionVersion = 2 // the coordinator bumped the epoch for the markers
+	}
+	for t, ps := range targets {
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic = t
+		for p := range ps {
+			mt.Partitions = append(mt.Partitions, p)
+		}
+		mk.Topics = append(mk.Topics, mt)
+	}
 	req.Markers = append(req.Markers, mk)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return fmt.Errorf("write the marker to %s-%d: %w", offsetsTopic, h.partition, err)
+		return fmt.Errorf("write the markers to %v: %w", targets, err)
 	}
+	var errs []error
 	for _, rm := range resp.Markers {
 		for _, rt := range rm.Topics {
 			for _, rp := range rt.Partitions {
 				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return fmt.Errorf("write the marker to %s-%d (needs ClusterAction): %w", rt.Topic, rp.Partition, err)
+					errs = append(errs, fmt.Errorf("%s-%d: %w", rt.Topic, rp.Partition, err))
 				}
 			}
 		}
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("write the markers (needs ClusterAction): %w", err)
+	}
 	return nil
+}
+
+// openParts returns the partitions of set where transaction (pid, epoch)
+// is still open: those that miss its marker (a partition that has it would
+// refuse it again once a later transaction wrote there).
+func openParts(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet, pid int64, epoch int16) (kadm.TopicsSet, error) {
+	prods, err := adm.DescribeProducers(ctx, set)
+	if err != nil {
+		return nil, fmt.Errorf("describe producers of %v: %w", set, err)
+	}
+	open := kadm.TopicsSet{}
+	prods.EachPartition(func(dp kadm.DescribedProducersPartition) {
+		for _, pr := range dp.ActiveProducers {
+			if pr.ProducerID == pid && pr.ProducerEpoch == epoch && pr.CurrentTxnStartOffset >= 0 {
+				open.Add(dp.Topic, dp.Partition)
+			}
+		}
+	})
+	return open, nil
+}
+
+// decide finds the outcome of hanging transaction h: from the coordinator's
+// own prepare record when __transaction_state still has it (then for every
+// partition of the transaction: the broker can drop the markers of all of
+// them), else from the marker of the same transaction on the outputs.
+func (l *Loop) decide(ctx context.Context, adm *kadm.Client, h hangingTxn) (decision, error) {
+	part := kadm.TopicsSet{offsetsTopic: {h.partition: {}}}
+	d, found, err := decisionFromTxnLog(ctx, adm, l.cfg.clientOpts, l.cfg.txnID, h.pid, h.epoch, part)
+	if err != nil {
+		l.log.Warn("could not read the transaction coordinator's log; reading the outputs' markers", "err", err)
+	}
+	if found {
+		return d, nil
+	}
+	m, err := decideOutcome(ctx, adm, l.cfg.clientOpts, l.outputTopics(), h.pid, h.epoch)
+	if err != nil {
+		return decision{}, err
+	}
+	return decision{marker: m, partitions: part, source: "the outputs' markers"}, nil
 }
 
 // operatorHelp is the one line an operator needs when the outcome cannot
@@ -107,13 +158,15 @@ func operatorHelp(seeds []string, h hangingTxn) string {
 }
 
 // settleHanging ends each hanging transaction of ours on __consumer_offsets
-// with the outcome its output partitions hold (commit if they hold its
-// commit marker, abort if its abort marker). When the outcome cannot be
-// read it logs what the operator can do and returns an error: the session
-// restarts and the worker stays not ready rather than guess (an abort of a
-// committed transaction duplicates its outputs; a commit of an aborted one
-// loses its inputs). A failing check (an old broker, no permission to
-// describe __consumer_offsets) is logged and leaves the session running.
+// with the outcome the transaction coordinator had decided: its prepare
+// record in __transaction_state (the markers then go to every partition of
+// the transaction still missing one), else the marker of the same
+// transaction on its output partitions. When neither says, it logs what the
+// operator can do and returns an error: the session restarts and the worker
+// stays not ready rather than guess (an abort of a committed transaction
+// duplicates its outputs; a commit of an aborted one loses its inputs). A
+// failing check (an old broker, no permission to describe
+// __consumer_offsets) is logged and leaves the session running.
 func (l *Loop) settleHanging(ctx context.Context, cl *kgo.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
 	defer cancel()
@@ -124,20 +177,33 @@ func (l *Loop) settleHanging(ctx context.Context, cl *kgo.Client) error {
 		return nil
 	}
 	for _, h := range hs {
-		m, err := decideOutcome(ctx, adm, l.cfg.clientOpts, l.outputTopics(), h.pid, h.epoch)
-		if errors.Is(err, errUndetermined) {
-			l.reportUndetermined(cl, h, err)
-		}
-		if err != nil {
+		if err := l.settle(ctx, cl, adm, h); err != nil {
 			return fmt.Errorf("hanging transaction of producer %d epoch %d on %s-%d: %w", h.pid, h.epoch, offsetsTopic, h.partition, err)
 		}
-		if err := endHanging(ctx, cl, h, m); err != nil {
-			return fmt.Errorf("end the hanging transaction of producer %d epoch %d: %w", h.pid, h.epoch, err)
-		}
-		l.log.Warn("ended a hanging transaction the broker kept open on the group's offsets, with the outcome its outputs hold",
-			"transactional_id", l.cfg.txnID, "producer_id", h.pid, "epoch", h.epoch, "partition", h.partition,
-			"start_offset", h.start, "committed", m.commit)
 	}
+	return nil
+}
+
+// settle decides and ends one hanging transaction.
+func (l *Loop) settle(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h hangingTxn) error {
+	d, err := l.decide(ctx, adm, h)
+	if errors.Is(err, errUndetermined) {
+		l.reportUndetermined(cl, h, err)
+	}
+	if err != nil {
+		return err
+	}
+	targets, err := openParts(ctx, adm, d.partitions, h.pid, h.epoch)
+	if err != nil {
+		return err
+	}
+	targets.Add(offsetsTopic, h.partition)
+	if err := endHanging(ctx, cl, h.pid, h.epoch, d.marker, targets); err != nil {
+		return err
+	}
+	l.log.Warn("ended a hanging transaction the broker kept open, with the outcome the coordinator had decided",
+		"transactional_id", l.cfg.txnID, "producer_id", h.pid, "epoch", h.epoch, "committed", d.marker.commit,
+		"read_from", d.source, "partitions", targets.Sorted())
 	return nil
 }
 

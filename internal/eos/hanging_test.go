@@ -26,7 +26,8 @@ func TestOutcomeFromMarkers(t *testing.T) {
 	devstacktest.CreateTopic(t, stack, out, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	txn := devstacktest.Client(t, stack, kgo.TransactionalID(devstacktest.Name(t, "txn")), kgo.DefaultProduceTopic(out))
+	txnID := devstacktest.Name(t, "txn")
+	txn := devstacktest.Client(t, stack, kgo.TransactionalID(txnID), kgo.DefaultProduceTopic(out), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	type ended struct {
 		pid    int64
 		epoch  int16
@@ -79,9 +80,42 @@ func TestOutcomeFromMarkers(t *testing.T) {
 				i, e.pid, e.epoch, commit, markerEpoch, e.commit, e.epoch+1)
 		}
 	}
+	for i, e := range txns {
+		found, commit, markerEpoch, err := eos.DecisionFromTxnLog(ctx, opts, txnID, e.pid, e.epoch, out, 1)
+		switch {
+		case err != nil:
+			t.Fatalf("transaction %d: coordinator's log: %v", i, err)
+		case stack.Cluster != nil && found:
+			t.Errorf("kfake has no __transaction_state, yet transaction %d was found in it", i)
+		case stack.Cluster == nil && (!found || commit != e.commit || markerEpoch != e.epoch+1):
+			t.Errorf("transaction %d (producer %d epoch %d): coordinator's log says found=%v commit=%v epoch %d, want commit=%v at %d",
+				i, e.pid, e.epoch, found, commit, markerEpoch, e.commit, e.epoch+1)
+		}
+	}
 	last := txns[len(txns)-1]
 	if _, _, err := eos.OutcomeOf(ctx, opts, []string{out}, last.pid, last.epoch+5); !errors.Is(err, eos.ErrUndetermined) {
 		t.Errorf("a transaction that wrote nothing there: got %v, want the undetermined error", err)
 	}
 	t.Logf("transactions (producer, epoch, committed): %v", txns)
+}
+
+// TestTxnLogPartition checks the __transaction_state partition of a
+// transactional id against Java's String.hashCode values (Kafka's
+// Utils.abs(hash) % partitions), including a hash of Integer.MIN_VALUE.
+func TestTxnLogPartition(t *testing.T) {
+	for _, c := range []struct {
+		id   string
+		n    int32
+		want int32
+	}{
+		{"", 50, 0},
+		{"hello", 50, 99162322 % 50},
+		{"Aa", 7, 2112 % 7},
+		{"polygenelubricants", 50, 0}, // hashCode() == Integer.MIN_VALUE
+		{"zzzzzzzz", 50, 12},          // hashCode() == -1910022912 (overflows int32)
+	} {
+		if got := eos.TxnLogPartition(c.id, c.n); got != c.want {
+			t.Errorf("TxnLogPartition(%q, %d) = %d, want %d", c.id, c.n, got, c.want)
+		}
+	}
 }
