@@ -36,3 +36,15 @@ func DecisionFromTxnLog(ctx context.Context, opts []kgo.Opt, txnID string, pid i
 
 // TxnLogPartition exposes txnLogPartition.
 var TxnLogPartition = txnLogPartition
+
+// FindHanging exposes findHanging: how many hanging transactions of txnID
+// __consumer_offsets holds.
+func FindHanging(ctx context.Context, opts []kgo.Opt, txnID string) (int, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	hs, err := findHanging(ctx, kadm.NewClient(cl), txnID)
+	return len(hs), err
+}

@@ -92,6 +92,11 @@ func TestOutcomeFromMarkers(t *testing.T) {
 				i, e.pid, e.epoch, found, commit, markerEpoch, e.commit, e.epoch+1)
 		}
 	}
+	// Nothing hangs after normal ends: the check must stay quiet (on kfake,
+	// which has no __consumer_offsets topic, too).
+	if n, err := eos.FindHanging(ctx, opts, txnID); err != nil || n != 0 {
+		t.Errorf("after normal commits and aborts: %d hanging transactions found, err %v; want none", n, err)
+	}
 	last := txns[len(txns)-1]
 	if _, _, err := eos.OutcomeOf(ctx, opts, []string{out}, last.pid, last.epoch+5); !errors.Is(err, eos.ErrUndetermined) {
 		t.Errorf("a transaction that wrote nothing there: got %v, want the undetermined error", err)
