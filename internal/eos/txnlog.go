@@ -108,12 +108,13 @@ func decisionFromTxnLog(ctx context.Context, adm *kadm.Client, opts []kgo.Opt, t
 // record of txnID from before that transaction (no need to read further
 // back).
 func lastPrepared(ctx context.Context, opts []kgo.Opt, p int32, from, end int64, txnID string, pid int64, epoch int16, part kadm.TopicsSet) (d decision, found, older bool, err error) {
-	err = readRange(ctx, opts, txnStateTopic, p, from, end, func(r *kgo.Record) {
+	err = readRange(ctx, opts, txnStateTopic, p, from, end, func(r *kgo.Record) bool {
 		if got, ok := prepared(r, txnID, pid, epoch); ok && contains(got.partitions, part) {
 			d, found = got, true
 		} else if before(r, txnID, pid, epoch) {
 			older = true
 		}
+		return true
 	})
 	return d, found, older, err
 }
@@ -141,15 +142,16 @@ func contains(set, sub kadm.TopicsSet) bool {
 	return true
 }
 
-// readRange calls fn for each record of [from, end) of one partition, read
-// uncommitted (the coordinator's log is not transactional).
-func readRange(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, end int64, fn func(*kgo.Record)) error {
+// readRange calls fn for each record of [from, end) of one partition, in
+// order, until fn returns false: read uncommitted and with the control
+// records (the transaction markers), so that every transaction shows.
+func readRange(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, end int64, fn func(*kgo.Record) bool) error {
 	if from >= end {
 		return nil
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}),
-		kgo.FetchIsolationLevel(kgo.ReadUncommitted()))...)
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return fmt.Errorf("read %s-%d: %w", topic, p, err)
 	}
@@ -160,13 +162,13 @@ func readRange(ctx context.Context, opts []kgo.Opt, topic string, p int32, from,
 			return fmt.Errorf("read %s-%d up to %d (at %d): %w", topic, p, end, next, err)
 		}
 		if fs.NumRecords() == 0 {
-			return nil // compacted away
+			return nil // the offsets left are gone (compacted or deleted)
 		}
 		for it := fs.RecordIter(); !it.Done(); {
 			r := it.Next()
 			next = r.Offset + 1
-			if r.Offset < end {
-				fn(r)
+			if r.Offset < end && !fn(r) {
+				return nil
 			}
 		}
 	}

@@ -56,48 +56,35 @@ type scanResult struct {
 // without a marker up to end is errUndetermined.
 func outcomeIn(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, end int64, pid int64, epoch int16) (scanResult, error) {
 	res := scanResult{minSeen: -1}
-	if from >= end {
-		return res, nil
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}),
-		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.KeepControlRecords())...)
-	if err != nil {
-		return res, fmt.Errorf("read %s-%d: %w", topic, p, err)
-	}
-	defer cl.Close()
 	sawData := false
-	for next := from; next < end; {
-		fs, err := pollSome(ctx, cl)
-		if err != nil {
-			return res, fmt.Errorf("read %s-%d up to %d (at %d): %w", topic, p, end, next, err)
+	var verdict error
+	err := readRange(ctx, opts, topic, p, from, end, func(r *kgo.Record) bool {
+		if r.ProducerID != pid {
+			return true
 		}
-		if fs.NumRecords() == 0 {
-			break // the offsets left are gone (compacted or deleted): what is left says nothing
+		if res.minSeen < 0 || r.ProducerEpoch < res.minSeen {
+			res.minSeen = r.ProducerEpoch
 		}
-		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			next = r.Offset + 1
-			if r.ProducerID != pid || r.Offset >= end {
-				continue
-			}
-			if res.minSeen < 0 || r.ProducerEpoch < res.minSeen {
-				res.minSeen = r.ProducerEpoch
-			}
-			m, isMarker := parseMarker(r)
-			switch {
-			case !r.Attrs.IsControl() && r.ProducerEpoch == epoch:
-				sawData = true
-			case isMarker && sawData && m.epoch == epoch+1:
-				res.marker, res.found = m, true
-				return res, nil
-			case isMarker && sawData:
-				return res, fmt.Errorf("%s-%d: producer %d epoch %d ended by a marker at epoch %d, not %d (transaction version 1?): %w",
-					topic, p, pid, epoch, m.epoch, epoch+1, errUndetermined)
-			}
+		m, isMarker := parseMarker(r)
+		switch {
+		case !r.Attrs.IsControl() && r.ProducerEpoch == epoch:
+			sawData = true
+		case isMarker && sawData && m.epoch == epoch+1:
+			res.marker, res.found = m, true
+			return false
+		case isMarker && sawData:
+			verdict = fmt.Errorf("%s-%d: producer %d epoch %d ended by a marker at epoch %d, not %d (transaction version 1?): %w",
+				topic, p, pid, epoch, m.epoch, epoch+1, errUndetermined)
+			return false
 		}
-	}
-	if sawData {
+		return true
+	})
+	switch {
+	case err != nil:
+		return res, err
+	case verdict != nil:
+		return res, verdict
+	case sawData && !res.found:
 		return res, fmt.Errorf("%s-%d: producer %d epoch %d has records but no marker up to offset %d: %w", topic, p, pid, epoch, end, errUndetermined)
 	}
 	return res, nil
