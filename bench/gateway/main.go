@@ -52,6 +52,7 @@ type opts struct {
 	producers int
 	write     string
 	profile   string
+	memprof   string
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
+	flag.StringVar(&o.memprof, "memprofile", "", "write the gateway process's allocation profile (whole run, both routes) to this file")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
@@ -153,7 +155,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile), common...)...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -438,14 +440,19 @@ func writeSection(path, md string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// profileArgs asks the gateway for a CPU profile when path is set.
-func profileArgs(path string) []string {
-	if path == "" {
-		return nil
+// profileArgs asks the gateway for a CPU and an allocation profile when
+// their paths are set.
+func profileArgs(cpu, mem string) []string {
+	var args []string
+	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}} {
+		if p.path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p.path)
+		if err != nil {
+			abs = p.path
+		}
+		args = append(args, p.flag, abs)
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		abs = path
-	}
-	return []string{"--bench-cpuprofile", abs}
+	return args
 }
