@@ -136,6 +136,7 @@ type Gateway struct {
 	sem    chan struct{}
 	keys   *keyLocks
 	limits *limiters
+	bodies bodyPool
 }
 
 // New returns a Gateway writing through commit and remembering

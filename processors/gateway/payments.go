@@ -34,8 +34,14 @@ type accepted struct {
 func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	now := g.cfg.now()
 	var q paymentRequest
-	if e := decodeStrict(r, g.cfg.maxBody, &q); e != nil {
-		return g.fail(w, e)
+	buf := g.bodies.get()
+	in, derr := readJSON(r, g.cfg.maxBody, buf.b)
+	if derr == nil {
+		derr = decodePayment(in, &q)
+	}
+	g.bodies.put(buf, in)
+	if derr != nil {
+		return g.fail(w, derr)
 	}
 	defer clearRequest(&q)
 	hdrKey := r.Header.Get(IdempotencyKeyHeader)

@@ -66,17 +66,40 @@ func badRequest(code, field, msg string) *apiError {
 // input: encoding/json's messages can hold request values (a number that was
 // a PAN), so only the field name and offset are kept.
 func decodeStrict(r *http.Request, limit int64, v any) *apiError {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
-	}
-	body, err := readBody(r, limit)
+	body, e := readJSON(r, limit, nil)
 	defer clear(body)
+	if e != nil {
+		return e
+	}
+	return decodeJSON(body, v)
+}
+
+// readJSON checks the content type and reads the body, at most limit
+// bytes, into buf when it is large enough. The caller clears the body.
+func readJSON(r *http.Request, limit int64, buf []byte) ([]byte, *apiError) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !hasJSONPrefix(ct) {
+		return nil, &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
+	}
+	body, err := readBody(r, limit, buf)
 	if err != nil {
-		return badRequest("unreadable_body", "", "the request body could not be read")
+		return body, badRequest("unreadable_body", "", "the request body could not be read")
 	}
 	if int64(len(body)) > limit {
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("the body is limited to %d bytes", limit)}
+		return body, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("the body is limited to %d bytes", limit)}
 	}
+	return body, nil
+}
+
+// hasJSONPrefix is strings.HasPrefix(strings.ToLower(ct),
+// "application/json") without the copy.
+func hasJSONPrefix(ct string) bool {
+	const want = "application/json"
+	return len(ct) >= len(want) && strings.EqualFold(ct[:len(want)], want)
+}
+
+// decodeJSON is the encoding/json strict decoding of body into v: one
+// value, no unknown field, nothing after it.
+func decodeJSON(body []byte, v any) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -91,12 +114,17 @@ func decodeStrict(r *http.Request, limit int64, v any) *apiError {
 	return nil
 }
 
-// readBody reads at most limit+1 bytes of r's body, into one allocation of
-// the announced length when there is one (the net/http server stops a body
-// at its Content-Length).
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody reads at most limit+1 bytes of r's body, into buf or one
+// allocation of the announced length when there is one (the net/http
+// server stops a body at its Content-Length).
+func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		body := make([]byte, n)
+		body := buf[:0]
+		if int64(cap(buf)) >= n {
+			body = buf[:n]
+		} else {
+			body = make([]byte, n)
+		}
 		_, err := io.ReadFull(r.Body, body)
 		return body, err
 	}
