@@ -68,8 +68,9 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 		return g.unavailable(w, "keyring", "the keyring cannot fingerprint the request")
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
-	defer cancel()
+	// The commit deadline, shared with the requests of the same few
+	// milliseconds (deadlines).
+	ctx := g.deadlines.get()
 	// One request per key at a time in this instance, and the key stays
 	// held until its transaction's outcome is final, even after its
 	// request gave up (503): a retry waits for (or replays) the first

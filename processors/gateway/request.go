@@ -266,50 +266,50 @@ func checkMetadata(det *pan.Detector, m map[string]string) *apiError {
 // occurred_at the gateway filled in is left out. Every field is written
 // length-prefixed (absent and empty differ), metadata in key order.
 func fingerprint(tok string, q *paymentRequest) string {
-	h := sha256.New()
-	var num [8]byte
-	str := func(s string) {
-		binary.BigEndian.PutUint64(num[:], uint64(len(s)))
-		h.Write(num[:])
-		h.Write([]byte(s))
-	}
-	opt := func(s *string) {
-		if s == nil {
-			h.Write([]byte{0})
-			return
-		}
-		h.Write([]byte{1})
-		str(*s)
-	}
-	i64 := func(v int64) {
-		binary.BigEndian.PutUint64(num[:], uint64(v))
-		h.Write(num[:])
-	}
-	str("pcistream/gateway/request/v1")
-	str(tok)
-	str(q.PaymentID)
-	str(q.EventType)
-	opt(q.ParentPaymentID)
-	i64(int64(*q.ExpiryMonth))
-	i64(int64(*q.ExpiryYear))
-	h.Write([]byte{boolByte(q.CVV != nil && *q.CVV != "")})
-	opt(q.CardholderName)
-	i64(*q.AmountMinor)
-	str(q.Currency)
-	str(q.MerchantID)
-	i64(q.OccurredAt)
-	keys := make([]string, 0, len(q.Metadata))
+	// The fields are appended to one buffer (on the stack for all but
+	// large metadata) and hashed at once: no hash object, no closures.
+	b := make([]byte, 0, 512)
+	b = appendStr(b, "pcistream/gateway/request/v1")
+	b = appendStr(b, tok)
+	b = appendStr(b, q.PaymentID)
+	b = appendStr(b, q.EventType)
+	b = appendOpt(b, q.ParentPaymentID)
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(*q.ExpiryMonth)))
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(*q.ExpiryYear)))
+	b = append(b, boolByte(q.CVV != nil && *q.CVV != ""))
+	b = appendOpt(b, q.CardholderName)
+	b = binary.BigEndian.AppendUint64(b, uint64(*q.AmountMinor))
+	b = appendStr(b, q.Currency)
+	b = appendStr(b, q.MerchantID)
+	b = binary.BigEndian.AppendUint64(b, uint64(q.OccurredAt))
+	var kb [8]string
+	keys := kb[:0]
 	for k := range q.Metadata {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	i64(int64(len(keys)))
+	b = binary.BigEndian.AppendUint64(b, uint64(len(keys)))
 	for _, k := range keys {
-		str(k)
-		str(q.Metadata[k])
+		b = appendStr(b, k)
+		b = appendStr(b, q.Metadata[k])
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	clear(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// appendStr appends s length-prefixed (8 bytes, big endian).
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendOpt appends 0 for nil, else 1 and the string.
+func appendOpt(b []byte, s *string) []byte {
+	if s == nil {
+		return append(b, 0)
+	}
+	return appendStr(append(b, 1), *s)
 }
 
 func boolByte(b bool) byte {
