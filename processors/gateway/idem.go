@@ -160,6 +160,14 @@ func (s *StateStore) Close() error {
 // reflection: it is on every payment's path. Fingerprint is hex and Body
 // is JSON the gateway rendered.
 func (e *IdemEntry) appendJSON(b []byte) []byte {
+	b = e.appendHead(b)
+	b = append(b, e.Body...)
+	return append(b, '}')
+}
+
+// appendHead appends the entry's JSON up to its body: the body's JSON and
+// a closing brace complete it.
+func (e *IdemEntry) appendHead(b []byte) []byte {
 	b = append(b, `{"fp":`...)
 	b = strconv.AppendQuote(b, e.Fingerprint)
 	b = append(b, `,"kv":`...)
@@ -168,7 +176,5 @@ func (e *IdemEntry) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, e.TS, 10)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
-	b = append(b, `,"body":`...)
-	b = append(b, e.Body...)
-	return append(b, '}')
+	return append(b, `,"body":`...)
 }

@@ -18,3 +18,18 @@ func TestIdemEntryAppendJSON(t *testing.T) {
 		t.Fatalf("round trip: got %+v, want %+v", got, e)
 	}
 }
+
+// TestEntryWithBodyInside checks the payment route's one-buffer rendering
+// against appendJSON.
+func TestEntryWithBodyInside(t *testing.T) {
+	e := IdemEntry{Fingerprint: "ab12", KeyVersion: 3, TS: 99, Status: 202}
+	b := e.appendHead(nil)
+	start := len(b)
+	b = appendAccepted(b, "p-\"1\"<", "ctx_x", "visa", "1111")
+	body := b[start:len(b):len(b)]
+	b = append(b, '}')
+	e.Body = acceptedJSON("p-\"1\"<", "ctx_x", "visa", "1111")
+	if string(b) != string(e.appendJSON(nil)) || string(body) != string(e.Body) {
+		t.Errorf("got %s (body %s), want %s", b, body, e.appendJSON(nil))
+	}
+}
