@@ -169,7 +169,12 @@ func (e *IdemEntry) appendJSON(b []byte) []byte {
 // a closing brace complete it.
 func (e *IdemEntry) appendHead(b []byte) []byte {
 	b = append(b, `{"fp":`...)
-	b = strconv.AppendQuote(b, e.Fingerprint)
+	if isHexString(e.Fingerprint) {
+		// The fingerprint is hex: nothing to escape.
+		b = append(append(append(b, '"'), e.Fingerprint...), '"')
+	} else {
+		b = strconv.AppendQuote(b, e.Fingerprint)
+	}
 	b = append(b, `,"kv":`...)
 	b = strconv.AppendUint(b, uint64(e.KeyVersion), 10)
 	b = append(b, `,"ts":`...)
@@ -177,4 +182,13 @@ func (e *IdemEntry) appendHead(b []byte) []byte {
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	return append(b, `,"body":`...)
+}
+
+func isHexString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
 }
