@@ -269,4 +269,3 @@ func BenchmarkDecodePayment(b *testing.B) {
 		}
 	})
 }
-
