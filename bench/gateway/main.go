@@ -187,11 +187,20 @@ func run(o opts, dir string) (string, error) {
 			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res})
 		}
 	}
-	accepted, err := counter("http://"+metrics+"/metrics", `pcistream_gateway_requests_total{route="payments",status="202"}`)
-	if err != nil {
-		return "", err
+	var c counts
+	for _, m := range []struct {
+		dst    *float64
+		series string
+	}{
+		{&c.accepted, `pcistream_gateway_requests_total{route="payments",status="202"}`},
+		{&c.txns, `pcistream_gateway_produce_duration_seconds_count{outcome="committed"}`},
+		{&c.txnSecs, `pcistream_gateway_produce_duration_seconds_sum{outcome="committed"}`},
+	} {
+		if *m.dst, err = counter("http://"+metrics+"/metrics", m.series); err != nil {
+			return "", err
+		}
 	}
-	return report(o, rows, accepted), nil
+	return report(o, rows, c), nil
 }
 
 // start runs the binary with args, its output in logPath, and waits for
@@ -346,7 +355,12 @@ func counter(url, series string) (float64, error) {
 	return 0, nil
 }
 
-func report(o opts, rows []row, accepted float64) string {
+// counts are the gateway's own counters at the end of the run.
+type counts struct {
+	accepted, txns, txnSecs float64
+}
+
+func report(o opts, rows []row, c counts) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s\n## HTTP gateway (`pcistream run gateway`) with wrk\n\n", beginMarker)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores shared with other jobs, %s %s/%s, wrk 4.1 (Debian). Date: %s.\n",
@@ -376,7 +390,11 @@ func report(o opts, rows []row, accepted float64) string {
 			r.shape, "/v1/"+r.route, r.conns, rps, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
 			r.res.kCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
 	}
-	fmt.Fprintf(&sb, "\nPayments the gateway answered 202 over the whole run (its own counter, warm-up included): %.0f.\n", accepted)
+	fmt.Fprintf(&sb, "\nPayments the gateway answered 202 over the whole run (its own counter, warm-up included): %.0f.\n", c.accepted)
+	if c.txns > 0 {
+		fmt.Fprintf(&sb, "Kafka transactions committed: %.0f (%.1f payments per transaction, %.2f ms each on average).\n",
+			c.txns, c.accepted/c.txns, 1000*c.txnSecs/c.txns)
+	}
 	sb.WriteString("Requests per gateway CPU-second is requests/s per core of the gateway process (CPU from /proc, user+system). " +
 		"Targets: p99 under 12 ms at 5,000 requests/s; at least 0.5x the no-op handler's requests per core. " +
 		"The machine is shared with other agents' builds and tests; single numbers move by 20-30% between runs.\n")
