@@ -125,6 +125,7 @@ type cfg struct {
 	maxRetries     int
 	backoff        time.Duration
 	probeEvery     time.Duration
+	stallAfter     time.Duration
 }
 
 // Opt configures a Loop.
@@ -198,6 +199,13 @@ func Backoff(d time.Duration) Opt { return func(c *cfg) { c.backoff = d } }
 // answers and the input topics exist, for readiness (default 5s).
 func ProbeInterval(d time.Duration) Opt { return func(c *cfg) { c.probeEvery = d } }
 
+// StallAfter sets how long assigned partitions with readable input past
+// the committed offsets may go without a fetched record before the session
+// is restarted (default 20s). A client can wait silently (a join answered
+// UNKNOWN_MEMBER_ID after a broker restart, committed offsets that stay
+// unstable); a new session is the cure, and the warning says why.
+func StallAfter(d time.Duration) Opt { return func(c *cfg) { c.stallAfter = d } }
+
 // validate checks the options' values, naming the option at fault. The
 // bounds are Kafka's: a broker refuses a transaction timeout above
 // transaction.max.timeout.ms (15 minutes by default) and a session timeout
@@ -211,6 +219,7 @@ func (c *cfg) validate() error {
 		optcheck.Between("TxnTimeout", c.txnTimeout, time.Second, 15*time.Minute),
 		optcheck.AtLeast("MaxRetries", c.maxRetries, 0),
 		optcheck.Between("Backoff", c.backoff, time.Millisecond, 30*time.Second),
+		optcheck.AtLeast("StallAfter", c.stallAfter, time.Second),
 	}
 	if c.sessionTimeout != 0 {
 		errs = append(errs, optcheck.Between("SessionTimeout", c.sessionTimeout, 6*time.Second, 30*time.Minute))
@@ -248,6 +257,7 @@ func New(p Processor, opts ...Opt) (*Loop, error) {
 		maxRetries: 5,
 		backoff:    250 * time.Millisecond,
 		probeEvery: 5 * time.Second,
+		stallAfter: 20 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)

@@ -264,16 +264,9 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// stallAfter is how long assigned partitions with uncommitted input may go
-// without a fetched record before the session is restarted. A client can
-// wait silently (a join answered UNKNOWN_MEMBER_ID after a broker restart,
-// committed offsets that stay unstable); a new session is the cure, and the
-// warning says why.
-const stallAfter = 20 * time.Second
-
-// checkStall flags the session as stalled when its partitions have input
-// past the group's committed offsets and no poll returned records for
-// stallAfter.
+// checkStall flags the session as stalled when its partitions have
+// readable input past the group's committed offsets and no poll returned
+// records for the StallAfter option's time.
 func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 	l.h.mu.Lock()
 	since := time.Since(l.h.progress)
@@ -284,7 +277,7 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 		}
 	}
 	l.h.mu.Unlock()
-	if since < stallAfter || len(parts) == 0 {
+	if since < l.cfg.stallAfter || len(parts) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -295,12 +288,19 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 		l.h.stalled = err
 		l.h.mu.Unlock()
 	}
-	ends, err := adm.ListEndOffsets(ctx, l.cfg.topics...)
+	// Readable input lies between the log start (retention and
+	// DeleteRecords move it past committed offsets) and the last stable
+	// offset (a read_committed consumer cannot pass an open transaction).
+	starts, err := adm.ListStartOffsets(ctx, l.cfg.topics...)
 	if err == nil {
-		err = ends.Error()
+		err = starts.Error()
 	}
-	if err != nil {
-		flag(fmt.Errorf("no records fetched for %s and the end offsets of %v cannot be listed: %w", since.Round(time.Second), l.cfg.topics, err))
+	ends, err2 := adm.ListCommittedOffsets(ctx, l.cfg.topics...)
+	if err2 == nil {
+		err2 = ends.Error()
+	}
+	if err = errors.Join(err, err2); err != nil {
+		flag(fmt.Errorf("no records fetched for %s and the offsets of %v cannot be listed: %w", since.Round(time.Second), l.cfg.topics, err))
 		return
 	}
 	committed, err := adm.FetchOffsets(ctx, l.cfg.group)
@@ -321,6 +321,9 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 			at := int64(0)
 			if c, ok := committed.Lookup(t, p); ok && c.Err == nil {
 				at = c.At
+			}
+			if s, ok := starts.Lookup(t, p); ok && s.Err == nil {
+				at = max(at, s.Offset)
 			}
 			waiting += max(0, end.Offset-at)
 		}

@@ -2,12 +2,15 @@ package eos_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/eos"
 )
 
@@ -71,4 +74,34 @@ func TestReadinessMeansSomething(t *testing.T) {
 	if !strings.Contains(s, "no partitions: the other members hold them all") {
 		t.Fatalf("second member status %q, want it to say it holds no partitions", s)
 	}
+}
+
+// TestNoStallOnDeletedInput: input the broker deleted (retention,
+// DeleteRecords) past the group's committed offsets is not input that
+// waits: the stall watchdog stays quiet instead of restarting sessions
+// forever, and records produced afterwards are processed.
+func TestNoStallOnDeletedInput(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	createTopics(t, 1, "stall-del.in", "stall-del.out")
+	produceInputs(t, "stall-del.in", 10)
+	adm := kadm.NewClient(devstacktest.Client(t, stack))
+	del, err := adm.DeleteRecords(ctx, kadm.Offsets{"stall-del.in": {0: {Topic: "stall-del.in", Partition: 0, At: 10}}})
+	if err == nil {
+		err = del.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete records: %v", err)
+	}
+	var logs devstacktest.Buffer
+	l := newLoop(t, "stall-del.in", "stall-del.out", "stall-del-0",
+		eos.StallAfter(time.Second), eos.Logger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	go l.Run(ctx) //nolint:errcheck
+	waitStatus(t, l, "member", func(s string, err error) bool { return err == nil && strings.Contains(s, "stall-del.in[0]") })
+	time.Sleep(4 * time.Second) // four stall windows, ~20 probes
+	if s := logs.String(); strings.Contains(s, "session stalled") {
+		t.Fatalf("watchdog flagged deleted input as waiting: %s", s)
+	}
+	produceInputs(t, "stall-del.in", 3)
+	devstacktest.WaitStable(t, stack, "stall-del.out", 3, 30*time.Second)
 }

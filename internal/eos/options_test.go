@@ -25,6 +25,7 @@ func TestOptionsValidated(t *testing.T) {
 		{eos.TxnTimeout(time.Hour), "TxnTimeout(1h0m0s)"},
 		{eos.SessionTimeout(time.Second), "SessionTimeout(1s)"},
 		{eos.Backoff(-time.Second), "Backoff(-1s)"},
+		{eos.StallAfter(0), "StallAfter(0s)"},
 		{eos.Topics("in", ""), `Topics("")`},
 	} {
 		_, err := eos.New(noop, eos.Topics("in"), tc.opt)

@@ -197,7 +197,12 @@ func TestWebhookRetryDedup(t *testing.T) {
 	kr, _ := token.NewKeyring()
 	p := payment("pay-1", "webhook-1", testCards[0])
 	v := e.encode(p)
-	ts := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	// Event times near now: a real broker deletes records older than a
+	// topic's retention.ms (raw 7 days, state 25 hours) from under the test.
+	// The original is 24h40m old, so its state entry outlives the test and
+	// the retry 25 hours later is 20 minutes ahead (the broker accepts up to
+	// message.timestamp.after.max.ms, one hour by default).
+	ts := time.Now().Add(-24*time.Hour - 40*time.Minute).Truncate(time.Second)
 	// The original and a retry 10 minutes later at a new offset, same partition
 	// (producers key by idempotency key), plus an unrelated payment.
 	e.produce(
@@ -246,7 +251,9 @@ func TestReplayIsByteIdentical(t *testing.T) {
 	e := newEnv(t)
 	kr, _ := token.NewKeyring()
 	var recs []*kgo.Record
-	ts := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	// Recent event times: a real broker deletes records older than a
+	// topic's retention.ms (raw 7 days) from under the test.
+	ts := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for i := 0; i < 30; i++ {
 		p := payment(fmt.Sprintf("pay-%d", i), fmt.Sprintf("idem-%d", i%25), testCards[i%len(testCards)])
 		if i%7 == 3 {
