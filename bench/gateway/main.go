@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +166,7 @@ func run(o opts, dir string) (string, error) {
 		return "", err
 	}
 	url := "https://" + api
+	load0 := loadAvg()
 	// Warm up both routes (connections, producers, schema ids).
 	for _, r := range []string{"noop", "payments"} {
 		if _, err := wrk(o, dir, url, r, "warm", 4, 0, 3*time.Second, nil); err != nil {
@@ -180,14 +183,23 @@ func run(o opts, dir string) (string, error) {
 		{fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, time.Duration(o.rateConns) * time.Second / time.Duration(o.rate)},
 	} {
 		for _, route := range []string{"noop", "payments"} {
+			before, err := scrapeServer("http://" + metrics + "/metrics")
+			if err != nil {
+				return "", err
+			}
 			res, err := wrk(o, dir, url, route, shape.name, shape.conns, shape.delay, o.duration, []*proc{gw, dev})
 			if err != nil {
 				return "", err
 			}
-			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res})
+			after, err := scrapeServer("http://" + metrics + "/metrics")
+			if err != nil {
+				return "", err
+			}
+			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res,
+				srv: serverLatency(before, after)})
 		}
 	}
-	var c counts
+	c := counts{loadBefore: load0, loadAfter: loadAvg()}
 	for _, m := range []struct {
 		dst    *float64
 		series string
@@ -278,6 +290,33 @@ type row struct {
 	conns        int
 	delay        time.Duration
 	res          result
+	srv          serverQuantiles
+}
+
+// serverQuantiles are the gateway's own latency histograms over one wrk
+// run (bucket upper bounds, seconds): the time a payment spent in the
+// gateway (handling) and its Kafka transactions' durations.
+type serverQuantiles struct {
+	handleP50, handleP99, txnP50, txnP99 float64
+}
+
+// serverHists are the histograms serverQuantiles reads.
+type serverHists struct{ handle, txn histogram }
+
+func scrapeServer(url string) (serverHists, error) {
+	handle, err := scrapeHistogram(url, "payment_context_isolation_duration_seconds", `route="payments"`)
+	if err != nil {
+		return serverHists{}, err
+	}
+	txn, err := scrapeHistogram(url, "pcistream_gateway_produce_duration_seconds", `outcome="committed"`)
+	return serverHists{handle: handle, txn: txn}, err
+}
+
+func serverLatency(before, after serverHists) serverQuantiles {
+	return serverQuantiles{
+		handleP50: after.handle.quantile(before.handle, 0.5), handleP99: after.handle.quantile(before.handle, 0.99),
+		txnP50: after.txn.quantile(before.txn, 0.5), txnP99: after.txn.quantile(before.txn, 0.99),
+	}
 }
 
 // script is the wrk Lua script: unique payment ids and Idempotency-Keys per
@@ -358,6 +397,16 @@ func counter(url, series string) (float64, error) {
 // counts are the gateway's own counters at the end of the run.
 type counts struct {
 	accepted, txns, txnSecs float64
+	loadBefore, loadAfter   string
+}
+
+// loadAvg is the machine's load average (1, 5, 15 minutes).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func report(o opts, rows []row, c counts) string {
@@ -367,6 +416,7 @@ func report(o opts, rows []row, c counts) string {
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d`.\n\n",
 		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
+	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) when the measured runs started: %s; when they ended: %s.\n\n", c.loadBefore, c.loadAfter)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
 		"Idempotency-Key, so each one is validated, fingerprinted, checked against the Idempotency-Key state (Pebble, " +
@@ -389,6 +439,13 @@ func report(o opts, rows []row, c counts) string {
 		fmt.Fprintf(&sb, "| %s | %s | %d | %.0f | %d | %.2f cores | %.0f | %s | %.2f cores | %.2f ms | %.2f ms | %.2f ms |\n",
 			r.shape, "/v1/"+r.route, r.conns, rps, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
 			r.res.kCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
+	}
+	sb.WriteString("\nInside the gateway (its own histograms; bucket upper bounds, so coarse): ")
+	for _, r := range rows {
+		if r.route == "payments" {
+			fmt.Fprintf(&sb, "%s: a payment's handling p50 <= %s, p99 <= %s, a Kafka transaction p50 <= %s, p99 <= %s. ",
+				r.shape, ms(r.srv.handleP50), ms(r.srv.handleP99), ms(r.srv.txnP50), ms(r.srv.txnP99))
+		}
 	}
 	fmt.Fprintf(&sb, "\nPayments the gateway answered 202 over the whole run (its own counter, warm-up included): %.0f.\n", c.accepted)
 	if c.txns > 0 {
@@ -473,4 +530,67 @@ func profileArgs(cpu, mem string) []string {
 		args = append(args, p.flag, abs)
 	}
 	return args
+}
+
+// histogram is a Prometheus histogram's cumulative bucket counts by upper
+// bound (seconds), scraped from the gateway.
+type histogram map[float64]float64
+
+// scrapeHistogram reads the buckets of series (name_bucket{labels,le=...}).
+func scrapeHistogram(url, name, labels string) (histogram, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	h := histogram{}
+	prefix := name + "_bucket{" + labels + `,le="`
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, prefix)
+		if !ok {
+			continue
+		}
+		le, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err := strconv.ParseFloat(le, 64)
+		if le == "+Inf" {
+			bound, err = math.Inf(1), nil
+		}
+		n, err2 := strconv.ParseFloat(val, 64)
+		if err == nil && err2 == nil {
+			h[bound] = n
+		}
+	}
+	return h, nil
+}
+
+// quantile is the upper bound of the bucket holding quantile q of the
+// observations between before and h.
+func (h histogram) quantile(before histogram, q float64) float64 {
+	bounds := make([]float64, 0, len(h))
+	for b := range h {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 {
+		return math.NaN()
+	}
+	total := h[bounds[len(bounds)-1]] - before[bounds[len(bounds)-1]]
+	for _, b := range bounds {
+		if h[b]-before[b] >= q*total {
+			return b
+		}
+	}
+	return math.Inf(1)
+}
+
+// ms renders a bucket bound in milliseconds.
+func ms(secs float64) string {
+	if math.IsInf(secs, 1) || math.IsNaN(secs) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(secs*1000, 'g', 3, 64) + " ms"
 }
