@@ -148,18 +148,24 @@ func jsonError(err error) *apiError {
 	return badRequest("malformed_json", "", "the body is not a JSON object of the documented shape")
 }
 
-// safeField returns a field name fit to echo: short, and starred if it has
-// digits (a client could put anything in a key, a PAN included).
+// safeField returns a field name fit to echo: short, and with anything but
+// ASCII letters and _.-[] starred. A client can put anything in a key, a
+// PAN included, in any script or encoding (fullwidth or Arabic-Indic
+// digits, escapes), and the schema's own names need nothing else.
 func safeField(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return '*'
+	b := make([]byte, 0, min(len(s), 64))
+	for _, r := range s {
+		if len(b) == cap(b) {
+			break
 		}
-		return r
-	}, s)
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_', r == '.', r == '-', r == '[', r == ']':
+			b = append(b, byte(r))
+		default:
+			b = append(b, '*')
+		}
+	}
+	return string(b)
 }
 
 // checkID validates an identifier: 1 to 128 characters of letters, digits
