@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +54,7 @@ type opts struct {
 	producers int
 	write     string
 	profile   string
+	memprof   string
 }
 
 func main() {
@@ -65,6 +68,7 @@ func main() {
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
+	flag.StringVar(&o.memprof, "memprofile", "", "write the gateway process's allocation profile (whole run, both routes) to this file")
 	flag.Parse()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
@@ -153,7 +157,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile), common...)...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -162,6 +166,7 @@ func run(o opts, dir string) (string, error) {
 		return "", err
 	}
 	url := "https://" + api
+	load0 := loadAvg()
 	// Warm up both routes (connections, producers, schema ids).
 	for _, r := range []string{"noop", "payments"} {
 		if _, err := wrk(o, dir, url, r, "warm", 4, 0, 3*time.Second, nil); err != nil {
@@ -178,18 +183,36 @@ func run(o opts, dir string) (string, error) {
 		{fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, time.Duration(o.rateConns) * time.Second / time.Duration(o.rate)},
 	} {
 		for _, route := range []string{"noop", "payments"} {
+			before, err := scrapeServer("http://" + metrics + "/metrics")
+			if err != nil {
+				return "", err
+			}
 			res, err := wrk(o, dir, url, route, shape.name, shape.conns, shape.delay, o.duration, []*proc{gw, dev})
 			if err != nil {
 				return "", err
 			}
-			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res})
+			after, err := scrapeServer("http://" + metrics + "/metrics")
+			if err != nil {
+				return "", err
+			}
+			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res,
+				srv: serverLatency(before, after)})
 		}
 	}
-	accepted, err := counter("http://"+metrics+"/metrics", `pcistream_gateway_requests_total{route="payments",status="202"}`)
-	if err != nil {
-		return "", err
+	c := counts{loadBefore: load0, loadAfter: loadAvg()}
+	for _, m := range []struct {
+		dst    *float64
+		series string
+	}{
+		{&c.accepted, `pcistream_gateway_requests_total{route="payments",status="202"}`},
+		{&c.txns, `pcistream_gateway_produce_duration_seconds_count{outcome="committed"}`},
+		{&c.txnSecs, `pcistream_gateway_produce_duration_seconds_sum{outcome="committed"}`},
+	} {
+		if *m.dst, err = counter("http://"+metrics+"/metrics", m.series); err != nil {
+			return "", err
+		}
 	}
-	return report(o, rows, accepted), nil
+	return report(o, rows, c), nil
 }
 
 // start runs the binary with args, its output in logPath, and waits for
@@ -267,6 +290,33 @@ type row struct {
 	conns        int
 	delay        time.Duration
 	res          result
+	srv          serverQuantiles
+}
+
+// serverQuantiles are the gateway's own latency histograms over one wrk
+// run (bucket upper bounds, seconds): the time a payment spent in the
+// gateway (handling) and its Kafka transactions' durations.
+type serverQuantiles struct {
+	handleP50, handleP99, txnP50, txnP99 float64
+}
+
+// serverHists are the histograms serverQuantiles reads.
+type serverHists struct{ handle, txn histogram }
+
+func scrapeServer(url string) (serverHists, error) {
+	handle, err := scrapeHistogram(url, "payment_context_isolation_duration_seconds", `route="payments"`)
+	if err != nil {
+		return serverHists{}, err
+	}
+	txn, err := scrapeHistogram(url, "pcistream_gateway_produce_duration_seconds", `outcome="committed"`)
+	return serverHists{handle: handle, txn: txn}, err
+}
+
+func serverLatency(before, after serverHists) serverQuantiles {
+	return serverQuantiles{
+		handleP50: after.handle.quantile(before.handle, 0.5), handleP99: after.handle.quantile(before.handle, 0.99),
+		txnP50: after.txn.quantile(before.txn, 0.5), txnP99: after.txn.quantile(before.txn, 0.99),
+	}
 }
 
 // script is the wrk Lua script: unique payment ids and Idempotency-Keys per
@@ -344,13 +394,29 @@ func counter(url, series string) (float64, error) {
 	return 0, nil
 }
 
-func report(o opts, rows []row, accepted float64) string {
+// counts are the gateway's own counters at the end of the run.
+type counts struct {
+	accepted, txns, txnSecs float64
+	loadBefore, loadAfter   string
+}
+
+// loadAvg is the machine's load average (1, 5, 15 minutes).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func report(o opts, rows []row, c counts) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s\n## HTTP gateway (`pcistream run gateway`) with wrk\n\n", beginMarker)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores shared with other jobs, %s %s/%s, wrk 4.1 (Debian). Date: %s.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d`.\n\n",
 		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
+	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) when the measured runs started: %s; when they ended: %s.\n\n", c.loadBefore, c.loadAfter)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
 		"Idempotency-Key, so each one is validated, fingerprinted, checked against the Idempotency-Key state (Pebble, " +
@@ -374,7 +440,19 @@ func report(o opts, rows []row, accepted float64) string {
 			r.shape, "/v1/"+r.route, r.conns, rps, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
 			r.res.kCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
 	}
-	fmt.Fprintf(&sb, "\nPayments the gateway answered 202 over the whole run (its own counter, warm-up included): %.0f.\n", accepted)
+	var inside []string
+	for _, r := range rows {
+		if r.route == "payments" {
+			inside = append(inside, fmt.Sprintf("%s: a payment's handling p50 <= %s, p99 <= %s, a Kafka transaction p50 <= %s, p99 <= %s.",
+				r.shape, ms(r.srv.handleP50), ms(r.srv.handleP99), ms(r.srv.txnP50), ms(r.srv.txnP99)))
+		}
+	}
+	fmt.Fprintf(&sb, "\nInside the gateway (its own histograms; bucket upper bounds, so coarse): %s\n", strings.Join(inside, " "))
+	fmt.Fprintf(&sb, "Payments the gateway answered 202 over the whole run (its own counter, warm-up included): %.0f.\n", c.accepted)
+	if c.txns > 0 {
+		fmt.Fprintf(&sb, "Kafka transactions committed: %.0f (%.1f payments per transaction, %.2f ms each on average).\n",
+			c.txns, c.accepted/c.txns, 1000*c.txnSecs/c.txns)
+	}
 	sb.WriteString("Requests per gateway CPU-second is requests/s per core of the gateway process (CPU from /proc, user+system). " +
 		"Targets: p99 under 12 ms at 5,000 requests/s; at least 0.5x the no-op handler's requests per core. " +
 		"The machine is shared with other agents' builds and tests; single numbers move by 20-30% between runs.\n")
@@ -438,14 +516,82 @@ func writeSection(path, md string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// profileArgs asks the gateway for a CPU profile when path is set.
-func profileArgs(path string) []string {
-	if path == "" {
-		return nil
+// profileArgs asks the gateway for a CPU and an allocation profile when
+// their paths are set.
+func profileArgs(cpu, mem string) []string {
+	var args []string
+	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}} {
+		if p.path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p.path)
+		if err != nil {
+			abs = p.path
+		}
+		args = append(args, p.flag, abs)
 	}
-	abs, err := filepath.Abs(path)
+	return args
+}
+
+// histogram is a Prometheus histogram's cumulative bucket counts by upper
+// bound (seconds), scraped from the gateway.
+type histogram map[float64]float64
+
+// scrapeHistogram reads the buckets of series (name_bucket{labels,le=...}).
+func scrapeHistogram(url, name, labels string) (histogram, error) {
+	resp, err := http.Get(url)
 	if err != nil {
-		abs = path
+		return nil, err
 	}
-	return []string{"--bench-cpuprofile", abs}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	h := histogram{}
+	prefix := name + "_bucket{" + labels + `,le="`
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, prefix)
+		if !ok {
+			continue
+		}
+		le, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err := strconv.ParseFloat(le, 64)
+		if le == "+Inf" {
+			bound, err = math.Inf(1), nil
+		}
+		n, err2 := strconv.ParseFloat(val, 64)
+		if err == nil && err2 == nil {
+			h[bound] = n
+		}
+	}
+	return h, nil
+}
+
+// quantile is the upper bound of the bucket holding quantile q of the
+// observations between before and h.
+func (h histogram) quantile(before histogram, q float64) float64 {
+	bounds := make([]float64, 0, len(h))
+	for b := range h {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 {
+		return math.NaN()
+	}
+	total := h[bounds[len(bounds)-1]] - before[bounds[len(bounds)-1]]
+	for _, b := range bounds {
+		if h[b]-before[b] >= q*total {
+			return b
+		}
+	}
+	return math.Inf(1)
+}
+
+// ms renders a bucket bound in milliseconds.
+func ms(secs float64) string {
+	if math.IsInf(secs, 1) || math.IsNaN(secs) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(secs*1000, 'g', 3, 64) + " ms"
 }

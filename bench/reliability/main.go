@@ -60,6 +60,7 @@ func main() {
 	bin := flag.String("bin", "", "pcistream binary (default: go build ./cmd/pcistream)")
 	only := flag.String("scenarios", "", "comma-separated scenarios to run (kill, storm, tokenizer-kill, broker-sigkill, broker-sigterm, s3-hung, s3-stopped; a name part selects all it is in); default all; the clean baseline always runs")
 	broker := flag.String("broker", os.Getenv("PCISTREAM_TEST_BROKER"), "kfake (the dev stack's, default) or kafka (a real Apache Kafka 4.x broker, package kafkabroker; needs Java); default $PCISTREAM_TEST_BROKER")
+	keep := flag.Bool("keep", false, "keep the run directory (worker and broker logs) when the run passes too")
 	flag.Parse()
 	p := defaults(*short)
 	if *events > 0 {
@@ -111,6 +112,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, "reliability: failures; logs kept in", dir)
 			os.Exit(1)
 		}
+	}
+	if *keep {
+		fmt.Fprintln(os.Stderr, "reliability: logs kept in", dir)
+		return
 	}
 	os.RemoveAll(dir)
 }

@@ -39,13 +39,13 @@ func TestReliabilityShort(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.kafka.Stop() //nolint:errcheck
-		if os.Getenv("PCISTREAM_TEST_KAFKA_BROKER_FAULTS") == "" {
-			// Known open defect, kept out of CI until it is fixed exactly:
-			// a restarted Apache Kafka can leave a hanging transaction on
-			// __consumer_offsets that stalls one worker.
+		if os.Getenv("PCISTREAM_TEST_KAFKA_BROKER_FAULTS") == "0" {
+			// Opt-out, for a quick run: the broker-fault scenarios restart
+			// the JVM twice. They run by default since the hanging
+			// transaction a restart can leave (DIFFERENCES.md section 8)
+			// is settled by the eos loop.
 			p.only = "kill,storm"
-			t.Log("broker SIGKILL/SIGTERM scenarios on Apache Kafka are opt-in (PCISTREAM_TEST_KAFKA_BROKER_FAULTS=1): " +
-				"see internal/devstack/kafkabroker/DIFFERENCES.md section 8")
+			t.Log("broker SIGKILL/SIGTERM scenarios on Apache Kafka skipped (PCISTREAM_TEST_KAFKA_BROKER_FAULTS=0)")
 		}
 	}
 	rows := runAll(context.Background(), p)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -44,6 +45,7 @@ type gatewayFlags struct {
 	traceRatio    float64
 	noopRoute     bool
 	cpuProfile    string
+	memProfile    string
 }
 
 // newRunGatewayCmd builds `pcistream run gateway`.
@@ -106,6 +108,8 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.MarkHidden("bench-noop-route") //nolint:errcheck // the flag exists
 	fl.StringVar(&f.cpuProfile, "bench-cpuprofile", "", "write a Go CPU profile of the whole run to this file (benchmarks)")
 	fl.MarkHidden("bench-cpuprofile") //nolint:errcheck // the flag exists
+	fl.StringVar(&f.memProfile, "bench-memprofile", "", "write a Go allocation profile of the whole run to this file at exit (benchmarks)")
+	fl.MarkHidden("bench-memprofile") //nolint:errcheck // the flag exists
 	return cmd
 }
 
@@ -121,6 +125,11 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.memProfile != "" {
+		// Every allocation since the start (alloc_space, alloc_objects),
+		// written once the server stopped.
+		defer writeAllocProfile(f.memProfile, log)
 	}
 	var tc *tls.Config
 	if !f.plaintext {
@@ -190,4 +199,17 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 	err = svc.Wait()
 	cancel()
 	return errors.Join(err, <-srvErr)
+}
+
+// writeAllocProfile writes the allocs profile to path (--bench-memprofile).
+func writeAllocProfile(path string, log *slog.Logger) {
+	pf, err := os.Create(path)
+	if err != nil {
+		log.Warn("--bench-memprofile", "err", err)
+		return
+	}
+	defer pf.Close()
+	if err := pprof.Lookup("allocs").WriteTo(pf, 0); err != nil {
+		log.Warn("--bench-memprofile", "err", err)
+	}
 }

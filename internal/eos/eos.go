@@ -114,6 +114,7 @@ type cfg struct {
 	topics         []string
 	txnID          string
 	clientOpts     []kgo.Opt
+	outputs        []string
 	log            *slog.Logger
 	reg            prometheus.Registerer
 	maxPoll        int
@@ -148,6 +149,24 @@ func TransactionalID(id string) Opt { return func(c *cfg) { c.txnID = id } }
 
 // ClientOpts adds kgo options: seed brokers, TLS, SASL (see kafkax.Opts).
 func ClientOpts(o ...kgo.Opt) Opt { return func(c *cfg) { c.clientOpts = append(c.clientOpts, o...) } }
+
+// OutputTopics names the topics the processor writes. After a broker
+// restart Apache Kafka can leave a transaction of the worker open on the
+// group's offsets although its coordinator finished it (DIFFERENCES.md
+// section 8 of internal/devstack/kafkabroker); the loop then reads that
+// transaction's outcome back from these topics' markers and completes the
+// offsets the same way. Topics the loop has produced to since the process
+// started count too, so this matters for the first session after a restart.
+// Empty names are ignored (an output the deployment left unset).
+func OutputTopics(t ...string) Opt {
+	return func(c *cfg) {
+		for _, n := range t {
+			if n != "" {
+				c.outputs = append(c.outputs, n)
+			}
+		}
+	}
+}
 
 // Logger sets the logger (default slog.Default()).
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.log = l } }
@@ -239,8 +258,10 @@ type Loop struct {
 	h   health
 
 	mu       sync.Mutex
-	assigned map[string][]int32 // pending, for Assigner
-	revoked  map[string][]int32 // pending, for Revoker
+	assigned map[string][]int32  // pending, for Assigner
+	revoked  map[string][]int32  // pending, for Revoker
+	produced map[string]struct{} // topics written, for settleHanging
+	reported hangingTxn          // the last one reportUndetermined logged
 }
 
 // maxBackoff caps the delay between session restarts: a broker that comes
@@ -471,6 +492,12 @@ func (l *Loop) session(ctx context.Context, failures, restarts *int) error {
 		}
 		return l.classify(ctx, fmt.Errorf("initialise producer id %q: %w", l.cfg.txnID, err))
 	}
+	if err := l.settleHanging(ctx, cl); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	l.h.setPhase(nil)
 	l.log.Info("session started", "group", l.cfg.group, "transactional_id", l.cfg.txnID,
 		"instance_id", l.cfg.instanceID, "topics", l.cfg.topics)
@@ -619,6 +646,7 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 	if err != nil {
 		return false, nil, fmt.Errorf("end transaction (outcome unknown, re-reading committed offsets): %w", errors.Join(err, pErr))
 	}
+	l.noteProduced(produced)
 	if committed {
 		l.m.in.Add(float64(in))
 		for t, n := range produced {

@@ -83,7 +83,46 @@ func (f *Follower) Partition(key []byte) int32 {
 	if n == 0 {
 		return 0
 	}
-	return int32(f.part.Partition(&kgo.Record{Key: key}, n))
+	if key == nil {
+		return int32(f.part.Partition(&kgo.Record{Key: key}, n))
+	}
+	// kgo's default partitioner of a keyed record, without the record it
+	// would need (one allocation per lookup on the gateway's path).
+	return int32((murmur2(key) & 0x7fffffff) % uint32(n))
+}
+
+// murmur2 is Kafka's key hash (the Java client's Utils.murmur2, which kgo's
+// StickyKeyPartitioner(nil) uses for keyed records).
+func murmur2(b []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(b))
+	for ; len(b) >= 4; b = b[4:] {
+		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }
 
 // Ready is nil once every partition is restored and the tail runs.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -93,6 +94,9 @@ type Keyring struct {
 	role     Role
 	current  uint32
 	versions map[uint32]*keyVersion
+	// macs pools HMAC states per key version (*keyVersion -> *sync.Pool
+	// of *pooledMAC): see TokenizeVersion.
+	macs sync.Map
 }
 
 type keyVersion struct {

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Alphabet is the 32-symbol, letters-only alphabet of token bodies. It has no
@@ -48,11 +50,44 @@ func (k *Keyring) TokenizeVersion(v uint32, pan []byte) (string, error) {
 	if kv.hmac == nil {
 		return "", ErrNoTokenKey
 	}
-	m := hmac.New(sha256.New, kv.hmac)
-	m.Write(hmacDomain)
-	m.Write(pan)
+	m := k.mac(kv)
+	m.h.Write(hmacDomain)
+	m.h.Write(pan)
 	var sum [sha256.Size]byte
-	return render(v, m.Sum(sum[:0])), nil
+	tok := render(v, m.h.Sum(sum[:0]))
+	k.putMAC(kv, m)
+	return tok, nil
+}
+
+// pooledMAC is an HMAC-SHA-256 state keyed by key, kept for reuse:
+// hmac.New hashes the key into its pads (two hash blocks) and allocates
+// four objects, on every token.
+type pooledMAC struct {
+	h   hash.Hash
+	key []byte
+}
+
+// mac returns a fresh HMAC keyed by kv's secret, from kv's pool when it has
+// one made with the same key.
+func (k *Keyring) mac(kv *keyVersion) *pooledMAC {
+	if p, ok := k.macs.Load(kv); ok {
+		if m, ok := p.(*sync.Pool).Get().(*pooledMAC); ok && sameSlice(m.key, kv.hmac) {
+			m.h.Reset()
+			return m
+		}
+	}
+	return &pooledMAC{h: hmac.New(sha256.New, kv.hmac), key: kv.hmac}
+}
+
+func (k *Keyring) putMAC(kv *keyVersion, m *pooledMAC) {
+	p, _ := k.macs.LoadOrStore(kv, new(sync.Pool))
+	p.(*sync.Pool).Put(m)
+}
+
+// sameSlice reports whether a and b are the same memory (the same key, not
+// merely equal bytes: a key replaced in place is not reused).
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // render formats tok_v<N>_<body> from the first 20 bytes of mac.

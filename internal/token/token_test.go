@@ -3,12 +3,15 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -323,4 +326,46 @@ func TestDetectorNeverFlagsTokens(t *testing.T) {
 		}
 		kr, _ = kr.Rotate()
 	}
+}
+
+// TestTokenizePooledMACMatchesFresh checks that reused HMAC states give the
+// token a fresh HMAC gives, across versions and concurrent callers.
+func TestTokenizePooledMACMatchesFresh(t *testing.T) {
+	k, err := NewKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err = k.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	pans := [][]byte{[]byte("4111111111111111"), []byte("5555555555554444"), []byte("378282246310005")}
+	want := map[string]string{}
+	for _, v := range []uint32{1, 2} {
+		for _, p := range pans {
+			kv, err := k.version(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := hmac.New(sha256.New, kv.hmac)
+			m.Write(hmacDomain)
+			m.Write(p)
+			want[fmt.Sprint(v, string(p))] = render(v, m.Sum(nil))
+		}
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				v, p := uint32(1+i%2), pans[i%len(pans)]
+				got, err := k.TokenizeVersion(v, p)
+				if err != nil || got != want[fmt.Sprint(v, string(p))] {
+					t.Errorf("version %d: token differs from a fresh HMAC's (err %v)", v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -326,15 +326,17 @@ func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, bat
 	}
 	var mu sync.Mutex
 	var perr error
+	// One promise for the whole batch, not a closure per record.
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			perr = errors.Join(perr, err)
+			mu.Unlock()
+		}
+	}
 	for _, p := range batch {
 		for _, r := range p.recs {
-			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					perr = errors.Join(perr, err)
-					mu.Unlock()
-				}
-			})
+			cl.Produce(ctx, r, promise)
 		}
 	}
 	if err := cl.Flush(ctx); err != nil {

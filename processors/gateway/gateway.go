@@ -62,6 +62,7 @@ type cfg struct {
 	logger        *slog.Logger
 	reg           prometheus.Registerer
 	tracer        trace.Tracer
+	traced        bool
 	maxInFlight   int
 	commitTimeout time.Duration
 	retryAfter    time.Duration
@@ -85,7 +86,7 @@ func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }
 func Registerer(r prometheus.Registerer) Opt { return func(c *cfg) { c.reg = r } }
 
 // Tracer sets the OpenTelemetry tracer (default a no-op tracer).
-func Tracer(t trace.Tracer) Opt { return func(c *cfg) { c.tracer = t } }
+func Tracer(t trace.Tracer) Opt { return func(c *cfg) { c.tracer, c.traced = t, t != nil } }
 
 // MaxInFlight bounds the requests served at once (default 1024); beyond it
 // requests get 503 at once.
@@ -136,6 +137,9 @@ type Gateway struct {
 	sem    chan struct{}
 	keys   *keyLocks
 	limits *limiters
+	bodies bodyPool
+	// deadlines are the payment route's commit deadlines.
+	deadlines *deadlines
 }
 
 // New returns a Gateway writing through commit and remembering
@@ -164,7 +168,7 @@ func New(kr *token.Keyring, vault *token.Vault, serde *schemas.Serde, commit Com
 	return &Gateway{
 		cfg: c, kr: kr, vault: vault, serde: serde, commit: commit, idem: idem, detok: detok,
 		det: pan.New(), m: newMetrics(c.reg), sem: make(chan struct{}, c.maxInFlight),
-		keys: newKeyLocks(), limits: newLimiters(c.detokRate, c.detokBurst),
+		keys: newKeyLocks(), limits: newLimiters(c.detokRate, c.detokBurst), deadlines: newDeadlines(c.commitTimeout),
 	}, nil
 }
 
@@ -199,47 +203,87 @@ type result struct {
 type handler func(w http.ResponseWriter, r *http.Request) result
 
 // wrap applies the in-flight budget, metrics, tracing and the request log.
+// What does not change per request (span name and attributes, the latency
+// observer) is made once here; without a tracer no span is started (the
+// no-op tracer would still cost a context and a request copy per request).
 func (g *Gateway) wrap(route string, h handler) http.Handler {
+	spanName := "POST /v1/" + route
+	routeAttr := attribute.String("http.route", "/v1/"+route)
+	var isolation prometheus.Observer
+	if route == RoutePayments || route == RouteTokenize {
+		isolation = g.m.isolation.WithLabelValues(route)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ctx, span := g.cfg.tracer.Start(r.Context(), "POST /v1/"+route, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.route", "/v1/"+route)))
-		defer span.End()
+		var span trace.Span
+		if g.cfg.traced {
+			var ctx context.Context
+			ctx, span = g.cfg.tracer.Start(r.Context(), spanName, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(routeAttr))
+			defer span.End()
+			r = r.WithContext(ctx)
+		}
 		var res result
 		select {
 		case g.sem <- struct{}{}:
 			g.m.inFlight.Inc()
-			res = h(w, r.WithContext(ctx))
+			res = h(w, r)
 			g.m.inFlight.Dec()
 			<-g.sem
 		default:
 			res = g.unavailable(w, "over_budget", "too many requests in flight")
 		}
 		d := time.Since(start)
-		status := strconv.Itoa(res.status)
-		g.m.requests.WithLabelValues(route, status).Inc()
-		if route == RoutePayments || route == RouteTokenize {
-			g.m.isolation.WithLabelValues(route).Observe(d.Seconds())
+		g.m.requests.WithLabelValues(route, statusLabel(res.status)).Inc()
+		if isolation != nil {
+			isolation.Observe(d.Seconds())
 		}
 		if res.reason != "" {
 			g.m.rejected.WithLabelValues(res.reason).Inc()
 		}
-		span.SetAttributes(attribute.Int("http.response.status_code", res.status))
-		if res.contextID != "" {
-			span.SetAttributes(attribute.String("pcistream.context_id", res.contextID))
-		}
-		if res.status >= 500 {
-			span.SetStatus(codes.Error, res.reason)
+		if span != nil {
+			endSpan(span, res)
 		}
 		level := slog.LevelDebug
 		if res.status >= 500 {
 			level = slog.LevelWarn
 		}
-		if g.cfg.logger.Enabled(ctx, level) {
-			g.cfg.logger.Log(ctx, level, "request", "route", route, "status", res.status,
+		if g.cfg.logger.Enabled(r.Context(), level) {
+			g.cfg.logger.Log(r.Context(), level, "request", "route", route, "status", res.status,
 				"duration", d, "context_id", res.contextID, "reason", res.reason)
 		}
 	})
+}
+
+// endSpan records the answer on the request's span.
+func endSpan(span trace.Span, res result) {
+	span.SetAttributes(attribute.Int("http.response.status_code", res.status))
+	if res.contextID != "" {
+		span.SetAttributes(attribute.String("pcistream.context_id", res.contextID))
+	}
+	if res.status >= 500 {
+		span.SetStatus(codes.Error, res.reason)
+	}
+}
+
+// statusLabel is strconv.Itoa(status) without an allocation for the
+// statuses the gateway answers.
+func statusLabel(status int) string {
+	switch status {
+	case http.StatusOK:
+		return "200"
+	case http.StatusAccepted:
+		return "202"
+	case http.StatusBadRequest:
+		return "400"
+	case http.StatusConflict:
+		return "409"
+	case http.StatusUnprocessableEntity:
+		return "422"
+	case http.StatusServiceUnavailable:
+		return "503"
+	}
+	return strconv.Itoa(status)
 }
 
 func (g *Gateway) noop(w http.ResponseWriter, r *http.Request) result {
@@ -275,10 +319,17 @@ func errBody(e *apiError) []byte {
 	return b
 }
 
+// Header values every JSON answer carries, shared by all of them (net/http
+// only reads them): setting them this way allocates nothing.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	w.WriteHeader(status)
 	w.Write(body) //nolint:errcheck // the client went away; nothing to do
 }

@@ -160,15 +160,35 @@ func (s *StateStore) Close() error {
 // reflection: it is on every payment's path. Fingerprint is hex and Body
 // is JSON the gateway rendered.
 func (e *IdemEntry) appendJSON(b []byte) []byte {
+	b = e.appendHead(b)
+	b = append(b, e.Body...)
+	return append(b, '}')
+}
+
+// appendHead appends the entry's JSON up to its body: the body's JSON and
+// a closing brace complete it.
+func (e *IdemEntry) appendHead(b []byte) []byte {
 	b = append(b, `{"fp":`...)
-	b = strconv.AppendQuote(b, e.Fingerprint)
+	if isHexString(e.Fingerprint) {
+		// The fingerprint is hex: nothing to escape.
+		b = append(append(append(b, '"'), e.Fingerprint...), '"')
+	} else {
+		b = strconv.AppendQuote(b, e.Fingerprint)
+	}
 	b = append(b, `,"kv":`...)
 	b = strconv.AppendUint(b, uint64(e.KeyVersion), 10)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, e.TS, 10)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
-	b = append(b, `,"body":`...)
-	b = append(b, e.Body...)
-	return append(b, '}')
+	return append(b, `,"body":`...)
+}
+
+func isHexString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
 }

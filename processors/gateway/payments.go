@@ -34,8 +34,14 @@ type accepted struct {
 func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	now := g.cfg.now()
 	var q paymentRequest
-	if e := decodeStrict(r, g.cfg.maxBody, &q); e != nil {
-		return g.fail(w, e)
+	buf := g.bodies.get()
+	in, derr := readJSON(r, g.cfg.maxBody, buf.b)
+	if derr == nil {
+		derr = decodePayment(in, &q)
+	}
+	g.bodies.put(buf, in)
+	if derr != nil {
+		return g.fail(w, derr)
 	}
 	defer clearRequest(&q)
 	hdrKey := r.Header.Get(IdempotencyKeyHeader)
@@ -62,8 +68,9 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 		return g.unavailable(w, "keyring", "the keyring cannot fingerprint the request")
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
-	defer cancel()
+	// The commit deadline, shared with the requests of the same few
+	// milliseconds (deadlines).
+	ctx := g.deadlines.get()
 	// One request per key at a time in this instance, and the key stays
 	// held until its transaction's outcome is final, even after its
 	// request gave up (503): a retry waits for (or replays) the first
@@ -91,13 +98,19 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	if err != nil {
 		return g.unavailable(w, "encode", "the raw payment could not be encoded (schema registry?)")
 	}
-	body := acceptedJSON(p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
-	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted, Body: body}
-	ev := entry.appendJSON(make([]byte, 0, 160+len(body)))
+	// The 202 body is rendered inside the idempotency entry that replays
+	// it: one buffer for both (neither is written to after this).
+	entry := IdemEntry{Fingerprint: fp, KeyVersion: version, TS: now.UnixMilli(), Status: http.StatusAccepted}
+	ev := entry.appendHead(make([]byte, 0, 384))
+	start := len(ev)
+	ev = appendAccepted(ev, p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
+	body := ev[start:len(ev):len(ev)]
+	ev = append(ev, '}')
+	kb := []byte(key) // records do not modify their keys: one copy for both
 	handedOff = true
 	err = g.commit.Commit(ctx, []*kgo.Record{
-		{Topic: g.cfg.topics.PaymentsRaw, Key: []byte(key), Value: val, Timestamp: now},
-		{Topic: g.cfg.topics.GatewayIdempotency, Key: []byte(key), Value: ev, Timestamp: now},
+		{Topic: g.cfg.topics.PaymentsRaw, Key: kb, Value: val, Timestamp: now},
+		{Topic: g.cfg.topics.GatewayIdempotency, Key: kb, Value: ev, Timestamp: now},
 	}, func(error) { g.keys.unlock(key) })
 	// val is not cleared: after a timeout the committer may still hold it.
 	if err != nil {
@@ -192,7 +205,11 @@ func (k *keyLocks) unlock(key string) {
 // acceptedJSON renders the 202 body (the accepted type) without reflection:
 // it is on every payment's path.
 func acceptedJSON(paymentID, contextID, brand, last4 string) []byte {
-	b := make([]byte, 0, 160)
+	return appendAccepted(make([]byte, 0, 160), paymentID, contextID, brand, last4)
+}
+
+// appendAccepted appends the 202 body to b.
+func appendAccepted(b []byte, paymentID, contextID, brand, last4 string) []byte {
 	b = append(b, `{"status":"accepted","payment_id":`...)
 	b = strconv.AppendQuote(b, paymentID)
 	b = append(b, `,"context_id":`...)

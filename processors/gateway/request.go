@@ -66,17 +66,40 @@ func badRequest(code, field, msg string) *apiError {
 // input: encoding/json's messages can hold request values (a number that was
 // a PAN), so only the field name and offset are kept.
 func decodeStrict(r *http.Request, limit int64, v any) *apiError {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
-	}
-	body, err := readBody(r, limit)
+	body, e := readJSON(r, limit, nil)
 	defer clear(body)
+	if e != nil {
+		return e
+	}
+	return decodeJSON(body, v)
+}
+
+// readJSON checks the content type and reads the body, at most limit
+// bytes, into buf when it is large enough. The caller clears the body.
+func readJSON(r *http.Request, limit int64, buf []byte) ([]byte, *apiError) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !hasJSONPrefix(ct) {
+		return nil, &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
+	}
+	body, err := readBody(r, limit, buf)
 	if err != nil {
-		return badRequest("unreadable_body", "", "the request body could not be read")
+		return body, badRequest("unreadable_body", "", "the request body could not be read")
 	}
 	if int64(len(body)) > limit {
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("the body is limited to %d bytes", limit)}
+		return body, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("the body is limited to %d bytes", limit)}
 	}
+	return body, nil
+}
+
+// hasJSONPrefix is strings.HasPrefix(strings.ToLower(ct),
+// "application/json") without the copy.
+func hasJSONPrefix(ct string) bool {
+	const want = "application/json"
+	return len(ct) >= len(want) && strings.EqualFold(ct[:len(want)], want)
+}
+
+// decodeJSON is the encoding/json strict decoding of body into v: one
+// value, no unknown field, nothing after it.
+func decodeJSON(body []byte, v any) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -91,12 +114,17 @@ func decodeStrict(r *http.Request, limit int64, v any) *apiError {
 	return nil
 }
 
-// readBody reads at most limit+1 bytes of r's body, into one allocation of
-// the announced length when there is one (the net/http server stops a body
-// at its Content-Length).
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody reads at most limit+1 bytes of r's body, into buf or one
+// allocation of the announced length when there is one (the net/http
+// server stops a body at its Content-Length).
+func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		body := make([]byte, n)
+		body := buf[:0]
+		if int64(cap(buf)) >= n {
+			body = buf[:n]
+		} else {
+			body = make([]byte, n)
+		}
 		_, err := io.ReadFull(r.Body, body)
 		return body, err
 	}
@@ -120,18 +148,24 @@ func jsonError(err error) *apiError {
 	return badRequest("malformed_json", "", "the body is not a JSON object of the documented shape")
 }
 
-// safeField returns a field name fit to echo: short, and starred if it has
-// digits (a client could put anything in a key, a PAN included).
+// safeField returns a field name fit to echo: short, and with anything but
+// ASCII letters and _.-[] starred. A client can put anything in a key, a
+// PAN included, in any script or encoding (fullwidth or Arabic-Indic
+// digits, escapes), and the schema's own names need nothing else.
 func safeField(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return '*'
+	b := make([]byte, 0, min(len(s), 64))
+	for _, r := range s {
+		if len(b) == cap(b) {
+			break
 		}
-		return r
-	}, s)
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_', r == '.', r == '-', r == '[', r == ']':
+			b = append(b, byte(r))
+		default:
+			b = append(b, '*')
+		}
+	}
+	return string(b)
 }
 
 // checkID validates an identifier: 1 to 128 characters of letters, digits
@@ -238,50 +272,50 @@ func checkMetadata(det *pan.Detector, m map[string]string) *apiError {
 // occurred_at the gateway filled in is left out. Every field is written
 // length-prefixed (absent and empty differ), metadata in key order.
 func fingerprint(tok string, q *paymentRequest) string {
-	h := sha256.New()
-	var num [8]byte
-	str := func(s string) {
-		binary.BigEndian.PutUint64(num[:], uint64(len(s)))
-		h.Write(num[:])
-		h.Write([]byte(s))
-	}
-	opt := func(s *string) {
-		if s == nil {
-			h.Write([]byte{0})
-			return
-		}
-		h.Write([]byte{1})
-		str(*s)
-	}
-	i64 := func(v int64) {
-		binary.BigEndian.PutUint64(num[:], uint64(v))
-		h.Write(num[:])
-	}
-	str("pcistream/gateway/request/v1")
-	str(tok)
-	str(q.PaymentID)
-	str(q.EventType)
-	opt(q.ParentPaymentID)
-	i64(int64(*q.ExpiryMonth))
-	i64(int64(*q.ExpiryYear))
-	h.Write([]byte{boolByte(q.CVV != nil && *q.CVV != "")})
-	opt(q.CardholderName)
-	i64(*q.AmountMinor)
-	str(q.Currency)
-	str(q.MerchantID)
-	i64(q.OccurredAt)
-	keys := make([]string, 0, len(q.Metadata))
+	// The fields are appended to one buffer (on the stack for all but
+	// large metadata) and hashed at once: no hash object, no closures.
+	b := make([]byte, 0, 512)
+	b = appendStr(b, "pcistream/gateway/request/v1")
+	b = appendStr(b, tok)
+	b = appendStr(b, q.PaymentID)
+	b = appendStr(b, q.EventType)
+	b = appendOpt(b, q.ParentPaymentID)
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(*q.ExpiryMonth)))
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(*q.ExpiryYear)))
+	b = append(b, boolByte(q.CVV != nil && *q.CVV != ""))
+	b = appendOpt(b, q.CardholderName)
+	b = binary.BigEndian.AppendUint64(b, uint64(*q.AmountMinor))
+	b = appendStr(b, q.Currency)
+	b = appendStr(b, q.MerchantID)
+	b = binary.BigEndian.AppendUint64(b, uint64(q.OccurredAt))
+	var kb [8]string
+	keys := kb[:0]
 	for k := range q.Metadata {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	i64(int64(len(keys)))
+	b = binary.BigEndian.AppendUint64(b, uint64(len(keys)))
 	for _, k := range keys {
-		str(k)
-		str(q.Metadata[k])
+		b = appendStr(b, k)
+		b = appendStr(b, q.Metadata[k])
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	clear(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// appendStr appends s length-prefixed (8 bytes, big endian).
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendOpt appends 0 for nil, else 1 and the string.
+func appendOpt(b []byte, s *string) []byte {
+	if s == nil {
+		return append(b, 0)
+	}
+	return appendStr(append(b, 1), *s)
 }
 
 func boolByte(b bool) byte {

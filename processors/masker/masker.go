@@ -160,6 +160,7 @@ func NewLoop(m *Masker, clientOpts []kgo.Opt, opts ...eos.Opt) (*eos.Loop, error
 	base := []eos.Opt{
 		eos.Name(Name),
 		eos.Topics(m.cfg.topics.LogsRaw),
+		eos.OutputTopics(m.cfg.topics.LogsSanitized, m.cfg.topics.LogsDLQ, m.cfg.topics.AuditEvents),
 		eos.ClientOpts(clientOpts...),
 		eos.Logger(m.cfg.log),
 		eos.Registerer(m.cfg.reg),

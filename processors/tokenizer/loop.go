@@ -20,6 +20,8 @@ func NewLoop(t *Tokenizer, clientOpts []kgo.Opt, opts ...eos.Opt) (*eos.Loop, er
 	base := []eos.Opt{
 		eos.Name(Name),
 		eos.Topics(t.cfg.topics.PaymentsRaw, t.cfg.topics.RepartitionTopic()),
+		eos.OutputTopics(t.cfg.topics.PaymentsTokenized, t.cfg.topics.Vault, t.cfg.topics.PaymentsDLQ,
+			t.cfg.topics.AuditEvents, t.cfg.topics.RepartitionTopic(), t.cfg.topics.Idempotency),
 		eos.ClientOpts(co...),
 		eos.Logger(t.cfg.logger),
 	}

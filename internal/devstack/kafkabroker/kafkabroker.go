@@ -43,6 +43,9 @@ import (
 // Version is the Kafka version the embedded pom.xml resolves.
 const Version = "4.4.0"
 
+// FeaturesEnv names the default of Options.Features.
+const FeaturesEnv = "PCISTREAM_KAFKA_FEATURES"
+
 // LibsEnv overrides the directory holding the broker's jars.
 const LibsEnv = "PCISTREAM_KAFKA_LIBS"
 
@@ -73,6 +76,12 @@ type Options struct {
 	Props map[string]string
 	// Port is the client port (default: a free one).
 	Port int
+	// Features are feature levels to format the broker with, "name=level"
+	// (kafka-storage format --feature), e.g. "transaction.version=1" to
+	// compare with transaction version 2, 4.x's default. Default: the
+	// comma-separated list in $PCISTREAM_KAFKA_FEATURES, else the release's
+	// defaults.
+	Features []string
 	// FullJIT runs the broker with HotSpot's optimising compiler (C2), for
 	// benchmarks. The default, C1 only, starts in about half the CPU time,
 	// which is what tests on a busy 2-core machine need.
@@ -191,6 +200,9 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 	if o.HeapMB == 0 {
 		o.HeapMB = 512
 	}
+	if o.Features == nil && os.Getenv(FeaturesEnv) != "" {
+		o.Features = strings.Split(os.Getenv(FeaturesEnv), ",")
+	}
 	b := &Broker{opts: o, java: java, dir: o.Dir}
 	if b.dir == "" {
 		d, err := os.MkdirTemp("", "pcistream-kafka-")
@@ -240,7 +252,7 @@ func (b *Broker) start(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, []byte(b.properties()), 0o644); err != nil {
 		return fmt.Errorf("kafkabroker: write config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(b.dir, "log4j2.properties"), []byte(log4j), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.dir, "log4j2.properties"), []byte(log4j+log4jExtra()), 0o644); err != nil {
 		return fmt.Errorf("kafkabroker: write log config: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(b.dir, "logs", "meta.properties")); err != nil {
@@ -291,6 +303,9 @@ func (b *Broker) javaCmd(args ...string) *exec.Cmd {
 // of its own.
 func (b *Broker) format(ctx context.Context, cfgPath string) error {
 	logs := filepath.Join(b.dir, "logs")
+	if len(b.opts.Features) > 0 {
+		return b.storageFormat(ctx, cfgPath) // the template has the default features
+	}
 	tmpl := filepath.Join(filepath.Dir(b.opts.Libs), "formatted-logdir")
 	if _, err := os.Stat(filepath.Join(tmpl, "meta.properties")); err == nil {
 		if err := copyDir(tmpl, logs); err == nil {
@@ -337,8 +352,12 @@ func (b *Broker) storageFormat(ctx context.Context, cfgPath string) error {
 	if _, err := rand.Read(id); err != nil {
 		return fmt.Errorf("kafkabroker: cluster id: %w", err)
 	}
-	cmd := b.javaCmd("-Xmx256m", "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool", "format",
-		"-t", base64.RawURLEncoding.EncodeToString(id), "-c", cfgPath)
+	args := []string{"-Xmx256m", "-XX:TieredStopAtLevel=1", "kafka.tools.StorageTool", "format",
+		"-t", base64.RawURLEncoding.EncodeToString(id), "-c", cfgPath}
+	for _, f := range b.opts.Features {
+		args = append(args, "--feature", strings.TrimSpace(f))
+	}
+	cmd := b.javaCmd(args...)
 	out, err := runCtx(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("kafkabroker: format %s: %w: %s", b.dir, err, tail(out, 2000))
@@ -410,6 +429,20 @@ func (b *Broker) properties() string {
 		fmt.Fprintf(&sb, "%s=%s\n", k, p[k])
 	}
 	return sb.String()
+}
+
+// Log4jEnv names an environment variable of extra log4j2 properties lines,
+// separated by ';', for investigations: e.g.
+// "logger.tm.name=kafka.coordinator.transaction;logger.tm.level=debug" logs
+// the transaction coordinator's marker writes and their errors.
+const Log4jEnv = "PCISTREAM_KAFKA_LOG4J"
+
+func log4jExtra() string {
+	extra := strings.TrimSpace(os.Getenv(Log4jEnv))
+	if extra == "" {
+		return ""
+	}
+	return strings.ReplaceAll(extra, ";", "\n") + "\n"
 }
 
 // log4j keeps the broker's own log to warnings, in broker.log.
