@@ -76,6 +76,11 @@ func main() {
 	fmt.Print(md)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
+		// The directory may not exist yet (bench/out is not in the
+		// repository); a measured run must not be lost to it.
+		if err := os.MkdirAll(filepath.Dir(*jsonOut), 0o755); err != nil {
+			log.Fatal(err)
+		}
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			log.Fatal(err)
 		}
