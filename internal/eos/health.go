@@ -29,6 +29,9 @@ type health struct {
 	restoring map[topicPart]progress
 	progress  time.Time // last poll that returned records, or session start
 	stalled   error     // set by the probe: assigned input waits and nothing moves
+	// heldLogged is when input held behind an open transaction was last
+	// logged (only the probe goroutine uses it).
+	heldLogged time.Time
 }
 
 type topicPart struct {
@@ -266,7 +269,9 @@ func (l *Loop) probe(ctx context.Context, cl *kgo.Client) {
 
 // checkStall flags the session as stalled when its partitions have
 // readable input past the group's committed offsets and no poll returned
-// records for the StallAfter option's time.
+// records for the StallAfter option's time. Input held behind an open
+// transaction is no stall a new session could cure: it is logged, with
+// what to do if the transaction never ends.
 func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 	l.h.mu.Lock()
 	since := time.Since(l.h.progress)
@@ -288,34 +293,59 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 		l.h.stalled = err
 		l.h.mu.Unlock()
 	}
-	// Readable input lies between the log start (retention and
-	// DeleteRecords move it past committed offsets) and the last stable
-	// offset (a read_committed consumer cannot pass an open transaction).
+	b, err := l.backlog(ctx, adm, parts)
+	switch {
+	case err != nil:
+		flag(fmt.Errorf("no records fetched for %s and %w", since.Round(time.Second), err))
+	case b.readable > 0:
+		flag(fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), b.readable, parts))
+	case b.held > 0 && time.Since(l.h.heldLogged) >= l.cfg.stallAfter:
+		l.h.heldLogged = time.Now()
+		l.log.Warn("input held behind an open transaction", "records", b.held, "partitions", b.heldOn, "for", since.Round(time.Second),
+			"fix", "a producer's transaction on the input is still open; it ends within that producer's transaction timeout; "+
+				"if it never does, find it with kafka-transactions.sh find-hanging and end it")
+	}
+}
+
+// backlog is the assigned input past the group's committed offsets:
+// readable (from the log start, which retention and DeleteRecords move, to
+// the last stable offset) and held (between the last stable offset and the
+// high watermark: a read_committed consumer cannot pass an open
+// transaction).
+type backlog struct {
+	readable, held int64
+	heldOn         map[string][]int32
+}
+
+func (l *Loop) backlog(ctx context.Context, adm *kadm.Client, parts map[string][]int32) (backlog, error) {
 	starts, err := adm.ListStartOffsets(ctx, l.cfg.topics...)
 	if err == nil {
 		err = starts.Error()
 	}
-	ends, err2 := adm.ListCommittedOffsets(ctx, l.cfg.topics...)
+	stable, err2 := adm.ListCommittedOffsets(ctx, l.cfg.topics...)
 	if err2 == nil {
-		err2 = ends.Error()
+		err2 = stable.Error()
 	}
-	if err = errors.Join(err, err2); err != nil {
-		flag(fmt.Errorf("no records fetched for %s and the offsets of %v cannot be listed: %w", since.Round(time.Second), l.cfg.topics, err))
-		return
+	ends, err3 := adm.ListEndOffsets(ctx, l.cfg.topics...)
+	if err3 == nil {
+		err3 = ends.Error()
+	}
+	if err = errors.Join(err, err2, err3); err != nil {
+		return backlog{}, fmt.Errorf("the offsets of %v cannot be listed: %w", l.cfg.topics, err)
 	}
 	committed, err := adm.FetchOffsets(ctx, l.cfg.group)
 	if err == nil {
 		err = committed.Error()
 	}
 	if err != nil {
-		flag(fmt.Errorf("no records fetched for %s and the committed offsets of group %s cannot be read: %w", since.Round(time.Second), l.cfg.group, err))
-		return
+		return backlog{}, fmt.Errorf("the committed offsets of group %s cannot be read: %w", l.cfg.group, err)
 	}
-	var waiting int64
+	b := backlog{heldOn: map[string][]int32{}}
 	for t, ps := range parts {
 		for _, p := range ps {
-			end, ok := ends.Lookup(t, p)
-			if !ok || end.Err != nil {
+			lso, ok := stable.Lookup(t, p)
+			hwm, ok2 := ends.Lookup(t, p)
+			if !ok || !ok2 || lso.Err != nil || hwm.Err != nil {
 				continue
 			}
 			at := int64(0)
@@ -325,12 +355,14 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 			if s, ok := starts.Lookup(t, p); ok && s.Err == nil {
 				at = max(at, s.Offset)
 			}
-			waiting += max(0, end.Offset-at)
+			b.readable += max(0, lso.Offset-at)
+			if h := hwm.Offset - max(lso.Offset, at); h > 0 {
+				b.held += h
+				b.heldOn[t] = append(b.heldOn[t], p)
+			}
 		}
 	}
-	if waiting > 0 {
-		flag(fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), waiting, parts))
-	}
+	return b, nil
 }
 
 func (h *health) probeErr() error {

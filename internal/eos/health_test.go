@@ -105,3 +105,45 @@ func TestNoStallOnDeletedInput(t *testing.T) {
 	produceInputs(t, "stall-del.in", 3)
 	devstacktest.WaitStable(t, stack, "stall-del.out", 3, 30*time.Second)
 }
+
+// TestHeldInputIsNoStall: input behind another producer's open transaction
+// cannot be read by any session, so the watchdog does not restart sessions
+// over it; it logs that the input is held, with what to do.
+func TestHeldInputIsNoStall(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	createTopics(t, 1, "stall-held.in", "stall-held.out")
+	produceInputs(t, "stall-held.in", 2)
+	prod, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaAddrs...), kgo.TransactionalID("stall-held-open"),
+		kgo.DefaultProduceTopic("stall-held.in"), kgo.TransactionTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("held")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produceInputs(t, "stall-held.in", 3) // behind the open transaction
+	var logs devstacktest.Buffer
+	l := newLoop(t, "stall-held.in", "stall-held.out", "stall-held-0",
+		eos.StallAfter(time.Second), eos.Logger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	go l.Run(ctx) //nolint:errcheck
+	devstacktest.WaitStable(t, stack, "stall-held.out", 2, 30*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "input held behind an open transaction") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 'held' warning in: %s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := logs.String(); strings.Contains(s, "session stalled") {
+		t.Fatalf("watchdog restarted sessions over held input: %s", s)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	devstacktest.WaitStable(t, stack, "stall-held.out", 6, 30*time.Second)
+}
