@@ -18,20 +18,30 @@ import (
 // the cluster answers and the input topics exist, group membership, the
 // assigned partitions and which of them are still restoring state.
 type health struct {
-	mu        sync.Mutex
-	group     string
-	topics    []string
-	phase     error // nil while a session runs
-	probe     error // cluster unreachable, input topic missing
-	cl        *kgo.Client
-	member    string // our member id in the current or last session
-	assigned  map[string]map[int32]bool
-	restoring map[topicPart]progress
-	progress  time.Time // last poll that returned records, or session start
-	stalled   error     // set by the probe: assigned input waits and nothing moves
-	// heldLogged is when input held behind an open transaction was last
-	// logged (only the probe goroutine uses it).
-	heldLogged time.Time
+	mu         sync.Mutex
+	group      string
+	topics     []string
+	phase      error // nil while a session runs
+	probe      error // cluster unreachable, input topic missing
+	cl         *kgo.Client
+	member     string // our member id in the current or last session
+	assigned   map[string]map[int32]bool
+	restoring  map[topicPart]progress
+	progress   time.Time // last poll that returned records, or session start
+	stalled    error     // set by the probe: assigned input waits and nothing moves
+	heldLogged time.Time // when input held behind an open transaction was last logged
+}
+
+// heldDue reports whether held input is to be logged now (at most once
+// per every), and notes that it is.
+func (h *health) heldDue(every time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.heldLogged) < every {
+		return false
+	}
+	h.heldLogged = time.Now()
+	return true
 }
 
 type topicPart struct {
@@ -299,8 +309,7 @@ func (l *Loop) checkStall(ctx context.Context, adm *kadm.Client) {
 		flag(fmt.Errorf("no records fetched for %s and %w", since.Round(time.Second), err))
 	case b.readable > 0:
 		flag(fmt.Errorf("no records fetched for %s while %d input records wait on the assigned partitions %v", since.Round(time.Second), b.readable, parts))
-	case b.held > 0 && time.Since(l.h.heldLogged) >= l.cfg.stallAfter:
-		l.h.heldLogged = time.Now()
+	case b.held > 0 && l.h.heldDue(l.cfg.stallAfter):
 		l.log.Warn("input held behind an open transaction", "records", b.held, "partitions", b.heldOn, "for", since.Round(time.Second),
 			"fix", "a producer's transaction on the input is still open; it ends within that producer's transaction timeout; "+
 				"if it never does, find it with kafka-transactions.sh find-hanging and end it")
