@@ -319,43 +319,43 @@ func (d *payDecoder) field(q *paymentRequest, f int) bool {
 // nullInt is what int reports for a null (with set false).
 const nullInt = -1 << 63
 
-// plainString decodes into a string field: null leaves it as it is.
-func (d *payDecoder) plainString(dst *string, f int) bool {
+// stringOrNull decodes the value of field f: got is '"' for a string (in
+// s), 'n' for null, 0 for any other type (a type error; the value is
+// skipped). ok is false on a syntax error.
+func (d *payDecoder) stringOrNull(f int) (s string, got byte, ok bool) {
 	if d.i >= len(d.b) {
-		return d.fail()
+		return "", 0, d.fail()
 	}
 	switch d.b[d.i] {
 	case '"':
-		s, ok := d.stringValue()
-		if ok {
-			*dst = s
-		}
-		return ok
+		s, ok = d.stringValue()
+		return s, '"', ok
 	case 'n':
-		return d.literal("null")
+		return "", 'n', d.literal("null")
 	}
 	d.typeError(payFields[f], "string")
-	return d.skipValue()
+	return "", 0, d.skipValue()
+}
+
+// plainString decodes into a string field: null leaves it as it is.
+func (d *payDecoder) plainString(dst *string, f int) bool {
+	str, got, ok := d.stringOrNull(f)
+	if ok && got == '"' {
+		*dst = str
+	}
+	return ok
 }
 
 // optString decodes into a *string field: null sets it nil.
 func (d *payDecoder) optString(dst **string, f int) bool {
-	if d.i >= len(d.b) {
-		return d.fail()
-	}
-	switch d.b[d.i] {
-	case '"':
-		s, ok := d.stringValue()
-		if ok {
-			*dst = &s
-		}
-		return ok
-	case 'n':
+	str, got, ok := d.stringOrNull(f)
+	switch {
+	case ok && got == '"':
+		*dst = &str
+	case ok && got == 'n':
 		*dst = nil
-		return d.literal("null")
 	}
-	d.typeError(payFields[f], "string")
-	return d.skipValue()
+	return ok
 }
 
 func (d *payDecoder) optInt32(dst **int32, f int) bool {
