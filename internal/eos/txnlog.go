@@ -38,17 +38,22 @@ func txnLogPartition(id string, partitions int32) int32 {
 	return h % partitions
 }
 
+// txnMetadata decodes rec as a __transaction_state record of txnID; ok is
+// false for a tombstone or another transactional id's record.
+func txnMetadata(rec *kgo.Record, txnID string) (v kmsg.TxnMetadataValue, ok bool) {
+	var k kmsg.TxnMetadataKey
+	if rec.Value == nil || k.ReadFrom(rec.Key) != nil || k.TransactionalID != txnID || v.ReadFrom(rec.Value) != nil {
+		return v, false
+	}
+	return v, true
+}
+
 // prepared is the PrepareCommit or PrepareAbort record the coordinator
 // wrote for transaction (pid, epoch) before any of its markers, read from
-// rec (a __transaction_state record); ok is false for any other record.
-// Under transaction version 2 the prepare record carries epoch+1, the
-// markers' epoch; under version 1 the transaction's own.
-func prepared(rec *kgo.Record, txnID string, pid int64, epoch int16) (d decision, ok bool) {
-	var k kmsg.TxnMetadataKey
-	var v kmsg.TxnMetadataValue
-	if rec.Value == nil || k.ReadFrom(rec.Key) != nil || k.TransactionalID != txnID || v.ReadFrom(rec.Value) != nil {
-		return d, false
-	}
+// v (a __transaction_state record's value); ok is false for any other
+// record. Under transaction version 2 the prepare record carries epoch+1,
+// the markers' epoch; under version 1 the transaction's own.
+func prepared(v *kmsg.TxnMetadataValue, pid int64, epoch int16) (d decision, ok bool) {
 	if v.ProducerID != pid || (v.ProducerEpoch != epoch && v.ProducerEpoch != epoch+1) ||
 		(v.State != kmsg.TransactionStatePrepareCommit && v.State != kmsg.TransactionStatePrepareAbort) {
 		return d, false
@@ -109,25 +114,18 @@ func decisionFromTxnLog(ctx context.Context, adm *kadm.Client, opts []kgo.Opt, t
 // back).
 func lastPrepared(ctx context.Context, opts []kgo.Opt, p int32, from, end int64, txnID string, pid int64, epoch int16, part kadm.TopicsSet) (d decision, found, older bool, err error) {
 	err = readRange(ctx, opts, txnStateTopic, p, from, end, func(r *kgo.Record) bool {
-		if got, ok := prepared(r, txnID, pid, epoch); ok && contains(got.partitions, part) {
+		v, ok := txnMetadata(r, txnID)
+		if !ok {
+			return true
+		}
+		if got, ok := prepared(&v, pid, epoch); ok && contains(got.partitions, part) {
 			d, found = got, true
-		} else if before(r, txnID, pid, epoch) {
-			older = true
+		} else if v.ProducerID == pid && v.ProducerEpoch < epoch {
+			older = true // a record of txnID from before that transaction
 		}
 		return true
 	})
 	return d, found, older, err
-}
-
-// before reports whether rec is a __transaction_state record of txnID from
-// before transaction (pid, epoch): another producer id, or a lower epoch.
-func before(rec *kgo.Record, txnID string, pid int64, epoch int16) bool {
-	var k kmsg.TxnMetadataKey
-	var v kmsg.TxnMetadataValue
-	if rec.Value == nil || k.ReadFrom(rec.Key) != nil || k.TransactionalID != txnID || v.ReadFrom(rec.Value) != nil {
-		return false
-	}
-	return v.ProducerID == pid && v.ProducerEpoch < epoch
 }
 
 // contains reports whether every partition of sub is in set.
