@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -79,17 +78,7 @@ func (e *env) replayTopics(suffix string) config.Topics {
 func TestReplayJobByteIdentical(t *testing.T) {
 	e := newEnv(t)
 	kr, _ := token.NewKeyring()
-	// Recent event times: a real broker deletes records older than a
-	// topic's retention.ms (raw and tokenized 7 days) from under the test.
-	ts := time.Now().Add(-time.Hour).Truncate(time.Second)
-	var recs []*kgo.Record
-	for i := 0; i < 30; i++ {
-		p := payment(fmt.Sprintf("pay-%d", i), fmt.Sprintf("idem-%d", i%25), testCards[i%len(testCards)])
-		if i%7 == 3 {
-			p.Currency = "XXXX" // DLQ
-		}
-		recs = append(recs, &kgo.Record{Key: []byte(p.IdempotencyKey), Value: e.encode(p), Partition: int32(i % 25 % 3), Timestamp: ts.Add(time.Duration(i) * time.Second)})
-	}
+	recs := replayInput(e)
 	e.produce(recs...)
 	live := "g-" + t.Name()
 	stop := e.run(e.tokenizer(kr), live)
@@ -116,7 +105,7 @@ func TestReplayJobByteIdentical(t *testing.T) {
 
 	// The second half, with the look-back: idem-0..4 retried at 25..29 s
 	// were duplicates live and must be again.
-	from := ts.Add(15 * time.Second)
+	from := recs[0].Timestamp.Add(15 * time.Second) // record i is at the first one's time + i s
 	tp2 := e.replayTopics(".half")
 	half := replay.Range{Topic: e.topics.PaymentsRaw, FromOffset: -1, ToOffset: -1, FromTime: from}
 	if res, err = e.replayJob(kr, tp2, half, devstacktest.Name(t, "half"), time.Hour, 0); err != nil || res.Seeded == 0 {

@@ -247,26 +247,34 @@ func TestWebhookRetryDedup(t *testing.T) {
 	e.assertClean(e.allOutputs()...)
 }
 
-func TestReplayIsByteIdentical(t *testing.T) {
-	e := newEnv(t)
-	kr, _ := token.NewKeyring()
-	var recs []*kgo.Record
-	// Recent event times: a real broker deletes records older than a
-	// topic's retention.ms (raw 7 days) from under the test.
+// replayInput is the replay tests' input: 30 payments over 25 idempotency
+// keys (5 retries), every seventh dead-lettered, at recent event times (a
+// real broker deletes records older than a topic's retention.ms, raw and
+// tokenized 7 days, from under the test).
+//
+// A key's retries share an input partition: byte-identical replay holds
+// when a key's records reach the repartition topic in the same order.
+// Retries of one key on different input partitions race there, and the
+// first to arrive (not the earliest timestamp) is tokenized;
+// TestDedupAcrossPartitioners covers that case for exactly-one-event, not
+// for byte identity.
+func replayInput(e *env) []*kgo.Record {
 	ts := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var recs []*kgo.Record
 	for i := 0; i < 30; i++ {
 		p := payment(fmt.Sprintf("pay-%d", i), fmt.Sprintf("idem-%d", i%25), testCards[i%len(testCards)])
 		if i%7 == 3 {
 			p.Currency = "XXXX" // DLQ
 		}
-		// A key's retries share an input partition here: byte-identical
-		// replay holds when a key's records reach the repartition topic
-		// in the same order. Retries of one key on different input
-		// partitions race there, and the first to arrive (not the
-		// earliest timestamp) is tokenized; TestDedupAcrossPartitioners
-		// covers that case for exactly-one-event, not for byte identity.
 		recs = append(recs, &kgo.Record{Key: []byte(p.IdempotencyKey), Value: e.encode(p), Partition: int32(i % 25 % 3), Timestamp: ts.Add(time.Duration(i) * time.Second)})
 	}
+	return recs
+}
+
+func TestReplayIsByteIdentical(t *testing.T) {
+	e := newEnv(t)
+	kr, _ := token.NewKeyring()
+	recs := replayInput(e)
 	e.produce(recs...)
 	stop := e.run(e.tokenizer(kr), "g-"+t.Name())
 	e.waitCount(e.topics.AuditEvents, len(recs), 30*time.Second)
