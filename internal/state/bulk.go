@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -22,7 +24,21 @@ import (
 // Open empties it (leftovers of a crash were never checkpointed).
 const ingestDir = "ingest-tmp"
 
-var ingestSeq atomic.Uint64
+// ingestPaths creates the ingest directory and returns fresh paths in it
+// for partition part's files, one per suffix, sharing one sequence number
+// (p<part>-<n><suffix>).
+func (s *Store) ingestPaths(part int32, suffixes ...string) ([]string, error) {
+	dir := filepath.Join(s.dir, ingestDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	n := s.ingestSeq.Add(1)
+	paths := make([]string, len(suffixes))
+	for i, sfx := range suffixes {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("p%d-%d%s", part, n, sfx))
+	}
+	return paths, nil
+}
 
 // Ingest is Apply for large batches (bulk restores, building a store): it
 // writes puts as two sorted tables (entries and time index), has Pebble

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -178,18 +177,16 @@ func (s *Store) ingestChunk(c *chunk) error {
 // the entries in key order and the time index in (ts, key) order.
 func (s *Store) ingestTables(c *chunk) error {
 	c.sort()
-	dir := filepath.Join(s.dir, ingestDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	files, err := s.ingestPaths(c.part, "-data.sst", "-time.sst")
+	if err != nil {
 		return err
 	}
-	n := ingestSeq.Add(1)
-	dpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-data.sst", c.part, n))
-	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
+	dpath, tpath := files[0], files[1]
 	defer os.Remove(dpath)
 	defer os.Remove(tpath)
 	timeErr := make(chan error, 1)
 	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	err := s.writeTable(dpath, true, func(w *sstable.Writer) error {
+	err = s.writeTable(dpath, true, func(w *sstable.Writer) error {
 		for i, o := range c.ord {
 			if c.overridden(i) {
 				continue

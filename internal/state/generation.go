@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -56,13 +55,11 @@ func (s *Store) spill(g *generation, c *chunk) error {
 		return nil
 	}
 	c.sort()
-	dir := filepath.Join(s.dir, ingestDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	files, err := s.ingestPaths(c.part, ".run", "-time.sst")
+	if err != nil {
 		return err
 	}
-	n := ingestSeq.Add(1)
-	rpath := filepath.Join(dir, fmt.Sprintf("p%d-%d.run", c.part, n))
-	tpath := filepath.Join(dir, fmt.Sprintf("p%d-%d-time.sst", c.part, n))
+	rpath, tpath := files[0], files[1]
 	timeErr := make(chan error, 1)
 	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
 	if len(g.splits) == 0 {
@@ -150,7 +147,12 @@ func (s *Store) ingestGeneration(g *generation) error {
 				errs <- nil
 				continue
 			}
-			dpath := filepath.Join(s.dir, ingestDir, fmt.Sprintf("p%d-%d-data.sst", g.part, ingestSeq.Add(1)))
+			ps, err := s.ingestPaths(g.part, "-data.sst")
+			if err != nil {
+				errs <- err
+				continue
+			}
+			dpath := ps[0]
 			defer os.Remove(dpath)
 			paths = append(paths, dpath)
 			go func() {

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -99,6 +100,8 @@ type Store struct {
 	// bulk limits the bulk restores running at once (each holds two
 	// chunks in memory and keeps two cores busy): see bulkSlots.
 	bulk chan struct{}
+	// ingestSeq numbers the files written for ingestion (ingestPaths).
+	ingestSeq atomic.Uint64
 }
 
 // Open opens (creating if needed) the store in dir.
