@@ -32,6 +32,14 @@ var digitEncoders = []func(byte) string{
 	func(c byte) string { return string('٠' + rune(c-'0')) },
 	func(c byte) string { return string('०' + rune(c-'0')) },
 	func(c byte) string { return string('๐' + rune(c-'0')) },
+	func(c byte) string { return `\u{3` + string(c) + `}` },
+	func(c byte) string { return `\U0000003` + string(c) },
+	func(c byte) string { return "%u003" + string(c) },
+	func(c byte) string { return fmt.Sprintf(`\%03o`, c) },
+	func(c byte) string { return "&#00" + strconv.Itoa(int(c)) + ";" },
+	// Last: a reference without ';' is only written uniformly ("&#52&#49"),
+	// never before a plain digit (which would continue its number).
+	func(c byte) string { return "&#" + strconv.Itoa(int(c)) },
 }
 
 var attackSeps = []string{
@@ -85,7 +93,7 @@ func attackPAN(r *rand.Rand) (text, digits, class string) {
 		for k := 0; k < g; k++ {
 			e := enc
 			if mixed {
-				e = digitEncoders[r.IntN(len(digitEncoders))]
+				e = digitEncoders[r.IntN(len(digitEncoders)-1)]
 			}
 			b.WriteString(e(digits[i]))
 			i++

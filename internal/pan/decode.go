@@ -23,12 +23,16 @@ const (
 	EncSeparators                         // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
 	EncInvisible                          // zero-width characters or soft hyphens between digits
 	EncGlued                              // a letter right before or after the number ("PAN4111...", "...1111x")
+	EncOctalEscape                        // C / shell / PostgreSQL octal byte escapes: \064
+	EncHexASCII                           // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
+	EncBase64                             // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
 
 	numEncodings = iota
 )
 
 var encodingNames = [numEncodings]string{
 	"percent", "json-escape", "hex-escape", "html-entity", "unicode-digits", "separators", "invisible", "glued",
+	"octal-escape", "hex-ascii", "base64",
 }
 
 // String returns "plain" for the zero value, else the names of the set bits
@@ -188,6 +192,12 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 	case '%':
 		x, hw := hexN(b, q, 2, depth-1)
 		if hw == 0 {
+			// "%u0034": the legacy JavaScript escape().
+			if u, uw, _ := charAt(b, q, depth-1); u == 'u' || u == 'U' {
+				if v, hw := hexN(b, q+uw, 4, depth-1); hw > 0 {
+					return v, q + uw + hw - p, e | EncPercent
+				}
+			}
 			return 0, 0, 0
 		}
 		return utf8Units(b, p, q+hw-p, byte(x), '%', depth, e|EncPercent)
@@ -202,7 +212,7 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 		case 'u':
 			v, hw := hexN(b, q, 4, depth-1)
 			if hw == 0 {
-				return 0, 0, 0
+				return braceEscape(b, p, q, depth, e)
 			}
 			w := q + hw - p
 			if v >= 0xD800 && v < 0xDC00 {
@@ -217,6 +227,18 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 				return 0, 0, 0
 			}
 			return utf8Units(b, p, q+hw-p, byte(x), '\\', depth, e|EncHexEscape)
+		case 'U':
+			// "\U00000034": Python, C11.
+			v, hw := hexN(b, q, 8, depth-1)
+			if hw == 0 || v > unicode.MaxRune {
+				return 0, 0, 0
+			}
+			return v, q + hw - p, e | EncJSONEscape
+		case '0', '1', '2', '3':
+			// "\064": an octal byte escape of exactly three digits (C,
+			// bash $'...', PostgreSQL bytea). Shorter ones ("\0", "\12")
+			// are left alone: a digit after them would be read wrongly.
+			return octalEscape(b, p, q-nw, depth, e)
 		}
 		if r, ok := shortEscapes[n]; ok {
 			return r, q - p, e | EncJSONEscape
@@ -252,6 +274,50 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 	return 0, 0, 0
 }
 
+// braceEscape decodes the "{N}" of "\\u{34}" (JavaScript, Ruby, Rust,
+// Swift, PHP) starting at q: one to six hex digits in braces.
+func braceEscape(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	r, w, _ := charAt(b, q, depth-1)
+	if r != '{' {
+		return 0, 0, 0
+	}
+	q += w
+	var v rune
+	for n := 0; n <= 6; n++ {
+		r, w, _ := charAt(b, q, depth-1)
+		if r == '}' && n > 0 {
+			return v, q + w - p, e | EncJSONEscape
+		}
+		h, ok := byte(0), false
+		if r >= 0 && r < 0x80 {
+			h, ok = unhex(byte(r))
+		}
+		if !ok || n == 6 {
+			return 0, 0, 0
+		}
+		v = v<<4 | rune(h)
+		q += w
+	}
+	return 0, 0, 0
+}
+
+// octalEscape decodes the three octal digits of "\\064" starting at q.
+func octalEscape(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	var v rune
+	for range 3 {
+		r, w, _ := charAt(b, q, depth-1)
+		if r < '0' || r > '7' {
+			return 0, 0, 0
+		}
+		v = v<<3 | (r - '0')
+		q += w
+	}
+	if v > 0xff {
+		return 0, 0, 0
+	}
+	return v, q - p, e | EncOctalEscape
+}
+
 // numericRef decodes the digits and ';' of "&#N;" or "&#xN;" starting at q.
 func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
 	r, w, _ := charAt(b, q, depth-1)
@@ -266,11 +332,16 @@ func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
 		if r == ';' && n > 0 {
 			return v, q + w - p, e
 		}
-		if r < 0 || r >= 0x80 {
-			return 0, 0, 0
+		h, ok := byte(0), false
+		if r >= 0 && r < 0x80 {
+			h, ok = unhex(byte(r))
 		}
-		h, ok := unhex(byte(r))
 		if !ok || (!hexa && h > 9) {
+			if n > 0 {
+				// "&#52&#49": HTML5 parsers decode a reference that
+				// lacks its ';' too.
+				return v, q - p, e
+			}
 			return 0, 0, 0
 		}
 		if hexa {

@@ -12,7 +12,8 @@ import (
 // digit groups). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
 var neutralTable = func() (t [256]bool) {
-	for _, c := range "\"'<>=()[]{}!?$@^~`" {
+	// Not '{' '}': they delimit "\u{34}" escapes.
+	for _, c := range "\"'<>=()[]!?$@^~`" {
 		t[c] = true
 	}
 	return t

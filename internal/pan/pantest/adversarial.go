@@ -33,6 +33,16 @@ func each(d string, f func(byte) string) string {
 	return b.String()
 }
 
+// digitsOnly applies f to digits and keeps other characters.
+func digitsOnly(f func(byte) string) func(byte) string {
+	return func(c byte) string {
+		if c < '0' || c > '9' {
+			return string(c)
+		}
+		return f(c)
+	}
+}
+
 func script(d string, zero rune) string {
 	return each(d, func(c byte) string {
 		if c < '0' || c > '9' {
@@ -150,6 +160,17 @@ func Adversarial() []Case {
 		{"two-pans", v + "," + mc16, 2, v},
 		{"pan-in-number-list", "qty 2 " + Group(v, " ") + " 1", 1, v},
 		{"pan-after-order-id", "order 18 " + Group(v, " "), 1, v},
+		{"js-brace-escape", `"` + each(v, func(c byte) string { return `\u{3` + string(c) + `}` }) + `"`, 1, v},
+		{"rust-brace-escape-grouped", each(Group(v, " "), digitsOnly(func(c byte) string { return `\u{00003` + string(c) + `}` })), 1, v},
+		{"python-U-escape", `'` + each(v, func(c byte) string { return `\U0000003` + string(c) }) + `'`, 1, v},
+		{"js-percent-u", "q=" + each(v, func(c byte) string { return "%u003" + string(c) }), 1, v},
+		{"octal-escape", `$'` + each(v, func(c byte) string { return fmt.Sprintf(`\%03o`, c) }) + `'`, 1, v},
+		{"octal-escape-grouped", each(Group(v, "-"), func(c byte) string { return fmt.Sprintf(`\%03o`, c) }), 1, v},
+		{"html-ref-no-semicolon", "<p>" + each(v, func(c byte) string { return "&#" + strconv.Itoa(int(c)) }) + "</p>", 1, v},
+		{"html-hex-ref-no-semicolon", each(v, func(c byte) string { return "&#x3" + string(c) }) + " ", 1, v},
+		{"html-ref-leading-zeros", each(v, func(c byte) string { return "&#00" + strconv.Itoa(int(c)) + ";" }), 1, v},
+		{"html-hex-ref-leading-zeros", each(v, func(c byte) string { return "&#x003" + string(c) + ";" }), 1, v},
+		{"mixed-new-escapes", `\u{34}%u0031\U00000031\061&#49&#x31;` + v[6:], 1, v},
 	}
 	neg := []Case{
 		{"luhn-invalid", "4111111111111112", 0, ""},
@@ -184,6 +205,9 @@ func Adversarial() []Case {
 		{"token", "tok_v1_abcdefghijklmnopqrstuvwxyzABCDEF", 0, ""},
 		{"short", "4111 1111 111", 0, ""},
 		{"too-long", v + "0000", 0, ""},
+		{"windows-path-digits", `C:\\logs\\2026\\11\\23\\app.log`, 0, ""},
+		{"html-refs-not-digits", "&#123&#125 &#x41;&#66 \\u{1F600} %u00e9 \\101\\102", 0, ""},
+		{"octal-non-digits", `\101\102\103\104\105\106\107\110\111\112\113\114\115\116\117\120`, 0, ""},
 	}
 	return append(pos, neg...)
 }
@@ -227,6 +251,28 @@ func decodeOnce(s string) string {
 			out = append(out, byte(v))
 			i += 3
 			continue
+		case c == '\\' && i+3 < len(s) && s[i+1] == 'u' && s[i+2] == '{' && strings.IndexByte(s[i:], '}') > 3:
+			j := strings.IndexByte(s[i:], '}')
+			if v, err := strconv.ParseUint(s[i+3:i+j], 16, 32); err == nil {
+				out = utf8.AppendRune(out, rune(v))
+				i += j + 1
+				continue
+			}
+		case c == '\\' && i+9 < len(s) && s[i+1] == 'U' && allHex(s[i+2:i+10]):
+			v, _ := strconv.ParseUint(s[i+2:i+10], 16, 32)
+			out = utf8.AppendRune(out, rune(v))
+			i += 10
+			continue
+		case c == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]):
+			v, _ := strconv.ParseUint(s[i+1:i+4], 8, 16)
+			out = append(out, byte(v))
+			i += 4
+			continue
+		case c == '%' && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') && allHex(s[i+2:i+6]):
+			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
+			out = utf8.AppendRune(out, rune(v))
+			i += 6
+			continue
 		case c == '\\' && i+5 < len(s) && s[i+1] == 'u' && allHex(s[i+2:i+6]):
 			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
 			out = utf8.AppendRune(out, rune(v))
@@ -247,8 +293,25 @@ func decodeOnce(s string) string {
 				i += 5
 				continue
 			}
-			if j := strings.IndexByte(s[i:], ';'); j > 2 && j < 12 && s[i+1] == '#' {
+			if i+2 < len(s) && s[i+1] == '#' {
+				// The reference ends at ';' or at the first character that
+				// cannot continue it (HTML5 decodes "&#52" too).
+				j, semi := 2, 0
+				hexa := j < len(s[i:]) && (s[i+j] == 'x' || s[i+j] == 'X')
+				if hexa {
+					j++
+				}
+				for i+j < len(s) && (s[i+j] >= '0' && s[i+j] <= '9' || hexa && isHex(s[i+j])) {
+					j++
+				}
+				if i+j < len(s) && s[i+j] == ';' {
+					semi = 1
+				}
 				num := s[i+2 : i+j]
+				j += semi - 1
+				if num == "" || num == "x" || num == "X" {
+					break
+				}
 				base := 10
 				if num[0] == 'x' || num[0] == 'X' {
 					num, base = num[1:], 16
@@ -291,3 +354,5 @@ func Leaks(text, pan string) bool {
 	}
 	return strings.Contains(b.String(), pan)
 }
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
