@@ -102,6 +102,9 @@ type Match struct {
 	// the PAN: masking then keeps none of its digits, so the kept ones can
 	// never combine with their neighbours into a new PAN.
 	adj uint8
+	// sub0, sub1: for a PAN inside base64, where it starts and ends in the
+	// decoded bytes of Start..End.
+	sub0, sub1 int32
 }
 
 const (
@@ -287,17 +290,19 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 	for off = 0; off < n; off += blockSize {
 		p := bs + off
 		_ = b[p+63]
-		var i uint64
+		var i, mo uint64
 		d = 0
 		for k := 0; k < blockSize; k += 8 {
 			x := binary.LittleEndian.Uint64(b[p+k:])
 			d |= bits8(digitMask(x)) << k
 			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)) << k
+			mo |= bits8(eqMask(x&0xfcfcfcfcfcfcfcfc, 'L'*ones)&^eqMask(x, 'L'*ones)) << k
 			if x&(x<<1)&hi1 != 0 {
 				i |= leadBits(x) << k
 			}
 		}
-		if d|i == 0 {
+		sig := b64Signal(mo)
+		if d|i|sig == 0 {
 			pd, ps = 0, 0
 			continue
 		}
@@ -307,7 +312,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 				s |= 1 << k
 			}
 		}
-		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps); c != 0 {
+		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps) | sig; c != 0 {
 			return off, c, d, s
 		}
 		pd, ps = d, s
@@ -354,7 +359,11 @@ func edgeBits(b []byte, bs int) (pd, ps uint64) {
 // tailMasks computes the masks of the last, partial block b[bs:] byte by
 // byte.
 func tailMasks(b []byte, bs int) (d, s, i uint64) {
+	var mo uint64
 	for k, c := range b[bs:] {
+		if b64Sig(c) {
+			mo |= 1 << k
+		}
 		switch {
 		case isDigit(c):
 			d |= 1 << k
@@ -364,7 +373,7 @@ func tailMasks(b []byte, bs int) (d, s, i uint64) {
 			i |= 1 << k
 		}
 	}
-	return d, s, i
+	return d, s, i | b64Signal(mo)
 }
 
 // Run limits: a run longer than this is cut (tables of numbers); the gap
@@ -419,6 +428,15 @@ type scanner struct {
 	copying bool
 	copied  int
 	out     []byte
+
+	// A decoded region (hex of ASCII, base64; see nested.go): its matches
+	// sub[subK:subN] are returned before the scan goes on at subEnd.
+	// inner marks a scanner of a decoded region (no further decoding);
+	// b64Skip is where the last base64 region ended.
+	sub             [maxSub]Match
+	subN, subK      int
+	subEnd, b64Skip int
+	inner           bool
 }
 
 // flushTo copies b[s.copied:end] to s.out.
@@ -599,6 +617,11 @@ func (s *scanner) next(m *Match) bool {
 	b := s.b
 	n := len(b)
 	for {
+		if s.subK < s.subN {
+			*m = s.sub[s.subK]
+			s.subK++
+			return true
+		}
 		if s.ng > 0 {
 			if s.window(m) {
 				return true
@@ -625,7 +648,11 @@ func (s *scanner) next(m *Match) bool {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
-					s.i = e
+					if k >= 2*MinDigits && s.hexRun(p, e) {
+						s.i = s.subEnd
+					} else {
+						s.i = e
+					}
 					continue
 				}
 			}
@@ -634,13 +661,24 @@ func (s *scanner) next(m *Match) bool {
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
+			if b[p] == '\\' && p+2 < n && b[p+1] == 'x' && isDigit(b[p+2]) {
+				// "\x3431...": PostgreSQL bytea hex.
+				if e := p + 2 + digitRun(b, p+2); s.hexRun(p+2, e) {
+					s.i = s.subEnd
+					continue
+				}
+			}
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
 			// An escaped or non-ASCII separator after a digit
 			// ("4\u200b1\u200b1..."): the run starts before it.
 			p = runStart(b, i, p)
 		} else {
-			s.i = p + skipWidth(b, p)
+			if b64Sig(b[p]) && s.base64At(p) {
+				s.i = s.subEnd
+			} else {
+				s.i = p + skipWidth(b, p)
+			}
 			continue
 		}
 		s.runEnd = s.collect(p)
@@ -703,6 +741,9 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 		default:
 			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
 				best = MinDigits
+			}
+			if gs >= 2*MinDigits && s.hexRun(g0, q) {
+				return s.subEnd, true
 			}
 			cur, ones = 0, 0
 		}

@@ -151,6 +151,9 @@ func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
 	if m.adj&adjAfter != 0 {
 		tail = 0
 	}
+	if m.Encoding&(EncHexASCII|EncBase64) != 0 {
+		return appendMaskedNested(dst, b, m, p)
+	}
 	if m.Encoding&^(EncGlued|EncSeparators) == 0 {
 		// Plain ASCII digits: no decoding needed.
 		idx := 0

@@ -16,13 +16,19 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
 // 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
 // (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
-// intLo[x&15] & intHi[x>>4] != 0.
+// intLo[x&15] & intHi[x>>4] & 0x7f != 0. Bit 7 is 'M' 'N' 'O' (b64Sig),
+// which only feed the base64 signal (b64Signal).
 DATA intLo<>+0(SB)/8, $0x0103030121292161
-DATA intLo<>+8(SB)/8, $0x3000000410201101
+DATA intLo<>+8(SB)/8, $0xb080800410201101
 GLOBL intLo<>(SB), RODATA|NOPTR, $16
-DATA intHi<>+0(SB)/8, $0x0000040001020000
+DATA intHi<>+0(SB)/8, $0x0000048001020000
 DATA intHi<>+8(SB)/8, $0x4020100800000000
 GLOBL intHi<>(SB), RODATA|NOPTR, $16
+DATA class7f<>+0(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+8(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+16(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+24(SB)/8, $0x7f7f7f7f7f7f7f7f
+GLOBL class7f<>(SB), RODATA|NOPTR, $32
 
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
@@ -89,7 +95,22 @@ nostore:
 	VPSHUFB  Y8, Y5, Y8
 	VPAND    Y8, Y11, Y11
 	VPOR     Y7, Y11, Y8
-	VPTEST   Y8, Y8
+	// The base64 signal (b64Signal) from bit 7, 'M' 'N' 'O': R8.
+	VPMOVMSKB Y7, R8
+	VPMOVMSKB Y11, R9
+	SHLQ $32, R9
+	ORQ  R9, R8
+	MOVQ R8, R9
+	SHRQ $4, R9
+	ANDQ R9, R8             // p = mo & mo>>4
+	MOVQ R8, R9
+	SHRQ $4, R9
+	MOVQ $0x0F0000000000000F, R13
+	ORQ  R13, R9
+	ANDQ R9, R8             // p & (p>>4 | edges)
+	VPTEST   class7f<>(SB), Y8
+	JNZ      found
+	TESTQ R8, R8
 	JNZ      found
 	XORQ R11, R11 // no digit: nothing carries into the next block
 	XORQ R12, R12
@@ -97,6 +118,7 @@ nostore:
 	JMP  loop
 
 found:
+	MOVQ R8, off+40(FP)     // the base64 signal, added to the candidates at the end
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
@@ -184,7 +206,7 @@ found:
 	ANDQ R10, R9
 	ORQ  R9, BX
 	TESTQ BX, BX
-	JZ   next
+	JZ   nocand
 	// Prune (see prune in detector.go): for each stretch of digits and
 	// separators (M = d|s) holding a digit candidate, count its digits,
 	// on into the block before (R11, R12) and the next one; keep its
@@ -355,6 +377,7 @@ pend:
 
 pdone:
 	MOVQ R10, BX
+	ORQ  off+40(FP), BX
 	MOVQ s+64(FP), CX
 	MOVQ n+8(FP), DX
 	TESTQ BX, BX
@@ -365,6 +388,12 @@ next:
 	MOVQ CX, R12
 	ADDQ $64, DI
 	JMP  loop
+
+nocand:
+	// No candidate but perhaps the base64 signal (CX, DX are intact).
+	MOVQ off+40(FP), BX
+	TESTQ BX, BX
+	JZ   next
 
 ret:
 	VZEROUPPER
