@@ -110,6 +110,7 @@ type Match struct {
 const (
 	adjBefore = 1 << iota
 	adjAfter
+	adjMerged // PANs inside base64 that share a group, reported as one: every digit is masked
 )
 
 // Detector finds PANs. It is immutable after New and safe for concurrent use.
@@ -661,12 +662,9 @@ func (s *scanner) next(m *Match) bool {
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
-			if b[p] == '\\' && p+2 < n && b[p+1] == 'x' && isDigit(b[p+2]) {
-				// "\x3431...": PostgreSQL bytea hex.
-				if e := p + 2 + digitRun(b, p+2); s.hexRun(p+2, e) {
-					s.i = s.subEnd
-					continue
-				}
+			if s.byteaHex(p) {
+				s.i = s.subEnd
+				continue
 			}
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {

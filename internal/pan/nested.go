@@ -52,6 +52,20 @@ func (s *scanner) hexRun(p, e int) bool {
 	return s.subScan(buf[:n], start, end, EncHexASCII)
 }
 
+// byteaHex reports whether the escape at p starts "\\x3431..." (PostgreSQL
+// bytea hex output, its backslash possibly escaped) whose hex holds a PAN.
+func (s *scanner) byteaHex(p int) bool {
+	b := s.b
+	q := p + 1
+	for q < len(b) && b[q] == '\\' {
+		q++
+	}
+	if q+1 >= len(b) || b[q] != 'x' || !isDigit(b[q+1]) {
+		return false
+	}
+	return s.hexRun(q+1, q+1+digitRun(b, q+1))
+}
+
 // hexDecode decodes the hex pairs of src (all hex digits, even length)
 // into dst and returns the length.
 func hexDecode(dst, src []byte) int {
@@ -216,6 +230,14 @@ func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
 			m.sub0, m.sub1 = int32(is-3*g0), int32(ie-3*g0)
 		}
 		m.Encoding |= enc
+		if s.subN > 0 && m.Start < s.sub[s.subN-1].End {
+			// Two PANs in one base64 group: one finding, all masked.
+			last := &s.sub[s.subN-1]
+			last.End, last.sub1 = m.End, int32(ie)-int32(last.Start-start)/4*3
+			last.Encoding |= m.Encoding
+			last.adj |= adjMerged | m.adj
+			continue
+		}
 		s.sub[s.subN] = m
 		s.subN++
 	}
@@ -244,6 +266,20 @@ func appendMaskedNested(dst, b []byte, m *Match, p Policy) []byte {
 	} else {
 		n = b64Decode(plain[:], span)
 		in.Start, in.End = int(m.sub0), int(m.sub1)
+	}
+	if m.adj&adjMerged != 0 {
+		// Several PANs: every digit between the first and the last.
+		in.adj = adjBefore | adjAfter
+		in.Digits = 0
+		for q := in.Start; q < in.End; {
+			_, w, _ := digitAt(plain[:n], q)
+			if w == 0 {
+				q++
+				continue
+			}
+			in.Digits++
+			q += w
+		}
 	}
 	out := append(masked[:0], plain[:in.Start]...)
 	out = appendMasked(out, plain[:n], &in, p)

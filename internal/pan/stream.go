@@ -21,10 +21,12 @@ var neutralTable = func() (t [256]bool) {
 
 func neutral(c byte) bool { return neutralTable[c] }
 
-// nonHexLetter: two of them in a row also split text safely (outside a
-// character reference name): no digit, escape or hex string spans them.
-func nonHexLetter(c byte) bool {
-	return isLetter(c) && !isHexLetter(c)
+// wordEnd: a space after two lower-case letters that are not hex digits
+// ("... the card ") also splits text safely: no digit run, escape, hex
+// string, IBAN or base64 token spans it (base64 tokens can hold any
+// letters, so a cut between two letters would change their decoding).
+func wordEnd(b []byte, k int) bool {
+	return k >= 3 && b[k-1] == ' ' && b[k-2]-'g' < 20 && b[k-3]-'g' < 20 && !inEntityName(b, k-1)
 }
 
 // inEntityName reports whether the letters ending at b[k-1] follow a '&'
@@ -63,7 +65,7 @@ func SplitPoint(b []byte) int {
 				return k
 			}
 		}
-		if k < len(b) && nonHexLetter(c) && nonHexLetter(b[k]) && !inEntityName(b, k) {
+		if wordEnd(b, k) {
 			return k
 		}
 	}

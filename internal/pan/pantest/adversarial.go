@@ -1,6 +1,8 @@
 package pantest
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -170,6 +172,23 @@ func Adversarial() []Case {
 		{"html-hex-ref-no-semicolon", each(v, func(c byte) string { return "&#x3" + string(c) }) + " ", 1, v},
 		{"html-ref-leading-zeros", each(v, func(c byte) string { return "&#00" + strconv.Itoa(int(c)) + ";" }), 1, v},
 		{"html-hex-ref-leading-zeros", each(v, func(c byte) string { return "&#x003" + string(c) + ";" }), 1, v},
+		{"hex-ascii-0x", "SELECT * FROM t WHERE pan = 0x" + hex.EncodeToString([]byte(v)), 1, v},
+		{"hex-ascii-mysql", "INSERT INTO c VALUES (X'" + strings.ToUpper(hex.EncodeToString([]byte(v))) + "');", 1, v},
+		{"hex-ascii-bytea", `{"data":"\\x` + hex.EncodeToString([]byte(Group(v, " "))) + `"}`, 1, v},
+		{"hex-ascii-bytea-plain", `\x` + hex.EncodeToString([]byte(v)), 1, v},
+		{"hex-ascii-json", "payload=" + hex.EncodeToString([]byte(`{"pan":"`+v+`","exp":"12/27"}`)), 1, v},
+		{"hex-ascii-amex", "blob " + hex.EncodeToString([]byte(amex15)) + " end", 1, amex15},
+		{"base64", "data: " + base64.StdEncoding.EncodeToString([]byte(v)), 1, v},
+		{"base64-grouped", base64.StdEncoding.EncodeToString([]byte(Group(v, " "))), 1, v},
+		{"base64-json", `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`{"pan":"`+v+`","cvv":"123"}`)) + `"}`, 1, v},
+		{"base64-basic-auth", "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("merchant:"+v)), 1, v},
+		{"base64-jwt", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
+			base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"42","card":"`+Group(mc16, "-")+`","iat":1732361330}`)) +
+			".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 1, mc16},
+		{"base64-offset-1", base64.StdEncoding.EncodeToString([]byte("x"+amex15+"y")), 1, amex15},
+		{"base64-offset-2", base64.RawStdEncoding.EncodeToString([]byte("xy"+v)), 1, v},
+		{"base64-two-pans", base64.StdEncoding.EncodeToString([]byte(v + " and " + mc16)), 2, v},
+		{"base64-two-pans-one-group", base64.StdEncoding.EncodeToString([]byte(v + "," + mc16)), 1, v},
 		{"mixed-new-escapes", `\u{34}%u0031\U00000031\061&#49&#x31;` + v[6:], 1, v},
 	}
 	neg := []Case{
@@ -205,6 +224,17 @@ func Adversarial() []Case {
 		{"token", "tok_v1_abcdefghijklmnopqrstuvwxyzABCDEF", 0, ""},
 		{"short", "4111 1111 111", 0, ""},
 		{"too-long", v + "0000", 0, ""},
+		{"sha1", "da39a3ee5e6b4b0d3255bfef95601890afd80709", 0, ""},
+		{"sha256-digit-heavy", "3431313131313131a31313131313131313131313131313131313131313131310", 0, ""},
+		{"hex-ascii-not-pan", "0x" + hex.EncodeToString([]byte("2026-11-23 11:28:50 order 12345678")), 0, ""},
+		{"hex-ascii-luhn-invalid", "0x" + hex.EncodeToString([]byte("4111111111111112")), 0, ""},
+		{"hex-dump-non-digits", "48 65 6c 6c 6f 2c 20 77 6f 72 6c 64 21 0a 00 ff", 0, ""},
+		{"hex-ascii-timestamp", hex.EncodeToString([]byte("1732361330123456")), 0, ""},
+		{"jwt-without-pan", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 0, ""},
+		{"base64-digits-not-pan", base64.StdEncoding.EncodeToString([]byte("1732361330123 1001 1002 1003 4111111111111112")), 0, ""},
+		{"base64-random", "k7/Q2mZ+x9TqLw3YhN0vR8sJ1bEaUcFgPo6iKd4nMl5tVyXrWzO", 0, ""},
+		{"base64-uuid", base64.StdEncoding.EncodeToString([]byte("550e8400-e29b-41d4-a716-446655440000")), 0, ""},
+		{"upper-case-prose", "NOT NULL MONO NOON MNOP OMNI NONE MOMO", 0, ""},
 		{"windows-path-digits", `C:\\logs\\2026\\11\\23\\app.log`, 0, ""},
 		{"html-refs-not-digits", "&#123&#125 &#x41;&#66 \\u{1F600} %u00e9 \\101\\102", 0, ""},
 		{"octal-non-digits", `\101\102\103\104\105\106\107\110\111\112\113\114\115\116\117\120`, 0, ""},
@@ -346,6 +376,7 @@ func allHex(s string) bool {
 // everything but digits and '*', still holds the digits of pan in a row.
 func Leaks(text, pan string) bool {
 	d := Decode(text)
+	d += " " + Decode(nested(d))
 	var b strings.Builder
 	for i := 0; i < len(d); i++ {
 		if c := d[i]; c >= '0' && c <= '9' || c == '*' {
@@ -356,3 +387,46 @@ func Leaks(text, pan string) bool {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// nested returns the decodings of the hex tokens (both alignments) and
+// base64 tokens (all four alignments, both alphabets) of s, joined by
+// spaces, so leak checks see PANs hidden in them.
+func nested(s string) string {
+	var out []string
+	isB64 := func(c byte) bool {
+		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+	}
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isB64(s[j]) {
+			j++
+		}
+		if j == i {
+			i++
+			continue
+		}
+		tok := s[i:j]
+		i = j
+		for off := 0; off < 4 && off < len(tok); off++ {
+			t := tok[off:]
+			t = t[:len(t)-len(t)%4]
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+				if b, err := enc.DecodeString(t); err == nil {
+					out = append(out, string(b))
+				}
+			}
+		}
+		for off := 0; off < 2 && off < len(tok); off++ {
+			h := tok[off:]
+			k := 0
+			for k < len(h) && isHex(h[k]) {
+				k++
+			}
+			h = h[:k-k%2]
+			if b, err := hex.DecodeString(h); err == nil {
+				out = append(out, string(b))
+			}
+		}
+	}
+	return strings.Join(out, " ")
+}
