@@ -21,12 +21,14 @@ var neutralTable = func() (t [256]bool) {
 
 func neutral(c byte) bool { return neutralTable[c] }
 
-// wordEnd: a space after two lower-case letters that are not hex digits
-// ("... the card ") also splits text safely: no digit run, escape, hex
-// string, IBAN or base64 token spans it (base64 tokens can hold any
-// letters, so a cut between two letters would change their decoding).
+// wordEnd: a space after two lower-case letters ("... the card ") also
+// splits text safely: no digit run, escape, hex string, IBAN (upper case)
+// or base64 token spans it, and the detector's look at the context of a
+// number never crosses a space after letters. (A cut between two letters
+// would not be safe: base64 tokens can hold any letters, and the cut would
+// change their decoding.)
 func wordEnd(b []byte, k int) bool {
-	return k >= 3 && b[k-1] == ' ' && b[k-2]-'g' < 20 && b[k-3]-'g' < 20 && !inEntityName(b, k-1)
+	return k >= 3 && b[k-1] == ' ' && b[k-2]-'a' < 26 && b[k-3]-'a' < 26 && !inEntityName(b, k-1)
 }
 
 // inEntityName reports whether the letters ending at b[k-1] follow a '&'

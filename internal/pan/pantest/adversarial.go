@@ -185,8 +185,8 @@ func Adversarial() []Case {
 		{"base64-jwt", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
 			base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"42","card":"`+Group(mc16, "-")+`","iat":1732361330}`)) +
 			".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 1, mc16},
-		{"base64-offset-1", base64.StdEncoding.EncodeToString([]byte("x"+amex15+"y")), 1, amex15},
-		{"base64-offset-2", base64.RawStdEncoding.EncodeToString([]byte("xy"+v)), 1, v},
+		{"base64-offset-1", base64.StdEncoding.EncodeToString([]byte("x" + amex15 + "y")), 1, amex15},
+		{"base64-offset-2", base64.RawStdEncoding.EncodeToString([]byte("xy" + v)), 1, v},
 		{"base64-two-pans", base64.StdEncoding.EncodeToString([]byte(v + " and " + mc16)), 2, v},
 		{"base64-two-pans-one-group", base64.StdEncoding.EncodeToString([]byte(v + "," + mc16)), 1, v},
 		{"mixed-new-escapes", `\u{34}%u0031\U00000031\061&#49&#x31;` + v[6:], 1, v},
