@@ -26,13 +26,15 @@ const (
 	EncOctalEscape                        // C / shell / PostgreSQL octal byte escapes: \064
 	EncHexASCII                           // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
 	EncBase64                             // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
+	EncMarkup                             // quotes or tags between digit groups: "4111","1111",..., 4111<span>1111</span>
+	EncQuotedPrintable                    // a MIME quoted-printable soft line break inside the number: 11=\r\n11
 
 	numEncodings = iota
 )
 
 var encodingNames = [numEncodings]string{
 	"percent", "json-escape", "hex-escape", "html-entity", "unicode-digits", "separators", "invisible", "glued",
-	"octal-escape", "hex-ascii", "base64",
+	"octal-escape", "hex-ascii", "base64", "markup", "quoted-printable",
 }
 
 // String returns "plain" for the zero value, else the names of the set bits
@@ -417,6 +419,7 @@ var namedRefs = map[string]rune{
 	"hyphen": 0x2010, "dash": 0x2010, "zwj": 0x200D, "zwnj": 0x200C, "ZeroWidthSpace": 0x200B, "NoBreak": 0x2060,
 	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
 	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
+	"quot": '"', "QUOT": '"', "apos": '\'', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "equals": '=',
 }
 
 // decode decodes the escaped character at p (p holds '%', '\\' or '&'),
@@ -425,6 +428,11 @@ var namedRefs = map[string]rune{
 func decode(b []byte, p int) (rune, int, Encoding) {
 	r, w, e := escapeAt(b, p, 1)
 	if w == 0 {
+		if b[p] == '\\' && p+1 < len(b) && (b[p+1] == '&' || b[p+1] == '%') {
+			// A JSON escape whose letter is escaped again ("\&#34;": a
+			// JSON string's quote, HTML-escaped).
+			return escapeAt(b, p, 2)
+		}
 		return 0, 0, 0
 	}
 	for d := 2; d <= maxDepth && (r == '%' || r == '\\' || r == '&'); d++ {
@@ -471,6 +479,7 @@ const (
 	gapStd       // one ASCII space, dash, dot or '+' (URL space): the classic printings
 	gapOther     // any other visible separator
 	gapInvisible // zero-width characters and soft hyphens: the digits look contiguous
+	gapQuote     // a quote: part of a gap only beside a visible separator ("4111","1111")
 )
 
 // sepRune classifies a decoded character as a separator.
@@ -478,6 +487,8 @@ func sepRune(r rune) int {
 	switch r {
 	case ' ', '-', '.', '+':
 		return gapStd
+	case '"', '\'':
+		return gapQuote
 	case '\t', '\r', '\n', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
 		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
 		return gapOther
@@ -499,10 +510,30 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 		return 1, gapStd, 0
 	case asciiSep[c]: // every other plain ASCII separator (one table, shared with the block filter)
 		return 1, gapOther, EncSeparators
+	case c == '"' || c == '\'':
+		return 1, gapQuote, EncMarkup
+	case c == '<':
+		if w := tagAt(b, p); w > 0 {
+			return w, gapOther, EncMarkup
+		}
+	case c == '=':
+		if w := qpBreak(b, p); w > 0 {
+			return w, gapInvisible, EncQuotedPrintable
+		}
 	case c == '%' || c == '\\' || c == '&':
 		r, w, e := decode(b, p)
 		if w == 0 {
 			return 0, gapNone, 0
+		}
+		switch r {
+		case '<':
+			if tw := tagAt(b, p); tw > 0 {
+				return tw, gapOther, e | EncMarkup
+			}
+		case '=':
+			if qw := qpBreak(b, p); qw > 0 {
+				return qw, gapInvisible, e | EncQuotedPrintable
+			}
 		}
 		if k := sepRune(r); k != gapNone {
 			if k == gapStd && c != '%' {
@@ -521,12 +552,92 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 
 func sepEnc(k int) Encoding {
 	switch k {
+	case gapQuote:
+		return EncMarkup
 	case gapOther:
 		return EncSeparators
 	case gapInvisible:
 		return EncInvisible
 	}
 	return 0
+}
+
+// maxTag is the longest HTML or XML tag seen as a gap ("<span class=x>").
+const maxTag = 64
+
+// tagAt returns the width of an HTML or XML tag at b[p] ('<', a letter,
+// '/' or '!', then up to maxTag characters without '<', a line break or
+// a digit, then '>'; each character plain or escaped: "\u003cb\u003e",
+// "&lt;b&gt;", "%3Cb%3E"), or 0. A tag with digits is not a gap: its
+// attributes may hold a number of their own (<card number="4111...">).
+func tagAt(b []byte, p int) int {
+	r, w, _ := charAt(b, p, maxDepth)
+	if r != '<' {
+		return 0
+	}
+	q := p + w
+	if r, w, _ = charAt(b, q, maxDepth); w == 0 || !(r < 0x80 && isLetter(byte(r)) || r == '/' || r == '!') {
+		return 0
+	}
+	for n := 0; n < maxTag; n++ {
+		r, w, _ := charAt(b, q, maxDepth)
+		switch {
+		case w == 0 || r == '<' || r == '\n' || (r >= '0' && r <= '9'):
+			return 0
+		case r == '>':
+			return q + w - p
+		}
+		q += w
+	}
+	return 0
+}
+
+// qpBreak returns the width of a MIME quoted-printable soft line break at
+// b[p] ("=\r\n" or "=\n", plain or escaped), or 0.
+func qpBreak(b []byte, p int) int {
+	r, w, _ := charAt(b, p, maxDepth)
+	if r != '=' {
+		return 0
+	}
+	q := p + w
+	r, w, _ = charAt(b, q, maxDepth)
+	if r == '\r' {
+		q += w
+		r, w, _ = charAt(b, q, maxDepth)
+	}
+	if r != '\n' {
+		return 0
+	}
+	return q + w - p
+}
+
+// markupStart marks the bytes that can start a markup gap (quote, tag,
+// quoted-printable soft line break): the block filter keeps a stretch of
+// digits they follow, and the scanner looks (markupGap) whether a digit
+// follows the gap.
+var markupStart = func() (t [256]bool) {
+	t['"'], t['\''], t['<'], t['='] = true, true, true, true
+	return t
+}()
+
+// markupGap reports whether a gap of separator units that holds markup
+// starts at g and leads to a digit (see gapAt; a gap of quotes only does
+// not count).
+func markupGap(b []byte, g int) bool {
+	q, seen := g, false
+	for units := 0; q < len(b) && units < maxGapUnits; units++ {
+		w, k, _ := gapAt(b, q)
+		if w == 0 {
+			break
+		}
+		seen = seen || k != gapQuote
+		q += w
+	}
+	if q >= len(b) || !seen {
+		return false
+	}
+	_, w, _ := digitAt(b, q)
+	return w > 0
 }
 
 // skipWidth returns how far to move past a byte at p that starts neither a

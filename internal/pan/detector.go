@@ -561,7 +561,7 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			if !ok {
 				cnt = 99
 			}
-		} else if introHigh[b[bs+e]] {
+		} else if introHigh[b[bs+e]] || markupStart[b[bs+e]] {
 			cnt = 99
 		}
 		if cnt >= MinDigits {
@@ -585,7 +585,7 @@ func nextStretch(b []byte, p, end int) (digits int, ok bool) {
 			digits++
 		case asciiSep[c]:
 		default:
-			return digits, !introHigh[c]
+			return digits, !introHigh[c] && !markupStart[c]
 		}
 	}
 	return 0, false
@@ -648,6 +648,7 @@ func (s *scanner) next(m *Match) bool {
 			if off := p - s.bs; off >= 0 && off < blockSize {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
+					(!markupStart[b[e]] || !markupGap(b, e)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
 					if k >= 2*MinDigits && s.hexRun(p, e) {
 						s.i = s.subEnd
@@ -757,7 +758,7 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			q = g
 			continue
 		}
-		if g < n && introHigh[b[g]] {
+		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupGap(b, g))) {
 			return q, false
 		}
 		break
@@ -847,7 +848,7 @@ func (s *scanner) collect(p int) int {
 			continue
 		}
 		// A gap: up to maxGapUnits separators, then a digit.
-		q, units, visible := p, 0, 0
+		q, units, visible, quotes := p, 0, 0, 0
 		var ge Encoding
 		for q < n && units < maxGapUnits {
 			w, k, e := gapAt(b, q)
@@ -857,12 +858,15 @@ func (s *scanner) collect(p int) int {
 			if k != gapInvisible {
 				visible++
 			}
+			if k == gapQuote {
+				quotes++
+			}
 			ge |= e
 			q += w
 			units++
 		}
-		if units == 0 || q >= n {
-			break
+		if units == 0 || q >= n || (quotes > 0 && quotes == visible) {
+			break // no gap, or quotes alone ("4111""1111" is not a split number)
 		}
 		if _, w, _ := digitAt(b, q); w == 0 {
 			break

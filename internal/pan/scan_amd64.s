@@ -30,6 +30,13 @@ DATA class7f<>+16(SB)/8, $0x7f7f7f7f7f7f7f7f
 DATA class7f<>+24(SB)/8, $0x7f7f7f7f7f7f7f7f
 GLOBL class7f<>(SB), RODATA|NOPTR, $32
 
+// The bytes that can start a markup gap (markupStart): '"' '\'' '<' '='.
+#define BYTES32(name, v) DATA name<>+0(SB)/8, v; DATA name<>+8(SB)/8, v; DATA name<>+16(SB)/8, v; DATA name<>+24(SB)/8, v; GLOBL name<>(SB), RODATA|NOPTR, $32
+BYTES32(mkQuot, $0x2222222222222222)
+BYTES32(mkApos, $0x2727272727272727)
+BYTES32(mkLt, $0x3c3c3c3c3c3c3c3c)
+BYTES32(mkEq, $0x3d3d3d3d3d3d3d3d)
+
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
 #define SHIFTIN(src, prev, k, dst) MOVQ src, dst; SHLQ $k, dst; MOVQ prev, R15; SHRQ $(64-k), R15; ORQ R15, dst
@@ -265,6 +272,25 @@ wend:
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // bytes >= 0x80
+	VPCMPEQB mkQuot<>(SB), Y2, Y3
+	VPCMPEQB mkApos<>(SB), Y2, Y7
+	VPOR     Y7, Y3, Y3
+	VPCMPEQB mkLt<>(SB), Y2, Y7
+	VPOR     Y7, Y3, Y3
+	VPCMPEQB mkEq<>(SB), Y2, Y7
+	VPOR     Y7, Y3, Y3
+	VPCMPEQB mkQuot<>(SB), Y9, Y10
+	VPCMPEQB mkApos<>(SB), Y9, Y7
+	VPOR     Y7, Y10, Y10
+	VPCMPEQB mkLt<>(SB), Y9, Y7
+	VPOR     Y7, Y10, Y10
+	VPCMPEQB mkEq<>(SB), Y9, Y7
+	VPOR     Y7, Y10, Y10
+	VPMOVMSKB Y3, R9
+	ORQ  R9, R8
+	VPMOVMSKB Y10, R9
+	SHLQ $32, R9
+	ORQ  R9, R8             // | markup starts
 	MOVQ AX, R9
 	NOTQ R9
 	ANDQ BX, R9             // candidates at escapes and lead bytes
@@ -372,6 +398,14 @@ pend:
 	CMPQ R8, $0x26
 	JEQ  pkeep
 	CMPQ R8, $0x5c
+	JEQ  pkeep
+	CMPQ R8, $0x22
+	JEQ  pkeep
+	CMPQ R8, $0x27
+	JEQ  pkeep
+	CMPQ R8, $0x3c
+	JEQ  pkeep
+	CMPQ R8, $0x3d
 	JEQ  pkeep
 	JMP  pcnt
 

@@ -12,8 +12,10 @@ import (
 // digit groups). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
 var neutralTable = func() (t [256]bool) {
-	// Not '{' '}': they delimit "\u{34}" escapes.
-	for _, c := range "\"'<>=()[]!?$@^~`" {
+	// Not '{' '}' (they delimit "\u{34}" escapes), quotes, '<' '>' or
+	// '=' (quotes, tags and quoted-printable soft line breaks can split
+	// a number: "4111","1111", 4111<b>1111</b>, 11=\r\n11).
+	for _, c := range "()[]!?$@^~`" {
 		t[c] = true
 	}
 	return t
@@ -55,7 +57,8 @@ func inEntityName(b []byte, k int) bool {
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
-		if neutral(c) {
+		if neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n') {
+			// '=' not followed by a line break is no soft line break.
 			return k
 		}
 		if c == '\n' {
