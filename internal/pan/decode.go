@@ -15,19 +15,19 @@ type Encoding uint16
 
 // Encodings the detector sees through.
 const (
-	EncPercent       Encoding = 1 << iota // URL percent-encoding: %34, %2534, %EF%BC%94
-	EncJSONEscape                         // JSON / JavaScript string escapes: \u0034, \\u0034
-	EncHexEscape                          // C-style byte escapes: \x34
-	EncHTMLEntity                         // HTML / XML character references: &#52; &#x34; &nbsp;
-	EncUnicodeDigits                      // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
-	EncSeparators                         // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
-	EncInvisible                          // zero-width characters or soft hyphens between digits
-	EncGlued                              // a letter right before or after the number ("PAN4111...", "...1111x")
-	EncOctalEscape                        // C / shell / PostgreSQL octal byte escapes: \064
-	EncHexASCII                           // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
-	EncBase64                             // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
-	EncMarkup                             // quotes or tags between digit groups: "4111","1111",..., 4111<span>1111</span>
-	EncQuotedPrintable                    // a MIME quoted-printable soft line break inside the number: 11=\r\n11
+	EncPercent         Encoding = 1 << iota // URL percent-encoding: %34, %2534, %EF%BC%94
+	EncJSONEscape                           // JSON / JavaScript string escapes: \u0034, \\u0034
+	EncHexEscape                            // C-style byte escapes: \x34
+	EncHTMLEntity                           // HTML / XML character references: &#52; &#x34; &nbsp;
+	EncUnicodeDigits                        // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
+	EncSeparators                           // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
+	EncInvisible                            // zero-width characters or soft hyphens between digits
+	EncGlued                                // a letter right before or after the number ("PAN4111...", "...1111x")
+	EncOctalEscape                          // C / shell / PostgreSQL octal byte escapes: \064
+	EncHexASCII                             // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
+	EncBase64                               // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
+	EncMarkup                               // quotes or tags between digit groups: "4111","1111",..., 4111<span>1111</span>
+	EncQuotedPrintable                      // a MIME quoted-printable soft line break inside the number: 11=\r\n11
 
 	numEncodings = iota
 )
