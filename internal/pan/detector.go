@@ -561,14 +561,30 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			if !ok {
 				cnt = 99
 			}
-		} else if introHigh[b[bs+e]] || markupStart[b[bs+e]] {
+		} else if c := b[bs+e]; introHigh[c] || c == '=' {
 			cnt = 99
+		} else if markupStart[c] {
+			// A quote or tag continues a split number only after a group
+			// of 4-6 digits (see markupShape).
+			if g := lastGroup(d, e); g < 0 || (g >= 4 && g <= 6) {
+				cnt = 99
+			}
 		}
 		if cnt >= MinDigits {
 			keep |= c & span
 		}
 	}
 	return keep
+}
+
+// lastGroup returns how many digits of d stand right before bit e, or -1
+// when they reach back to the block's start.
+func lastGroup(d uint64, e int) int {
+	nd := ^d & (1<<uint(e) - 1)
+	if nd == 0 {
+		return -1
+	}
+	return e - bits.Len64(nd)
 }
 
 // nextStretch counts the digits of the stretch of ASCII digits and
@@ -648,7 +664,7 @@ func (s *scanner) next(m *Match) bool {
 			if off := p - s.bs; off >= 0 && off < blockSize {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
-					(!markupStart[b[e]] || !markupGap(b, e)) &&
+					!(markupStart[b[e]] && (b[e] == '=' || (k >= 4 && k <= 6)) && markupGap(b, e)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
 					if k >= 2*MinDigits && s.hexRun(p, e) {
 						s.i = s.subEnd
@@ -758,7 +774,7 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			q = g
 			continue
 		}
-		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupGap(b, g))) {
+		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && (b[g] == '=' || (g == q && q-g0 >= 4 && q-g0 <= 6)) && markupGap(b, g))) {
 			return q, false
 		}
 		break
@@ -904,6 +920,11 @@ func (s *scanner) shapeOK(i, j int) bool {
 	if len(g) == 1 {
 		return g[0].nd >= MinDigits && g[0].nd <= MaxDigits
 	}
+	for k := 1; k < len(g); k++ {
+		if g[k].genc&EncMarkup != 0 {
+			return s.markupShape(i, j)
+		}
+	}
 	if s.smallGroups(i, j) {
 		return true
 	}
@@ -912,6 +933,18 @@ func (s *scanner) shapeOK(i, j int) bool {
 	}
 	for k := 1; k < len(g)-1; k++ {
 		if g[k].nd < 3 || g[k].nd > 8 {
+			return false
+		}
+	}
+	return true
+}
+
+// markupShape reports whether groups i..j, split by quotes or tags, are a
+// card number printed in groups: 4-6 digits each, the last 3-6. Quoted
+// lists and tables of small numbers ("12","345","678",...) are not.
+func (s *scanner) markupShape(i, j int) bool {
+	for k := i; k <= j; k++ {
+		if nd := s.groups[k].nd; nd > 6 || nd < 4 && (k < j || nd < 3) {
 			return false
 		}
 	}

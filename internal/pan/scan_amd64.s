@@ -272,25 +272,29 @@ wend:
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // bytes >= 0x80
+	VPCMPEQB mkEq<>(SB), Y2, Y3
+	VPCMPEQB mkEq<>(SB), Y9, Y10
+	VPMOVMSKB Y3, R9
+	ORQ  R9, R8
+	VPMOVMSKB Y10, R9
+	SHLQ $32, R9
+	ORQ  R9, R8             // | '=' (quoted-printable soft line breaks)
+	// R11: quotes and '<', which keep a stretch whose last group has 4-6
+	// digits (pd is not needed any more).
 	VPCMPEQB mkQuot<>(SB), Y2, Y3
 	VPCMPEQB mkApos<>(SB), Y2, Y7
 	VPOR     Y7, Y3, Y3
 	VPCMPEQB mkLt<>(SB), Y2, Y7
-	VPOR     Y7, Y3, Y3
-	VPCMPEQB mkEq<>(SB), Y2, Y7
 	VPOR     Y7, Y3, Y3
 	VPCMPEQB mkQuot<>(SB), Y9, Y10
 	VPCMPEQB mkApos<>(SB), Y9, Y7
 	VPOR     Y7, Y10, Y10
 	VPCMPEQB mkLt<>(SB), Y9, Y7
 	VPOR     Y7, Y10, Y10
-	VPCMPEQB mkEq<>(SB), Y9, Y7
-	VPOR     Y7, Y10, Y10
-	VPMOVMSKB Y3, R9
-	ORQ  R9, R8
+	VPMOVMSKB Y3, R11
 	VPMOVMSKB Y10, R9
 	SHLQ $32, R9
-	ORQ  R9, R8             // | markup starts
+	ORQ  R9, R11
 	MOVQ AX, R9
 	NOTQ R9
 	ANDQ BX, R9             // candidates at escapes and lead bytes
@@ -335,6 +339,22 @@ plo:
 	JAE  pend
 	BTQ  R14, R8
 	JCS  pkeep
+	BTQ  R14, R11
+	JCC  pcnt
+	// A quote or '<' at e: keep if the digits right before it are 4-6
+	// (or reach the block's start); see lastGroup.
+	MOVQ AX, R12
+	NOTQ R12
+	BZHIQ R14, R12, R12
+	BSRQ R12, R12
+	JZ   pkeep
+	NEGQ R12
+	ADDQ R14, R12
+	DECQ R12
+	CMPQ R12, $4
+	JLT  pcnt
+	CMPQ R12, $6
+	JLE  pkeep
 
 pcnt:
 	CMPQ R15, $12
