@@ -940,11 +940,19 @@ func (s *scanner) shapeOK(i, j int) bool {
 }
 
 // markupShape reports whether groups i..j, split by quotes or tags, are a
-// card number printed in groups: 4-6 digits each, the last 3-6. Quoted
-// lists and tables of small numbers ("12","345","678",...) are not.
+// card number printed in groups: 4-6 digits each, the last 1-6, or one
+// digit per group (<span>4</span><span>1</span>...). Quoted lists and
+// tables of small numbers ("12","345","678",...) are not.
 func (s *scanner) markupShape(i, j int) bool {
+	ones := true
 	for k := i; k <= j; k++ {
-		if nd := s.groups[k].nd; nd > 6 || nd < 4 && (k < j || nd < 3) {
+		ones = ones && s.groups[k].nd == 1
+	}
+	if ones {
+		return true
+	}
+	for k := i; k <= j; k++ {
+		if nd := s.groups[k].nd; nd > 6 || nd < 4 && k < j {
 			return false
 		}
 	}

@@ -30,12 +30,6 @@ DATA class7f<>+16(SB)/8, $0x7f7f7f7f7f7f7f7f
 DATA class7f<>+24(SB)/8, $0x7f7f7f7f7f7f7f7f
 GLOBL class7f<>(SB), RODATA|NOPTR, $32
 
-// The bytes that can start a markup gap (markupStart): '"' '\'' '<' '='.
-#define BYTES32(name, v) DATA name<>+0(SB)/8, v; DATA name<>+8(SB)/8, v; DATA name<>+16(SB)/8, v; DATA name<>+24(SB)/8, v; GLOBL name<>(SB), RODATA|NOPTR, $32
-BYTES32(mkQuot, $0x2222222222222222)
-BYTES32(mkApos, $0x2727272727272727)
-BYTES32(mkLt, $0x3c3c3c3c3c3c3c3c)
-BYTES32(mkEq, $0x3d3d3d3d3d3d3d3d)
 
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
@@ -272,29 +266,6 @@ wend:
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // bytes >= 0x80
-	VPCMPEQB mkEq<>(SB), Y2, Y3
-	VPCMPEQB mkEq<>(SB), Y9, Y10
-	VPMOVMSKB Y3, R9
-	ORQ  R9, R8
-	VPMOVMSKB Y10, R9
-	SHLQ $32, R9
-	ORQ  R9, R8             // | '=' (quoted-printable soft line breaks)
-	// R11: quotes and '<', which keep a stretch whose last group has 4-6
-	// digits (pd is not needed any more).
-	VPCMPEQB mkQuot<>(SB), Y2, Y3
-	VPCMPEQB mkApos<>(SB), Y2, Y7
-	VPOR     Y7, Y3, Y3
-	VPCMPEQB mkLt<>(SB), Y2, Y7
-	VPOR     Y7, Y3, Y3
-	VPCMPEQB mkQuot<>(SB), Y9, Y10
-	VPCMPEQB mkApos<>(SB), Y9, Y7
-	VPOR     Y7, Y10, Y10
-	VPCMPEQB mkLt<>(SB), Y9, Y7
-	VPOR     Y7, Y10, Y10
-	VPMOVMSKB Y3, R11
-	VPMOVMSKB Y10, R9
-	SHLQ $32, R9
-	ORQ  R9, R11
 	MOVQ AX, R9
 	NOTQ R9
 	ANDQ BX, R9             // candidates at escapes and lead bytes
@@ -339,10 +310,23 @@ plo:
 	JAE  pend
 	BTQ  R14, R8
 	JCS  pkeep
-	BTQ  R14, R11
-	JCC  pcnt
-	// A quote or '<' at e: keep if the digits right before it are 4-6
-	// (or reach the block's start); see lastGroup.
+	CMPQ R15, $12
+	JGE  pkeep
+	// Too few digits: kept only if markup follows (see prune): '=' (a
+	// soft line break), or a quote or '<' after a group of 4-6 digits
+	// (or one that reaches back to the block's start; see lastGroup).
+	LEAQ (SI)(DI*1), R12
+	MOVBLZX (R12)(R14*1), R12
+	CMPQ R12, $0x3d
+	JEQ  pkeep
+	CMPQ R12, $0x22
+	JEQ  pmk
+	CMPQ R12, $0x27
+	JEQ  pmk
+	CMPQ R12, $0x3c
+	JNE  ploop
+
+pmk:
 	MOVQ AX, R12
 	NOTQ R12
 	BZHIQ R14, R12, R12
@@ -352,9 +336,10 @@ plo:
 	ADDQ R14, R12
 	DECQ R12
 	CMPQ R12, $4
-	JLT  pcnt
+	JLT  ploop
 	CMPQ R12, $6
 	JLE  pkeep
+	JMP  ploop
 
 pcnt:
 	CMPQ R15, $12
