@@ -565,8 +565,8 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			cnt = 99
 		} else if markupStart[c] {
 			// A quote or tag continues a split number only after a group
-			// of 4-6 digits (see markupShape).
-			if g := lastGroup(d, e); g < 0 || (g >= 4 && g <= 6) {
+			// of 4-8 digits (see markupShape).
+			if g := lastGroup(d, e); g < 0 || (g >= 4 && g <= 8) {
 				cnt = 99
 			}
 		}
@@ -664,7 +664,7 @@ func (s *scanner) next(m *Match) bool {
 			if off := p - s.bs; off >= 0 && off < blockSize {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
-					!(markupStart[b[e]] && (b[e] == '=' || (k >= 4 && k <= 6)) && markupGap(b, e)) &&
+					!(markupStart[b[e]] && (b[e] == '=' || (k >= 4 && k <= 8)) && markupGap(b, e)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
 					if k >= 2*MinDigits && s.hexRun(p, e) {
 						s.i = s.subEnd
@@ -774,7 +774,7 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			q = g
 			continue
 		}
-		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && (b[g] == '=' || (g == q && q-g0 >= 4 && q-g0 <= 6)) && markupGap(b, g))) {
+		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && (b[g] == '=' || (g == q && q-g0 >= 4 && q-g0 <= 8)) && markupGap(b, g))) {
 			return q, false
 		}
 		break
@@ -940,7 +940,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 }
 
 // markupShape reports whether groups i..j, split by quotes or tags, are a
-// card number printed in groups: 4-6 digits each, the last 1-6, or one
+// card number printed in groups: 4-8 digits each, the last 1-8, or one
 // digit per group (<span>4</span><span>1</span>...). Quoted lists and
 // tables of small numbers ("12","345","678",...) are not.
 func (s *scanner) markupShape(i, j int) bool {
@@ -952,7 +952,7 @@ func (s *scanner) markupShape(i, j int) bool {
 		return true
 	}
 	for k := i; k <= j; k++ {
-		if nd := s.groups[k].nd; nd > 6 || nd < 4 && k < j {
+		if nd := s.groups[k].nd; nd > 8 || nd < 4 && k < j {
 			return false
 		}
 	}

@@ -313,7 +313,7 @@ plo:
 	CMPQ R15, $12
 	JGE  pkeep
 	// Too few digits: kept only if markup follows (see prune): '=' (a
-	// soft line break), or a quote or '<' after a group of 4-6 digits
+	// soft line break), or a quote or '<' after a group of 4-8 digits
 	// (or one that reaches back to the block's start; see lastGroup).
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
@@ -337,7 +337,7 @@ pmk:
 	DECQ R12
 	CMPQ R12, $4
 	JLT  ploop
-	CMPQ R12, $6
+	CMPQ R12, $8
 	JLE  pkeep
 	JMP  ploop
 
