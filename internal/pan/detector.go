@@ -10,17 +10,28 @@
 // IIN range with a length valid for that network (see IINRanges), where
 //
 //   - a digit may be written as an ASCII digit, a digit of any other script
-//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON escape
-//     (\u0034, double-escaped \\u0034, surrogate pairs), a byte escape
-//     (\x34), a percent escape (%34, double-encoded %2534, or the percent- or
-//     \x-escaped UTF-8 of a non-ASCII digit) or an HTML character reference
-//     (&#52;, &#x34;, &amp;#52;);
+//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON or
+//     JavaScript escape (\u0034, double-escaped \\u0034, surrogate pairs,
+//     \u{34}), \U00000034 (Python, C), a byte escape (\x34), an octal
+//     byte escape of three digits (\064: C, bash $'...', PostgreSQL), a
+//     percent escape (%34, double-encoded %2534, the legacy %u0034, or the
+//     percent- or \x-escaped UTF-8 of a non-ASCII digit) or an HTML
+//     character reference (&#52;, &#x34;, &#0052;, &amp;#52;, and &#52
+//     without its ';', as HTML5 parsers read it);
 //   - digits are contiguous, or grouped by gaps of up to eight separator
 //     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
 //     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
 //     and the Unicode spaces, en/em dashes and minus, written plainly
-//     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters and
-//     soft hyphens are seen through: they do not even split a group;
+//     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters,
+//     soft hyphens and MIME quoted-printable soft line breaks (=\r\n)
+//     are seen through: they do not even split a group;
+//   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
+//     and Python write a number split into fields ("4111","1111",...,
+//     '4111' || '1111'), and HTML/XML tags without digits
+//     (4111<span>1111</span>, <td>4111</td><td>1111</td>, <br/>; plain or
+//     escaped: &lt;b&gt;, \u003cb\u003e). Groups split by markup must
+//     have 4-8 digits (the last 1-8), or one digit each, so quoted lists
+//     and tables of small numbers never form a PAN;
 //   - the groups have a printed shape: one group of 12-19 digits, or a first
 //     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, or
 //     one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
@@ -28,7 +39,15 @@
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
 //   - anything may stand right before or after the number: letters
-//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+'.
+//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
+//   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
+//     MySQL X'3431...', PostgreSQL bytea \x3431..., hex strings in logs)
+//     or inside base64 (standard or URL alphabet, padded or not: JWT
+//     payloads, HTTP Basic credentials, base64 JSON in logs). Such a region
+//     (up to 384 decoded bytes at a time) is decoded and scanned like any
+//     text; Mask masks the decoded text and encodes it again, so the region
+//     keeps its length and stays valid hex or base64 (two PANs that share
+//     a base64 group are one finding, all digits masked).
 //
 // Look-alikes that are not reported: Luhn-invalid numbers and numbers no
 // network issues (this is what rejects Unix times in s, ms, µs and ns: until
@@ -56,6 +75,20 @@
 //     is kept; letters glued to a number alone ("card4111...") are not.
 //   - Space-, tab- or line-separated tables of 4-digit numbers can form a
 //     Luhn-valid number in a card range: masked (a false positive).
+//   - Quoted or tagged groups of 4-8 digits are a split number: a quoted
+//     CSV row or an HTML table of 4-digit numbers that forms a Luhn-valid
+//     number in a card range is masked (a false positive), as unquoted.
+//   - Not covered (a miss, documented): one digit per quoted field or per
+//     tag ("4","1",... or <span>4</span>... with plain digits: the filter
+//     looks at three digits in a row, or one-digit groups split by plain
+//     separators); hex of a number whose separators are not space or tab
+//     ("34313131 2d 31..." for dashes: only long digit runs are looked
+//     into); hex dumps with a space between bytes ("34 31 31 31"); base64
+//     of a number printed one digit per group or written with escapes or
+//     other scripts' digits (the base64 signal is three groups in a row
+//     that start with an ASCII digit); base64 split across lines (MIME):
+//     only a PAN inside one line is found; digits written as words ("four
+//     one one one ..."): too easily confused with prose, left out.
 //   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
 //     row of 4-digit numbers that forms a Luhn-valid number in a card range
 //     is masked (a false positive). Thousands separators ("1,234,567") never
@@ -64,13 +97,17 @@
 //
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
-// of three one-digit groups, and every byte that can start an encoded digit
+// of three one-digit groups, every byte that can start an encoded digit
 // or separator ('%', '\\', '&', the UTF-8 lead bytes of digits and
-// separators); blocks without one are skipped with one nibble lookup per
-// 32 bytes. Within the vector loop, each stretch of ASCII digits and
-// separators is counted (on into the neighbouring blocks) and its
-// candidates dropped when it cannot hold 12 digits in a printed shape
-// (prune), so blocks of times, ids, ports and amounts never leave it. A
+// separators), and the base64 signal (an 'M', 'N' or 'O' every fourth
+// byte three times: the first characters of base64 groups that encode
+// digits; see b64Signal); blocks without one are skipped with one nibble
+// lookup per 32 bytes and a few scalar operations on its 'M'-'O' mask.
+// Within the vector loop, each stretch of ASCII digits and separators is
+// counted (on into the neighbouring blocks) and its candidates dropped
+// when it cannot hold 12 digits in a printed shape and no escape,
+// non-ASCII byte or markup that could continue it follows (prune), so
+// blocks of times, ids, ports and amounts never leave it. A
 // run that survives is measured with the block's digit and separator
 // masks and dropped unless some window of its groups can have 12 digits
 // and a printed shape; only then are groups collected, decoded and
@@ -89,7 +126,7 @@ import (
 
 // Match is one PAN found in a byte slice. It never holds the full PAN.
 type Match struct {
-	Start, End int     // byte offsets into the scanned input: first digit .. one past last digit (separators inside included)
+	Start, End int     // byte offsets into the scanned input: first digit .. one past last digit (separators inside included; for hex and base64, the characters that encode them)
 	Digits     int     // number of digits (12..19)
 	Network    Network // card network from the IIN
 	Last4      [4]byte // last four digits (ASCII)
