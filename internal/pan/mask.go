@@ -154,6 +154,14 @@ func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
 	if m.Encoding&(EncHexASCII|EncBase64) != 0 {
 		return appendMaskedNested(dst, b, m, p)
 	}
+	return appendMaskedFlat(dst, b, m, head, tail)
+}
+
+// appendMaskedFlat appends the match m of b (not inside hex or base64)
+// with its digits but the first head and the last tail masked. (It is
+// apart from appendMasked so appendMaskedNested, which calls it, is not
+// recursive: b would then escape.)
+func appendMaskedFlat(dst, b []byte, m *Match, head, tail int) []byte {
 	if m.Encoding&^(EncGlued|EncSeparators) == 0 {
 		// Plain ASCII digits: no decoding needed.
 		idx := 0

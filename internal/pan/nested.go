@@ -281,8 +281,15 @@ func appendMaskedNested(dst, b []byte, m *Match, p Policy) []byte {
 			q += w
 		}
 	}
+	head, tail := Visible(in.Digits, p)
+	if in.adj&adjBefore != 0 {
+		head = 0
+	}
+	if in.adj&adjAfter != 0 {
+		tail = 0
+	}
 	out := append(masked[:0], plain[:in.Start]...)
-	out = appendMasked(out, plain[:n], &in, p)
+	out = appendMaskedFlat(out, plain[:n], &in, head, tail)
 	out = append(out, plain[in.End:n]...)
 	if m.Encoding&EncHexASCII != 0 {
 		digits := "0123456789abcdef"
