@@ -598,20 +598,69 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			if !ok {
 				cnt = 99
 			}
-		} else if c := b[bs+e]; introHigh[c] || c == '=' {
+		} else if c := b[bs+e]; introHigh[c] || (markupStart[c] && markupKeep(b, bs, e, d)) {
 			cnt = 99
-		} else if markupStart[c] {
-			// A quote or tag continues a split number only after a group
-			// of 4-8 digits (see markupShape).
-			if g := lastGroup(d, e); g < 0 || (g >= 4 && g <= 8) {
-				cnt = 99
-			}
 		}
 		if cnt >= MinDigits {
 			keep |= c & span
 		}
 	}
 	return keep
+}
+
+// markupKeep reports, for prune, whether the markup byte at bs+e may
+// continue a number: a quote or '<' only after a group of 4-8 digits (see
+// markupShape; or one that reaches back to the block's start), and for
+// every kind a digit or an escape or non-ASCII byte close after it (see
+// markupWindow), or the window runs past the block. scan_amd64.s does the
+// same.
+func markupKeep(b []byte, bs, e int, d uint64) bool {
+	c := b[bs+e]
+	if c != '=' {
+		if g := lastGroup(d, e); g >= 0 && (g < 4 || g > 8) {
+			return false
+		}
+	}
+	lo, hi := markupWindow(c)
+	if e+hi >= blockSize {
+		return true
+	}
+	for k := e + lo; k <= e+hi; k++ {
+		if x := b[bs+k]; isDigit(x) || introHigh[x] {
+			return true
+		}
+	}
+	return false
+}
+
+// markupWindow returns where, after a markup byte c, the next group can
+// start: "=\n1", "=\r\n1"; "\",\"1" to "' || '1"; "<br>1" to
+// "</span> <span>1" (a longer gap is not seen).
+func markupWindow(c byte) (lo, hi int) {
+	switch c {
+	case '=':
+		return 2, 3
+	case '<':
+		return 3, 20
+	}
+	return 2, 7
+}
+
+// markupAfter reports whether the markup byte at b[e], after a group of
+// group digits, starts a gap that leads to a digit (see markupKeep and
+// markupGap).
+func markupAfter(b []byte, e, group int) bool {
+	c := b[e]
+	if c != '=' && (group < 4 || group > 8) {
+		return false
+	}
+	lo, hi := markupWindow(c)
+	for k := e + lo; k <= e+hi && k < len(b); k++ {
+		if x := b[k]; isDigit(x) || introHigh[x] {
+			return markupGap(b, e)
+		}
+	}
+	return false
 }
 
 // lastGroup returns how many digits of d stand right before bit e, or -1
@@ -701,7 +750,7 @@ func (s *scanner) next(m *Match) bool {
 			if off := p - s.bs; off >= 0 && off < blockSize {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
-					!(markupStart[b[e]] && (b[e] == '=' || (k >= 4 && k <= 8)) && markupGap(b, e)) &&
+					!(markupStart[b[e]] && markupAfter(b, e, k)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
 					if k >= 2*MinDigits && s.hexRun(p, e) {
 						s.i = s.subEnd
@@ -811,7 +860,11 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			q = g
 			continue
 		}
-		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && (b[g] == '=' || (g == q && q-g0 >= 4 && q-g0 <= 8)) && markupGap(b, g))) {
+		grp := q - g0 // the group right before markup at g (none after separators)
+		if g > q {
+			grp = 0
+		}
+		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupAfter(b, g, grp))) {
 			return q, false
 		}
 		break

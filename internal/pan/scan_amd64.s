@@ -312,33 +312,58 @@ plo:
 	JCS  pkeep
 	CMPQ R15, $12
 	JGE  pkeep
-	// Too few digits: kept only if markup follows (see prune): '=' (a
-	// soft line break), or a quote or '<' after a group of 4-8 digits
-	// (or one that reaches back to the block's start; see lastGroup).
+	// Too few digits: kept only if markup follows that may continue the
+	// number (markupKeep): after a quote or '<' the digits right before
+	// must be 4-8 (or reach back to the block's start; see lastGroup),
+	// and for '=' too a digit or an introHigh byte must come close after
+	// it (markupWindow), or the window runs past the block.
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
 	CMPQ R12, $0x3d
-	JEQ  pkeep
+	JEQ  pqp
 	CMPQ R12, $0x22
-	JEQ  pmk
+	JEQ  pq
 	CMPQ R12, $0x27
-	JEQ  pmk
+	JEQ  pq
 	CMPQ R12, $0x3c
 	JNE  ploop
+	MOVQ $0x3ffff, R11      // '<': bytes 3..20 on
+	LEAQ 3(R14), R15
+	JMP  plast
 
-pmk:
+pq:
+	MOVQ $0x3f, R11         // a quote: bytes 2..7 on
+	LEAQ 2(R14), R15
+
+plast:
 	MOVQ AX, R12
 	NOTQ R12
 	BZHIQ R14, R12, R12
 	BSRQ R12, R12
-	JZ   pkeep
+	JZ   pwin
 	NEGQ R12
 	ADDQ R14, R12
 	DECQ R12
 	CMPQ R12, $4
 	JLT  ploop
 	CMPQ R12, $8
-	JLE  pkeep
+	JGT  ploop
+	JMP  pwin
+
+pqp:
+	MOVQ $0x3, R11          // '=': bytes 2..3 on
+	LEAQ 2(R14), R15
+
+pwin:
+	BSRQ R11, R14
+	ADDQ R15, R14
+	CMPQ R14, $64
+	JAE  pkeep
+	MOVQ AX, R12
+	ORQ  R8, R12            // digits | introHigh bytes (H)
+	SHRXQ R15, R12, R12
+	ANDQ R11, R12
+	JNZ  pkeep
 	JMP  ploop
 
 pcnt:
