@@ -57,7 +57,7 @@ func inEntityName(b []byte, k int) bool {
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
-		if neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n') {
+		if (neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n')) && !inTag(b, k) {
 			// '=' not followed by a line break is no soft line break.
 			return k
 		}
@@ -70,11 +70,37 @@ func SplitPoint(b []byte) int {
 				return k
 			}
 		}
-		if wordEnd(b, k) {
+		if wordEnd(b, k) && !inTag(b, k) {
 			return k
 		}
 	}
 	return 0
+}
+
+// inTag reports whether k may be inside an HTML or XML tag (see tagAt): a
+// '<', plain or escaped, stands less than maxTag bytes before k with no
+// '>', line break or digit after it. A tag can be a gap between digit
+// groups, so nothing inside it is a split point.
+func inTag(b []byte, k int) bool {
+	for p := k - 1; p >= 0 && k-p <= maxTag; p-- {
+		c := b[p]
+		switch {
+		case c == '<':
+			return true
+		case c == '>' || c == '\n' || isDigit(c):
+			return false
+		case c == '%' || c == '\\' || c == '&':
+			if r, w, _ := decode(b, p); w > 0 && p+w <= k {
+				switch r {
+				case '<':
+					return true
+				case '>':
+					return false
+				}
+			}
+		}
+	}
+	return false
 }
 
 // StreamOpt configures MaskStream.
