@@ -87,8 +87,10 @@
 //     of a number printed one digit per group or written with escapes or
 //     other scripts' digits (the base64 signal is three groups in a row
 //     that start with an ASCII digit); base64 split across lines (MIME):
-//     only a PAN inside one line is found; digits written as words ("four
-//     one one one ..."): too easily confused with prose, left out.
+//     only a PAN inside one line is found; digit pairs ("41 11 11 11 ...")
+//     are no printed shape: dates, times and hex dumps write pairs; digits
+//     written as words ("four one one one ..."): too easily confused with
+//     prose, left out.
 //   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
 //     row of 4-digit numbers that forms a Luhn-valid number in a card range
 //     is masked (a false positive). Thousands separators ("1,234,567") never
@@ -467,6 +469,11 @@ type scanner struct {
 	copied  int
 	out     []byte
 
+	// long0, long1: a digit run too long to be a PAN that quickRun saw
+	// (hex of ASCII, perhaps). mk: the current run has a markup gap.
+	long0, long1 int
+	mk           bool
+
 	// A decoded region (hex of ASCII, base64; see nested.go): its matches
 	// sub[subK:subN] are returned before the scan goes on at subEnd.
 	// inner marks a scanner of a decoded region (no further decoding);
@@ -760,7 +767,13 @@ func (s *scanner) next(m *Match) bool {
 					continue
 				}
 			}
-			if end, skip := s.quickRun(p); skip {
+			s.long1 = 0
+			end, skip := s.quickRun(p)
+			if s.long1 > 0 && s.hexRun(s.long0, s.long1) {
+				s.i = s.subEnd
+				continue
+			}
+			if skip {
 				s.i = end
 				continue
 			}
@@ -843,8 +856,8 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
 				best = MinDigits
 			}
-			if gs >= 2*MinDigits && s.hexRun(g0, q) {
-				return s.subEnd, true
+			if gs >= 2*MinDigits {
+				s.long0, s.long1 = g0, q // next looks for hex of ASCII there
 			}
 			cur, ones = 0, 0
 		}
@@ -906,7 +919,7 @@ func digitRun(b []byte, q int) int {
 func (s *scanner) collect(p int) int {
 	b := s.b
 	n := len(b)
-	s.ng, s.nd = 0, 0
+	s.ng, s.nd, s.mk = 0, 0, false
 	g := &s.groups[0]
 	*g = group{gap0: int32(p), start: int32(p)}
 	for {
@@ -985,6 +998,7 @@ func (s *scanner) collect(p int) int {
 		if visible > 1 {
 			ge |= EncSeparators
 		}
+		s.mk = s.mk || ge&EncMarkup != 0
 		g.end = int32(p)
 		s.ng++
 		if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
@@ -1010,7 +1024,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 	if len(g) == 1 {
 		return g[0].nd >= MinDigits && g[0].nd <= MaxDigits
 	}
-	for k := 1; k < len(g); k++ {
+	for k := 1; s.mk && k < len(g); k++ {
 		if g[k].genc&EncMarkup != 0 {
 			return s.markupShape(i, j)
 		}

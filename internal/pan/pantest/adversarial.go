@@ -247,6 +247,8 @@ func Adversarial() []Case {
 		{"base64-uuid", base64.StdEncoding.EncodeToString([]byte("550e8400-e29b-41d4-a716-446655440000")), 0, ""},
 		{"upper-case-prose", "NOT NULL MONO NOON MNOP OMNI NONE MOMO", 0, ""},
 		{"csv-quoted-small-numbers", `"1001","1002","1003","1004","1005"`, 0, ""},
+		{"csv-quoted-tiny-numbers", `"12","345","6","78","901","23","45","678","9","10"`, 0, ""},
+		{"sql-in-list", `WHERE id IN ('101', '202', '303', '404', '505', '606')`, 0, ""},
 		{"json-array-ids", `{"ids":["2026","1123","1128","5012"],"n":4}`, 0, ""},
 		{"html-amounts-table", "<tr><td>12.50</td><td>1,234.00</td><td>99.99</td><td>7.00</td></tr>", 0, ""},
 		{"html-tag-with-digits", `<img width="1600" height="1200" src="a.png">`, 0, ""},
