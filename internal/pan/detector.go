@@ -726,12 +726,13 @@ func runStart(b []byte, lim, p int) int {
 func (s *scanner) next(m *Match) bool {
 	b := s.b
 	n := len(b)
+	if s.subK < s.subN {
+		// The matches of a decoded region (see subMatch).
+		*m = s.sub[s.subK]
+		s.subK++
+		return true
+	}
 	for {
-		if s.subK < s.subN {
-			*m = s.sub[s.subK]
-			s.subK++
-			return true
-		}
 		if s.ng > 0 {
 			if s.window(m) {
 				return true
@@ -760,18 +761,16 @@ func (s *scanner) next(m *Match) bool {
 					!(markupStart[b[e]] && markupAfter(b, e, k)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
 					if k >= 2*MinDigits && s.hexRun(p, e) {
-						s.i = s.subEnd
-					} else {
-						s.i = e
+						return s.subMatch(m)
 					}
+					s.i = e
 					continue
 				}
 			}
 			s.long1 = 0
 			end, skip := s.quickRun(p)
 			if s.long1 > 0 && s.hexRun(s.long0, s.long1) {
-				s.i = s.subEnd
-				continue
+				return s.subMatch(m)
 			}
 			if skip {
 				s.i = end
@@ -779,8 +778,7 @@ func (s *scanner) next(m *Match) bool {
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
 			if s.byteaHex(p) {
-				s.i = s.subEnd
-				continue
+				return s.subMatch(m)
 			}
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
@@ -789,10 +787,9 @@ func (s *scanner) next(m *Match) bool {
 			p = runStart(b, i, p)
 		} else {
 			if b64Sig(b[p]) && s.base64At(p) {
-				s.i = s.subEnd
-			} else {
-				s.i = p + skipWidth(b, p)
+				return s.subMatch(m)
 			}
+			s.i = p + skipWidth(b, p)
 			continue
 		}
 		s.runEnd = s.collect(p)

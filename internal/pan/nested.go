@@ -214,6 +214,15 @@ func b64Encode(dst, src []byte, url bool) []byte {
 	return dst
 }
 
+// subMatch returns the first match of the decoded region subScan found
+// and moves the scan past the region; next returns the others first.
+func (s *scanner) subMatch(m *Match) bool {
+	s.i = s.subEnd
+	*m = s.sub[0]
+	s.subK = 1
+	return true
+}
+
 // subScan scans the decoded region plain (written as b[start:end] in
 // encoding enc) and keeps up to maxSub of its matches, mapped back to b.
 func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
