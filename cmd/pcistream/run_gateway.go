@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -115,8 +116,20 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	return cmd
 }
 
+// gatewayGCPercent is the gateway's GOGC unless the environment sets one.
+// Its Go heap is small and short-lived (about 5 MB live under the
+// benchmark: request buffers and Kafka batches; the Idempotency-Key state
+// lives in Pebble's manually managed memory), so Go's default of 100 ran a
+// collection every ~6 MB allocated, five times a second at 4,000 payments a
+// second, about 7% of the process's CPU. 400 lets the heap grow to five
+// times the live data (tens of MB) between collections.
+const gatewayGCPercent = 400
+
 func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error {
 	log := newLogger(cfg, os.Stderr)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gatewayGCPercent)
+	}
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
