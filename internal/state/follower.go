@@ -196,49 +196,53 @@ func (f *Follower) Get(key []byte, now time.Time) (Entry, bool, error) {
 // writers below them may not be read yet; the tail skips these when it
 // reaches them.
 func (f *Follower) Committed(recs []*kgo.Record) error {
-	byPart := map[int32][]*kgo.Record{}
-	for _, r := range recs {
-		if r.Topic == f.cl.Topic {
-			byPart[r.Partition] = append(byPart[r.Partition], r)
-		}
-	}
+	var parts []PartPuts
+	var offsets [][]int64 // per parts entry
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
-	var errs []error
-	for part, rs := range byPart {
-		f.mu.Lock()
-		cp := f.cps[part]
-		f.mu.Unlock()
-		puts := make([]Put, 0, len(rs))
-		offsets := make([]int64, 0, len(rs))
-		for _, r := range rs {
-			if r.Offset < cp.Next {
-				continue // the tail was first
-			}
-			offsets = append(offsets, r.Offset)
-			puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: r.Timestamp.UnixMilli()})
+	f.mu.Lock()
+	for _, r := range recs {
+		if r.Topic != f.cl.Topic || r.Offset < f.cps[r.Partition].Next {
+			continue // another topic's, or the tail was first
 		}
-		if len(puts) == 0 {
-			continue
+		i := 0
+		for i < len(parts) && parts[i].Part != r.Partition {
+			i++
 		}
-		f.filterAdd(part, puts)
-		if err := f.store.Apply(part, puts, cp); err != nil {
-			// Not marked as ours: the tail applies them when it reads them.
-			errs = append(errs, err)
-			continue
+		if i == len(parts) {
+			parts = append(parts, PartPuts{Part: r.Partition, CP: f.cps[r.Partition]})
+			offsets = append(offsets, nil)
 		}
-		f.mu.Lock()
-		own := f.own[part]
+		parts[i].Puts = append(parts[i].Puts, Put{Key: r.Key, Value: r.Value, TS: r.Timestamp.UnixMilli()})
+		offsets[i] = append(offsets[i], r.Offset)
+	}
+	f.mu.Unlock()
+	if len(parts) == 0 {
+		return nil
+	}
+	for _, pp := range parts {
+		f.filterAdd(pp.Part, pp.Puts)
+	}
+	// One batch for every partition of the transaction. The checkpoints
+	// do not move (records of other writers below these may not be read
+	// yet); they are written unchanged.
+	if err := f.store.ApplyParts(parts); err != nil {
+		// Not marked as ours: the tail applies them when it reads them.
+		return err
+	}
+	f.mu.Lock()
+	for i, pp := range parts {
+		own := f.own[pp.Part]
 		if own == nil {
 			own = map[int64]struct{}{}
-			f.own[part] = own
+			f.own[pp.Part] = own
 		}
-		for _, o := range offsets {
+		for _, o := range offsets[i] {
 			own[o] = struct{}{}
 		}
-		f.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	f.mu.Unlock()
+	return nil
 }
 
 // CatchUp returns once the store holds every record of key's partition
@@ -450,13 +454,8 @@ func (f *Follower) expire() error {
 // filterAdd adds the keys puts write to the filter, before they are
 // written: a lookup never finds a key in the store that the filter denies.
 func (f *Follower) filterAdd(part int32, puts []Put) {
-	if f.filter == nil {
-		return
-	}
-	for _, p := range puts {
-		if p.Value != nil {
-			f.filter.add(part, p.Key, p.TS)
-		}
+	if f.filter != nil {
+		f.filter.addPuts(part, puts)
 	}
 }
 

@@ -71,9 +71,24 @@ func (f *keyFilter) bucketOf(ts int64) int64 {
 
 // add records that part holds key with timestamp ts (before it is written).
 func (f *keyFilter) add(part int32, key []byte, ts int64) {
-	h := maphash.Bytes(f.seed, key)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.addLocked(part, key, ts)
+}
+
+// addPuts adds the keys puts write (deletions add nothing), under one lock.
+func (f *keyFilter) addPuts(part int32, puts []Put) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range puts {
+		if p.Value != nil {
+			f.addLocked(part, p.Key, p.TS)
+		}
+	}
+}
+
+func (f *keyFilter) addLocked(part int32, key []byte, ts int64) {
+	h := maphash.Bytes(f.seed, key)
 	buckets := f.parts[part]
 	if buckets == nil {
 		buckets = map[int64]*bloomBucket{}
