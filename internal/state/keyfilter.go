@@ -23,6 +23,12 @@ import (
 // would grow past the memory budget stops taking keys and answers "maybe"
 // until it is dropped: past its budget the filter degrades to the plain
 // Pebble lookup, never to a wrong answer.
+//
+// One edge: an entry written with a timestamp already at or before the
+// expiry cutoff (stream time minus the window, so only with writers' clocks
+// a whole window apart) may be denied after its bucket was dropped and
+// before the store's next expiry deletes it, which is the answer the store
+// itself gives after that expiry.
 type keyFilter struct {
 	seed     maphash.Seed
 	window   int64 // ms
