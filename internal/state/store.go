@@ -233,6 +233,41 @@ func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
 func (s *Store) apply(part int32, puts []Put, cp Checkpoint, wo *pebble.WriteOptions) error {
 	b := s.db.NewBatch()
 	defer b.Close()
+	if err := fillBatch(b, part, puts, cp); err != nil {
+		return err
+	}
+	if err := b.Commit(wo); err != nil {
+		return fmt.Errorf("state: writing partition %d: %w", part, err)
+	}
+	return nil
+}
+
+// PartPuts is one partition's share of ApplyParts.
+type PartPuts struct {
+	Part int32
+	Puts []Put
+	CP   Checkpoint
+}
+
+// ApplyParts is Apply for several partitions in one atomic batch: one
+// Pebble commit instead of one per partition (the gateway's committer
+// records every transaction's entries, spread over all partitions).
+func (s *Store) ApplyParts(parts []PartPuts) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, pp := range parts {
+		if err := fillBatch(b, pp.Part, pp.Puts, pp.CP); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: writing %d partitions: %w", len(parts), err)
+	}
+	return nil
+}
+
+// fillBatch adds puts and part's checkpoint to b.
+func fillBatch(b *pebble.Batch, part int32, puts []Put, cp Checkpoint) error {
 	for _, p := range puts {
 		if p.TS > cp.StreamTime {
 			cp.StreamTime = p.TS
@@ -257,13 +292,7 @@ func (s *Store) apply(part int32, puts []Put, cp Checkpoint, wo *pebble.WriteOpt
 	m := make([]byte, 16)
 	binary.BigEndian.PutUint64(m, uint64(cp.Next))
 	binary.BigEndian.PutUint64(m[8:], uint64(cp.StreamTime))
-	if err := b.Set(metaKey(part), m, nil); err != nil {
-		return err
-	}
-	if err := b.Commit(wo); err != nil {
-		return fmt.Errorf("state: writing partition %d: %w", part, err)
-	}
-	return nil
+	return b.Set(metaKey(part), m, nil)
 }
 
 // Expire deletes up to limit entries of part with a timestamp at or before
