@@ -2,8 +2,10 @@ package schemas
 
 import (
 	"encoding/binary"
+
 	"errors"
 	"fmt"
+	"github.com/hamba/avro/v2"
 	"reflect"
 )
 
@@ -39,15 +41,80 @@ func (s *Serde) AppendAudit(b []byte, ev *AuditEvent, attrs []AuditAttr) ([]byte
 		}
 		extra += len(a.Key) + len(a.Value) + 2*binary.MaxVarintLen64
 	}
+	if s.auditDirect {
+		return appendAuditDirect(b, id, ev, attrs, extra), nil
+	}
 	b, err := s.appendBody(b, id, auditType, ev, extra)
 	if err != nil || len(attrs) == 0 {
 		return b, err
 	}
-	// The body ends with attrs, empty: its single zero block is replaced
-	// by one block of the attributes. AppendEncode lets hamba/avro write a
-	// single attribute (a negative count and the block's byte size) and
-	// writes several sorted (see appendSortedMap): the same here.
-	b = b[:len(b)-1]
+	return appendAttrs(b[:len(b)-1], attrs), nil
+}
+
+// auditLayout is the audit schema's fields, in order, as appendAuditDirect
+// writes them.
+var auditLayout = []struct {
+	name string
+	typ  avro.Type
+}{
+	{"id", avro.String}, {"time_ms", avro.Long}, {"actor", avro.String}, {"action", avro.String},
+	{"outcome", avro.String}, {"topic", avro.String}, {"partition", avro.Int}, {"offset", avro.Long},
+	{"subject", avro.String}, {"reason", avro.String}, {"attrs", avro.Map},
+}
+
+// auditLayoutIs reports whether sch is the record appendAuditDirect writes:
+// a schema change falls back to the reflective encoder, never to wrong bytes.
+func auditLayoutIs(sch avro.Schema) bool {
+	rs, ok := sch.(*avro.RecordSchema)
+	if !ok || len(rs.Fields()) != len(auditLayout) {
+		return false
+	}
+	for i, f := range rs.Fields() {
+		if f.Name() != auditLayout[i].name || f.Type().Type() != auditLayout[i].typ {
+			return false
+		}
+	}
+	m, ok := rs.Fields()[len(auditLayout)-1].Type().(*avro.MapSchema)
+	return ok && m.Values().Type() == avro.String
+}
+
+// appendAuditDirect writes what hamba/avro writes for ev (Avro's binary
+// encoding: zig-zag varints, length-prefixed strings) with attrs as its
+// map, in one allocation at most.
+func appendAuditDirect(b []byte, id int, ev *AuditEvent, attrs []AuditAttr, extra int) []byte {
+	need := 5 + extra + len(ev.ID) + len(ev.Actor) + len(ev.Action) + len(ev.Outcome) + len(ev.Topic) +
+		len(ev.Subject) + len(ev.Reason) + 10*binary.MaxVarintLen64
+	if cap(b)-len(b) < need {
+		nb := make([]byte, len(b), len(b)+need)
+		copy(nb, b)
+		b = nb
+	}
+	b = append(b, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(id))
+	str := func(b []byte, s string) []byte {
+		return append(binary.AppendVarint(b, int64(len(s))), s...)
+	}
+	b = str(b, ev.ID)
+	b = binary.AppendVarint(b, ev.Time)
+	b = str(b, ev.Actor)
+	b = str(b, ev.Action)
+	b = str(b, ev.Outcome)
+	b = str(b, ev.Topic)
+	b = binary.AppendVarint(b, int64(ev.Partition))
+	b = binary.AppendVarint(b, ev.Offset)
+	b = str(b, ev.Subject)
+	b = str(b, ev.Reason)
+	if len(attrs) == 0 {
+		return append(b, 0)
+	}
+	return appendAttrs(b, attrs)
+}
+
+// appendAttrs appends attrs (sorted) as the attrs map: one block and the
+// terminating zero block. AppendEncode lets hamba/avro write a single
+// attribute (a negative count and the block's byte size) and writes several
+// sorted without the size (see appendSortedMap): the same here.
+func appendAttrs(b []byte, attrs []AuditAttr) []byte {
 	if len(attrs) == 1 {
 		a := attrs[0]
 		size := varintLen(len(a.Key)) + len(a.Key) + varintLen(len(a.Value)) + len(a.Value)
@@ -62,7 +129,7 @@ func (s *Serde) AppendAudit(b []byte, ev *AuditEvent, attrs []AuditAttr) ([]byte
 		b = binary.AppendVarint(b, int64(len(a.Value)))
 		b = append(b, a.Value...)
 	}
-	return append(b, 0), nil
+	return append(b, 0)
 }
 
 // varintLen is the length of n as an Avro (zig-zag) varint.

@@ -40,6 +40,9 @@ type Serde struct {
 	mu      sync.RWMutex
 	writers map[writerKey]avro.Schema // resolved per (id, type)
 	missing map[int]bool
+	// auditDirect: the audit schema is the layout appendAuditDirect
+	// writes, so AppendAudit need not go through reflection.
+	auditDirect bool
 }
 
 type writerKey struct {
@@ -68,6 +71,7 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 	for _, d := range defs {
 		s.readers[d.Type] = d.Schema
 	}
+	s.auditDirect = auditLayoutIs(s.readers[auditType])
 	for _, sd := range sds {
 		subj, d := sd.subject, sd.def
 		if _, ok := s.ids[d.Type]; ok {
