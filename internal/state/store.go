@@ -158,6 +158,11 @@ func (s *Store) Dir() string { return s.dir }
 // DB exposes the Pebble instance for metrics and benchmarks.
 func (s *Store) DB() *pebble.DB { return s.db }
 
+// appendPrefix appends the kind and partition prefix to b.
+func appendPrefix(b []byte, kind byte, part int32) []byte {
+	return binary.BigEndian.AppendUint32(append(b, kind), uint32(part))
+}
+
 func prefix(kind byte, part int32) []byte {
 	b := make([]byte, prefixLen, prefixLen+64)
 	b[0] = kind
@@ -233,24 +238,29 @@ func (s *Store) Apply(part int32, puts []Put, cp Checkpoint) error {
 func (s *Store) apply(part int32, puts []Put, cp Checkpoint, wo *pebble.WriteOptions) error {
 	b := s.db.NewBatch()
 	defer b.Close()
+	// The batch copies keys and values: one scratch buffer serves them all
+	// (this runs for every committed transaction).
+	var buf []byte
 	for _, p := range puts {
 		if p.TS > cp.StreamTime {
 			cp.StreamTime = p.TS
 		}
-		dk := dataKey(part, p.Key)
+		buf = append(appendPrefix(buf[:0], kindData, part), p.Key...)
+		dkEnd := len(buf)
 		if p.Value == nil {
-			if err := b.Delete(dk, nil); err != nil {
+			if err := b.Delete(buf, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		v := make([]byte, 8, 8+len(p.Value))
-		binary.BigEndian.PutUint64(v, uint64(p.TS))
-		v = append(v, p.Value...)
-		if err := b.Set(dk, v, nil); err != nil {
+		buf = append(binary.BigEndian.AppendUint64(buf, uint64(p.TS)), p.Value...)
+		vEnd := len(buf)
+		buf = binary.BigEndian.AppendUint64(appendPrefix(buf, kindTime, part), uint64(p.TS)^(1<<63)) // as timeKey
+		buf = append(buf, p.Key...)
+		if err := b.Set(buf[:dkEnd], buf[dkEnd:vEnd], nil); err != nil {
 			return err
 		}
-		if err := b.Set(timeKey(part, p.TS, p.Key), nil, nil); err != nil {
+		if err := b.Set(buf[vEnd:], nil, nil); err != nil {
 			return err
 		}
 	}
