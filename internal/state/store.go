@@ -16,8 +16,8 @@
 //     crash between commit and apply only leaves the checkpoint behind,
 //     which the next restore replays.
 //
-// Memory is bounded by the configured block cache and memtables, not by the
-// number of keys. Entries carry a timestamp (the input record's, so replays
+// Memory is bounded by the configured block cache, memtables and key-filter
+// budget (TableOpts.FilterBytes), not by the number of keys. Entries carry a timestamp (the input record's, so replays
 // decide the same way) and expire after a window measured in stream time.
 //
 // The package is not tokenizer-specific: Store is the Pebble layer, Changelog
