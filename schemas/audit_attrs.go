@@ -34,12 +34,12 @@ func (s *Serde) AppendAudit(b []byte, ev *AuditEvent, attrs []AuditAttr) ([]byte
 			attrs[j], attrs[j-1] = attrs[j-1], attrs[j]
 		}
 	}
-	extra := binary.MaxVarintLen64 + 1
+	extra := 2*binary.MaxVarintLen64 + 1 // the block's count and size, the final zero
 	for i, a := range attrs {
 		if i > 0 && a.Key == attrs[i-1].Key {
 			return nil, fmt.Errorf("schemas: audit attribute %q given twice", a.Key)
 		}
-		extra += len(a.Key) + len(a.Value) + 2*binary.MaxVarintLen64
+		extra += varintLen(len(a.Key)) + len(a.Key) + varintLen(len(a.Value)) + len(a.Value)
 	}
 	if s.auditDirect {
 		return appendAuditDirect(b, id, ev, attrs, extra), nil
@@ -82,8 +82,10 @@ func auditLayoutIs(sch avro.Schema) bool {
 // encoding: zig-zag varints, length-prefixed strings) with attrs as its
 // map, in one allocation at most.
 func appendAuditDirect(b []byte, id int, ev *AuditEvent, attrs []AuditAttr, extra int) []byte {
-	need := 5 + extra + len(ev.ID) + len(ev.Actor) + len(ev.Action) + len(ev.Outcome) + len(ev.Topic) +
-		len(ev.Subject) + len(ev.Reason) + 10*binary.MaxVarintLen64
+	need := 5 + extra + varintLen(int(ev.Time)) + varintLen(int(ev.Partition)) + varintLen(int(ev.Offset))
+	for _, s := range [...]string{ev.ID, ev.Actor, ev.Action, ev.Outcome, ev.Topic, ev.Subject, ev.Reason} {
+		need += varintLen(len(s)) + len(s)
+	}
 	if cap(b)-len(b) < need {
 		nb := make([]byte, len(b), len(b)+need)
 		copy(nb, b)

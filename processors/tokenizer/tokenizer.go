@@ -314,11 +314,13 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 	if err != nil {
 		return dst, fmt.Errorf("encoding vault entry: %w", err)
 	}
+	// The two records and their keys in two allocations, not four.
+	out := new([2]kgo.Record)
+	keys := append(append(make([]byte, 0, len(ctxID)+len(tok)), ctxID...), tok...)
 	ts := rec.Timestamp
-	dst = append(dst,
-		&kgo.Record{Topic: t.cfg.topics.PaymentsTokenized, Key: []byte(ctxID), Value: tv, Timestamp: ts},
-		&kgo.Record{Topic: t.cfg.topics.Vault, Key: []byte(tok), Value: vv, Timestamp: ts},
-	)
+	out[0] = kgo.Record{Topic: t.cfg.topics.PaymentsTokenized, Key: keys[:len(ctxID):len(ctxID)], Value: tv, Timestamp: ts}
+	out[1] = kgo.Record{Topic: t.cfg.topics.Vault, Key: keys[len(ctxID):], Value: vv, Timestamp: ts}
+	dst = append(dst, &out[0], &out[1])
 	ev := t.audit(rec, "tokenize", "ok", ctxID, "", nil)
 	var vbuf [10]byte
 	attrs := [...]schemas.AuditAttr{
