@@ -41,8 +41,11 @@ type Serde struct {
 	writers map[writerKey]avro.Schema // resolved per (id, type)
 	missing map[int]bool
 	// auditDirect: the audit schema is the layout appendAuditDirect
-	// writes, so AppendAudit need not go through reflection.
-	auditDirect bool
+	// writes, so AppendAudit need not go through reflection; likewise
+	// vaultDirect, and eventSymbols (non-nil) for tokenized payments
+	// (direct.go).
+	auditDirect, vaultDirect bool
+	eventSymbols             []string
 }
 
 type writerKey struct {
@@ -72,6 +75,8 @@ func NewSerde(ctx context.Context, cl *sr.Client, t config.Topics) (*Serde, erro
 		s.readers[d.Type] = d.Schema
 	}
 	s.auditDirect = auditLayoutIs(s.readers[auditType])
+	s.vaultDirect = layoutIs(s.readers[vaultType], vaultLayout)
+	s.eventSymbols = eventSymbols(s.readers[tokenizedType])
 	for _, sd := range sds {
 		subj, d := sd.subject, sd.def
 		if _, ok := s.ids[d.Type]; ok {
@@ -118,6 +123,14 @@ func (s *Serde) AppendEncode(b []byte, v any) ([]byte, error) {
 	}
 	var attrs map[string]string
 	switch ev := v.(type) {
+	case *TokenizedPayment:
+		if s.eventSymbols != nil {
+			return s.appendTokenized(b, id, ev)
+		}
+	case *VaultEntry:
+		if s.vaultDirect {
+			return appendVault(b, id, ev), nil
+		}
 	case *AuditEvent:
 		if len(ev.Attrs) > 1 {
 			cp := *ev
