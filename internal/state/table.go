@@ -65,7 +65,7 @@ type TableOpts struct {
 	// lookups of absent keys without reading the store (filter.go):
 	// default DefaultFilterBytes, negative for none. A partition whose
 	// filter would not fit is read from the store.
-	FilterBytes int
+	FilterBytes int64
 }
 
 // DefaultKeepRevoked is TableOpts.KeepRevoked's default: long enough for
@@ -139,7 +139,7 @@ func NewTable(store *Store, cl *Changelog, o TableOpts) *Table {
 		o.FilterBytes = DefaultFilterBytes
 	}
 	t := &Table{store: store, cl: cl, o: o, parts: map[int32]*partition{}, pending: map[int32]*pendingPart{},
-		revoked: map[int32]*time.Timer{}, seed: maphash.MakeSeed(), filterBudget: bloomBudget{limit: int64(o.FilterBytes)}}
+		revoked: map[int32]*time.Timer{}, seed: maphash.MakeSeed(), filterBudget: bloomBudget{limit: o.FilterBytes}}
 	// Partitions a previous process held count as revoked from now: kept
 	// for a warm assignment, wiped if none comes within KeepRevoked.
 	if held, err := store.held(); err != nil {

@@ -73,6 +73,7 @@ type cfg struct {
 	stateOpts    []kgo.Opt
 	stateDir     string
 	cacheBytes   int64
+	filterBytes  int64
 	stateMetrics *state.Metrics
 }
 
@@ -110,6 +111,12 @@ func StateDir(dir string) Opt { return func(c *cfg) { c.stateDir = dir } }
 // state.DefaultCacheBytes): with the memtables it bounds the state's memory,
 // whatever the number of keys.
 func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.cacheBytes = n } }
+
+// StateFilterBytes bounds the memory of the in-memory key filters that
+// answer most lookups of new idempotency keys without reading the store
+// (default state.DefaultFilterBytes, about 100 million keys; negative: none).
+// A partition whose filter would not fit is read from the store.
+func StateFilterBytes(n int64) Opt { return func(c *cfg) { c.filterBytes = n } }
 
 // StateMetrics sets where state restore metrics go (default none).
 func StateMetrics(m *state.Metrics) Opt { return func(c *cfg) { c.stateMetrics = m } }
