@@ -43,6 +43,8 @@ type Follower struct {
 	err     error
 
 	rounds lsoRounds
+	// filter proves new keys absent without a Pebble read (nil: off).
+	filter *followerFilter
 }
 
 // FollowerOpts configures a Follower.
@@ -52,6 +54,11 @@ type FollowerOpts struct {
 	Window time.Duration
 	// Logger receives restore and tail progress (default slog.Default()).
 	Logger *slog.Logger
+	// FilterBytes, when positive and Window is set, keeps an in-memory
+	// filter of the store's keys of at most this many bytes, so Get answers
+	// a key nobody wrote without reading Pebble (see followerFilter). Past the
+	// budget, lookups read Pebble as without it.
+	FilterBytes int64
 }
 
 // NewFollower returns a follower of cl into store; Run starts it. The
@@ -71,6 +78,9 @@ func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 	f := &Follower{store: store, cl: cl, o: o, part: kgo.StickyKeyPartitioner(nil).ForTopic(cl.Topic),
 		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
 	f.rounds.list = f.listStable
+	if o.Window > 0 && o.FilterBytes > 0 {
+		f.filter = newFollowerFilter(o.Window.Milliseconds(), o.FilterBytes)
+	}
 	return f
 }
 
@@ -166,7 +176,11 @@ func (f *Follower) WaitReady(ctx context.Context) error {
 
 // Get returns key's entry if it is live at now (within the window).
 func (f *Follower) Get(key []byte, now time.Time) (Entry, bool, error) {
-	e, ok, err := f.store.Get(f.Partition(key), key)
+	part := f.Partition(key)
+	if f.filter != nil && !f.filter.mayContain(part, key, now.UnixMilli()) {
+		return Entry{}, false, nil
+	}
+	e, ok, err := f.store.Get(part, key)
 	if err != nil || !ok {
 		return Entry{}, false, err
 	}
@@ -182,48 +196,53 @@ func (f *Follower) Get(key []byte, now time.Time) (Entry, bool, error) {
 // writers below them may not be read yet; the tail skips these when it
 // reaches them.
 func (f *Follower) Committed(recs []*kgo.Record) error {
-	byPart := map[int32][]*kgo.Record{}
-	for _, r := range recs {
-		if r.Topic == f.cl.Topic {
-			byPart[r.Partition] = append(byPart[r.Partition], r)
-		}
-	}
+	var parts []PartPuts
+	var offsets [][]int64 // per parts entry
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
-	var errs []error
-	for part, rs := range byPart {
-		f.mu.Lock()
-		cp := f.cps[part]
-		f.mu.Unlock()
-		puts := make([]Put, 0, len(rs))
-		offsets := make([]int64, 0, len(rs))
-		for _, r := range rs {
-			if r.Offset < cp.Next {
-				continue // the tail was first
-			}
-			offsets = append(offsets, r.Offset)
-			puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: r.Timestamp.UnixMilli()})
+	f.mu.Lock()
+	for _, r := range recs {
+		if r.Topic != f.cl.Topic || r.Offset < f.cps[r.Partition].Next {
+			continue // another topic's, or the tail was first
 		}
-		if len(puts) == 0 {
-			continue
+		i := 0
+		for i < len(parts) && parts[i].Part != r.Partition {
+			i++
 		}
-		if err := f.store.Apply(part, puts, cp); err != nil {
-			// Not marked as ours: the tail applies them when it reads them.
-			errs = append(errs, err)
-			continue
+		if i == len(parts) {
+			parts = append(parts, PartPuts{Part: r.Partition, CP: f.cps[r.Partition]})
+			offsets = append(offsets, nil)
 		}
-		f.mu.Lock()
-		own := f.own[part]
+		parts[i].Puts = append(parts[i].Puts, Put{Key: r.Key, Value: r.Value, TS: r.Timestamp.UnixMilli()})
+		offsets[i] = append(offsets[i], r.Offset)
+	}
+	f.mu.Unlock()
+	if len(parts) == 0 {
+		return nil
+	}
+	for _, pp := range parts {
+		f.filterAdd(pp.Part, pp.Puts)
+	}
+	// One batch for every partition of the transaction. The checkpoints
+	// do not move (records of other writers below these may not be read
+	// yet); they are written unchanged.
+	if err := f.store.ApplyParts(parts); err != nil {
+		// Not marked as ours: the tail applies them when it reads them.
+		return err
+	}
+	f.mu.Lock()
+	for i, pp := range parts {
+		own := f.own[pp.Part]
 		if own == nil {
 			own = map[int64]struct{}{}
-			f.own[part] = own
+			f.own[pp.Part] = own
 		}
-		for _, o := range offsets {
+		for _, o := range offsets[i] {
 			own[o] = struct{}{}
 		}
-		f.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	f.mu.Unlock()
+	return nil
 }
 
 // CatchUp returns once the store holds every record of key's partition
@@ -310,6 +329,11 @@ func (f *Follower) run(ctx context.Context) error {
 		offsets[part] = kgo.NewOffset().At(cp.Next)
 		f.o.Logger.Info("state restored", "topic", f.cl.Topic, "partition", part, "from", pr.From, "to", cp.Next, "records", pr.Records)
 	}
+	// Before the tail starts and before ready: the tail adds what it
+	// applies, this adds what the store already holds.
+	if err := f.fillFilter(ends); err != nil {
+		return err
+	}
 	tail, err := kgo.NewClient(append(append([]kgo.Opt(nil), f.cl.ClientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.cl.Topic: offsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
@@ -383,6 +407,7 @@ func (f *Follower) applyTail(part int32, recs []*kgo.Record) error {
 	for _, p := range puts {
 		cp.StreamTime = max(cp.StreamTime, p.TS)
 	}
+	f.filterAdd(part, puts)
 	// A batch of only our own records (already in the store) moves the
 	// position in memory; the checkpoint on disk follows with the next
 	// batch that writes, or within a second: a checkpoint behind only
@@ -419,7 +444,37 @@ func (f *Follower) expire() error {
 				break
 			}
 		}
+		if f.filter != nil {
+			f.filter.expired(part, cutoff)
+		}
 	}
+	return nil
+}
+
+// filterAdd adds the keys puts write to the filter, before they are
+// written: a lookup never finds a key in the store that the filter denies.
+func (f *Follower) filterAdd(part int32, puts []Put) {
+	if f.filter != nil {
+		f.filter.addPuts(part, puts)
+	}
+}
+
+// fillFilter adds every key the store holds for parts (restored, or kept
+// from a previous run) and arms the filter.
+func (f *Follower) fillFilter(parts map[int32]int64) error {
+	if f.filter == nil {
+		return nil
+	}
+	for part := range parts {
+		err := f.store.Range(part, nil, func(key []byte, e Entry) error {
+			f.filter.add(part, key, e.TS)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("state: loading the key filter of %s[%d]: %w", f.cl.Topic, part, err)
+		}
+	}
+	f.filter.arm()
 	return nil
 }
 

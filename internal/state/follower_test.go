@@ -16,9 +16,9 @@ func keyed(key string, parts int, ts int64) *kgo.Record {
 	return r
 }
 
-func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duration) (*Follower, func()) {
+func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duration, filterBytes int64) (*Follower, func()) {
 	t.Helper()
-	f := NewFollower(store, &Changelog{Topic: topic, ClientOpts: opts}, FollowerOpts{Window: window, Logger: quiet()})
+	f := NewFollower(store, &Changelog{Topic: topic, ClientOpts: opts}, FollowerOpts{Window: window, Logger: quiet(), FilterBytes: filterBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
@@ -37,13 +37,21 @@ func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duratio
 }
 
 func TestFollowerRestoresTailsAndCatchesUp(t *testing.T) {
+	t.Run("pebble", func(t *testing.T) { followerScenario(t, 0) })
+	// The same answers with the in-memory key filter in front of Pebble:
+	// it must know restored keys, other writers' keys, our own and the
+	// keys a restart finds on disk.
+	t.Run("filter", func(t *testing.T) { followerScenario(t, 1<<20) })
+}
+
+func followerScenario(t *testing.T, filterBytes int64) {
 	opts := cluster(t, 3)
 	now := time.Now()
 	ms := now.UnixMilli()
 	txnProduce(t, opts, true, keyed("before", 3, ms))
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	f, stop := runFollower(t, opts, store, time.Hour)
+	f, stop := runFollower(t, opts, store, time.Hour, filterBytes)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, ok, err := f.Get([]byte("before"), now); err != nil || !ok {
@@ -63,6 +71,9 @@ func TestFollowerRestoresTailsAndCatchesUp(t *testing.T) {
 	}
 	if _, ok, _ := f.Get([]byte("aborted"), now); ok {
 		t.Fatalf("an aborted key is visible")
+	}
+	if _, ok, _ := f.Get([]byte("never-written"), now); ok {
+		t.Fatalf("a key nobody wrote is visible")
 	}
 	// Our own committed records are known at once, and tailing them back
 	// neither fails nor loses them.
@@ -89,7 +100,7 @@ func TestFollowerRestoresTailsAndCatchesUp(t *testing.T) {
 		t.Fatalf("checkpoint of partition %d: %+v held=%v err=%v", mine.Partition, cp, held, err)
 	}
 	txnProduce(t, opts, true, keyed("while-down", 3, ms))
-	f2, stop2 := runFollower(t, opts, store, time.Hour)
+	f2, stop2 := runFollower(t, opts, store, time.Hour, filterBytes)
 	defer stop2()
 	for _, k := range []string{"before", "other", "mine", "while-down"} {
 		if err := f2.CatchUp(ctx, []byte(k)); err != nil {

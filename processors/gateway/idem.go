@@ -82,8 +82,18 @@ type StateStoreConfig struct {
 	// CacheBytes bounds the store's block cache (default
 	// state.DefaultCacheBytes).
 	CacheBytes int64
-	Logger     *slog.Logger
+	// FilterBytes bounds the in-memory filter that answers most new keys
+	// without a Pebble read (default DefaultStateFilterBytes; negative: no
+	// filter). Past it, lookups read Pebble.
+	FilterBytes int64
+	Logger      *slog.Logger
 }
+
+// DefaultStateFilterBytes is the default memory budget of the state's key
+// filter: about 50 million keys in the window (10 bits each), that is an
+// average of 600 new Idempotency-Keys a second over a 24h window; more keys
+// than that are still answered exactly, by Pebble reads.
+const DefaultStateFilterBytes = 64 << 20
 
 // OpenStateStore opens the store; Run restores and follows the topic.
 func OpenStateStore(c StateStoreConfig) (*StateStore, error) {
@@ -92,6 +102,9 @@ func OpenStateStore(c StateStoreConfig) (*StateStore, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FilterBytes == 0 {
+		c.FilterBytes = DefaultStateFilterBytes
 	}
 	dir, tmp := c.Dir, ""
 	if dir == "" {
@@ -109,7 +122,7 @@ func OpenStateStore(c StateStoreConfig) (*StateStore, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	f := state.NewFollower(st, &state.Changelog{Topic: c.Topic, ClientOpts: c.ClientOpts},
-		state.FollowerOpts{Window: c.Window, Logger: c.Logger})
+		state.FollowerOpts{Window: c.Window, Logger: c.Logger, FilterBytes: c.FilterBytes})
 	return &StateStore{f: f, store: st, tmp: tmp}, nil
 }
 

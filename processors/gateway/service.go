@@ -38,6 +38,9 @@ type ServiceConfig struct {
 	StateDir string
 	// StateCacheBytes bounds the state's block cache (default 64 MiB).
 	StateCacheBytes int64
+	// StateFilterBytes bounds the state's key filter (see
+	// StateStoreConfig.FilterBytes).
+	StateFilterBytes int64
 	// Listener is where the API is served; TLS nil means plain HTTP (the
 	// command allows that only with an explicit development flag).
 	Listener net.Listener
@@ -68,7 +71,7 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 		c.Logger = slog.Default()
 	}
 	store, err := OpenStateStore(StateStoreConfig{ClientOpts: c.ClientOpts, Topic: c.Topics.GatewayIdempotency,
-		Dir: c.StateDir, Window: c.Window, CacheBytes: c.StateCacheBytes, Logger: c.Logger})
+		Dir: c.StateDir, Window: c.Window, CacheBytes: c.StateCacheBytes, FilterBytes: c.StateFilterBytes, Logger: c.Logger})
 	if err != nil {
 		return nil, err
 	}
