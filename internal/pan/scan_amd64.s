@@ -324,7 +324,7 @@ plo:
 	// number (markupKeep): after a quote or '<' the digits right before
 	// must be 4-8 (or reach back to the block's start; see lastGroup),
 	// and for '=' too a digit or an introHigh byte must come close after
-	// it (markupWindow), or the window runs past the block.
+	// it (markupWindow), or the window runs past the region (n).
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
 	CMPQ R12, $0x3d
@@ -366,12 +366,38 @@ pwin:
 	BSRQ R11, R14
 	ADDQ R15, R14
 	CMPQ R14, $64
-	JAE  pkeep
+	JAE  pfar
 	MOVQ AX, R12
 	ORQ  R8, R12            // digits | introHigh bytes (H)
 	SHRXQ R15, R12, R12
 	ANDQ R11, R12
 	JNZ  pkeep
+	JMP  ploop
+
+pfar:
+	// The window (bytes R15..R14 of the block) runs past the block: read
+	// its bytes if the region holds them, else keep.
+	LEAQ (DI)(R14*1), R12
+	CMPQ R12, n+8(FP)
+	JAE  pkeep
+	LEAQ (SI)(DI*1), R12
+
+pfbyte:
+	MOVBLZX (R12)(R15*1), R11
+	CMPQ R11, $0x80
+	JAE  pkeep
+	CMPQ R11, $0x25
+	JEQ  pkeep
+	CMPQ R11, $0x26
+	JEQ  pkeep
+	CMPQ R11, $0x5c
+	JEQ  pkeep
+	SUBQ $0x30, R11
+	CMPQ R11, $10
+	JCS  pkeep
+	INCQ R15
+	CMPQ R15, R14
+	JLS  pfbyte
 	JMP  ploop
 
 pcnt:
