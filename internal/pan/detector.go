@@ -630,11 +630,18 @@ func markupKeep(b []byte, bs, e, end int, d uint64) bool {
 			return false
 		}
 	}
-	lo, hi := markupWindow(c)
-	if bs+e+hi >= end {
+	return markupLeads(b, bs+e, end)
+}
+
+// markupLeads reports whether a digit or an escape or non-ASCII byte
+// comes close after the markup byte at b[q] (see markupWindow), or the
+// window runs past end.
+func markupLeads(b []byte, q, end int) bool {
+	lo, hi := markupWindow(b[q])
+	if q+hi >= end {
 		return true
 	}
-	for _, x := range b[bs+e+lo : bs+e+hi+1] {
+	for _, x := range b[q+lo : q+hi+1] {
 		if isDigit(x) || introHigh[x] {
 			return true
 		}
@@ -685,7 +692,8 @@ func lastGroup(d uint64, e int) int {
 // nextStretch counts the digits of the stretch of ASCII digits and
 // separators that starts the block at p, for prune. ok is false when the
 // block is not whole before end, the stretch fills it, or an escape or
-// non-ASCII byte follows the stretch.
+// non-ASCII byte or markup that may continue it follows the stretch (see
+// markupKeep; a group that reaches back to p may).
 func nextStretch(b []byte, p, end int) (digits int, ok bool) {
 	if p+blockSize > end {
 		return 0, false
@@ -695,8 +703,21 @@ func nextStretch(b []byte, p, end int) (digits int, ok bool) {
 		case isDigit(c):
 			digits++
 		case asciiSep[c]:
+		case introHigh[c]:
+			return digits, false
+		case markupStart[c]:
+			if c != '=' {
+				g := q
+				for g > p && isDigit(b[g-1]) {
+					g--
+				}
+				if g > p && (q-g < 4 || q-g > 8) {
+					return digits, true
+				}
+			}
+			return digits, !markupLeads(b, q, end)
 		default:
-			return digits, !introHigh[c] && !markupStart[c]
+			return digits, true
 		}
 	}
 	return 0, false
