@@ -464,7 +464,7 @@ pend:
 	CMPQ R8, $0x5c
 	JEQ  pkeep
 	// Markup there (nextStretch): a quote or '<' after a group of 4-8
-	// digits (or one that reaches back to that block's start), or '=',
+	// digits (any number when they reach back to that block's start), or '=',
 	// keeps the stretch if a digit or an introHigh byte comes close
 	// after it (markupWindow) or the window runs past the region.
 	LEAQ 64(SI)(DI*1), R12  // the next block
@@ -483,7 +483,7 @@ pnq:
 
 pnback:
 	TESTQ R11, R11
-	JZ   pkeep              // the group reaches back to the block's start
+	JZ   pnset              // the group reaches back to the block's start
 	MOVBLZX -1(R12)(R11*1), R8
 	SUBQ $0x30, R8
 	CMPQ R8, $10
@@ -498,6 +498,8 @@ pngrp:
 	JLT  pcnt
 	CMPQ R8, $8
 	JGT  pcnt
+
+pnset:
 	LEAQ 2(R14), R8         // a quote: bytes 2..7 on
 	LEAQ 7(R14), R11
 	CMPQ CX, $0x3c
