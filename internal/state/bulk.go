@@ -160,16 +160,20 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 		var err error
 		g := generation{part: part}
 		defer g.discard()
-		ingest := func() error {
+		// ingest merges g and its final chunk last (nil: none).
+		ingest := func(last *chunk) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			n, next := g.records, g.cp.Next
-			if err := store.ingestGeneration(&g); err != nil {
+			n := g.records
+			if last != nil {
+				n += int64(last.n)
+			}
+			if err := store.ingestGeneration(&g, last); err != nil {
 				return err
 			}
 			doneRecords.Add(n)
-			doneNext.Store(next)
+			doneNext.Store(g.cp.Next)
 			return nil
 		}
 		for ch := range work {
@@ -177,20 +181,20 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 				continue // drain
 			}
 			if err = ctx.Err(); err == nil {
-				err = store.spill(&g, ch)
-			}
-			if err == nil {
-				free <- ch // its records are in the run: the reader may reuse it
-				if len(g.runs) >= BulkGenerationChunks {
-					err = ingest()
+				if ch.final || len(g.runs)+1 >= BulkGenerationChunks {
+					err = ingest(ch) // merged from memory, not spilled
+				} else {
+					err = store.spill(&g, ch)
 				}
 			}
-			if err != nil {
+			if err == nil {
+				free <- ch // its records are in a run or the LSM: the reader may reuse it
+			} else {
 				cancel()
 			}
 		}
-		if err == nil {
-			err = ingest() // the last chunk was cut at the end
+		if err == nil && len(g.runs) > 0 {
+			err = ingest(nil) // the reader stopped early: keep what was read
 		}
 		applied <- err
 	}()
@@ -198,9 +202,9 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 	cur.reset(part)
 	// cut hands the chunk read so far to the ingester with next as its
 	// checkpoint and waits for a free one.
-	cut := func(next int64) error {
+	cut := func(next int64, final bool) error {
 		cp.Next = next
-		cur.cp = cp
+		cur.cp, cur.final = cp, final
 		select {
 		case work <- cur:
 		case <-ctx.Done():
@@ -232,7 +236,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 			}
 			if cur.n >= chunkRecords || len(cur.buf) >= BulkChunkBytes {
 				// Every record below r.Offset+1 has been seen.
-				return cut(r.Offset + 1)
+				return cut(r.Offset+1, false)
 			}
 			return nil
 		},
@@ -244,7 +248,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 			}
 		})
 	if err == nil {
-		err = cut(end)
+		err = cut(end, true)
 	}
 	close(work)
 	aerr := <-applied

@@ -29,6 +29,7 @@ type chunk struct {
 	n     int   // records
 	maxTS int64 // newest record timestamp
 	cp    Checkpoint
+	final bool // the last chunk of a restore
 	// Sort scratch, reused.
 	ord  []sortKey
 	dead []uint32 // offsets of records a later record of the same key overrides, ascending
@@ -48,7 +49,7 @@ type sortKey struct {
 }
 
 func (c *chunk) reset(part int32) {
-	c.part, c.buf, c.n, c.maxTS, c.cp = part, c.buf[:0], 0, 0, Checkpoint{}
+	c.part, c.buf, c.n, c.maxTS, c.cp, c.final = part, c.buf[:0], 0, 0, Checkpoint{}, false
 }
 
 // begin appends a record's header and Pebble key, and returns its offset.

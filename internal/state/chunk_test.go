@@ -81,16 +81,23 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 			c.add([]byte("gone"), []byte("x"), int64(i))
 		}
 		c.cp = Checkpoint{Next: int64(i + 1)}
-		if err := s.spill(&g, &c); err != nil {
+		var err error
+		switch {
+		case i == BulkGenerationChunks-1: // the whole generation spilled
+			err = s.spill(&g, &c)
+			if err == nil {
+				err = s.ingestGeneration(&g, nil)
+			}
+		case len(g.runs)+1 >= BulkGenerationChunks: // its last chunk merged from memory
+			err = s.ingestGeneration(&g, &c)
+		default:
+			err = s.spill(&g, &c)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		if len(g.runs) >= BulkGenerationChunks {
-			if err := s.ingestGeneration(&g); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
-	if err := s.ingestGeneration(&g); err != nil {
+	if err := s.ingestGeneration(&g, nil); err != nil {
 		t.Fatal(err)
 	}
 	last := 3*BulkGenerationChunks - 1
