@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -78,13 +78,41 @@ func (s *Store) writeTable(path string, bloom bool, fill func(*sstable.Writer) e
 	if !bloom {
 		wo.FilterPolicy = nil // the time index is only range-scanned
 	}
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
+	w := sstable.NewWriter(&bigWritable{f: f, w: bufio.NewWriterSize(f, 1<<20)}, wo)
 	if err := fill(w); err != nil {
 		w.Close()
 		return err
 	}
 	return w.Close()
 }
+
+// bigWritable is Pebble's file writable with a 1 MiB buffer instead of
+// 4 KiB: a bulk restore writes tables of tens of MiB, and one write system
+// call per 4 KiB was a tenth of its CPU time.
+type bigWritable struct {
+	f vfs.File
+	w *bufio.Writer
+}
+
+func (b *bigWritable) Write(p []byte) error {
+	_, err := b.w.Write(p)
+	return err
+}
+
+// Finish flushes, syncs and closes the file.
+func (b *bigWritable) Finish() error {
+	err := b.w.Flush()
+	if err == nil {
+		err = b.f.Sync()
+	}
+	if cerr := b.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Abort closes the file; the caller removes it.
+func (b *bigWritable) Abort() { _ = b.f.Close() }
 
 // BulkRestoreMin is the number of changelog offsets left from which a
 // restore loads the store in bulk (Store.Ingest of sorted chunks) rather

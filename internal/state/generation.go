@@ -111,7 +111,9 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	bounds := []int64{0}
 	var pos int64
+	var sink byte
 	for i, o := range c.ord {
+		sink ^= c.touch(i + touchAhead)
 		if c.overridden(i) {
 			continue
 		}
@@ -130,6 +132,7 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 		bounds = append(bounds, pos)
 	}
 	bounds = append(bounds, pos)
+	c.sink = sink
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return nil, err
@@ -261,6 +264,7 @@ type runReader struct {
 	i    int
 	end  int
 	seq  int // run order: higher is newer
+	sink byte
 	rec  []byte
 	key  []byte // Pebble key
 	val  []byte // Pebble value, nil for a deletion
@@ -271,6 +275,7 @@ type runReader struct {
 // stay valid until then (they point into the reader's buffer or the chunk).
 func (rr *runReader) next() error {
 	if rr.c != nil {
+		rr.sink ^= rr.c.touch(rr.i + touchAhead)
 		for rr.i < rr.end && rr.c.overridden(rr.i) {
 			rr.i++
 		}
