@@ -69,6 +69,7 @@ func main() {
 	flag.IntVar(&maxPoll, "max-poll", 1000, "records per transaction at most (the loop's MaxPollRecords), for every EOS run")
 	flag.StringVar(&kgoLogPrefix, "kgo-log", "", "write the tokenizer loops' franz-go debug logs to files with this prefix (diagnostics)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the tokenizer throughput run to this file (go tool pprof)")
+	flag.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the tokenizer throughput run to this file (go tool pprof -sample_index=alloc_space)")
 	flag.Parse()
 	if *write != "" {
 		abs, err := filepath.Abs(*write)
@@ -97,6 +98,7 @@ func main() {
 var (
 	maxPoll      int
 	cpuProfile   string
+	memProfile   string
 	kgoLogPrefix string
 )
 
@@ -388,7 +390,7 @@ func run(n int, parts int32, latDur time.Duration) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		stopProf, err := startProfile(cpuProfile)
+		stopProf, err := startProfile(cpuProfile, memProfile)
 		if err != nil {
 			return "", err
 		}
@@ -664,9 +666,26 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 
 // startProfile starts a CPU profile into path (none when path is empty)
 // and returns its stop function.
-func startProfile(path string) (func(), error) {
+func startProfile(path, memPath string) (func(), error) {
+	stopMem := func() {}
+	if memPath != "" {
+		// Sampled from here on (the passthrough runs before allocate
+		// little); the profile is cumulative, written at the run's end.
+		runtime.MemProfileRate = 64 << 10
+		stopMem = func() {
+			f, err := os.Create(memPath)
+			if err != nil {
+				log.Printf("memory profile: %v", err)
+				return
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				log.Printf("memory profile: %v", err)
+			}
+		}
+	}
 	if path == "" {
-		return func() {}, nil
+		return stopMem, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -676,7 +695,7 @@ func startProfile(path string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { pprof.StopCPUProfile(); f.Close(); stopMem() }, nil
 }
 
 func loadAvg() string {

@@ -44,7 +44,7 @@ type Follower struct {
 
 	rounds lsoRounds
 	// filter proves new keys absent without a Pebble read (nil: off).
-	filter *keyFilter
+	filter *followerFilter
 }
 
 // FollowerOpts configures a Follower.
@@ -56,7 +56,7 @@ type FollowerOpts struct {
 	Logger *slog.Logger
 	// FilterBytes, when positive and Window is set, keeps an in-memory
 	// filter of the store's keys of at most this many bytes, so Get answers
-	// a key nobody wrote without reading Pebble (see keyFilter). Past the
+	// a key nobody wrote without reading Pebble (see followerFilter). Past the
 	// budget, lookups read Pebble as without it.
 	FilterBytes int64
 }
@@ -79,7 +79,7 @@ func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
 	f.rounds.list = f.listStable
 	if o.Window > 0 && o.FilterBytes > 0 {
-		f.filter = newKeyFilter(o.Window.Milliseconds(), o.FilterBytes)
+		f.filter = newFollowerFilter(o.Window.Milliseconds(), o.FilterBytes)
 	}
 	return f
 }

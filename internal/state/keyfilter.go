@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// keyFilter proves keys absent from a Follower's store without reading
+// followerFilter proves keys absent from a Follower's store without reading
 // Pebble: the gateway looks up every new Idempotency-Key, and a Pebble point
 // lookup of a missing key (memtable skiplist seeks, level iterators) costs
 // several times a few Bloom probes.
@@ -29,45 +29,27 @@ import (
 // a whole window apart) may be denied after its bucket was dropped and
 // before the store's next expiry deletes it, which is the answer the store
 // itself gives after that expiry.
-type keyFilter struct {
+type followerFilter struct {
 	seed     maphash.Seed
 	window   int64 // ms
 	bucketMS int64
-	budget   int64 // bytes, all partitions and buckets
 
-	mu    sync.RWMutex
-	armed bool
-	used  int64
-	parts map[int32]map[int64]*bloomBucket // partition -> bucket index -> filter
+	mu     sync.RWMutex
+	armed  bool
+	budget bloomBudget                      // all partitions and buckets
+	parts  map[int32]map[int64]*bloomFilter // partition -> bucket index -> filter
 }
 
-// bloomBucket is a scalable Bloom filter: layers of doubling capacity.
-type bloomBucket struct {
-	layers    []*bloomLayer
-	saturated bool
-}
+// followerBuckets is how many timestamp buckets a window spans.
+const followerBuckets = 8
 
-type bloomLayer struct {
-	bits []uint64
-	n    int // keys added
-	cap  int // keys it takes at about 1% false positives
-}
-
-const (
-	bloomBitsPerKey = 10
-	bloomProbes     = 7
-	// bloomFirstKeys is the capacity of a bucket's first layer (80 KiB).
-	bloomFirstKeys = 64 << 10
-	filterBuckets  = 8
-)
-
-func newKeyFilter(windowMS, budget int64) *keyFilter {
-	return &keyFilter{seed: maphash.MakeSeed(), window: windowMS, bucketMS: max(windowMS/filterBuckets, 1),
-		budget: budget, parts: map[int32]map[int64]*bloomBucket{}}
+func newFollowerFilter(windowMS, budget int64) *followerFilter {
+	return &followerFilter{seed: maphash.MakeSeed(), window: windowMS, bucketMS: max(windowMS/followerBuckets, 1),
+		budget: bloomBudget{limit: budget}, parts: map[int32]map[int64]*bloomFilter{}}
 }
 
 // bucketOf is the bucket index of a timestamp (floor division).
-func (f *keyFilter) bucketOf(ts int64) int64 {
+func (f *followerFilter) bucketOf(ts int64) int64 {
 	b := ts / f.bucketMS
 	if ts < 0 && ts%f.bucketMS != 0 {
 		b--
@@ -76,14 +58,14 @@ func (f *keyFilter) bucketOf(ts int64) int64 {
 }
 
 // add records that part holds key with timestamp ts (before it is written).
-func (f *keyFilter) add(part int32, key []byte, ts int64) {
+func (f *followerFilter) add(part int32, key []byte, ts int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.addLocked(part, key, ts)
 }
 
 // addPuts adds the keys puts write (deletions add nothing), under one lock.
-func (f *keyFilter) addPuts(part int32, puts []Put) {
+func (f *followerFilter) addPuts(part int32, puts []Put) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, p := range puts {
@@ -93,48 +75,24 @@ func (f *keyFilter) addPuts(part int32, puts []Put) {
 	}
 }
 
-func (f *keyFilter) addLocked(part int32, key []byte, ts int64) {
-	h := maphash.Bytes(f.seed, key)
+func (f *followerFilter) addLocked(part int32, key []byte, ts int64) {
 	buckets := f.parts[part]
 	if buckets == nil {
-		buckets = map[int64]*bloomBucket{}
+		buckets = map[int64]*bloomFilter{}
 		f.parts[part] = buckets
 	}
 	idx := f.bucketOf(ts)
 	b := buckets[idx]
 	if b == nil {
-		b = &bloomBucket{}
+		b = &bloomFilter{}
 		buckets[idx] = b
 	}
-	if b.saturated {
-		return
-	}
-	var l *bloomLayer
-	if n := len(b.layers); n > 0 && b.layers[n-1].n < b.layers[n-1].cap {
-		l = b.layers[n-1]
-	} else {
-		keys := bloomFirstKeys << len(b.layers)
-		words := keys * bloomBitsPerKey / 64
-		if f.used+int64(words)*8 > f.budget {
-			// Over budget: this bucket answers "maybe" from now on.
-			b.saturated = true
-			for _, old := range b.layers {
-				f.used -= int64(len(old.bits)) * 8
-			}
-			b.layers = nil
-			return
-		}
-		l = &bloomLayer{bits: make([]uint64, words), cap: keys}
-		f.used += int64(words) * 8
-		b.layers = append(b.layers, l)
-	}
-	l.set(h)
-	l.n++
+	b.add(maphash.Bytes(f.seed, key), &f.budget) // over budget: the bucket answers "maybe" until dropped
 }
 
 // mayContain is false only when no entry of part for key with a timestamp
 // after nowMS - window was added.
-func (f *keyFilter) mayContain(part int32, key []byte, nowMS int64) bool {
+func (f *followerFilter) mayContain(part int32, key []byte, nowMS int64) bool {
 	h := maphash.Bytes(f.seed, key)
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -145,20 +103,15 @@ func (f *keyFilter) mayContain(part int32, key []byte, nowMS int64) bool {
 		if (idx+1)*f.bucketMS-1 <= nowMS-f.window {
 			continue // every entry it may hold is out of the window at now
 		}
-		if b.saturated {
+		if b.mayHave(h) {
 			return true
-		}
-		for _, l := range b.layers {
-			if l.has(h) {
-				return true
-			}
 		}
 	}
 	return false
 }
 
 // arm makes the filter answer: every key of the store has been added.
-func (f *keyFilter) arm() {
+func (f *followerFilter) arm() {
 	f.mu.Lock()
 	f.armed = true
 	f.mu.Unlock()
@@ -166,36 +119,13 @@ func (f *keyFilter) arm() {
 
 // expired drops the buckets of part whose entries all have a timestamp at
 // or before cutoff: the store's expiry has just deleted every such entry.
-func (f *keyFilter) expired(part int32, cutoff int64) {
+func (f *followerFilter) expired(part int32, cutoff int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for idx, b := range f.parts[part] {
 		if (idx+1)*f.bucketMS-1 <= cutoff {
-			for _, l := range b.layers {
-				f.used -= int64(len(l.bits)) * 8
-			}
+			b.release(&f.budget)
 			delete(f.parts[part], idx)
 		}
 	}
-}
-
-func (l *bloomLayer) set(h uint64) {
-	h1, h2 := uint32(h), uint32(h>>32)|1
-	m := uint32(len(l.bits) * 64)
-	for i := uint32(0); i < bloomProbes; i++ {
-		bit := (h1 + i*h2) % m
-		l.bits[bit/64] |= 1 << (bit % 64)
-	}
-}
-
-func (l *bloomLayer) has(h uint64) bool {
-	h1, h2 := uint32(h), uint32(h>>32)|1
-	m := uint32(len(l.bits) * 64)
-	for i := uint32(0); i < bloomProbes; i++ {
-		bit := (h1 + i*h2) % m
-		if l.bits[bit/64]&(1<<(bit%64)) == 0 {
-			return false
-		}
-	}
-	return true
 }

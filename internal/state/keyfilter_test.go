@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-func TestKeyFilterNeverDeniesAnAddedKey(t *testing.T) {
+func TestFollowerFilterNeverDeniesAnAddedKey(t *testing.T) {
 	const window = 8000 // ms: buckets of 1000 ms
-	f := newKeyFilter(window, 64<<20)
+	f := newFollowerFilter(window, 64<<20)
 	if !f.mayContain(0, []byte("k"), 0) {
 		t.Fatal("an unarmed filter must answer maybe")
 	}
@@ -40,9 +40,9 @@ func TestKeyFilterNeverDeniesAnAddedKey(t *testing.T) {
 	}
 }
 
-func TestKeyFilterWindowAndExpiry(t *testing.T) {
+func TestFollowerFilterWindowAndExpiry(t *testing.T) {
 	const window = 8000
-	f := newKeyFilter(window, 64<<20)
+	f := newFollowerFilter(window, 64<<20)
 	f.arm()
 	f.add(1, []byte("old"), 1500) // bucket [1000, 2000)
 	if !f.mayContain(1, []byte("old"), 9000) {
@@ -58,10 +58,10 @@ func TestKeyFilterWindowAndExpiry(t *testing.T) {
 	if !f.mayContain(1, []byte("old"), 9000) {
 		t.Fatal("a bucket with entries newer than the cutoff was dropped")
 	}
-	used := f.used
+	used := f.budget.used
 	f.expired(1, 1999)
-	if f.mayContain(1, []byte("old"), 9000) || f.used >= used {
-		t.Fatalf("an expired bucket was kept (used %d -> %d)", used, f.used)
+	if f.mayContain(1, []byte("old"), 9000) || f.budget.used >= used {
+		t.Fatalf("an expired bucket was kept (used %d -> %d)", used, f.budget.used)
 	}
 	// Another partition is not affected by a partition's expiry.
 	f.add(2, []byte("p2"), 1500)
@@ -71,10 +71,10 @@ func TestKeyFilterWindowAndExpiry(t *testing.T) {
 	}
 }
 
-func TestKeyFilterOverBudgetAnswersMaybe(t *testing.T) {
+func TestFollowerFilterOverBudgetAnswersMaybe(t *testing.T) {
 	// Room for the first layer only (80 KiB): the second layer would pass
 	// the budget, so the bucket stops taking keys and answers maybe.
-	f := newKeyFilter(8000, 100<<10)
+	f := newFollowerFilter(8000, 100<<10)
 	f.arm()
 	for i := range bloomFirstKeys + 10 {
 		f.add(0, []byte(fmt.Sprintf("key-%d", i)), 100)
@@ -82,8 +82,8 @@ func TestKeyFilterOverBudgetAnswersMaybe(t *testing.T) {
 	if !f.mayContain(0, []byte("never-added"), 100) {
 		t.Fatal("a saturated bucket must answer maybe")
 	}
-	if f.used != 0 {
-		t.Fatalf("a saturated bucket still holds %d bytes", f.used)
+	if f.budget.used != 0 {
+		t.Fatalf("a saturated bucket still holds %d bytes", f.budget.used)
 	}
 	// Other buckets keep working.
 	f.add(0, []byte("later"), 5000)

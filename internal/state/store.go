@@ -16,8 +16,8 @@
 //     crash between commit and apply only leaves the checkpoint behind,
 //     which the next restore replays.
 //
-// Memory is bounded by the configured block cache and memtables, not by the
-// number of keys. Entries carry a timestamp (the input record's, so replays
+// Memory is bounded by the configured block cache, memtables and key-filter
+// budget (TableOpts.FilterBytes), not by the number of keys. Entries carry a timestamp (the input record's, so replays
 // decide the same way) and expire after a window measured in stream time.
 //
 // The package is not tokenizer-specific: Store is the Pebble layer, Changelog
@@ -158,6 +158,11 @@ func (s *Store) Dir() string { return s.dir }
 // DB exposes the Pebble instance for metrics and benchmarks.
 func (s *Store) DB() *pebble.DB { return s.db }
 
+// appendPrefix appends the kind and partition prefix to b.
+func appendPrefix(b []byte, kind byte, part int32) []byte {
+	return binary.BigEndian.AppendUint32(append(b, kind), uint32(part))
+}
+
 func prefix(kind byte, part int32) []byte {
 	b := make([]byte, prefixLen, prefixLen+64)
 	b[0] = kind
@@ -268,24 +273,29 @@ func (s *Store) ApplyParts(parts []PartPuts) error {
 
 // fillBatch adds puts and part's checkpoint to b.
 func fillBatch(b *pebble.Batch, part int32, puts []Put, cp Checkpoint) error {
+	// The batch copies keys and values: one scratch buffer serves them all
+	// (this runs for every committed transaction).
+	var buf []byte
 	for _, p := range puts {
 		if p.TS > cp.StreamTime {
 			cp.StreamTime = p.TS
 		}
-		dk := dataKey(part, p.Key)
+		buf = append(appendPrefix(buf[:0], kindData, part), p.Key...)
+		dkEnd := len(buf)
 		if p.Value == nil {
-			if err := b.Delete(dk, nil); err != nil {
+			if err := b.Delete(buf, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		v := make([]byte, 8, 8+len(p.Value))
-		binary.BigEndian.PutUint64(v, uint64(p.TS))
-		v = append(v, p.Value...)
-		if err := b.Set(dk, v, nil); err != nil {
+		buf = append(binary.BigEndian.AppendUint64(buf, uint64(p.TS)), p.Value...)
+		vEnd := len(buf)
+		buf = binary.BigEndian.AppendUint64(appendPrefix(buf, kindTime, part), uint64(p.TS)^(1<<63)) // as timeKey
+		buf = append(buf, p.Key...)
+		if err := b.Set(buf[:dkEnd], buf[dkEnd:vEnd], nil); err != nil {
 			return err
 		}
-		if err := b.Set(timeKey(part, p.TS, p.Key), nil, nil); err != nil {
+		if err := b.Set(buf[vEnd:], nil, nil); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -60,6 +61,11 @@ type TableOpts struct {
 	// what it owns plus a bounded grace. Default DefaultKeepRevoked;
 	// negative wipes at once.
 	KeepRevoked time.Duration
+	// FilterBytes bounds the memory of the key filters that answer most
+	// lookups of absent keys without reading the store (filter.go):
+	// default DefaultFilterBytes, negative for none. A partition whose
+	// filter would not fit is read from the store.
+	FilterBytes int64
 }
 
 // DefaultKeepRevoked is TableOpts.KeepRevoked's default: long enough for
@@ -92,15 +98,22 @@ type Table struct {
 	revoked map[int32]*time.Timer // wipes scheduled for revoked partitions
 	closed  bool
 	wg      sync.WaitGroup
+
+	seed         maphash.Seed // of the key filters' hashes
+	filterBudget bloomBudget  // memory of all key filters (limit TableOpts.FilterBytes)
 }
 
 type partition struct {
 	PartitionStatus
 	streamTime int64 // of committed entries
 	lastExpire int64
+	ctx        context.Context // ends when the partition is replaced, revoked or the table closed
 	cancel     context.CancelFunc
 	done       chan struct{}
 	onRestored func(int32)
+	// filter, when complete, holds every key of the partition's store;
+	// building is being scanned (filter.go).
+	filter, building *tableFilter
 }
 
 type pendingPart struct {
@@ -122,8 +135,11 @@ func NewTable(store *Store, cl *Changelog, o TableOpts) *Table {
 	if o.KeepRevoked == 0 {
 		o.KeepRevoked = DefaultKeepRevoked
 	}
+	if o.FilterBytes == 0 {
+		o.FilterBytes = DefaultFilterBytes
+	}
 	t := &Table{store: store, cl: cl, o: o, parts: map[int32]*partition{}, pending: map[int32]*pendingPart{},
-		revoked: map[int32]*time.Timer{}}
+		revoked: map[int32]*time.Timer{}, seed: maphash.MakeSeed(), filterBudget: bloomBudget{limit: o.FilterBytes}}
 	// Partitions a previous process held count as revoked from now: kept
 	// for a warm assignment, wiped if none comes within KeepRevoked.
 	if held, err := store.held(); err != nil {
@@ -185,8 +201,12 @@ func (t *Table) startLocked(part int32, onRestored func(int32)) {
 		tm.Stop()
 		delete(t.revoked, part)
 	}
+	if old := t.parts[part]; old != nil {
+		old.cancel()
+		t.dropFiltersLocked(old)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ps := &partition{cancel: cancel, done: make(chan struct{}), onRestored: onRestored}
+	ps := &partition{ctx: ctx, cancel: cancel, done: make(chan struct{}), onRestored: onRestored}
 	ps.Status = Restoring
 	t.parts[part] = ps
 	t.o.Metrics.status(t.cl.Topic, part, Restoring)
@@ -228,6 +248,7 @@ func (t *Table) restore(ctx context.Context, part int32, ps *partition) {
 	}
 	ps.Status, ps.streamTime = Restored, cp.StreamTime
 	cb := ps.onRestored
+	t.buildFilterLocked(part, ps)
 	t.mu.Unlock()
 	t.o.Metrics.progress(t.cl.Topic, pr, pr.Records-counted)
 	t.o.Metrics.status(t.cl.Topic, part, Restored)
@@ -249,6 +270,7 @@ func (t *Table) Revoke(parts []int32) {
 	for _, p := range parts {
 		if ps, ok := t.parts[p]; ok {
 			ps.cancel()
+			t.dropFiltersLocked(ps)
 			wait = append(wait, ps.done)
 			delete(t.parts, p)
 			gone = append(gone, p)
@@ -372,6 +394,7 @@ func (t *Table) live(ts, streamTime int64) bool {
 // expiry has deleted them yet, so a swept store and a fresh restore decide
 // alike.
 func (t *Table) Get(part int32, key []byte) (Entry, bool, error) {
+	h := t.keyHash(key)
 	t.mu.Lock()
 	ps, ok := t.parts[part]
 	if !ok || ps.Status != Restored {
@@ -385,6 +408,10 @@ func (t *Table) Get(part int32, key []byte) (Entry, bool, error) {
 			t.mu.Unlock()
 			return e, t.live(e.TS, st), nil
 		}
+	}
+	if f := ps.filter; f != nil && f.complete && !f.mayHave(h) {
+		t.mu.Unlock()
+		return Entry{}, false, nil // proven absent from the store (filter.go)
 	}
 	t.mu.Unlock()
 	e, found, err := t.store.Get(part, key)
@@ -414,8 +441,12 @@ func (t *Table) StreamTime(part int32) int64 {
 // produced in the transaction Ended reports on, and not reused.
 func (t *Table) Put(part int32, key, value []byte, ts int64) *kgo.Record {
 	r := &kgo.Record{Topic: t.cl.Topic, Partition: part, Key: key, Value: value, Timestamp: time.UnixMilli(ts), Offset: -1}
+	h := t.keyHash(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if ps := t.parts[part]; ps != nil {
+		t.filterAddLocked(part, ps, h)
+	}
 	pp := t.pending[part]
 	if pp == nil {
 		pp = &pendingPart{entries: map[string]Entry{}}

@@ -78,7 +78,7 @@ func openStore(c *cfg) (*state.Store, string, error) {
 func (t *Tokenizer) stateTable() *state.Table {
 	t.tableOnce.Do(func() {
 		t.table = state.NewTable(t.store, &state.Changelog{Topic: t.cfg.topics.Idempotency, ClientOpts: t.cfg.stateOpts},
-			state.TableOpts{Window: t.cfg.window, Logger: t.cfg.logger, Metrics: t.cfg.stateMetrics})
+			state.TableOpts{Window: t.cfg.window, Logger: t.cfg.logger, Metrics: t.cfg.stateMetrics, FilterBytes: t.cfg.filterBytes})
 	})
 	return t.table
 }

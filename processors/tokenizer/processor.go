@@ -39,6 +39,8 @@ type Processor struct {
 	repart string // the repartition topic's name, built once (not per record)
 	rawID  int    // schema id whose routing key avroKey reads, or -1
 	buf    []*kgo.Record
+	// srcTopic is the last source topic name read by original.
+	srcTopic string
 }
 
 var (
@@ -200,22 +202,27 @@ func (p *Processor) tokenize(ctx context.Context, rec *kgo.Record, dst []*kgo.Re
 	if err := p.t.stateTable().WaitRestored(ctx, rec.Partition); err != nil {
 		return dst, err
 	}
-	orig, err := original(rec)
+	orig, err := original(rec, &p.srcTopic)
 	if err != nil {
 		return dst, err
 	}
 	return p.t.transform(ctx, orig, rec.Partition, dst)
 }
 
-// original rebuilds the raw input record from a repartitioned one.
-func original(rec *kgo.Record) (*kgo.Record, error) {
+// original rebuilds the raw input record from a repartitioned one. topic is
+// the source topic's name seen last, reused when it repeats (it does: one
+// input topic), instead of a string per record.
+func original(rec *kgo.Record, topic *string) (*kgo.Record, error) {
 	o := &kgo.Record{Value: rec.Value, Timestamp: rec.Timestamp}
 	seen := 0
 	for _, h := range rec.Headers {
 		var err error
 		switch h.Key {
 		case hdrTopic:
-			o.Topic = string(h.Value)
+			if string(h.Value) != *topic {
+				*topic = string(h.Value)
+			}
+			o.Topic = *topic
 		case hdrPartition:
 			var n int64
 			n, err = parseDecimal(h.Value, 1<<31-1)

@@ -73,6 +73,7 @@ type cfg struct {
 	stateOpts    []kgo.Opt
 	stateDir     string
 	cacheBytes   int64
+	filterBytes  int64
 	stateMetrics *state.Metrics
 }
 
@@ -110,6 +111,12 @@ func StateDir(dir string) Opt { return func(c *cfg) { c.stateDir = dir } }
 // state.DefaultCacheBytes): with the memtables it bounds the state's memory,
 // whatever the number of keys.
 func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.cacheBytes = n } }
+
+// StateFilterBytes bounds the memory of the in-memory key filters that
+// answer most lookups of new idempotency keys without reading the store
+// (default state.DefaultFilterBytes, about 100 million keys; negative: none).
+// A partition whose filter would not fit is read from the store.
+func StateFilterBytes(n int64) Opt { return func(c *cfg) { c.filterBytes = n } }
 
 // StateMetrics sets where state restore metrics go (default none).
 func StateMetrics(m *state.Metrics) Opt { return func(c *cfg) { c.stateMetrics = m } }
@@ -314,16 +321,20 @@ func (t *Tokenizer) transformPayment(ctx context.Context, rec *kgo.Record, state
 	if err != nil {
 		return dst, fmt.Errorf("encoding vault entry: %w", err)
 	}
+	// The two records and their keys in two allocations, not four.
+	out := new([2]kgo.Record)
+	keys := append(append(make([]byte, 0, len(ctxID)+len(tok)), ctxID...), tok...)
 	ts := rec.Timestamp
-	dst = append(dst,
-		&kgo.Record{Topic: t.cfg.topics.PaymentsTokenized, Key: []byte(ctxID), Value: tv, Timestamp: ts},
-		&kgo.Record{Topic: t.cfg.topics.Vault, Key: []byte(tok), Value: vv, Timestamp: ts},
-	)
-	ev := t.audit(rec, "tokenize", "ok", ctxID, "", map[string]string{
-		"token": tok, "key_version": strconv.FormatUint(uint64(version), 10),
-		"event_type": string(p.EventType), "payment_id": p.PaymentID,
-	})
-	if dst, err = t.appendAudit(dst, rec, ev); err != nil {
+	out[0] = kgo.Record{Topic: t.cfg.topics.PaymentsTokenized, Key: keys[:len(ctxID):len(ctxID)], Value: tv, Timestamp: ts}
+	out[1] = kgo.Record{Topic: t.cfg.topics.Vault, Key: keys[len(ctxID):], Value: vv, Timestamp: ts}
+	dst = append(dst, &out[0], &out[1])
+	ev := t.audit(rec, "tokenize", "ok", ctxID, "", nil)
+	var vbuf [10]byte
+	attrs := [...]schemas.AuditAttr{
+		{Key: "token", Value: tok}, {Key: "key_version", Value: string(strconv.AppendUint(vbuf[:0], uint64(version), 10))},
+		{Key: "event_type", Value: string(p.EventType)}, {Key: "payment_id", Value: p.PaymentID},
+	}
+	if dst, err = t.appendAuditAttrs(dst, rec, &ev, attrs[:]); err != nil {
 		return dst, err
 	}
 	if idemKey != "" {
@@ -432,6 +443,16 @@ func (t *Tokenizer) audit(rec *kgo.Record, action, outcome, subject, reason stri
 
 func (t *Tokenizer) appendAudit(dst []*kgo.Record, rec *kgo.Record, ev schemas.AuditEvent) ([]*kgo.Record, error) {
 	b, err := EncodeAudit(t.serde, ev)
+	if err != nil {
+		return dst, fmt.Errorf("encoding audit event: %w", err)
+	}
+	return append(dst, &kgo.Record{Topic: t.cfg.topics.AuditEvents, Key: []byte(ev.ID), Value: b, Timestamp: rec.Timestamp}), nil
+}
+
+// appendAuditAttrs is appendAudit for an event whose attributes are attrs
+// (ev.Attrs empty): the same bytes, without building a map per event.
+func (t *Tokenizer) appendAuditAttrs(dst []*kgo.Record, rec *kgo.Record, ev *schemas.AuditEvent, attrs []schemas.AuditAttr) ([]*kgo.Record, error) {
+	b, err := t.serde.AppendAudit(nil, ev, attrs)
 	if err != nil {
 		return dst, fmt.Errorf("encoding audit event: %w", err)
 	}
