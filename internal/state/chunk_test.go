@@ -19,9 +19,21 @@ func TestRadixSort(t *testing.T) {
 			}
 			want := slices.Clone(keys)
 			slices.SortStableFunc(want, func(a, b sortKey) int { return cmp.Compare(a.pfx, b.pfx) })
-			radixSort(keys, nil)
+			radixSort(keys, nil, ^uint64(0))
 			if !slices.Equal(keys, want) {
 				t.Fatalf("n=%d mask=%x: radix sort differs from a stable sort", n, mask)
+			}
+			// On the highest varying bits only: a stable sort on them.
+			sub := highBits(mask, 7)
+			rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+			for i := range keys {
+				keys[i].off = uint32(i)
+			}
+			want = slices.Clone(keys)
+			slices.SortStableFunc(want, func(a, b sortKey) int { return cmp.Compare(a.pfx&sub, b.pfx&sub) })
+			radixSort(keys, nil, sub)
+			if !slices.Equal(keys, want) {
+				t.Fatalf("n=%d mask=%x sub=%x: radix sort differs from a stable sort", n, mask, sub)
 			}
 		}
 	}
