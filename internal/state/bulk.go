@@ -204,24 +204,45 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 			doneNext.Store(g.cp.Next)
 			return nil
 		}
+		// held is a chunk kept in memory (not spilled) because the next
+		// one is likely the last: both are then merged from memory.
+		var held *chunk
+		release := func() {
+			if held != nil {
+				free <- held
+				held = nil
+			}
+		}
 		for ch := range work {
 			if err != nil {
 				continue // drain
 			}
 			if err = ctx.Err(); err == nil {
-				if ch.final || len(g.runs)+1 >= BulkGenerationChunks {
+				switch {
+				case ch.final || len(g.runs)+len(g.mem)+1 >= BulkGenerationChunks:
 					err = ingest(ch) // merged from memory, not spilled
-				} else {
-					err = store.spill(&g, ch)
+					release()
+				case ch.nextFinal && held == nil:
+					err = store.hold(&g, ch)
+					held, ch = ch, nil
+				default:
+					if held != nil {
+						// Not the last after all: the reader needs a buffer.
+						err = store.spillHeld(&g)
+						release()
+					}
+					if err == nil {
+						err = store.spill(&g, ch)
+					}
 				}
 			}
-			if err == nil {
-				free <- ch // its records are in a run or the LSM: the reader may reuse it
-			} else {
+			if err != nil {
 				cancel()
+			} else if ch != nil {
+				free <- ch // its records are in a run or the LSM: the reader may reuse it
 			}
 		}
-		if err == nil && len(g.runs) > 0 {
+		if err == nil && (len(g.runs) > 0 || held != nil) {
 			err = ingest(nil) // the reader stopped early: keep what was read
 		}
 		applied <- err
@@ -263,7 +284,10 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 				cur.add(r.Key, r.Value, ts)
 			}
 			if cur.n >= chunkRecords || len(cur.buf) >= BulkChunkBytes {
-				// Every record below r.Offset+1 has been seen.
+				// Every record below r.Offset+1 has been seen. If fewer
+				// offsets than a chunk's records are left, the next
+				// chunk is the last (unless cut on bytes).
+				cur.nextFinal = end-(r.Offset+1) <= int64(chunkRecords)
 				return cut(r.Offset+1, false)
 			}
 			return nil

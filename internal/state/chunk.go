@@ -25,13 +25,14 @@ import (
 // value: the data table is written straight from buf, and a record is
 // read at one place (one cache miss when visited in key order).
 type chunk struct {
-	part  int32
-	buf   []byte
-	n     int   // records
-	maxTS int64 // newest record timestamp
-	cp    Checkpoint
-	final bool // the last chunk of a restore
-	sink  byte // touch's loads, kept so that the compiler keeps them
+	part      int32
+	buf       []byte
+	n         int   // records
+	maxTS     int64 // newest record timestamp
+	cp        Checkpoint
+	final     bool // the last chunk of a restore
+	nextFinal bool // the next chunk is likely the last
+	sink      byte // touch's loads, kept so that the compiler keeps them
 	// Sort scratch, reused.
 	ord  []sortKey
 	dead []uint32 // offsets of records a later record of the same key overrides, ascending
@@ -51,7 +52,7 @@ type sortKey struct {
 }
 
 func (c *chunk) reset(part int32) {
-	c.part, c.buf, c.n, c.maxTS, c.cp, c.final = part, c.buf[:0], 0, 0, Checkpoint{}, false
+	c.part, c.buf, c.n, c.maxTS, c.cp, c.final, c.nextFinal = part, c.buf[:0], 0, 0, Checkpoint{}, false, false
 }
 
 // begin appends a record's header and Pebble key, and returns its offset.

@@ -81,8 +81,8 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 	defer s.Close()
 	g := generation{part: 0}
 	defer g.discard()
-	var c chunk
 	for i := range 3 * BulkGenerationChunks {
+		c := &chunk{} // not reused: a held chunk stays in use
 		c.reset(0)
 		for j := range 10 {
 			c.add([]byte("k"), fmt.Appendf(nil, "v%d-%d", i, j), int64(i))
@@ -96,14 +96,19 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 		var err error
 		switch {
 		case i == BulkGenerationChunks-1: // the whole generation spilled
-			err = s.spill(&g, &c)
+			err = s.spill(&g, c)
 			if err == nil {
 				err = s.ingestGeneration(&g, nil)
 			}
-		case len(g.runs)+1 >= BulkGenerationChunks: // its last chunk merged from memory
-			err = s.ingestGeneration(&g, &c)
+		case len(g.runs)+len(g.mem)+1 >= BulkGenerationChunks: // its last chunks merged from memory
+			err = s.ingestGeneration(&g, c)
+		case i%7 == 3: // held in memory, then spilled or merged from memory
+			err = s.hold(&g, c)
 		default:
-			err = s.spill(&g, &c)
+			err = s.spillHeld(&g)
+			if err == nil {
+				err = s.spill(&g, c)
+			}
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -41,10 +41,10 @@ type generation struct {
 	// j start.
 	splits [][]byte
 	bounds [][]int64
-	// mem is the final chunk, merged from memory (ingestGeneration), and
-	// memBounds where its ranges start in mem.ord.
-	mem       *chunk
-	memBounds []int
+	// mem are chunks merged from memory (newer than the runs, in order),
+	// and memBounds[i] where their ranges start in mem[i].ord.
+	mem       []*chunk
+	memBounds [][]int
 }
 
 // spill sorts c and adds it to g: its last record of each key, in key
@@ -57,19 +57,66 @@ func (s *Store) spill(g *generation, c *chunk) error {
 		return nil
 	}
 	c.sort()
+	return s.writeSorted(g, c, true)
+}
+
+// hold adds sorted c to g as a chunk to merge from memory, and writes its
+// time index table: the caller keeps c until g is ingested, or has its run
+// written by spillHeld. A restore holds the chunk before its last one (as
+// well as the last one), so a restore of two chunks writes no run at all.
+func (s *Store) hold(g *generation, c *chunk) error {
+	g.take(c)
+	if c.n == 0 {
+		return nil
+	}
+	c.sort()
+	g.split(c)
+	files, err := s.ingestPaths(c.part, "-time.sst")
+	if err != nil {
+		return err
+	}
+	err = s.writeTimeTable(files[0], c)
+	if len(c.live) > 0 || err != nil {
+		g.tables = append(g.tables, files[0])
+	}
+	if err != nil {
+		return err
+	}
+	g.mem = append(g.mem, c)
+	return nil
+}
+
+// spillHeld writes the run of the chunks g holds (hold), which the caller
+// may then reuse.
+func (s *Store) spillHeld(g *generation) error {
+	for _, c := range g.mem {
+		if err := s.writeSorted(g, c, false); err != nil {
+			return err
+		}
+	}
+	g.mem = g.mem[:0]
+	return nil
+}
+
+// writeSorted writes sorted c's run, and its time index table if timeTable.
+func (s *Store) writeSorted(g *generation, c *chunk, timeTable bool) error {
 	files, err := s.ingestPaths(c.part, ".run", "-time.sst")
 	if err != nil {
 		return err
 	}
 	rpath, tpath := files[0], files[1]
 	timeErr := make(chan error, 1)
-	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
+	if timeTable {
+		go func() { timeErr <- s.writeTimeTable(tpath, c) }()
+	} else {
+		timeErr <- nil
+	}
 	g.split(c)
 	bounds, err := writeRun(rpath, c, g.splits)
 	terr := <-timeErr
 	g.runs = append(g.runs, rpath) // removed with the generation, written or not
 	g.bounds = append(g.bounds, bounds)
-	if len(c.live) > 0 || terr != nil {
+	if timeTable && (len(c.live) > 0 || terr != nil) {
 		g.tables = append(g.tables, tpath)
 	}
 	if err != nil {
@@ -165,7 +212,7 @@ func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 		if last.n > 0 {
 			last.sort()
 			g.split(last)
-			g.mem, g.memBounds = last, last.bounds(g.splits)
+			g.mem = append(g.mem, last)
 			ps, err := s.ingestPaths(last.part, "-time.sst")
 			if err != nil {
 				return err
@@ -173,6 +220,10 @@ func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 			tpath, timeErr = ps[0], make(chan error, 1)
 			go func() { timeErr <- s.writeTimeTable(tpath, last) }()
 		}
+	}
+	g.memBounds = g.memBounds[:0]
+	for _, c := range g.mem {
+		g.memBounds = append(g.memBounds, c.bounds(g.splits))
 	}
 	err := s.writeData(g)
 	if timeErr != nil {
@@ -198,7 +249,7 @@ func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 // (the ranges do not overlap, so neither do the tables), and adds them to
 // g.tables.
 func (s *Store) writeData(g *generation) error {
-	if len(g.runs) == 0 && g.mem == nil {
+	if len(g.runs) == 0 && len(g.mem) == 0 {
 		return nil
 	}
 	ways := len(g.splits) + 1
@@ -237,7 +288,12 @@ func (g *generation) rangeEmpty(j int) bool {
 			return false
 		}
 	}
-	return g.mem == nil || g.memBounds[j] == g.memBounds[j+1]
+	for _, b := range g.memBounds {
+		if b[j] < b[j+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // bounds returns where each key range (split by splits) starts in sorted
@@ -369,8 +425,9 @@ func mergeRuns(g *generation, j int, w *sstable.Writer) error {
 		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 256<<10), f: f, seq: i}
 		h = append(h, rr)
 	}
-	if g.mem != nil {
-		h = append(h, &runReader{c: g.mem, i: g.memBounds[j], end: g.memBounds[j+1], seq: len(g.runs)})
+	for i, c := range g.mem {
+		b := g.memBounds[i]
+		h = append(h, &runReader{c: c, i: b[j], end: b[j+1], seq: len(g.runs) + i})
 	}
 	live := h[:0]
 	for _, rr := range h {
