@@ -285,9 +285,10 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 			}
 			if cur.n >= chunkRecords || len(cur.buf) >= BulkChunkBytes {
 				// Every record below r.Offset+1 has been seen. If fewer
-				// offsets than a chunk's records are left, the next
-				// chunk is the last (unless cut on bytes).
-				cur.nextFinal = end-(r.Offset+1) <= int64(chunkRecords)
+				// offsets are left than this chunk holds records, the
+				// next chunk is likely the last (records of a changelog
+				// are of similar sizes).
+				cur.nextFinal = end-(r.Offset+1) <= int64(cur.n)
 				return cut(r.Offset+1, false)
 			}
 			return nil
