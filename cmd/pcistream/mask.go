@@ -28,9 +28,12 @@ are kept, so log parsers downstream keep working and JSON, URLs and XML stay val
 It uses the same detector as the masker processor and the scanner: 12-19 digits,
 Luhn-valid, in a known card network's range and length, however they are written
 (glued to words, grouped by any mix of spaces, tabs, dashes, dots, colons, slashes,
-commas, semicolons, pipes, NBSP or zero-width characters, wrapped across lines, JSON-
-or percent-escaped, HTML character references, fullwidth or other scripts' digits,
-UTF-16 text). Look-alikes (timestamps,
+commas, semicolons, pipes, NBSP or zero-width characters, wrapped across lines or by
+quoted-printable soft breaks, split into quoted CSV/JSON/SQL fields or HTML tags, JSON,
+JavaScript (\u{34}), Python (\U00000034), octal (\064) or percent (%34, %u0034)
+escapes, HTML character references with or without ';', fullwidth or other scripts'
+digits, UTF-16 text, the hex of the text (0x3431..., X'...', bytea \x...) or base64:
+JWT payloads, Basic auth, blobs, masked by re-encoding). Look-alikes (timestamps,
 UUIDs, hashes, IBANs, phone numbers, IPs, amounts, masked PANs, tokens) are kept.
 Policies: first6last4 shows the first six and last four digits only for 16-19 digit
 PANs (shorter ones show the last four), last4, full.

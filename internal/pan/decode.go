@@ -15,20 +15,26 @@ type Encoding uint16
 
 // Encodings the detector sees through.
 const (
-	EncPercent       Encoding = 1 << iota // URL percent-encoding: %34, %2534, %EF%BC%94
-	EncJSONEscape                         // JSON / JavaScript string escapes: \u0034, \\u0034
-	EncHexEscape                          // C-style byte escapes: \x34
-	EncHTMLEntity                         // HTML / XML character references: &#52; &#x34; &nbsp;
-	EncUnicodeDigits                      // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
-	EncSeparators                         // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
-	EncInvisible                          // zero-width characters or soft hyphens between digits
-	EncGlued                              // a letter right before or after the number ("PAN4111...", "...1111x")
+	EncPercent         Encoding = 1 << iota // URL percent-encoding: %34, %2534, %EF%BC%94
+	EncJSONEscape                           // JSON / JavaScript string escapes: \u0034, \\u0034
+	EncHexEscape                            // C-style byte escapes: \x34
+	EncHTMLEntity                           // HTML / XML character references: &#52; &#x34; &nbsp;
+	EncUnicodeDigits                        // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
+	EncSeparators                           // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
+	EncInvisible                            // zero-width characters or soft hyphens between digits
+	EncGlued                                // a letter right before or after the number ("PAN4111...", "...1111x")
+	EncOctalEscape                          // C / shell / PostgreSQL octal byte escapes: \064
+	EncHexASCII                             // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
+	EncBase64                               // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
+	EncMarkup                               // quotes or tags between digit groups: "4111","1111",..., 4111<span>1111</span>
+	EncQuotedPrintable                      // a MIME quoted-printable soft line break inside the number: 11=\r\n11
 
 	numEncodings = iota
 )
 
 var encodingNames = [numEncodings]string{
 	"percent", "json-escape", "hex-escape", "html-entity", "unicode-digits", "separators", "invisible", "glued",
+	"octal-escape", "hex-ascii", "base64", "markup", "quoted-printable",
 }
 
 // String returns "plain" for the zero value, else the names of the set bits
@@ -188,6 +194,12 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 	case '%':
 		x, hw := hexN(b, q, 2, depth-1)
 		if hw == 0 {
+			// "%u0034": the legacy JavaScript escape().
+			if u, uw, _ := charAt(b, q, depth-1); u == 'u' || u == 'U' {
+				if v, hw := hexN(b, q+uw, 4, depth-1); hw > 0 {
+					return v, q + uw + hw - p, e | EncPercent
+				}
+			}
 			return 0, 0, 0
 		}
 		return utf8Units(b, p, q+hw-p, byte(x), '%', depth, e|EncPercent)
@@ -202,7 +214,7 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 		case 'u':
 			v, hw := hexN(b, q, 4, depth-1)
 			if hw == 0 {
-				return 0, 0, 0
+				return braceEscape(b, p, q, depth, e)
 			}
 			w := q + hw - p
 			if v >= 0xD800 && v < 0xDC00 {
@@ -217,6 +229,18 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 				return 0, 0, 0
 			}
 			return utf8Units(b, p, q+hw-p, byte(x), '\\', depth, e|EncHexEscape)
+		case 'U':
+			// "\U00000034": Python, C11.
+			v, hw := hexN(b, q, 8, depth-1)
+			if hw == 0 || v > unicode.MaxRune {
+				return 0, 0, 0
+			}
+			return v, q + hw - p, e | EncJSONEscape
+		case '0', '1', '2', '3':
+			// "\064": an octal byte escape of exactly three digits (C,
+			// bash $'...', PostgreSQL bytea). Shorter ones ("\0", "\12")
+			// are left alone: a digit after them would be read wrongly.
+			return octalEscape(b, p, q-nw, depth, e)
 		}
 		if r, ok := shortEscapes[n]; ok {
 			return r, q - p, e | EncJSONEscape
@@ -252,6 +276,50 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 	return 0, 0, 0
 }
 
+// braceEscape decodes the "{N}" of "\\u{34}" (JavaScript, Ruby, Rust,
+// Swift, PHP) starting at q: one to six hex digits in braces.
+func braceEscape(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	r, w, _ := charAt(b, q, depth-1)
+	if r != '{' {
+		return 0, 0, 0
+	}
+	q += w
+	var v rune
+	for n := 0; n <= 6; n++ {
+		r, w, _ := charAt(b, q, depth-1)
+		if r == '}' && n > 0 {
+			return v, q + w - p, e | EncJSONEscape
+		}
+		h, ok := byte(0), false
+		if r >= 0 && r < 0x80 {
+			h, ok = unhex(byte(r))
+		}
+		if !ok || n == 6 {
+			return 0, 0, 0
+		}
+		v = v<<4 | rune(h)
+		q += w
+	}
+	return 0, 0, 0
+}
+
+// octalEscape decodes the three octal digits of "\\064" starting at q.
+func octalEscape(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
+	var v rune
+	for range 3 {
+		r, w, _ := charAt(b, q, depth-1)
+		if r < '0' || r > '7' {
+			return 0, 0, 0
+		}
+		v = v<<3 | (r - '0')
+		q += w
+	}
+	if v > 0xff {
+		return 0, 0, 0
+	}
+	return v, q - p, e | EncOctalEscape
+}
+
 // numericRef decodes the digits and ';' of "&#N;" or "&#xN;" starting at q.
 func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
 	r, w, _ := charAt(b, q, depth-1)
@@ -266,11 +334,16 @@ func numericRef(b []byte, p, q, depth int, e Encoding) (rune, int, Encoding) {
 		if r == ';' && n > 0 {
 			return v, q + w - p, e
 		}
-		if r < 0 || r >= 0x80 {
-			return 0, 0, 0
+		h, ok := byte(0), false
+		if r >= 0 && r < 0x80 {
+			h, ok = unhex(byte(r))
 		}
-		h, ok := unhex(byte(r))
 		if !ok || (!hexa && h > 9) {
+			if n > 0 {
+				// "&#52&#49": HTML5 parsers decode a reference that
+				// lacks its ';' too.
+				return v, q - p, e
+			}
 			return 0, 0, 0
 		}
 		if hexa {
@@ -346,6 +419,7 @@ var namedRefs = map[string]rune{
 	"hyphen": 0x2010, "dash": 0x2010, "zwj": 0x200D, "zwnj": 0x200C, "ZeroWidthSpace": 0x200B, "NoBreak": 0x2060,
 	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
 	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
+	"quot": '"', "QUOT": '"', "apos": '\'', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "equals": '=',
 }
 
 // decode decodes the escaped character at p (p holds '%', '\\' or '&'),
@@ -354,6 +428,11 @@ var namedRefs = map[string]rune{
 func decode(b []byte, p int) (rune, int, Encoding) {
 	r, w, e := escapeAt(b, p, 1)
 	if w == 0 {
+		if b[p] == '\\' && p+1 < len(b) && (b[p+1] == '&' || b[p+1] == '%') {
+			// A JSON escape whose letter is escaped again ("\&#34;": a
+			// JSON string's quote, HTML-escaped).
+			return escapeAt(b, p, 2)
+		}
 		return 0, 0, 0
 	}
 	for d := 2; d <= maxDepth && (r == '%' || r == '\\' || r == '&'); d++ {
@@ -400,6 +479,7 @@ const (
 	gapStd       // one ASCII space, dash, dot or '+' (URL space): the classic printings
 	gapOther     // any other visible separator
 	gapInvisible // zero-width characters and soft hyphens: the digits look contiguous
+	gapQuote     // a quote: part of a gap only beside a visible separator ("4111","1111")
 )
 
 // sepRune classifies a decoded character as a separator.
@@ -407,6 +487,8 @@ func sepRune(r rune) int {
 	switch r {
 	case ' ', '-', '.', '+':
 		return gapStd
+	case '"', '\'':
+		return gapQuote
 	case '\t', '\r', '\n', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
 		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
 		return gapOther
@@ -428,10 +510,30 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 		return 1, gapStd, 0
 	case asciiSep[c]: // every other plain ASCII separator (one table, shared with the block filter)
 		return 1, gapOther, EncSeparators
+	case c == '"' || c == '\'':
+		return 1, gapQuote, EncMarkup
+	case c == '<':
+		if w := tagAt(b, p); w > 0 {
+			return w, gapOther, EncMarkup
+		}
+	case c == '=':
+		if w := qpBreak(b, p); w > 0 {
+			return w, gapInvisible, EncQuotedPrintable
+		}
 	case c == '%' || c == '\\' || c == '&':
 		r, w, e := decode(b, p)
 		if w == 0 {
 			return 0, gapNone, 0
+		}
+		switch r {
+		case '<':
+			if tw := tagAt(b, p); tw > 0 {
+				return tw, gapOther, e | EncMarkup
+			}
+		case '=':
+			if qw := qpBreak(b, p); qw > 0 {
+				return qw, gapInvisible, e | EncQuotedPrintable
+			}
 		}
 		if k := sepRune(r); k != gapNone {
 			if k == gapStd && c != '%' {
@@ -450,12 +552,92 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 
 func sepEnc(k int) Encoding {
 	switch k {
+	case gapQuote:
+		return EncMarkup
 	case gapOther:
 		return EncSeparators
 	case gapInvisible:
 		return EncInvisible
 	}
 	return 0
+}
+
+// maxTag is the longest HTML or XML tag seen as a gap ("<span class=x>").
+const maxTag = 64
+
+// tagAt returns the width of an HTML or XML tag at b[p] ('<', a letter,
+// '/' or '!', then up to maxTag characters without '<', a line break or
+// a digit, then '>'; each character plain or escaped: "\u003cb\u003e",
+// "&lt;b&gt;", "%3Cb%3E"), or 0. A tag with digits is not a gap: its
+// attributes may hold a number of their own (<card number="4111...">).
+func tagAt(b []byte, p int) int {
+	r, w, _ := charAt(b, p, maxDepth)
+	if r != '<' {
+		return 0
+	}
+	q := p + w
+	if r, w, _ = charAt(b, q, maxDepth); w == 0 || !(r < 0x80 && isLetter(byte(r)) || r == '/' || r == '!') {
+		return 0
+	}
+	for n := 0; n < maxTag; n++ {
+		r, w, _ := charAt(b, q, maxDepth)
+		switch {
+		case w == 0 || r == '<' || r == '\n' || (r >= '0' && r <= '9'):
+			return 0
+		case r == '>':
+			return q + w - p
+		}
+		q += w
+	}
+	return 0
+}
+
+// qpBreak returns the width of a MIME quoted-printable soft line break at
+// b[p] ("=\r\n" or "=\n", plain or escaped), or 0.
+func qpBreak(b []byte, p int) int {
+	r, w, _ := charAt(b, p, maxDepth)
+	if r != '=' {
+		return 0
+	}
+	q := p + w
+	r, w, _ = charAt(b, q, maxDepth)
+	if r == '\r' {
+		q += w
+		r, w, _ = charAt(b, q, maxDepth)
+	}
+	if r != '\n' {
+		return 0
+	}
+	return q + w - p
+}
+
+// markupStart marks the bytes that can start a markup gap (quote, tag,
+// quoted-printable soft line break): the block filter keeps a stretch of
+// digits they follow, and the scanner looks (markupGap) whether a digit
+// follows the gap.
+var markupStart = func() (t [256]bool) {
+	t['"'], t['\''], t['<'], t['='] = true, true, true, true
+	return t
+}()
+
+// markupGap reports whether a gap of separator units that holds markup
+// starts at g and leads to a digit (see gapAt; a gap of quotes only does
+// not count).
+func markupGap(b []byte, g int) bool {
+	q, seen := g, false
+	for units := 0; q < len(b) && units < maxGapUnits; units++ {
+		w, k, _ := gapAt(b, q)
+		if w == 0 {
+			break
+		}
+		seen = seen || k != gapQuote
+		q += w
+	}
+	if q >= len(b) || !seen {
+		return false
+	}
+	_, w, _ := digitAt(b, q)
+	return w > 0
 }
 
 // skipWidth returns how far to move past a byte at p that starts neither a

@@ -10,17 +10,28 @@
 // IIN range with a length valid for that network (see IINRanges), where
 //
 //   - a digit may be written as an ASCII digit, a digit of any other script
-//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON escape
-//     (\u0034, double-escaped \\u0034, surrogate pairs), a byte escape
-//     (\x34), a percent escape (%34, double-encoded %2534, or the percent- or
-//     \x-escaped UTF-8 of a non-ASCII digit) or an HTML character reference
-//     (&#52;, &#x34;, &amp;#52;);
+//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON or
+//     JavaScript escape (\u0034, double-escaped \\u0034, surrogate pairs,
+//     \u{34}), \U00000034 (Python, C), a byte escape (\x34), an octal
+//     byte escape of three digits (\064: C, bash $'...', PostgreSQL), a
+//     percent escape (%34, double-encoded %2534, the legacy %u0034, or the
+//     percent- or \x-escaped UTF-8 of a non-ASCII digit) or an HTML
+//     character reference (&#52;, &#x34;, &#0052;, &amp;#52;, and &#52
+//     without its ';', as HTML5 parsers read it);
 //   - digits are contiguous, or grouped by gaps of up to eight separator
 //     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
 //     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
 //     and the Unicode spaces, en/em dashes and minus, written plainly
-//     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters and
-//     soft hyphens are seen through: they do not even split a group;
+//     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters,
+//     soft hyphens and MIME quoted-printable soft line breaks (=\r\n)
+//     are seen through: they do not even split a group;
+//   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
+//     and Python write a number split into fields ("4111","1111",...,
+//     '4111' || '1111'), and HTML/XML tags without digits
+//     (4111<span>1111</span>, <td>4111</td><td>1111</td>, <br/>; plain or
+//     escaped: &lt;b&gt;, \u003cb\u003e). Groups split by markup must
+//     have 4-8 digits (the last 1-8), or one digit each, so quoted lists
+//     and tables of small numbers never form a PAN;
 //   - the groups have a printed shape: one group of 12-19 digits, or a first
 //     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, or
 //     one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
@@ -28,7 +39,15 @@
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
 //   - anything may stand right before or after the number: letters
-//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+'.
+//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
+//   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
+//     MySQL X'3431...', PostgreSQL bytea \x3431..., hex strings in logs)
+//     or inside base64 (standard or URL alphabet, padded or not: JWT
+//     payloads, HTTP Basic credentials, base64 JSON in logs). Such a region
+//     (up to 384 decoded bytes at a time) is decoded and scanned like any
+//     text; Mask masks the decoded text and encodes it again, so the region
+//     keeps its length and stays valid hex or base64 (two PANs that share
+//     a base64 group are one finding, all digits masked).
 //
 // Look-alikes that are not reported: Luhn-invalid numbers and numbers no
 // network issues (this is what rejects Unix times in s, ms, µs and ns: until
@@ -56,6 +75,22 @@
 //     is kept; letters glued to a number alone ("card4111...") are not.
 //   - Space-, tab- or line-separated tables of 4-digit numbers can form a
 //     Luhn-valid number in a card range: masked (a false positive).
+//   - Quoted or tagged groups of 4-8 digits are a split number: a quoted
+//     CSV row or an HTML table of 4-digit numbers that forms a Luhn-valid
+//     number in a card range is masked (a false positive), as unquoted.
+//   - Not covered (a miss, documented): one digit per quoted field or per
+//     tag ("4","1",... or <span>4</span>... with plain digits: the filter
+//     looks at three digits in a row, or one-digit groups split by plain
+//     separators); hex of a number whose separators are not space or tab
+//     ("34313131 2d 31..." for dashes: only long digit runs are looked
+//     into); hex dumps with a space between bytes ("34 31 31 31"); base64
+//     of a number printed one digit per group or written with escapes or
+//     other scripts' digits (the base64 signal is three groups in a row
+//     that start with an ASCII digit); base64 split across lines (MIME):
+//     only a PAN inside one line is found; digit pairs ("41 11 11 11 ...")
+//     are no printed shape: dates, times and hex dumps write pairs; digits
+//     written as words ("four one one one ..."): too easily confused with
+//     prose, left out.
 //   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
 //     row of 4-digit numbers that forms a Luhn-valid number in a card range
 //     is masked (a false positive). Thousands separators ("1,234,567") never
@@ -64,13 +99,17 @@
 //
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
-// of three one-digit groups, and every byte that can start an encoded digit
+// of three one-digit groups, every byte that can start an encoded digit
 // or separator ('%', '\\', '&', the UTF-8 lead bytes of digits and
-// separators); blocks without one are skipped with one nibble lookup per
-// 32 bytes. Within the vector loop, each stretch of ASCII digits and
-// separators is counted (on into the neighbouring blocks) and its
-// candidates dropped when it cannot hold 12 digits in a printed shape
-// (prune), so blocks of times, ids, ports and amounts never leave it. A
+// separators), and the base64 signal (an 'M', 'N' or 'O' every fourth
+// byte three times: the first characters of base64 groups that encode
+// digits; see b64Signal); blocks without one are skipped with one nibble
+// lookup per 32 bytes and a few scalar operations on its 'M'-'O' mask.
+// Within the vector loop, each stretch of ASCII digits and separators is
+// counted (on into the neighbouring blocks) and its candidates dropped
+// when it cannot hold 12 digits in a printed shape and no escape,
+// non-ASCII byte or markup that could continue it follows (prune), so
+// blocks of times, ids, ports and amounts never leave it. A
 // run that survives is measured with the block's digit and separator
 // masks and dropped unless some window of its groups can have 12 digits
 // and a printed shape; only then are groups collected, decoded and
@@ -89,7 +128,7 @@ import (
 
 // Match is one PAN found in a byte slice. It never holds the full PAN.
 type Match struct {
-	Start, End int     // byte offsets into the scanned input: first digit .. one past last digit (separators inside included)
+	Start, End int     // byte offsets into the scanned input: first digit .. one past last digit (separators inside included; for hex and base64, the characters that encode them)
 	Digits     int     // number of digits (12..19)
 	Network    Network // card network from the IIN
 	Last4      [4]byte // last four digits (ASCII)
@@ -102,11 +141,15 @@ type Match struct {
 	// the PAN: masking then keeps none of its digits, so the kept ones can
 	// never combine with their neighbours into a new PAN.
 	adj uint8
+	// sub0, sub1: for a PAN inside base64, where it starts and ends in the
+	// decoded bytes of Start..End.
+	sub0, sub1 int32
 }
 
 const (
 	adjBefore = 1 << iota
 	adjAfter
+	adjMerged // PANs inside base64 that share a group, reported as one: every digit is masked
 )
 
 // Detector finds PANs. It is immutable after New and safe for concurrent use.
@@ -287,17 +330,19 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 	for off = 0; off < n; off += blockSize {
 		p := bs + off
 		_ = b[p+63]
-		var i uint64
+		var i, mo uint64
 		d = 0
 		for k := 0; k < blockSize; k += 8 {
 			x := binary.LittleEndian.Uint64(b[p+k:])
 			d |= bits8(digitMask(x)) << k
 			i |= bits8(eqMask(x, '%'*ones)|eqMask(x, '\\'*ones)|eqMask(x, '&'*ones)) << k
+			mo |= bits8(eqMask(x&0xfcfcfcfcfcfcfcfc, 'L'*ones)&^eqMask(x, 'L'*ones)) << k
 			if x&(x<<1)&hi1 != 0 {
 				i |= leadBits(x) << k
 			}
 		}
-		if d|i == 0 {
+		sig := b64Signal(mo)
+		if d|i|sig == 0 {
 			pd, ps = 0, 0
 			continue
 		}
@@ -307,7 +352,7 @@ func candMasksGeneric(b []byte, bs, n int, pd, ps uint64) (off int, c, d, s uint
 				s |= 1 << k
 			}
 		}
-		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps); c != 0 {
+		if c = prune(b, p, bs+n, candidates(d, s, i, pd, ps), d, s, pd, ps) | sig; c != 0 {
 			return off, c, d, s
 		}
 		pd, ps = d, s
@@ -354,7 +399,11 @@ func edgeBits(b []byte, bs int) (pd, ps uint64) {
 // tailMasks computes the masks of the last, partial block b[bs:] byte by
 // byte.
 func tailMasks(b []byte, bs int) (d, s, i uint64) {
+	var mo uint64
 	for k, c := range b[bs:] {
+		if b64Sig(c) {
+			mo |= 1 << k
+		}
 		switch {
 		case isDigit(c):
 			d |= 1 << k
@@ -364,7 +413,7 @@ func tailMasks(b []byte, bs int) (d, s, i uint64) {
 			i |= 1 << k
 		}
 	}
-	return d, s, i
+	return d, s, i | b64Signal(mo)
 }
 
 // Run limits: a run longer than this is cut (tables of numbers); the gap
@@ -419,6 +468,20 @@ type scanner struct {
 	copying bool
 	copied  int
 	out     []byte
+
+	// long0, long1: a digit run too long to be a PAN that quickRun saw
+	// (hex of ASCII, perhaps). mk: the current run has a markup gap.
+	long0, long1 int
+	mk           bool
+
+	// A decoded region (hex of ASCII, base64; see nested.go): its matches
+	// sub[subK:subN] are returned before the scan goes on at subEnd.
+	// inner marks a scanner of a decoded region (no further decoding);
+	// b64Skip is where the last base64 region ended.
+	sub             [maxSub]Match
+	subN, subK      int
+	subEnd, b64Skip int
+	inner           bool
 }
 
 // flushTo copies b[s.copied:end] to s.out.
@@ -542,7 +605,7 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 			if !ok {
 				cnt = 99
 			}
-		} else if introHigh[b[bs+e]] {
+		} else if c := b[bs+e]; introHigh[c] || (markupStart[c] && markupKeep(b, bs, e, d)) {
 			cnt = 99
 		}
 		if cnt >= MinDigits {
@@ -550,6 +613,71 @@ func prune(b []byte, bs, end int, c, d, sp, pd, ps uint64) uint64 {
 		}
 	}
 	return keep
+}
+
+// markupKeep reports, for prune, whether the markup byte at bs+e may
+// continue a number: a quote or '<' only after a group of 4-8 digits (see
+// markupShape; or one that reaches back to the block's start), and for
+// every kind a digit or an escape or non-ASCII byte close after it (see
+// markupWindow), or the window runs past the block. scan_amd64.s does the
+// same.
+func markupKeep(b []byte, bs, e int, d uint64) bool {
+	c := b[bs+e]
+	if c != '=' {
+		if g := lastGroup(d, e); g >= 0 && (g < 4 || g > 8) {
+			return false
+		}
+	}
+	lo, hi := markupWindow(c)
+	if e+hi >= blockSize {
+		return true
+	}
+	for k := e + lo; k <= e+hi; k++ {
+		if x := b[bs+k]; isDigit(x) || introHigh[x] {
+			return true
+		}
+	}
+	return false
+}
+
+// markupWindow returns where, after a markup byte c, the next group can
+// start: "=\n1", "=\r\n1"; "\",\"1" to "' || '1"; "<br>1" to
+// "</span> <span>1" (a longer gap is not seen).
+func markupWindow(c byte) (lo, hi int) {
+	switch c {
+	case '=':
+		return 2, 3
+	case '<':
+		return 3, 20
+	}
+	return 2, 7
+}
+
+// markupAfter reports whether the markup byte at b[e], after a group of
+// group digits, starts a gap that leads to a digit (see markupKeep and
+// markupGap).
+func markupAfter(b []byte, e, group int) bool {
+	c := b[e]
+	if c != '=' && (group < 4 || group > 8) {
+		return false
+	}
+	lo, hi := markupWindow(c)
+	for k := e + lo; k <= e+hi && k < len(b); k++ {
+		if x := b[k]; isDigit(x) || introHigh[x] {
+			return markupGap(b, e)
+		}
+	}
+	return false
+}
+
+// lastGroup returns how many digits of d stand right before bit e, or -1
+// when they reach back to the block's start.
+func lastGroup(d uint64, e int) int {
+	nd := ^d & (1<<uint(e) - 1)
+	if nd == 0 {
+		return -1
+	}
+	return e - bits.Len64(nd)
 }
 
 // nextStretch counts the digits of the stretch of ASCII digits and
@@ -566,7 +694,7 @@ func nextStretch(b []byte, p, end int) (digits int, ok bool) {
 			digits++
 		case asciiSep[c]:
 		default:
-			return digits, !introHigh[c]
+			return digits, !introHigh[c] && !markupStart[c]
 		}
 	}
 	return 0, false
@@ -598,6 +726,12 @@ func runStart(b []byte, lim, p int) int {
 func (s *scanner) next(m *Match) bool {
 	b := s.b
 	n := len(b)
+	if s.subK < s.subN {
+		// The matches of a decoded region (see subMatch).
+		*m = s.sub[s.subK]
+		s.subK++
+		return true
+	}
 	for {
 		if s.ng > 0 {
 			if s.window(m) {
@@ -624,22 +758,37 @@ func (s *scanner) next(m *Match) bool {
 			if off := p - s.bs; off >= 0 && off < blockSize {
 				e := p + bits.TrailingZeros64(^(s.bdig >> uint(off)))
 				if k := e - p; e-s.bs < blockSize && e < n && !asciiSep[b[e]] && !introHigh[b[e]] &&
+					!(markupStart[b[e]] && markupAfter(b, e, k)) &&
 					(k < MinDigits || k > MaxDigits || !firstDigitOK[b[p]-'0']) {
+					if k >= 2*MinDigits && s.hexRun(p, e) {
+						return s.subMatch(m)
+					}
 					s.i = e
 					continue
 				}
 			}
-			if end, skip := s.quickRun(p); skip {
+			s.long1 = 0
+			end, skip := s.quickRun(p)
+			if s.long1 > 0 && s.hexRun(s.long0, s.long1) {
+				return s.subMatch(m)
+			}
+			if skip {
 				s.i = end
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
+			if s.byteaHex(p) {
+				return s.subMatch(m)
+			}
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
 			// An escaped or non-ASCII separator after a digit
 			// ("4\u200b1\u200b1..."): the run starts before it.
 			p = runStart(b, i, p)
 		} else {
+			if b64Sig(b[p]) && s.base64At(p) {
+				return s.subMatch(m)
+			}
 			s.i = p + skipWidth(b, p)
 			continue
 		}
@@ -704,6 +853,9 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
 				best = MinDigits
 			}
+			if gs >= 2*MinDigits {
+				s.long0, s.long1 = g0, q // next looks for hex of ASCII there
+			}
 			cur, ones = 0, 0
 		}
 		g := q
@@ -718,7 +870,11 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			q = g
 			continue
 		}
-		if g < n && introHigh[b[g]] {
+		grp := q - g0 // the group right before markup at g (none after separators)
+		if g > q {
+			grp = 0
+		}
+		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupAfter(b, g, grp))) {
 			return q, false
 		}
 		break
@@ -760,7 +916,7 @@ func digitRun(b []byte, q int) int {
 func (s *scanner) collect(p int) int {
 	b := s.b
 	n := len(b)
-	s.ng, s.nd = 0, 0
+	s.ng, s.nd, s.mk = 0, 0, false
 	g := &s.groups[0]
 	*g = group{gap0: int32(p), start: int32(p)}
 	for {
@@ -808,7 +964,7 @@ func (s *scanner) collect(p int) int {
 			continue
 		}
 		// A gap: up to maxGapUnits separators, then a digit.
-		q, units, visible := p, 0, 0
+		q, units, visible, quotes := p, 0, 0, 0
 		var ge Encoding
 		for q < n && units < maxGapUnits {
 			w, k, e := gapAt(b, q)
@@ -818,12 +974,15 @@ func (s *scanner) collect(p int) int {
 			if k != gapInvisible {
 				visible++
 			}
+			if k == gapQuote {
+				quotes++
+			}
 			ge |= e
 			q += w
 			units++
 		}
-		if units == 0 || q >= n {
-			break
+		if units == 0 || q >= n || (quotes > 0 && quotes == visible) {
+			break // no gap, or quotes alone ("4111""1111" is not a split number)
 		}
 		if _, w, _ := digitAt(b, q); w == 0 {
 			break
@@ -836,6 +995,7 @@ func (s *scanner) collect(p int) int {
 		if visible > 1 {
 			ge |= EncSeparators
 		}
+		s.mk = s.mk || ge&EncMarkup != 0
 		g.end = int32(p)
 		s.ng++
 		if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
@@ -861,6 +1021,11 @@ func (s *scanner) shapeOK(i, j int) bool {
 	if len(g) == 1 {
 		return g[0].nd >= MinDigits && g[0].nd <= MaxDigits
 	}
+	for k := 1; s.mk && k < len(g); k++ {
+		if g[k].genc&EncMarkup != 0 {
+			return s.markupShape(i, j)
+		}
+	}
 	if s.smallGroups(i, j) {
 		return true
 	}
@@ -869,6 +1034,26 @@ func (s *scanner) shapeOK(i, j int) bool {
 	}
 	for k := 1; k < len(g)-1; k++ {
 		if g[k].nd < 3 || g[k].nd > 8 {
+			return false
+		}
+	}
+	return true
+}
+
+// markupShape reports whether groups i..j, split by quotes or tags, are a
+// card number printed in groups: 4-8 digits each, the last 1-8, or one
+// digit per group (<span>4</span><span>1</span>...). Quoted lists and
+// tables of small numbers ("12","345","678",...) are not.
+func (s *scanner) markupShape(i, j int) bool {
+	ones := true
+	for k := i; k <= j; k++ {
+		ones = ones && s.groups[k].nd == 1
+	}
+	if ones {
+		return true
+	}
+	for k := i; k <= j; k++ {
+		if nd := s.groups[k].nd; nd > 8 || nd < 4 && k < j {
 			return false
 		}
 	}

@@ -151,6 +151,17 @@ func appendMasked(dst, b []byte, m *Match, p Policy) []byte {
 	if m.adj&adjAfter != 0 {
 		tail = 0
 	}
+	if m.Encoding&(EncHexASCII|EncBase64) != 0 {
+		return appendMaskedNested(dst, b, m, p)
+	}
+	return appendMaskedFlat(dst, b, m, head, tail)
+}
+
+// appendMaskedFlat appends the match m of b (not inside hex or base64)
+// with its digits but the first head and the last tail masked. (It is
+// apart from appendMasked so appendMaskedNested, which calls it, is not
+// recursive: b would then escape.)
+func appendMaskedFlat(dst, b []byte, m *Match, head, tail int) []byte {
 	if m.Encoding&^(EncGlued|EncSeparators) == 0 {
 		// Plain ASCII digits: no decoding needed.
 		idx := 0
@@ -220,15 +231,16 @@ func allStars(e []byte) bool {
 	return true
 }
 
-// appendStarUnits rewrites the hex or decimal payload of each escape unit
-// of tok as the code of '*', zero-padded to the same width. The result is
-// checked by the caller.
+// appendStarUnits rewrites the hex, decimal or octal payload of each
+// escape unit of tok as the code of '*', zero-padded to the same width
+// ("%u0034" gives "%u002A", "\\u{34}" "\\u{2a}", "\\064" "\\052", "&#52"
+// "&#42"). The result is checked by the caller.
 func appendStarUnits(dst, tok []byte) []byte {
 	for k := 0; k < len(tok); {
 		// Copy the unit's prefix up to its payload.
 		e := k
-		for e < len(tok) && (tok[e] == '%' || tok[e] == '\\' || tok[e] == '&' || tok[e] == '#' ||
-			tok[e] == 'u' || tok[e] == 'x' || tok[e] == 'X' || (tok[e] == '2' && e+1 < len(tok) && tok[e+1] == '5' && e > k && tok[e-1] == '%') ||
+		for e < len(tok) && (tok[e] == '%' || tok[e] == '\\' || tok[e] == '&' || tok[e] == '#' || tok[e] == '{' ||
+			tok[e] == 'u' || tok[e] == 'U' || tok[e] == 'x' || tok[e] == 'X' || (tok[e] == '2' && e+1 < len(tok) && tok[e+1] == '5' && e > k && tok[e-1] == '%') ||
 			(e > k && tok[e-1] == '2' && tok[e] == '5' && e > k+1 && tok[e-2] == '%') || string(tok[e:min(e+4, len(tok))]) == "amp;") {
 			if string(tok[e:min(e+4, len(tok))]) == "amp;" {
 				e += 4
@@ -236,31 +248,43 @@ func appendStarUnits(dst, tok []byte) []byte {
 			}
 			e++
 		}
-		dst = append(dst, tok[k:e]...)
-		// The payload: hex or decimal digits, then ';' for references.
-		f := e
-		for f < len(tok) && isHex(tok[f]) && (tok[k] != '%' || f-e < 2) && (tok[k] != '\\' || (f-e < 4 && tok[e-1] == 'u') || f-e < 2) {
-			f++
-		}
-		if f == e {
+		if e == k || e >= len(tok) {
 			return dst // not a simple unit: the caller falls back
 		}
-		decimal := tok[k] == '&' && tok[e-1] == '#'
-		val := "2a"
-		if decimal {
-			val = "42"
-		} else if tok[k] == '%' {
+		dst = append(dst, tok[k:e]...)
+		// The payload: hex, decimal or octal digits, then ';' or '}'.
+		width, val := 2, "2a"
+		switch last := tok[e-1]; {
+		case tok[k] == '&' && last == '#':
+			width, val = 8, "42"
+		case tok[k] == '&':
+			width = 8
+		case last == '\\':
+			width, val = 3, "52"
+		case last == '{':
+			width = 6
+		case last == 'U':
+			width = 8
+		case last == 'u':
+			width = 4
+		}
+		if tok[k] == '%' {
 			val = "2A"
+		}
+		f := e
+		for f < len(tok) && isHex(tok[f]) && f-e < width {
+			f++
+		}
+		if f-e < 2 {
+			return dst
 		}
 		for z := f - e; z > 2; z-- {
 			dst = append(dst, '0')
 		}
-		if f-e >= 2 {
-			dst = append(dst, val...)
-		}
+		dst = append(dst, val...)
 		k = f
-		if k < len(tok) && tok[k] == ';' {
-			dst = append(dst, ';')
+		if k < len(tok) && (tok[k] == ';' || tok[k] == '}') {
+			dst = append(dst, tok[k])
 			k++
 		}
 	}

@@ -16,6 +16,7 @@ func TestPruneSound(t *testing.T) {
 		"0123456789 -x",
 		"01234567890123456789      ..--xy\t\n%&\\\xc3\xe2\x80",
 		"1 1 1 1 1 1 1 1 1 1 1 1 1 1 - ",
+		"0123456789012345678 ,\"'<>=\r\nspan/td",
 	}
 	b := make([]byte, 4*blockSize)
 	dropped := 0

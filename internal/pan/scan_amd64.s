@@ -16,13 +16,20 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
 // 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
 // (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
-// intLo[x&15] & intHi[x>>4] != 0.
+// intLo[x&15] & intHi[x>>4] & 0x7f != 0. Bit 7 is 'M' 'N' 'O' (b64Sig),
+// which only feed the base64 signal (b64Signal).
 DATA intLo<>+0(SB)/8, $0x0103030121292161
-DATA intLo<>+8(SB)/8, $0x3000000410201101
+DATA intLo<>+8(SB)/8, $0xb080800410201101
 GLOBL intLo<>(SB), RODATA|NOPTR, $16
-DATA intHi<>+0(SB)/8, $0x0000040001020000
+DATA intHi<>+0(SB)/8, $0x0000048001020000
 DATA intHi<>+8(SB)/8, $0x4020100800000000
 GLOBL intHi<>(SB), RODATA|NOPTR, $16
+DATA class7f<>+0(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+8(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+16(SB)/8, $0x7f7f7f7f7f7f7f7f
+DATA class7f<>+24(SB)/8, $0x7f7f7f7f7f7f7f7f
+GLOBL class7f<>(SB), RODATA|NOPTR, $32
+
 
 #define BCAST(imm, x, y) MOVQ imm, R10; VMOVQ R10, x; VPBROADCASTQ x, y
 
@@ -89,7 +96,17 @@ nostore:
 	VPSHUFB  Y8, Y5, Y8
 	VPAND    Y8, Y11, Y11
 	VPOR     Y7, Y11, Y8
-	VPTEST   Y8, Y8
+	VPTEST   class7f<>(SB), Y8
+	JNZ      found
+	// The base64 signal (b64Signal) needs an 'M' 'N' or 'O' (bit 7) four
+	// bytes after another: found computes it exactly.
+	VPMOVMSKB Y7, R8
+	VPMOVMSKB Y11, R9
+	SHLQ $32, R9
+	ORQ  R9, R8
+	MOVQ R8, R9
+	SHRQ $4, R9
+	TESTQ R9, R8
 	JNZ      found
 	XORQ R11, R11 // no digit: nothing carries into the next block
 	XORQ R12, R12
@@ -97,6 +114,20 @@ nostore:
 	JMP  loop
 
 found:
+	// The base64 signal (b64Signal), added to the candidates at the end.
+	VPMOVMSKB Y7, R8
+	VPMOVMSKB Y11, R9
+	SHLQ $32, R9
+	ORQ  R9, R8
+	MOVQ R8, R9
+	SHRQ $4, R9
+	ANDQ R9, R8             // p = mo & mo>>4
+	MOVQ R8, R9
+	SHRQ $4, R9
+	MOVQ $0x0F0000000000000F, R13
+	ORQ  R13, R9
+	ANDQ R9, R8             // p & (p>>4 | edges)
+	MOVQ R8, off+40(FP)
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
@@ -184,7 +215,7 @@ found:
 	ANDQ R10, R9
 	ORQ  R9, BX
 	TESTQ BX, BX
-	JZ   next
+	JZ   nocand
 	// Prune (see prune in detector.go): for each stretch of digits and
 	// separators (M = d|s) holding a digit candidate, count its digits,
 	// on into the block before (R11, R12) and the next one; keep its
@@ -287,6 +318,61 @@ plo:
 	JAE  pend
 	BTQ  R14, R8
 	JCS  pkeep
+	CMPQ R15, $12
+	JGE  pkeep
+	// Too few digits: kept only if markup follows that may continue the
+	// number (markupKeep): after a quote or '<' the digits right before
+	// must be 4-8 (or reach back to the block's start; see lastGroup),
+	// and for '=' too a digit or an introHigh byte must come close after
+	// it (markupWindow), or the window runs past the block.
+	LEAQ (SI)(DI*1), R12
+	MOVBLZX (R12)(R14*1), R12
+	CMPQ R12, $0x3d
+	JEQ  pqp
+	CMPQ R12, $0x22
+	JEQ  pq
+	CMPQ R12, $0x27
+	JEQ  pq
+	CMPQ R12, $0x3c
+	JNE  ploop
+	MOVQ $0x3ffff, R11      // '<': bytes 3..20 on
+	LEAQ 3(R14), R15
+	JMP  plast
+
+pq:
+	MOVQ $0x3f, R11         // a quote: bytes 2..7 on
+	LEAQ 2(R14), R15
+
+plast:
+	MOVQ AX, R12
+	NOTQ R12
+	BZHIQ R14, R12, R12
+	BSRQ R12, R12
+	JZ   pwin
+	NEGQ R12
+	ADDQ R14, R12
+	DECQ R12
+	CMPQ R12, $4
+	JLT  ploop
+	CMPQ R12, $8
+	JGT  ploop
+	JMP  pwin
+
+pqp:
+	MOVQ $0x3, R11          // '=': bytes 2..3 on
+	LEAQ 2(R14), R15
+
+pwin:
+	BSRQ R11, R14
+	ADDQ R15, R14
+	CMPQ R14, $64
+	JAE  pkeep
+	MOVQ AX, R12
+	ORQ  R8, R12            // digits | introHigh bytes (H)
+	SHRXQ R15, R12, R12
+	ANDQ R11, R12
+	JNZ  pkeep
+	JMP  ploop
 
 pcnt:
 	CMPQ R15, $12
@@ -351,10 +437,19 @@ pend:
 	JEQ  pkeep
 	CMPQ R8, $0x5c
 	JEQ  pkeep
+	CMPQ R8, $0x22
+	JEQ  pkeep
+	CMPQ R8, $0x27
+	JEQ  pkeep
+	CMPQ R8, $0x3c
+	JEQ  pkeep
+	CMPQ R8, $0x3d
+	JEQ  pkeep
 	JMP  pcnt
 
 pdone:
 	MOVQ R10, BX
+	ORQ  off+40(FP), BX
 	MOVQ s+64(FP), CX
 	MOVQ n+8(FP), DX
 	TESTQ BX, BX
@@ -365,6 +460,12 @@ next:
 	MOVQ CX, R12
 	ADDQ $64, DI
 	JMP  loop
+
+nocand:
+	// No candidate but perhaps the base64 signal (CX, DX are intact).
+	MOVQ off+40(FP), BX
+	TESTQ BX, BX
+	JZ   next
 
 ret:
 	VZEROUPPER

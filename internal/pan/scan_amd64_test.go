@@ -23,7 +23,13 @@ func TestBlockMasksAVX2(t *testing.T) {
 			}
 			if round%4 == 1 && r.IntN(4) > 0 {
 				// Short stretches of digits and separators, as pruned.
-				b[i] = "012345678 - x=\xc3\xe2%"[r.IntN(17)]
+				b[i] = "012345678 - x=\xc3\xe2%\"'<"[r.IntN(20)]
+			}
+		}
+		if round%4 == 3 && r.IntN(3) > 0 {
+			// Base64 of digits and look-alikes: the base64 signal.
+			for i := range b {
+				b[i] = "MNOLDTjzAEIMQUYcgkwxyz012345 3"[r.IntN(30)]
 			}
 		}
 		if round%5 == 0 {

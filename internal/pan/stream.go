@@ -12,7 +12,10 @@ import (
 // digit groups). The detector's
 // decisions on one side of a neutral byte never depend on the other side.
 var neutralTable = func() (t [256]bool) {
-	for _, c := range "\"'<>=()[]{}!?$@^~`" {
+	// Not '{' '}' (they delimit "\u{34}" escapes), quotes, '<' '>' or
+	// '=' (quotes, tags and quoted-printable soft line breaks can split
+	// a number: "4111","1111", 4111<b>1111</b>, 11=\r\n11).
+	for _, c := range "()[]!?$@^~`" {
 		t[c] = true
 	}
 	return t
@@ -20,10 +23,14 @@ var neutralTable = func() (t [256]bool) {
 
 func neutral(c byte) bool { return neutralTable[c] }
 
-// nonHexLetter: two of them in a row also split text safely (outside a
-// character reference name): no digit, escape or hex string spans them.
-func nonHexLetter(c byte) bool {
-	return isLetter(c) && !isHexLetter(c)
+// wordEnd: a space after two lower-case letters ("... the card ") also
+// splits text safely: no digit run, escape, hex string, IBAN (upper case)
+// or base64 token spans it, and the detector's look at the context of a
+// number never crosses a space after letters. (A cut between two letters
+// would not be safe: base64 tokens can hold any letters, and the cut would
+// change their decoding.)
+func wordEnd(b []byte, k int) bool {
+	return k >= 3 && b[k-1] == ' ' && b[k-2]-'a' < 26 && b[k-3]-'a' < 26 && !inEntityName(b, k-1)
 }
 
 // inEntityName reports whether the letters ending at b[k-1] follow a '&'
@@ -50,7 +57,8 @@ func inEntityName(b []byte, k int) bool {
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
-		if neutral(c) {
+		if (neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n')) && !inTag(b, k) {
+			// '=' not followed by a line break is no soft line break.
 			return k
 		}
 		if c == '\n' {
@@ -62,11 +70,37 @@ func SplitPoint(b []byte) int {
 				return k
 			}
 		}
-		if k < len(b) && nonHexLetter(c) && nonHexLetter(b[k]) && !inEntityName(b, k) {
+		if wordEnd(b, k) && !inTag(b, k) {
 			return k
 		}
 	}
 	return 0
+}
+
+// inTag reports whether k may be inside an HTML or XML tag (see tagAt): a
+// '<', plain or escaped, stands less than maxTag bytes before k with no
+// '>', line break or digit after it. A tag can be a gap between digit
+// groups, so nothing inside it is a split point.
+func inTag(b []byte, k int) bool {
+	for p := k - 1; p >= 0 && k-p <= maxTag; p-- {
+		c := b[p]
+		switch {
+		case c == '<':
+			return true
+		case c == '>' || c == '\n' || isDigit(c):
+			return false
+		case c == '%' || c == '\\' || c == '&':
+			if r, w, _ := decode(b, p); w > 0 && p+w <= k {
+				switch r {
+				case '<':
+					return true
+				case '>':
+					return false
+				}
+			}
+		}
+	}
+	return false
 }
 
 // StreamOpt configures MaskStream.

@@ -101,7 +101,7 @@ func TestSplitPoint(t *testing.T) {
 		in   string
 		want int
 	}{
-		{"abc\n4111", 4}, {"4111 1111", 0}, {"xyzgh", 4}, {"%AB", 0}, {"a,b", 0}, {"a(b", 2}, {"4111,", 0}, {"", 0}, {"1234-", 0}, {"ab\\n", 0},
+		{"abc\n4111", 4}, {"4111 1111", 0}, {"xyzgh", 0}, {"xyz gh", 4}, {"NDEx MTEx", 0}, {"your 4111", 5}, {"%AB", 0}, {"a,b", 0}, {"a(b", 2}, {"4111,", 0}, {"", 0}, {"1234-", 0}, {"ab\\n", 0},
 	} {
 		if got := pan.SplitPoint([]byte(c.in)); got != c.want {
 			t.Errorf("SplitPoint(%q) = %d, want %d", c.in, got, c.want)

@@ -80,7 +80,8 @@ type Finding struct {
 	Digits int `json:"digits,omitempty"`
 	// Encoding says how the PAN was written when that hid it from a plain
 	// digit search ("plain", "json-escape", "percent", "html-entity",
-	// "unicode-digits", "separators", "invisible", "glued", or several
+	// "unicode-digits", "separators", "invisible", "glued", "octal-escape",
+	// "hex-ascii", "base64", "markup", "quoted-printable", or several
 	// joined by '+'; see pan.Encoding), so its owner knows what to fix.
 	Encoding string `json:"encoding,omitempty"`
 	// Message explains the finding in one line.

@@ -1,6 +1,8 @@
 package pantest
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,6 +33,16 @@ func each(d string, f func(byte) string) string {
 		b.WriteString(f(d[i]))
 	}
 	return b.String()
+}
+
+// digitsOnly applies f to digits and keeps other characters.
+func digitsOnly(f func(byte) string) func(byte) string {
+	return func(c byte) string {
+		if c < '0' || c > '9' {
+			return string(c)
+		}
+		return f(c)
+	}
 }
 
 func script(d string, zero rune) string {
@@ -150,6 +162,45 @@ func Adversarial() []Case {
 		{"two-pans", v + "," + mc16, 2, v},
 		{"pan-in-number-list", "qty 2 " + Group(v, " ") + " 1", 1, v},
 		{"pan-after-order-id", "order 18 " + Group(v, " "), 1, v},
+		{"js-brace-escape", `"` + each(v, func(c byte) string { return `\u{3` + string(c) + `}` }) + `"`, 1, v},
+		{"rust-brace-escape-grouped", each(Group(v, " "), digitsOnly(func(c byte) string { return `\u{00003` + string(c) + `}` })), 1, v},
+		{"python-U-escape", `'` + each(v, func(c byte) string { return `\U0000003` + string(c) }) + `'`, 1, v},
+		{"js-percent-u", "q=" + each(v, func(c byte) string { return "%u003" + string(c) }), 1, v},
+		{"octal-escape", `$'` + each(v, func(c byte) string { return fmt.Sprintf(`\%03o`, c) }) + `'`, 1, v},
+		{"octal-escape-grouped", each(Group(v, "-"), func(c byte) string { return fmt.Sprintf(`\%03o`, c) }), 1, v},
+		{"html-ref-no-semicolon", "<p>" + each(v, func(c byte) string { return "&#" + strconv.Itoa(int(c)) }) + "</p>", 1, v},
+		{"html-hex-ref-no-semicolon", each(v, func(c byte) string { return "&#x3" + string(c) }) + " ", 1, v},
+		{"html-ref-leading-zeros", each(v, func(c byte) string { return "&#00" + strconv.Itoa(int(c)) + ";" }), 1, v},
+		{"html-hex-ref-leading-zeros", each(v, func(c byte) string { return "&#x003" + string(c) + ";" }), 1, v},
+		{"hex-ascii-0x", "SELECT * FROM t WHERE pan = 0x" + hex.EncodeToString([]byte(v)), 1, v},
+		{"hex-ascii-mysql", "INSERT INTO c VALUES (X'" + strings.ToUpper(hex.EncodeToString([]byte(v))) + "');", 1, v},
+		{"hex-ascii-bytea", `{"data":"\\x` + hex.EncodeToString([]byte(Group(v, " "))) + `"}`, 1, v},
+		{"hex-ascii-bytea-plain", `\x` + hex.EncodeToString([]byte(v)), 1, v},
+		{"hex-ascii-json", "payload=" + hex.EncodeToString([]byte(`{"pan":"`+v+`","exp":"12/27"}`)), 1, v},
+		{"hex-ascii-amex", "blob " + hex.EncodeToString([]byte(amex15)) + " end", 1, amex15},
+		{"base64", "data: " + base64.StdEncoding.EncodeToString([]byte(v)), 1, v},
+		{"base64-grouped", base64.StdEncoding.EncodeToString([]byte(Group(v, " "))), 1, v},
+		{"base64-json", `{"body":"` + base64.StdEncoding.EncodeToString([]byte(`{"pan":"`+v+`","cvv":"123"}`)) + `"}`, 1, v},
+		{"base64-basic-auth", "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("merchant:"+v)), 1, v},
+		{"base64-jwt", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
+			base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"42","card":"`+Group(mc16, "-")+`","iat":1732361330}`)) +
+			".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 1, mc16},
+		{"base64-offset-1", base64.StdEncoding.EncodeToString([]byte("x" + amex15 + "y")), 1, amex15},
+		{"base64-offset-2", base64.RawStdEncoding.EncodeToString([]byte("xy" + v)), 1, v},
+		{"base64-two-pans", base64.StdEncoding.EncodeToString([]byte(v + " and " + mc16)), 2, v},
+		{"base64-two-pans-one-group", base64.StdEncoding.EncodeToString([]byte(v + "," + mc16)), 1, v},
+		{"csv-quoted-split", `"id","a","b","c","d"` + "\n" + `"17","` + Group(v, `","`) + `"`, 1, v},
+		{"json-array-split", `{"pan":["` + Group(v, `", "`) + `"]}`, 1, v},
+		{"python-list-split", `['` + Group(v, `', '`) + `']`, 1, v},
+		{"sql-concat-split", `SELECT '` + Group(v, `' || '`) + `' FROM dual`, 1, v},
+		{"json-escaped-quotes-split", `"[\"` + Group(v, `\",\"`) + `\"]"`, 1, v},
+		{"html-span-groups", `<p>Card ` + Group(v, `<span>`)[:4] + "<span>" + v[4:8] + "</span>" + v[8:12] + " " + v[12:] + "</p>", 1, v},
+		{"html-table-groups", "<tr><td>" + Group(v, "</td><td>") + "</td></tr>", 1, v},
+		{"html-br-groups", Group(v, "<br/>"), 1, v},
+		{"html-b-wrapped", "<b>" + Group(mc16, "</b> <b>") + "</b>", 1, mc16},
+		{"qp-soft-break-crlf", "Content-Transfer-Encoding: quoted-printable\r\n\r\ncard " + Group(v, " ")[:12] + "=\r\n" + Group(v, " ")[12:] + " exp", 1, v},
+		{"qp-soft-break-lf", "card: " + v[:10] + "=\n" + v[10:], 1, v},
+		{"mixed-new-escapes", `\u{34}%u0031\U00000031\061&#49&#x31;` + v[6:], 1, v},
 	}
 	neg := []Case{
 		{"luhn-invalid", "4111111111111112", 0, ""},
@@ -184,6 +235,27 @@ func Adversarial() []Case {
 		{"token", "tok_v1_abcdefghijklmnopqrstuvwxyzABCDEF", 0, ""},
 		{"short", "4111 1111 111", 0, ""},
 		{"too-long", v + "0000", 0, ""},
+		{"sha1", "da39a3ee5e6b4b0d3255bfef95601890afd80709", 0, ""},
+		{"sha256-digit-heavy", "3431313131313131a31313131313131313131313131313131313131313131310", 0, ""},
+		{"hex-ascii-not-pan", "0x" + hex.EncodeToString([]byte("2026-11-23 11:28:50 order 12345678")), 0, ""},
+		{"hex-ascii-luhn-invalid", "0x" + hex.EncodeToString([]byte("4111111111111112")), 0, ""},
+		{"hex-dump-non-digits", "48 65 6c 6c 6f 2c 20 77 6f 72 6c 64 21 0a 00 ff", 0, ""},
+		{"hex-ascii-timestamp", hex.EncodeToString([]byte("1732361330123456")), 0, ""},
+		{"jwt-without-pan", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 0, ""},
+		{"base64-digits-not-pan", base64.StdEncoding.EncodeToString([]byte("1732361330123 1001 1002 1003 4111111111111112")), 0, ""},
+		{"base64-random", "k7/Q2mZ+x9TqLw3YhN0vR8sJ1bEaUcFgPo6iKd4nMl5tVyXrWzO", 0, ""},
+		{"base64-uuid", base64.StdEncoding.EncodeToString([]byte("550e8400-e29b-41d4-a716-446655440000")), 0, ""},
+		{"upper-case-prose", "NOT NULL MONO NOON MNOP OMNI NONE MOMO", 0, ""},
+		{"csv-quoted-small-numbers", `"1001","1002","1003","1004","1005"`, 0, ""},
+		{"csv-quoted-tiny-numbers", `"12","345","6","78","901","23","45","678","9","10"`, 0, ""},
+		{"sql-in-list", `WHERE id IN ('101', '202', '303', '404', '505', '606')`, 0, ""},
+		{"json-array-ids", `{"ids":["2026","1123","1128","5012"],"n":4}`, 0, ""},
+		{"html-amounts-table", "<tr><td>12.50</td><td>1,234.00</td><td>99.99</td><td>7.00</td></tr>", 0, ""},
+		{"html-tag-with-digits", `<img width="1600" height="1200" src="a.png">`, 0, ""},
+		{"qp-equals-digits", "a=3D1234 b=3D5678 c=3D9012 d=3D3456", 0, ""},
+		{"windows-path-digits", `C:\\logs\\2026\\11\\23\\app.log`, 0, ""},
+		{"html-refs-not-digits", "&#123&#125 &#x41;&#66 \\u{1F600} %u00e9 \\101\\102", 0, ""},
+		{"octal-non-digits", `\101\102\103\104\105\106\107\110\111\112\113\114\115\116\117\120`, 0, ""},
 	}
 	return append(pos, neg...)
 }
@@ -227,6 +299,28 @@ func decodeOnce(s string) string {
 			out = append(out, byte(v))
 			i += 3
 			continue
+		case c == '\\' && i+3 < len(s) && s[i+1] == 'u' && s[i+2] == '{' && strings.IndexByte(s[i:], '}') > 3:
+			j := strings.IndexByte(s[i:], '}')
+			if v, err := strconv.ParseUint(s[i+3:i+j], 16, 32); err == nil {
+				out = utf8.AppendRune(out, rune(v))
+				i += j + 1
+				continue
+			}
+		case c == '\\' && i+9 < len(s) && s[i+1] == 'U' && allHex(s[i+2:i+10]):
+			v, _ := strconv.ParseUint(s[i+2:i+10], 16, 32)
+			out = utf8.AppendRune(out, rune(v))
+			i += 10
+			continue
+		case c == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]):
+			v, _ := strconv.ParseUint(s[i+1:i+4], 8, 16)
+			out = append(out, byte(v))
+			i += 4
+			continue
+		case c == '%' && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') && allHex(s[i+2:i+6]):
+			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
+			out = utf8.AppendRune(out, rune(v))
+			i += 6
+			continue
 		case c == '\\' && i+5 < len(s) && s[i+1] == 'u' && allHex(s[i+2:i+6]):
 			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
 			out = utf8.AppendRune(out, rune(v))
@@ -247,8 +341,25 @@ func decodeOnce(s string) string {
 				i += 5
 				continue
 			}
-			if j := strings.IndexByte(s[i:], ';'); j > 2 && j < 12 && s[i+1] == '#' {
+			if i+2 < len(s) && s[i+1] == '#' {
+				// The reference ends at ';' or at the first character that
+				// cannot continue it (HTML5 decodes "&#52" too).
+				j, semi := 2, 0
+				hexa := j < len(s[i:]) && (s[i+j] == 'x' || s[i+j] == 'X')
+				if hexa {
+					j++
+				}
+				for i+j < len(s) && (s[i+j] >= '0' && s[i+j] <= '9' || hexa && isHex(s[i+j])) {
+					j++
+				}
+				if i+j < len(s) && s[i+j] == ';' {
+					semi = 1
+				}
 				num := s[i+2 : i+j]
+				j += semi - 1
+				if num == "" || num == "x" || num == "X" {
+					break
+				}
 				base := 10
 				if num[0] == 'x' || num[0] == 'X' {
 					num, base = num[1:], 16
@@ -283,6 +394,7 @@ func allHex(s string) bool {
 // everything but digits and '*', still holds the digits of pan in a row.
 func Leaks(text, pan string) bool {
 	d := Decode(text)
+	d += " " + Decode(nested(d))
 	var b strings.Builder
 	for i := 0; i < len(d); i++ {
 		if c := d[i]; c >= '0' && c <= '9' || c == '*' {
@@ -290,4 +402,49 @@ func Leaks(text, pan string) bool {
 		}
 	}
 	return strings.Contains(b.String(), pan)
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// nested returns the decodings of the hex tokens (both alignments) and
+// base64 tokens (all four alignments, both alphabets) of s, joined by
+// spaces, so leak checks see PANs hidden in them.
+func nested(s string) string {
+	var out []string
+	isB64 := func(c byte) bool {
+		return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+	}
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isB64(s[j]) {
+			j++
+		}
+		if j == i {
+			i++
+			continue
+		}
+		tok := s[i:j]
+		i = j
+		for off := 0; off < 4 && off < len(tok); off++ {
+			t := tok[off:]
+			t = t[:len(t)-len(t)%4]
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+				if b, err := enc.DecodeString(t); err == nil {
+					out = append(out, string(b))
+				}
+			}
+		}
+		for off := 0; off < 2 && off < len(tok); off++ {
+			h := tok[off:]
+			k := 0
+			for k < len(h) && isHex(h[k]) {
+				k++
+			}
+			h = h[:k-k%2]
+			if b, err := hex.DecodeString(h); err == nil {
+				out = append(out, string(b))
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }

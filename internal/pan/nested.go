@@ -1,0 +1,321 @@
+package pan
+
+// Nested encodings: a PAN inside the hex of its ASCII text ("3431313120..."
+// in SQL 0x/X'' literals, PostgreSQL bytea, hex dumps without spaces) or
+// inside base64 (JWT payloads, Basic auth, base64 JSON in logs). The region
+// is decoded into a small buffer, scanned by an inner scanner, and its
+// matches are mapped back to the bytes as written; Mask re-encodes the
+// masked plaintext, so the region keeps its length and stays valid hex or
+// base64.
+
+const (
+	maxSub   = 8   // matches of one decoded region held at a time
+	maxPlain = 384 // bytes of one decoded region
+)
+
+// hexRun looks at a plain digit run b[p:e] too long to be a PAN: when its
+// digits read as hex pairs of ASCII digits ("3431...": twelve or more pairs
+// starting with '3' at one alignment), the hex token around it is decoded
+// and scanned. It reports whether the region holds a PAN (then s.sub holds
+// the matches and s.subEnd where the scan goes on).
+func (s *scanner) hexRun(p, e int) bool {
+	if s.inner || e-p < 2*MinDigits {
+		return false
+	}
+	b := s.b
+	a := -1
+	for x := p; x <= p+1 && a < 0; x++ {
+		cnt := 0
+		for q := x; q+1 < e; q += 2 {
+			if b[q] == '3' {
+				cnt++
+			}
+		}
+		if cnt >= MinDigits {
+			a = x
+		}
+	}
+	if a < 0 {
+		return false
+	}
+	// The hex token around the run, in pairs aligned with a, from s.i on.
+	start := a
+	for start-2 >= s.i && a-start < maxPlain && isHex(b[start-1]) && isHex(b[start-2]) {
+		start -= 2
+	}
+	end := a
+	for end+2 <= len(b) && (end-start)/2 < maxPlain && isHex(b[end]) && isHex(b[end+1]) {
+		end += 2
+	}
+	var buf [maxPlain]byte
+	n := hexDecode(buf[:], b[start:end])
+	return s.subScan(buf[:n], start, end, EncHexASCII)
+}
+
+// byteaHex reports whether the escape at p starts "\\x3431..." (PostgreSQL
+// bytea hex output, its backslash possibly escaped) whose hex holds a PAN.
+func (s *scanner) byteaHex(p int) bool {
+	b := s.b
+	q := p + 1
+	for q < len(b) && b[q] == '\\' {
+		q++
+	}
+	if q+1 >= len(b) || b[q] != 'x' || !isDigit(b[q+1]) {
+		return false
+	}
+	return s.hexRun(q+1, q+1+digitRun(b, q+1))
+}
+
+// hexDecode decodes the hex pairs of src (all hex digits, even length)
+// into dst and returns the length.
+func hexDecode(dst, src []byte) int {
+	n := 0
+	for q := 0; q+1 < len(src); q += 2 {
+		hi, _ := unhex(src[q])
+		lo, _ := unhex(src[q+1])
+		dst[n] = hi<<4 | lo
+		n++
+	}
+	return n
+}
+
+// b64Val maps the characters of both base64 alphabets (standard and URL)
+// to their values; -1 for others.
+var b64Val = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < 64; i++ {
+		t[std[i]] = int8(i)
+	}
+	t['-'], t['_'] = 62, 63
+	return t
+}()
+
+// b64Digit: bit k of b64Digit[c] says c can be character k of the base64
+// of three ASCII digits: [M-O][DTjz][AEIMQUYcgk][w-z0-5].
+var b64Digit = func() (t [256]uint8) {
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for v := 0; v < 1000; v++ {
+		x := uint32('0'+v/100)<<16 | uint32('0'+v/10%10)<<8 | uint32('0'+v%10)
+		for k := 0; k < 4; k++ {
+			t[std[x>>(18-6*k)&63]] |= 1 << k
+		}
+	}
+	return t
+}()
+
+// b64DigitGroup reports whether the four characters at x are the base64
+// of three ASCII digits.
+func b64DigitGroup(b []byte, x int) bool {
+	return x >= 0 && x+4 <= len(b) && b64Digit[b[x]]&1 != 0 && b64Digit[b[x+1]]&2 != 0 &&
+		b64Digit[b[x+2]]&4 != 0 && b64Digit[b[x+3]]&8 != 0
+}
+
+// b64Quad reports whether the four characters at x are base64.
+func b64Quad(b []byte, x int) bool {
+	return b64Val[b[x]]|b64Val[b[x+1]]|b64Val[b[x+2]]|b64Val[b[x+3]] >= 0
+}
+
+// b64Sig marks, for the base64 signal of the block filter (see
+// candidates), the first characters of the base64 of three ASCII digits.
+func b64Sig(c byte) bool { return c >= 'M' && c <= 'O' }
+
+// b64Signal returns the base64 signal of a block from its mask mo of
+// b64Sig bytes: bit k is set where characters k, k+4 and k+8 all start
+// groups that may encode digits (three groups in a row: twelve base64
+// characters of which every fourth is M, N or O), or where two do at the
+// block's first or last bytes and the third may be in the block next to
+// it.
+func b64Signal(mo uint64) uint64 {
+	p := mo & (mo >> 4)
+	return p & (p>>4 | 0x0F0000000000000F)
+}
+
+// base64At is called at a base64 signal p (see b64Signal): when a group
+// of three digits starts at p, p+4, p+8 or p-4, the base64 token around
+// it is decoded, aligned with that group, and scanned. It reports whether
+// the region holds a PAN (then s.sub holds the matches and s.subEnd where
+// the scan goes on).
+func (s *scanner) base64At(p int) bool {
+	if s.inner || p < s.b64Skip {
+		return false
+	}
+	b := s.b
+	a := -1
+	for _, x := range [...]int{p, p + 4, p + 8, p - 4} {
+		if x >= s.i && b64DigitGroup(b, x) {
+			a = x
+			break
+		}
+	}
+	if a < 0 {
+		return false
+	}
+	start := a
+	for start-4 >= s.i && a-start < maxPlain && b64Quad(b, start-4) {
+		start -= 4
+	}
+	end := a
+	for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
+		end += 4
+	}
+	// A last, partial group of two or three characters ends the token.
+	k := 0
+	for k < 3 && end+k < len(b) && b64Val[b[end+k]] >= 0 {
+		k++
+	}
+	if k >= 2 && (end+k == len(b) || b64Val[b[end+k]] < 0) {
+		end += k
+	}
+	s.b64Skip = end
+	var buf [maxPlain]byte
+	n := b64Decode(buf[:], b[start:end])
+	return s.subScan(buf[:n], start, end, EncBase64)
+}
+
+// b64Decode decodes src (base64 characters of either alphabet, no
+// padding; a last group of two or three characters) into dst and returns
+// the length.
+func b64Decode(dst, src []byte) int {
+	n := 0
+	for q := 0; q < len(src); q += 4 {
+		var v uint32
+		k := min(4, len(src)-q)
+		for j := 0; j < k; j++ {
+			v |= uint32(b64Val[src[q+j]]) << (18 - 6*j)
+		}
+		for j := 0; j < k-1; j++ {
+			dst[n] = byte(v >> (16 - 8*j))
+			n++
+		}
+	}
+	return n
+}
+
+// b64Encode appends the base64 of src to dst, in the URL alphabet if url,
+// without padding.
+func b64Encode(dst, src []byte, url bool) []byte {
+	alpha := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	if url {
+		alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	}
+	for q := 0; q < len(src); q += 3 {
+		k := min(3, len(src)-q)
+		var v uint32
+		for j := 0; j < k; j++ {
+			v |= uint32(src[q+j]) << (16 - 8*j)
+		}
+		for j := 0; j <= k; j++ {
+			dst = append(dst, alpha[v>>(18-6*j)&63])
+		}
+	}
+	return dst
+}
+
+// subMatch returns the first match of the decoded region subScan found
+// and moves the scan past the region; next returns the others first.
+func (s *scanner) subMatch(m *Match) bool {
+	s.i = s.subEnd
+	*m = s.sub[0]
+	s.subK = 1
+	return true
+}
+
+// subScan scans the decoded region plain (written as b[start:end] in
+// encoding enc) and keeps up to maxSub of its matches, mapped back to b.
+func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
+	in := scanner{d: s.d, b: plain, bs: noBlock, inner: true}
+	var m Match
+	s.subN, s.subK = 0, 0
+	for s.subN < maxSub && in.next(&m) {
+		is, ie := m.Start, m.End
+		if enc == EncHexASCII {
+			m.Start, m.End = start+2*is, start+2*ie
+		} else {
+			g0, g1 := is/3, (ie+2)/3
+			m.Start, m.End = start+4*g0, min(start+4*g1, end)
+			m.sub0, m.sub1 = int32(is-3*g0), int32(ie-3*g0)
+		}
+		m.Encoding |= enc
+		if s.subN > 0 && m.Start < s.sub[s.subN-1].End {
+			// Two PANs in one base64 group: one finding, all masked.
+			last := &s.sub[s.subN-1]
+			last.End, last.sub1 = m.End, int32(ie)-int32(last.Start-start)/4*3
+			last.Encoding |= m.Encoding
+			last.adj |= adjMerged | m.adj
+			continue
+		}
+		s.sub[s.subN] = m
+		s.subN++
+	}
+	if s.subN == 0 {
+		return false
+	}
+	s.subEnd = end
+	if s.subN == maxSub {
+		s.subEnd = s.sub[maxSub-1].End // the rest is scanned again
+	}
+	return true
+}
+
+// appendMaskedNested appends the match m of b, a PAN inside hex or base64,
+// masked under p: the region is decoded, masked, and encoded again with
+// the same length.
+func appendMaskedNested(dst, b []byte, m *Match, p Policy) []byte {
+	var plain, masked [maxPlain]byte
+	span := b[m.Start:m.End]
+	in := *m
+	in.Encoding &^= EncHexASCII | EncBase64
+	var n int
+	if m.Encoding&EncHexASCII != 0 {
+		n = hexDecode(plain[:], span)
+		in.Start, in.End = 0, n
+	} else {
+		n = b64Decode(plain[:], span)
+		in.Start, in.End = int(m.sub0), int(m.sub1)
+	}
+	if m.adj&adjMerged != 0 {
+		// Several PANs: every digit between the first and the last.
+		in.adj = adjBefore | adjAfter
+		in.Digits = 0
+		for q := in.Start; q < in.End; {
+			_, w, _ := digitAt(plain[:n], q)
+			if w == 0 {
+				q++
+				continue
+			}
+			in.Digits++
+			q += w
+		}
+	}
+	head, tail := Visible(in.Digits, p)
+	if in.adj&adjBefore != 0 {
+		head = 0
+	}
+	if in.adj&adjAfter != 0 {
+		tail = 0
+	}
+	out := append(masked[:0], plain[:in.Start]...)
+	out = appendMaskedFlat(out, plain[:n], &in, head, tail)
+	out = append(out, plain[in.End:n]...)
+	if m.Encoding&EncHexASCII != 0 {
+		digits := "0123456789abcdef"
+		for _, c := range span {
+			if c >= 'A' && c <= 'F' {
+				digits = "0123456789ABCDEF"
+				break
+			}
+		}
+		for _, c := range out {
+			dst = append(dst, digits[c>>4], digits[c&15])
+		}
+		return dst
+	}
+	url := false
+	for _, c := range span {
+		url = url || c == '-' || c == '_'
+	}
+	return b64Encode(dst, out, url)
+}
