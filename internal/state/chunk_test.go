@@ -19,9 +19,21 @@ func TestRadixSort(t *testing.T) {
 			}
 			want := slices.Clone(keys)
 			slices.SortStableFunc(want, func(a, b sortKey) int { return cmp.Compare(a.pfx, b.pfx) })
-			radixSort(keys, nil)
+			radixSort(keys, nil, ^uint64(0))
 			if !slices.Equal(keys, want) {
 				t.Fatalf("n=%d mask=%x: radix sort differs from a stable sort", n, mask)
+			}
+			// On the highest varying bits only: a stable sort on them.
+			sub := highBits(mask, 7)
+			rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+			for i := range keys {
+				keys[i].off = uint32(i)
+			}
+			want = slices.Clone(keys)
+			slices.SortStableFunc(want, func(a, b sortKey) int { return cmp.Compare(a.pfx&sub, b.pfx&sub) })
+			radixSort(keys, nil, sub)
+			if !slices.Equal(keys, want) {
+				t.Fatalf("n=%d mask=%x sub=%x: radix sort differs from a stable sort", n, mask, sub)
 			}
 		}
 	}
@@ -69,8 +81,8 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 	defer s.Close()
 	g := generation{part: 0}
 	defer g.discard()
-	var c chunk
 	for i := range 3 * BulkGenerationChunks {
+		c := &chunk{} // not reused: a held chunk stays in use
 		c.reset(0)
 		for j := range 10 {
 			c.add([]byte("k"), fmt.Appendf(nil, "v%d-%d", i, j), int64(i))
@@ -81,16 +93,28 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 			c.add([]byte("gone"), []byte("x"), int64(i))
 		}
 		c.cp = Checkpoint{Next: int64(i + 1)}
-		if err := s.spill(&g, &c); err != nil {
-			t.Fatal(err)
-		}
-		if len(g.runs) >= BulkGenerationChunks {
-			if err := s.ingestGeneration(&g); err != nil {
-				t.Fatal(err)
+		var err error
+		switch {
+		case i == BulkGenerationChunks-1: // the whole generation spilled
+			err = s.spill(&g, c)
+			if err == nil {
+				err = s.ingestGeneration(&g, nil)
+			}
+		case len(g.runs)+len(g.mem)+1 >= BulkGenerationChunks: // its last chunks merged from memory
+			err = s.ingestGeneration(&g, c)
+		case i%7 == 3: // held in memory, then spilled or merged from memory
+			err = s.hold(&g, c)
+		default:
+			err = s.spillHeld(&g)
+			if err == nil {
+				err = s.spill(&g, c)
 			}
 		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := s.ingestGeneration(&g); err != nil {
+	if err := s.ingestGeneration(&g, nil); err != nil {
 		t.Fatal(err)
 	}
 	last := 3*BulkGenerationChunks - 1

@@ -3,13 +3,14 @@ package state
 import (
 	"bufio"
 	"bytes"
-	"container/heap"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"slices"
+	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
@@ -32,7 +33,7 @@ const BulkGenerationChunks = 32
 type generation struct {
 	part    int32
 	runs    []string
-	times   []string
+	tables  []string // time index tables, then data tables: ingested together
 	cp      Checkpoint
 	records int64
 	// splits cut the key space into ranges merged in parallel (taken from
@@ -40,6 +41,10 @@ type generation struct {
 	// j start.
 	splits [][]byte
 	bounds [][]int64
+	// mem are chunks merged from memory (newer than the runs, in order),
+	// and memBounds[i] where their ranges start in mem[i].ord.
+	mem       []*chunk
+	memBounds [][]int
 }
 
 // spill sorts c and adds it to g: its last record of each key, in key
@@ -47,38 +52,96 @@ type generation struct {
 // read back by this process and removed; Open wipes leftovers), and its
 // time index as a table, written in parallel.
 func (s *Store) spill(g *generation, c *chunk) error {
-	g.part = c.part
-	g.cp = c.cp
-	g.cp.StreamTime = max(g.cp.StreamTime, c.maxTS)
-	g.records += int64(c.n)
+	g.take(c)
 	if c.n == 0 {
 		return nil
 	}
 	c.sort()
+	return s.writeSorted(g, c, true)
+}
+
+// hold adds sorted c to g as a chunk to merge from memory, and writes its
+// time index table: the caller keeps c until g is ingested, or has its run
+// written by spillHeld. A restore holds the chunk before its last one (as
+// well as the last one), so a restore of two chunks writes no run at all.
+func (s *Store) hold(g *generation, c *chunk) error {
+	g.take(c)
+	if c.n == 0 {
+		return nil
+	}
+	c.sort()
+	g.split(c)
+	files, err := s.ingestPaths(c.part, "-time.sst")
+	if err != nil {
+		return err
+	}
+	err = s.writeTimeTable(files[0], c)
+	if len(c.live) > 0 || err != nil {
+		g.tables = append(g.tables, files[0])
+	}
+	if err != nil {
+		return err
+	}
+	g.mem = append(g.mem, c)
+	return nil
+}
+
+// spillHeld writes the run of the chunks g holds (hold), which the caller
+// may then reuse.
+func (s *Store) spillHeld(g *generation) error {
+	for _, c := range g.mem {
+		if err := s.writeSorted(g, c, false); err != nil {
+			return err
+		}
+	}
+	g.mem = g.mem[:0]
+	return nil
+}
+
+// writeSorted writes sorted c's run, and its time index table if timeTable.
+func (s *Store) writeSorted(g *generation, c *chunk, timeTable bool) error {
 	files, err := s.ingestPaths(c.part, ".run", "-time.sst")
 	if err != nil {
 		return err
 	}
 	rpath, tpath := files[0], files[1]
 	timeErr := make(chan error, 1)
-	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	if len(g.splits) == 0 {
-		for j := 1; j < mergeWays(); j++ {
-			k := c.userKey(c.ord[j*len(c.ord)/mergeWays()].off)
-			g.splits = append(g.splits, append(dataKey(c.part, nil), k...))
-		}
+	if timeTable {
+		go func() { timeErr <- s.writeTimeTable(tpath, c) }()
+	} else {
+		timeErr <- nil
 	}
+	g.split(c)
 	bounds, err := writeRun(rpath, c, g.splits)
 	terr := <-timeErr
 	g.runs = append(g.runs, rpath) // removed with the generation, written or not
 	g.bounds = append(g.bounds, bounds)
-	if len(c.live) > 0 || terr != nil {
-		g.times = append(g.times, tpath)
+	if timeTable && (len(c.live) > 0 || terr != nil) {
+		g.tables = append(g.tables, tpath)
 	}
 	if err != nil {
 		return err
 	}
 	return terr
+}
+
+// take adds c's checkpoint and record count to g.
+func (g *generation) take(c *chunk) {
+	g.part = c.part
+	g.cp = c.cp
+	g.cp.StreamTime = max(g.cp.StreamTime, c.maxTS)
+	g.records += int64(c.n)
+}
+
+// split sets g's key range splits from sorted c's keys, unless set.
+func (g *generation) split(c *chunk) {
+	if len(g.splits) > 0 {
+		return
+	}
+	for j := 1; j < mergeWays(); j++ {
+		k := c.userKey(c.ord[j*len(c.ord)/mergeWays()].off)
+		g.splits = append(g.splits, append(dataKey(c.part, nil), k...))
+	}
 }
 
 // mergeWays is how many key ranges of a generation are merged in parallel.
@@ -95,7 +158,9 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	bounds := []int64{0}
 	var pos int64
+	var sink byte
 	for i, o := range c.ord {
+		sink ^= c.touch(i + touchAhead)
 		if c.overridden(i) {
 			continue
 		}
@@ -114,6 +179,7 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 		bounds = append(bounds, pos)
 	}
 	bounds = append(bounds, pos)
+	c.sink = sink
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return nil, err
@@ -124,53 +190,93 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 // discard removes g's files and empties it; its checkpoint stays (an
 // empty generation ingested next only writes it again).
 func (g *generation) discard() {
-	for _, p := range append(g.runs, g.times...) {
+	for _, p := range append(g.runs, g.tables...) {
 		os.Remove(p)
 	}
 	*g = generation{part: g.part, cp: g.cp}
 }
 
-// ingestGeneration merges g's runs into one table (a later run's record
-// of a key wins), has Pebble ingest it with the time index tables, then
-// writes g's checkpoint, synced: the checkpoint never covers data that is
-// not in the LSM.
-func (s *Store) ingestGeneration(g *generation) error {
+// ingestGeneration merges g's runs, and last (its final chunk, nil if
+// none) from memory, into tables (a later record of a key wins), has Pebble
+// ingest them with the time index tables, then writes g's checkpoint,
+// synced: the checkpoint never covers data that is not in the LSM. The
+// final chunk is not spilled: writing it as a run only to read it back
+// cost a generation's last chunk (at 1M keys, half the restore) a write,
+// a read and a copy of every record. last is free again on return.
+func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 	defer g.discard()
-	paths := g.times
-	if len(g.runs) > 0 {
-		// One table per key range, merged in parallel; the ranges do not
-		// overlap, so neither do the tables.
-		ways := len(g.splits) + 1
-		errs := make(chan error, ways)
-		for j := range ways {
-			if g.rangeEmpty(j) {
-				errs <- nil
-				continue
-			}
-			ps, err := s.ingestPaths(g.part, "-data.sst")
+	var timeErr chan error
+	var tpath string
+	if last != nil {
+		g.take(last)
+		if last.n > 0 {
+			last.sort()
+			g.split(last)
+			g.mem = append(g.mem, last)
+			ps, err := s.ingestPaths(last.part, "-time.sst")
 			if err != nil {
-				errs <- err
-				continue
+				return err
 			}
-			dpath := ps[0]
-			defer os.Remove(dpath)
-			paths = append(paths, dpath)
-			go func() {
-				errs <- s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
-			}()
-		}
-		for range ways {
-			if err := <-errs; err != nil {
-				return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
-			}
+			tpath, timeErr = ps[0], make(chan error, 1)
+			go func() { timeErr <- s.writeTimeTable(tpath, last) }()
 		}
 	}
-	if len(paths) > 0 {
-		if err := s.db.Ingest(context.Background(), paths); err != nil {
-			return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
+	g.memBounds = g.memBounds[:0]
+	for _, c := range g.mem {
+		g.memBounds = append(g.memBounds, c.bounds(g.splits))
+	}
+	err := s.writeData(g)
+	if timeErr != nil {
+		// Waited for even after an error: it reads last.
+		terr := <-timeErr
+		if len(last.live) > 0 || terr != nil {
+			g.tables = append(g.tables, tpath)
 		}
+		if err == nil {
+			err = terr
+		}
+	}
+	if err == nil && len(g.tables) > 0 {
+		err = s.db.Ingest(context.Background(), g.tables)
+	}
+	if err != nil {
+		return fmt.Errorf("state: bulk loading partition %d: %w", g.part, err)
 	}
 	return s.apply(g.part, nil, g.cp, pebble.Sync)
+}
+
+// writeData writes g's data tables, one per key range, merged in parallel
+// (the ranges do not overlap, so neither do the tables), and adds them to
+// g.tables.
+func (s *Store) writeData(g *generation) error {
+	if len(g.runs) == 0 && len(g.mem) == 0 {
+		return nil
+	}
+	ways := len(g.splits) + 1
+	errs := make(chan error, ways)
+	for j := range ways {
+		if g.rangeEmpty(j) {
+			errs <- nil
+			continue
+		}
+		ps, err := s.ingestPaths(g.part, "-data.sst")
+		if err != nil {
+			errs <- err
+			continue
+		}
+		dpath := ps[0]
+		g.tables = append(g.tables, dpath) // removed with g, written or not
+		go func() {
+			errs <- s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
+		}()
+	}
+	var first error
+	for range ways {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // rangeEmpty reports whether no run has a record in key range j (splits
@@ -182,70 +288,133 @@ func (g *generation) rangeEmpty(j int) bool {
 			return false
 		}
 	}
+	for _, b := range g.memBounds {
+		if b[j] < b[j+1] {
+			return false
+		}
+	}
 	return true
 }
 
-// runReader reads one run file record by record.
+// bounds returns where each key range (split by splits) starts in sorted
+// c's order, and its end.
+func (c *chunk) bounds(splits [][]byte) []int {
+	b := make([]int, 0, len(splits)+2)
+	b = append(b, 0)
+	for _, sp := range splits {
+		b = append(b, sort.Search(len(c.ord), func(i int) bool {
+			k, _, _, _ := c.at(c.ord[i].off)
+			return bytes.Compare(k, sp) >= 0
+		}))
+	}
+	return append(b, len(c.ord))
+}
+
+// runReader reads one run record by record: a run file, or (c set) the
+// records c.ord[i:end] of a sorted chunk in memory.
 type runReader struct {
 	r    *bufio.Reader
 	f    *os.File
+	used int // bytes of r's buffer the current record occupies
+	c    *chunk
+	i    int
+	end  int
 	seq  int // run order: higher is newer
+	sink byte
 	rec  []byte
 	key  []byte // Pebble key
 	val  []byte // Pebble value, nil for a deletion
 	done bool
 }
 
+// next moves to the next record. The key and value of the current one
+// stay valid until then (they point into the reader's buffer or the chunk).
 func (rr *runReader) next() error {
-	var h [recHeader]byte
-	if _, err := io.ReadFull(rr.r, h[:]); err != nil {
-		if err == io.EOF {
+	if rr.c != nil {
+		rr.sink ^= rr.c.touch(rr.i + touchAhead)
+		for rr.i < rr.end && rr.c.overridden(rr.i) {
+			rr.i++
+		}
+		if rr.i >= rr.end {
 			rr.done = true
 			return nil
 		}
-		return err
+		rr.key, rr.val, _, _ = rr.c.at(rr.c.ord[rr.i].off)
+		rr.i++
+		return nil
 	}
-	klen := binary.LittleEndian.Uint32(h[:])
+	if rr.used > 0 {
+		rr.r.Discard(rr.used)
+		rr.used = 0
+	}
+	h, err := rr.r.Peek(recHeader)
+	if err != nil {
+		if err == io.EOF && len(h) == 0 {
+			rr.done = true
+			return nil
+		}
+		return fmt.Errorf("run %s: %w", rr.f.Name(), io.ErrUnexpectedEOF)
+	}
+	klen := int(binary.LittleEndian.Uint32(h))
 	vlen := int32(binary.LittleEndian.Uint32(h[4:]))
-	n := prefixLen + int(klen) + 8 + max(int(vlen), 0)
-	if cap(rr.rec) < n {
-		rr.rec = make([]byte, n, max(n, 2*cap(rr.rec)))
+	n := recHeader + prefixLen + klen + 8 + max(int(vlen), 0)
+	// Read in place (no copy) unless the record exceeds the buffer.
+	rec, err := rr.r.Peek(n)
+	switch {
+	case err == nil:
+		rr.used = n
+	case err == bufio.ErrBufferFull:
+		rr.rec = slices.Grow(rr.rec[:0], n)[:n]
+		if _, err := io.ReadFull(rr.r, rr.rec); err != nil {
+			return fmt.Errorf("run %s: %w", rr.f.Name(), err)
+		}
+		rec = rr.rec
+	default:
+		return fmt.Errorf("run %s: %w", rr.f.Name(), io.ErrUnexpectedEOF)
 	}
-	rr.rec = rr.rec[:n]
-	if _, err := io.ReadFull(rr.r, rr.rec); err != nil {
-		return fmt.Errorf("run %s: %w", rr.f.Name(), err)
-	}
-	ke := prefixLen + int(klen)
-	rr.key, rr.val = rr.rec[:ke], nil
+	ke := recHeader + prefixLen + klen
+	rr.key, rr.val = rec[recHeader:ke:ke], nil
 	if vlen >= 0 {
-		rr.val = rr.rec[ke:]
+		rr.val = rec[ke:n:n]
 	}
 	return nil
 }
 
-// runHeap orders readers by key, newest run first among equal keys.
+// runHeap orders readers by key, newest run first among equal keys. It is
+// sifted by hand: container/heap's calls through an interface cost more
+// than the comparisons themselves with the few runs of a restore.
 type runHeap []*runReader
 
-func (h runHeap) Len() int { return len(h) }
-func (h runHeap) Less(i, j int) bool {
+func (h runHeap) less(i, j int) bool {
 	if c := bytes.Compare(h[i].key, h[j].key); c != 0 {
 		return c < 0
 	}
 	return h[i].seq > h[j].seq
 }
-func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
-func (h *runHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+// down moves h[i] down to its place.
+func (h runHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }
 
-// mergeRuns writes the records of key range j of g's sorted runs to w in
-// key order, keeping the newest run's record of each key.
+// mergeRuns writes the records of key range j of g's sorted runs (and its
+// chunk in memory) to w in key order, keeping the newest record of each key.
 func mergeRuns(g *generation, j int, w *sstable.Writer) error {
-	h := make(runHeap, 0, len(g.runs))
+	h := make(runHeap, 0, len(g.runs)+1)
 	for i, p := range g.runs {
 		f, err := os.Open(p)
 		if err != nil {
@@ -254,14 +423,25 @@ func mergeRuns(g *generation, j int, w *sstable.Writer) error {
 		defer f.Close()
 		lo, hi := g.bounds[i][j], g.bounds[i][j+1]
 		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 256<<10), f: f, seq: i}
+		h = append(h, rr)
+	}
+	for i, c := range g.mem {
+		b := g.memBounds[i]
+		h = append(h, &runReader{c: c, i: b[j], end: b[j+1], seq: len(g.runs) + i})
+	}
+	live := h[:0]
+	for _, rr := range h {
 		if err := rr.next(); err != nil {
 			return err
 		}
 		if !rr.done {
-			h = append(h, rr)
+			live = append(live, rr)
 		}
 	}
-	heap.Init(&h)
+	h = live
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
 	var last []byte
 	for len(h) > 0 {
 		rr := h[0]
@@ -281,10 +461,10 @@ func mergeRuns(g *generation, j int, w *sstable.Writer) error {
 			return err
 		}
 		if rr.done {
-			heap.Pop(&h)
-		} else {
-			heap.Fix(&h, 0)
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
 		}
+		h.down(0)
 	}
 	return nil
 }
