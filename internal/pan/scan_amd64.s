@@ -324,7 +324,7 @@ plo:
 	// number (markupKeep): after a quote or '<' the digits right before
 	// must be 4-8 (or reach back to the block's start; see lastGroup),
 	// and for '=' too a digit or an introHigh byte must come close after
-	// it (markupWindow), or the window runs past the block.
+	// it (markupWindow), or the window runs past the region (n).
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
 	CMPQ R12, $0x3d
@@ -366,12 +366,38 @@ pwin:
 	BSRQ R11, R14
 	ADDQ R15, R14
 	CMPQ R14, $64
-	JAE  pkeep
+	JAE  pfar
 	MOVQ AX, R12
 	ORQ  R8, R12            // digits | introHigh bytes (H)
 	SHRXQ R15, R12, R12
 	ANDQ R11, R12
 	JNZ  pkeep
+	JMP  ploop
+
+pfar:
+	// The window (bytes R15..R14 of the block) runs past the block: read
+	// its bytes if the region holds them, else keep.
+	LEAQ (DI)(R14*1), R12
+	CMPQ R12, n+8(FP)
+	JAE  pkeep
+	LEAQ (SI)(DI*1), R12
+
+pfbyte:
+	MOVBLZX (R12)(R15*1), R11
+	CMPQ R11, $0x80
+	JAE  pkeep
+	CMPQ R11, $0x25
+	JEQ  pkeep
+	CMPQ R11, $0x26
+	JEQ  pkeep
+	CMPQ R11, $0x5c
+	JEQ  pkeep
+	SUBQ $0x30, R11
+	CMPQ R11, $10
+	JCS  pkeep
+	INCQ R15
+	CMPQ R15, R14
+	JLS  pfbyte
 	JMP  ploop
 
 pcnt:
@@ -437,14 +463,76 @@ pend:
 	JEQ  pkeep
 	CMPQ R8, $0x5c
 	JEQ  pkeep
-	CMPQ R8, $0x22
-	JEQ  pkeep
-	CMPQ R8, $0x27
-	JEQ  pkeep
-	CMPQ R8, $0x3c
-	JEQ  pkeep
+	// Markup there (nextStretch): a quote or '<' after a group of 4-8
+	// digits (any number when they reach back to that block's start), or '=',
+	// keeps the stretch if a digit or an introHigh byte comes close
+	// after it (markupWindow) or the window runs past the region.
+	LEAQ 64(SI)(DI*1), R12  // the next block
 	CMPQ R8, $0x3d
+	JEQ  pneq
+	CMPQ R8, $0x22
+	JEQ  pnq
+	CMPQ R8, $0x27
+	JEQ  pnq
+	CMPQ R8, $0x3c
+	JNE  pcnt
+
+pnq:
+	MOVQ R8, CX             // the markup byte
+	MOVQ R14, R11
+
+pnback:
+	TESTQ R11, R11
+	JZ   pnset              // the group reaches back to the block's start
+	MOVBLZX -1(R12)(R11*1), R8
+	SUBQ $0x30, R8
+	CMPQ R8, $10
+	JAE  pngrp
+	DECQ R11
+	JMP  pnback
+
+pngrp:
+	MOVQ R14, R8
+	SUBQ R11, R8            // digits of the group before the markup
+	CMPQ R8, $4
+	JLT  pcnt
+	CMPQ R8, $8
+	JGT  pcnt
+
+pnset:
+	LEAQ 2(R14), R8         // a quote: bytes 2..7 on
+	LEAQ 7(R14), R11
+	CMPQ CX, $0x3c
+	JNE  pnwin
+	LEAQ 3(R14), R8         // '<': bytes 3..20 on
+	LEAQ 20(R14), R11
+	JMP  pnwin
+
+pneq:
+	LEAQ 2(R14), R8         // '=': bytes 2..3 on
+	LEAQ 3(R14), R11
+
+pnwin:
+	LEAQ 64(DI)(R11*1), CX
+	CMPQ CX, n+8(FP)
+	JAE  pkeep
+
+pnbyte:
+	MOVBLZX (R12)(R8*1), CX
+	CMPQ CX, $0x80
+	JAE  pkeep
+	CMPQ CX, $0x25
 	JEQ  pkeep
+	CMPQ CX, $0x26
+	JEQ  pkeep
+	CMPQ CX, $0x5c
+	JEQ  pkeep
+	SUBQ $0x30, CX
+	CMPQ CX, $10
+	JCS  pkeep
+	INCQ R8
+	CMPQ R8, R11
+	JLS  pnbyte
 	JMP  pcnt
 
 pdone:
