@@ -10,12 +10,7 @@ import (
 // TestBlockMasksAVX2: the AVX2 filter computes the same masks as the
 // portable one, on every byte value in every position.
 func TestBlockMasksAVX2(t *testing.T) {
-	if !useAVX2 {
-		t.Skip("no AVX2 on this CPU")
-	}
-	r := rand.New(rand.NewPCG(1, 1))
-	b := make([]byte, 64*8)
-	for round := 0; round < 20000; round++ {
+	checkMasksAVX2(t, rand.New(rand.NewPCG(1, 1)), func(r *rand.Rand, round int, b []byte) {
 		for i := range b {
 			b[i] = byte(r.IntN(256))
 			if round%2 == 0 && r.IntN(3) > 0 {
@@ -37,11 +32,31 @@ func TestBlockMasksAVX2(t *testing.T) {
 				b[i] = 'x'
 			}
 		}
+	})
+}
+
+// checkMasksAVX2 fills an 8-block buffer 20,000 times and compares the
+// AVX2 filter with the portable one over its first block, two blocks and
+// all of it, with random state carried in from a previous block (zero
+// every other round).
+func checkMasksAVX2(t *testing.T, r *rand.Rand, fill func(r *rand.Rand, round int, b []byte)) {
+	t.Helper()
+	if !useAVX2 {
+		t.Skip("no AVX2 on this CPU")
+	}
+	b := make([]byte, 64*8)
+	for round := 0; round < 20000; round++ {
+		fill(r, round, b)
 		pd, ps := r.Uint64(), r.Uint64()
-		o1, d1, s1, i1 := candMasksAVX2(&b[0], len(b), pd, ps, nil)
-		o2, d2, s2, i2 := candMasksGeneric(b, 0, len(b), pd, ps)
-		if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
-			t.Fatalf("round %d: avx2 %d %x %x %x, generic %d %x %x %x", round, o1, d1, s1, i1, o2, d2, s2, i2)
+		if round%2 == 0 {
+			pd, ps = 0, 0
+		}
+		for _, n := range []int{64, 128, len(b)} {
+			o1, d1, s1, i1 := candMasksAVX2(&b[0], n, pd, ps, nil)
+			o2, d2, s2, i2 := candMasksGeneric(b, 0, n, pd, ps)
+			if o1 != o2 || d1 != d2 || s1 != s2 || i1 != i2 {
+				t.Fatalf("round %d n %d: avx2 %d %x %x %x, generic %d %x %x %x", round, n, o1, d1, s1, i1, o2, d2, s2, i2)
+			}
 		}
 	}
 }
