@@ -43,7 +43,8 @@ func (f *bloomFilter) add(h uint64, budget *bloomBudget) {
 	if n := len(f.layers); n == 0 || f.layers[n-1].n >= f.layers[n-1].cap {
 		keys := bloomFirstKeys << n
 		m := uint64(keys*bloomBitsPerKey+63) &^ 63
-		if budget.used+int64(m/8) > budget.limit {
+		// m > 2^32 would overflow the probes' multiply-shift mapping.
+		if m > 1<<32 || budget.used+int64(m/8) > budget.limit {
 			f.release(budget)
 			f.over = true
 			return
