@@ -14,14 +14,7 @@ import (
 // and non-ASCII strings, 0 to 3 attributes), and is used for the shipped
 // schema.
 func TestAuditDirectMatchesReflective(t *testing.T) {
-	defs, err := Defs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readers := map[reflect.Type]avro.Schema{}
-	for _, d := range defs {
-		readers[d.Type] = d.Schema
-	}
+	readers := readersOf(t)
 	if !auditLayoutIs(readers[auditType]) {
 		t.Fatal("the shipped audit schema does not take the direct encoder")
 	}

@@ -3,19 +3,10 @@ package schemas
 import (
 	"reflect"
 	"testing"
-
-	"github.com/hamba/avro/v2"
 )
 
 func benchSerdes(b *testing.B) (direct, reflective *Serde) {
-	defs, err := Defs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	readers := map[reflect.Type]avro.Schema{}
-	for _, d := range defs {
-		readers[d.Type] = d.Schema
-	}
+	readers := readersOf(b)
 	ids := map[reflect.Type]int{tokenizedType: 3, vaultType: 4, auditType: 5}
 	direct = &Serde{readers: readers, ids: ids, vaultDirect: true, auditDirect: true, eventSymbols: eventSymbols(readers[tokenizedType])}
 	return direct, &Serde{readers: readers, ids: ids}

@@ -9,7 +9,7 @@ import (
 	"github.com/hamba/avro/v2"
 )
 
-func readersOf(t *testing.T) map[reflect.Type]avro.Schema {
+func readersOf(t testing.TB) map[reflect.Type]avro.Schema {
 	t.Helper()
 	defs, err := Defs()
 	if err != nil {
