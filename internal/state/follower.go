@@ -329,11 +329,6 @@ func (f *Follower) run(ctx context.Context) error {
 		offsets[part] = kgo.NewOffset().At(cp.Next)
 		f.o.Logger.Info("state restored", "topic", f.cl.Topic, "partition", part, "from", pr.From, "to", cp.Next, "records", pr.Records)
 	}
-	// Before the tail starts and before ready: the tail adds what it
-	// applies, this adds what the store already holds.
-	if err := f.fillFilter(ends); err != nil {
-		return err
-	}
 	tail, err := kgo.NewClient(append(append([]kgo.Opt(nil), f.cl.ClientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.cl.Topic: offsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
@@ -346,6 +341,17 @@ func (f *Follower) run(ctx context.Context) error {
 	f.ready = true
 	f.broadcastLocked()
 	f.mu.Unlock()
+	// The key filter is filled in the background, so a large store does
+	// not delay readiness; until it is armed, lookups read Pebble.
+	fctx, cancel := context.WithCancel(ctx)
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		if err := f.fillFilter(fctx, ends); err != nil && fctx.Err() == nil {
+			f.o.Logger.Warn("building the key filter failed; lookups read the store", "topic", f.cl.Topic, "err", err)
+		}
+	}()
+	defer func() { cancel(); <-filled }()
 	return f.tail(ctx, tail)
 }
 
@@ -460,15 +466,18 @@ func (f *Follower) filterAdd(part int32, puts []Put) {
 }
 
 // fillFilter adds every key the store holds for parts (restored, or kept
-// from a previous run) and arms the filter.
-func (f *Follower) fillFilter(parts map[int32]int64) error {
+// from a previous run) and arms the filter. It may run while the tail
+// applies records: every write adds its key to the filter before it reaches
+// the store, so a key is either in the snapshot Range reads or added by its
+// write (an expired key added back is only a false positive).
+func (f *Follower) fillFilter(ctx context.Context, parts map[int32]int64) error {
 	if f.filter == nil {
 		return nil
 	}
 	for part := range parts {
 		err := f.store.Range(part, nil, func(key []byte, e Entry) error {
 			f.filter.add(part, key, e.TS)
-			return nil
+			return ctx.Err()
 		})
 		if err != nil {
 			return fmt.Errorf("state: loading the key filter of %s[%d]: %w", f.cl.Topic, part, err)

@@ -28,6 +28,15 @@ func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duratio
 		cancel()
 		t.Fatal(err)
 	}
+	// The key filter is filled after ready: wait for it, so the scenario
+	// checks the filter's answers, not Pebble's.
+	for f.filter != nil && !f.filter.isArmed() {
+		if wctx.Err() != nil {
+			cancel()
+			t.Fatal("the key filter was not armed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return f, func() {
 		cancel()
 		if err := <-done; err != nil {

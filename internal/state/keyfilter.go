@@ -12,9 +12,9 @@ import (
 //
 // It is exact in the direction that matters: mayContain is false only for a
 // key that no live entry of the store holds, because every key the follower
-// writes is added before the write, and the keys already in the store when
-// the follower became ready are added by a scan first (until then the
-// filter is not armed and answers "maybe"). False positives only cost the
+// writes is added before the write, and the keys the store held are added
+// by a snapshot scan that starts once the follower is ready (until it ends
+// the filter is not armed and answers "maybe"). False positives only cost the
 // Pebble lookup the filter would have saved.
 //
 // Memory is bounded: keys are kept per partition in Bloom filters bucketed
@@ -108,6 +108,13 @@ func (f *followerFilter) mayContain(part int32, key []byte, nowMS int64) bool {
 		}
 	}
 	return false
+}
+
+// isArmed reports whether the filter answers (tests wait for it).
+func (f *followerFilter) isArmed() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.armed
 }
 
 // arm makes the filter answer: every key of the store has been added.
