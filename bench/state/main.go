@@ -50,6 +50,7 @@ import (
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/devstack/kafkabroker"
 	"github.com/pcistream/pcistream/internal/state"
+	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/tokenizer"
 	"github.com/pcistream/pcistream/schemas"
 )
@@ -269,11 +270,39 @@ func ptr(s string) *string { return &s }
 func entryValue(i int) []byte { return appendEntryValue(nil, i) }
 
 func appendEntryValue(b []byte, i int) []byte {
-	b = append(b, `{"ctx":"ctx_abcdefghijklmnopqrstuvwxyz","ts":`...)
+	b = append(b, `{"ctx":"`...)
+	b = appendContextID(b, i)
+	b = append(b, `","ts":`...)
 	b = strconv.AppendInt(b, baseTS+int64(i), 10)
 	b = append(b, `,"off":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
-	return append(b, '}')
+	return append(b, `,"part":0}`...)
+}
+
+// appendContextID appends entry i's context id: "ctx_" and 26 letters of
+// the token alphabet, pseudo-random per key as the tokenizer's (SHA-256
+// digests, processors/tokenizer/context.go), so the changelog and the
+// tables compress as real entries do (one fixed id flattered Snappy).
+// Three splitmix64 outputs give the 130 bits, much cheaper than SHA-256.
+func appendContextID(b []byte, i int) []byte {
+	b = append(b, "ctx_"...)
+	x := uint64(i) * 3
+	for w := 0; w < 3; w++ {
+		r := splitmix64(x + uint64(w))
+		for j := 0; j < 9 && w*9+j < 26; j++ {
+			b = append(b, token.Alphabet[r&31])
+			r >>= 5
+		}
+	}
+	return b
+}
+
+// splitmix64 is a 64-bit mixer (Steele, Lea, Flood: SplitMix64's finalizer).
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // appendPadded appends v in base (10 or 16) with leading zeros to width
