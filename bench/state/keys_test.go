@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pcistream/pcistream/internal/token"
+	"github.com/pcistream/pcistream/processors/tokenizer"
 )
 
 // The hand-written formatting is the bytes fmt wrote before (the same
@@ -19,8 +20,8 @@ func TestEntryFormat(t *testing.T) {
 			t.Fatalf("sorted key %d: %q, want %q", i, g, w)
 		}
 		c := string(appendContextID(nil, i))
-		if g, w := string(appendEntryValue(nil, i)), fmt.Sprintf(`{"ctx":%q,"ts":%d,"off":%d,"part":0}`, c, baseTS+int64(i), i); g != w {
-			t.Fatalf("value %d: %q, want %q", i, g, w)
+		if g, w := appendEntryValue(nil, i), tokenizer.AppendIdempotencyEntry(nil, c, baseTS+int64(i), int64(i), 0); string(g) != string(w) {
+			t.Fatalf("value %d: %x, want %x", i, g, w)
 		}
 		if g, w := string(appendToken(nil, i%100000, true)), sortedVaultToken(i%100000); g != w {
 			t.Fatalf("token %d: %q, want %q", i, g, w)

@@ -266,17 +266,14 @@ func createTopic(ctx context.Context, opts []kgo.Opt, topic string) error {
 
 func ptr(s string) *string { return &s }
 
-// entryValue is a tokenizer idempotency entry (same JSON shape).
+// entryValue is entry i's value: the bytes the tokenizer writes
+// (tokenizer.AppendIdempotencyEntry) for a key first seen at offset i of
+// input partition 0.
 func entryValue(i int) []byte { return appendEntryValue(nil, i) }
 
 func appendEntryValue(b []byte, i int) []byte {
-	b = append(b, `{"ctx":"`...)
-	b = appendContextID(b, i)
-	b = append(b, `","ts":`...)
-	b = strconv.AppendInt(b, baseTS+int64(i), 10)
-	b = append(b, `,"off":`...)
-	b = strconv.AppendInt(b, int64(i), 10)
-	return append(b, `,"part":0}`...)
+	var c [30]byte
+	return tokenizer.AppendIdempotencyEntry(b, string(appendContextID(c[:0], i)), baseTS+int64(i), int64(i), 0)
 }
 
 // appendContextID appends entry i's context id: "ctx_" and 26 letters of

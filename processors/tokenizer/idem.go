@@ -1,11 +1,9 @@
 package tokenizer
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,7 +17,8 @@ const DefaultIdempotencyWindow = 24 * time.Hour
 
 // idemEntry is the value of one record on the idempotency-state topic (key =
 // idempotency key). The times are input-record timestamps, so the state is a
-// pure function of the input and replays decide the same way.
+// pure function of the input and replays decide the same way. The JSON tags
+// are the legacy format's (see appendIdem), which is still read.
 type idemEntry struct {
 	Context string `json:"ctx"` // context id of the first event with the key
 	TS      int64  `json:"ts"`  // timestamp (ms) of that event
@@ -96,9 +95,9 @@ func (t *Tokenizer) seen(part int32, key string, ts int64) (idemEntry, bool, err
 	if time.Duration(d)*time.Millisecond >= t.cfg.window {
 		return idemEntry{}, false, nil
 	}
-	var ie idemEntry
-	if err := json.Unmarshal(e.Value, &ie); err != nil {
-		return idemEntry{}, false, fmt.Errorf("idempotency entry for a key of partition %d is corrupt: %w", part, err)
+	ie, err := parseIdem(e.Value)
+	if err != nil {
+		return idemEntry{}, false, fmt.Errorf("idempotency entry for a key of partition %d: %w", part, err)
 	}
 	return ie, true, nil
 }
@@ -106,29 +105,7 @@ func (t *Tokenizer) seen(part int32, key string, ts int64) (idemEntry, bool, err
 // remember records key in the open transaction and returns its changelog
 // record.
 func (t *Tokenizer) remember(part int32, key string, e idemEntry) *kgo.Record {
-	return t.stateTable().Put(part, []byte(key), e.appendJSON(nil), e.TS)
-}
-
-// appendJSON appends e as json.Marshal encodes it (same bytes: the
-// changelog's format is unchanged), without reflection for the common case
-// of a context id that needs no escaping (they are hex digests, see
-// context.go); anything else goes through encoding/json.
-func (e idemEntry) appendJSON(b []byte) []byte {
-	for i := 0; i < len(e.Context); i++ {
-		if c := e.Context[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			j, _ := json.Marshal(e)
-			return append(b, j...)
-		}
-	}
-	b = append(b, `{"ctx":"`...)
-	b = append(b, e.Context...)
-	b = append(b, `","ts":`...)
-	b = strconv.AppendInt(b, e.TS, 10)
-	b = append(b, `,"off":`...)
-	b = strconv.AppendInt(b, e.Offset, 10)
-	b = append(b, `,"part":`...)
-	b = strconv.AppendInt(b, int64(e.Part), 10)
-	return append(b, '}')
+	return t.stateTable().Put(part, []byte(key), e.append(nil), e.TS)
 }
 
 // StateStatus is the restore status of every idempotency-state partition

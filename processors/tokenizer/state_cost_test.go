@@ -1,9 +1,9 @@
 package tokenizer
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/pcistream/pcistream/internal/state"
@@ -40,7 +40,7 @@ func BenchmarkIdemStateCost(b *testing.B) {
 					puts = puts[:0]
 				}
 				for k := range n {
-					v, _ := json.Marshal(idemEntry{Context: fmt.Sprintf("ctx-%022d", k), TS: int64(k), Offset: int64(k / 3), Part: int32(k % 3)})
+					v := idemEntry{Context: contextID("bench", strconv.Itoa(k)), TS: int64(k), Offset: int64(k / 3), Part: int32(k % 3)}.append(nil)
 					puts = append(puts, state.Put{Key: fmt.Appendf(nil, "idem-%012d", k), Value: v, TS: int64(k)})
 					if len(puts) == cap(puts) {
 						flush(int32((k / 1000) % 3))
