@@ -218,7 +218,7 @@ func (s *Store) ingestTables(c *chunk) error {
 	defer os.Remove(tpath)
 	timeErr := make(chan error, 1)
 	go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	err = s.writeTable(dpath, true, func(w *sstable.Writer) error {
+	err = s.writeTable(dpath, false, func(w *sstable.Writer) error {
 		for i, o := range c.ord {
 			if c.overridden(i) {
 				continue
@@ -275,7 +275,7 @@ func (s *Store) writeTimeTable(path string, c *chunk) error {
 		}
 		return bytes.Compare(c.userKey(a.off), c.userKey(b.off))
 	})
-	return s.writeTable(path, false, func(w *sstable.Writer) error {
+	return s.writeTable(path, true, func(w *sstable.Writer) error {
 		var k []byte
 		for _, o := range c.live {
 			k = append(k[:0], kindTime)

@@ -267,7 +267,7 @@ func (s *Store) writeData(g *generation) error {
 		dpath := ps[0]
 		g.tables = append(g.tables, dpath) // removed with g, written or not
 		go func() {
-			errs <- s.writeTable(dpath, true, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
+			errs <- s.writeTable(dpath, false, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
 		}()
 	}
 	var first error
