@@ -17,8 +17,9 @@ const DefaultIdempotencyWindow = 24 * time.Hour
 
 // idemEntry is the value of one record on the idempotency-state topic (key =
 // idempotency key). The times are input-record timestamps, so the state is a
-// pure function of the input and replays decide the same way. The JSON tags
-// are the legacy format's (see appendIdem), which is still read.
+// pure function of the input and replays decide the same way. It is written
+// in the binary format of idemformat.go; the JSON tags name the fields of
+// the legacy format, which is still read.
 type idemEntry struct {
 	Context string `json:"ctx"` // context id of the first event with the key
 	TS      int64  `json:"ts"`  // timestamp (ms) of that event
