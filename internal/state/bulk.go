@@ -71,20 +71,29 @@ func (s *Store) Ingest(part int32, puts []Put, cp Checkpoint) error {
 // options (compression, bloom filters), or the time index's when
 // timeIndex; Close syncs it.
 func (s *Store) writeTable(path string, timeIndex bool, fill func(*sstable.Writer) error) error {
-	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	w, err := s.newTable(path, timeIndex)
 	if err != nil {
 		return err
 	}
-	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
-	if timeIndex {
-		timeIndexOptions(&wo)
-	}
-	w := sstable.NewWriter(&bigWritable{f: f, w: bufio.NewWriterSize(f, 1<<20)}, wo)
 	if err := fill(w); err != nil {
 		w.Close()
 		return err
 	}
 	return w.Close()
+}
+
+// newTable creates the table at path for writeTable; its Close syncs and
+// closes the file.
+func (s *Store) newTable(path string, timeIndex bool) (*sstable.Writer, error) {
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, err
+	}
+	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
+	if timeIndex {
+		timeIndexOptions(&wo)
+	}
+	return sstable.NewWriter(&bigWritable{f: f, w: bufio.NewWriterSize(f, 1<<20)}, wo), nil
 }
 
 // Time index tables of bulk restores: the index is only range-scanned
@@ -205,7 +214,7 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 	doneNext.Store(pr.From)
 	go func() {
 		var err error
-		g := generation{part: part}
+		g := generation{part: part, tableKeys: c.tableKeys}
 		defer g.discard()
 		// ingest merges g and its final chunk last (nil: none).
 		ingest := func(last *chunk) error {

@@ -50,6 +50,7 @@ type Changelog struct {
 	BulkMin int64
 
 	chunkRecords int // tests: bulk chunk size (default BulkChunkRecords)
+	tableKeys    int // tests: keys per data table of a bulk restore (default bulkTableKeys)
 }
 
 // RestoreBatch bounds the records applied in one Pebble batch.

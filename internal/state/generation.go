@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +46,18 @@ type generation struct {
 	// and memBounds[i] where their ranges start in mem[i].ord.
 	mem       []*chunk
 	memBounds [][]int
+	// tableKeys is the most keys a data table holds (0: bulkTableKeys).
+	tableKeys int
 }
+
+// bulkTableKeys is the most keys a data table of a bulk restore holds: a
+// generation's key ranges are cut into tables of at most this many keys.
+// One table per range made tables of 5M keys at 10M, whose bloom filter
+// (6 MiB, built at the end with a random write per probe) was 8% of the
+// restore's CPU in cache misses; 1M keys make tables of some 50 MiB,
+// the order of Pebble's own target size for its bottom level, so later
+// compactions rewrite no huge table either.
+const bulkTableKeys = 1 << 20
 
 // spill sorts c and adds it to g: its last record of each key, in key
 // order, to a run file (the chunk's own record layout, unsynced: runs are
@@ -193,7 +205,7 @@ func (g *generation) discard() {
 	for _, p := range append(g.runs, g.tables...) {
 		os.Remove(p)
 	}
-	*g = generation{part: g.part, cp: g.cp}
+	*g = generation{part: g.part, cp: g.cp, tableKeys: g.tableKeys}
 }
 
 // ingestGeneration merges g's runs, and last (its final chunk, nil if
@@ -245,8 +257,8 @@ func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 	return s.apply(g.part, nil, g.cp, pebble.Sync)
 }
 
-// writeData writes g's data tables, one per key range, merged in parallel
-// (the ranges do not overlap, so neither do the tables), and adds them to
+// writeData writes g's data tables, merging its key ranges in parallel
+// (the ranges do not overlap, so neither do their tables), and adds them to
 // g.tables.
 func (s *Store) writeData(g *generation) error {
 	if len(g.runs) == 0 && len(g.mem) == 0 {
@@ -254,20 +266,19 @@ func (s *Store) writeData(g *generation) error {
 	}
 	ways := len(g.splits) + 1
 	errs := make(chan error, ways)
+	out := make([]dataTables, ways)
 	for j := range ways {
+		out[j] = dataTables{s: s, part: g.part, max: g.tableKeys}
+		if out[j].max <= 0 {
+			out[j].max = bulkTableKeys
+		}
 		if g.rangeEmpty(j) {
 			errs <- nil
 			continue
 		}
-		ps, err := s.ingestPaths(g.part, "-data.sst")
-		if err != nil {
-			errs <- err
-			continue
-		}
-		dpath := ps[0]
-		g.tables = append(g.tables, dpath) // removed with g, written or not
 		go func() {
-			errs <- s.writeTable(dpath, false, func(w *sstable.Writer) error { return mergeRuns(g, j, w) })
+			err := mergeRuns(g, j, &out[j])
+			errs <- errors.Join(err, out[j].close())
 		}()
 	}
 	var first error
@@ -276,7 +287,55 @@ func (s *Store) writeData(g *generation) error {
 			first = err
 		}
 	}
+	for _, o := range out {
+		g.tables = append(g.tables, o.paths...) // removed with g, written or not
+	}
 	return first
+}
+
+// dataTables writes one key range's records, in key order, as tables of
+// at most max keys each.
+type dataTables struct {
+	s     *Store
+	part  int32
+	max   int
+	w     *sstable.Writer
+	n     int
+	paths []string
+}
+
+// add writes the record (value nil: a deletion), starting a table first if
+// none is open or the open one is full.
+func (d *dataTables) add(k, v []byte) error {
+	if d.w == nil || d.n >= d.max {
+		if err := d.close(); err != nil {
+			return err
+		}
+		ps, err := d.s.ingestPaths(d.part, "-data.sst")
+		if err != nil {
+			return err
+		}
+		d.paths = append(d.paths, ps[0])
+		if d.w, err = d.s.newTable(ps[0], false); err != nil {
+			return err
+		}
+		d.n = 0
+	}
+	d.n++
+	if v == nil {
+		return d.w.Delete(k)
+	}
+	return d.w.Set(k, v)
+}
+
+// close finishes (and syncs) the open table, if any.
+func (d *dataTables) close() error {
+	if d.w == nil {
+		return nil
+	}
+	w := d.w
+	d.w = nil
+	return w.Close()
 }
 
 // rangeEmpty reports whether no run has a record in key range j (splits
@@ -412,8 +471,9 @@ func (h runHeap) down(i int) {
 }
 
 // mergeRuns writes the records of key range j of g's sorted runs (and its
-// chunk in memory) to w in key order, keeping the newest record of each key.
-func mergeRuns(g *generation, j int, w *sstable.Writer) error {
+// chunks in memory) to out in key order, keeping the newest record of each
+// key.
+func mergeRuns(g *generation, j int, out *dataTables) error {
 	h := make(runHeap, 0, len(g.runs)+1)
 	for i, p := range g.runs {
 		f, err := os.Open(p)
@@ -447,13 +507,7 @@ func mergeRuns(g *generation, j int, w *sstable.Writer) error {
 		rr := h[0]
 		if last == nil || !bytes.Equal(rr.key, last) { // else an older record of the key just written
 			last = append(last[:0], rr.key...)
-			var err error
-			if rr.val == nil {
-				err = w.Delete(rr.key)
-			} else {
-				err = w.Set(rr.key, rr.val)
-			}
-			if err != nil {
+			if err := out.add(rr.key, rr.val); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,43 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A bulk restore cuts each key range's data into tables of at most
+// tableKeys keys; the store holds the same entries as a batch restore.
+func TestBulkRestoreCutsTables(t *testing.T) {
+	opts := cluster(t, 1)
+	base := int64(1_700_000_000_000)
+	var recs []*kgo.Record
+	for i := range 400 {
+		recs = append(recs, rec(0, fmt.Sprintf("k%03d", i%200), base+int64(i)))
+	}
+	txnProduce(t, opts, true, recs...)
+	ctx := context.Background()
+	batch := openStore(t, t.TempDir())
+	defer batch.Close()
+	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1 << 40}).Restore(ctx, batch, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	bulk := openStore(t, t.TempDir())
+	defer bulk.Close()
+	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 50, tableKeys: 16}).Restore(ctx, bulk, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	compareDumps(t, "bulk with small tables", dump(t, bulk), dump(t, batch))
+	// 200 keys in tables of at most 16: at least 13 data tables, plus the
+	// time index tables (one per chunk).
+	m := bulk.DB().Metrics()
+	var tables int64
+	for _, l := range m.Levels {
+		tables += l.TablesCount
+	}
+	if tables < 13 {
+		t.Errorf("%d tables in the store, want at least 13 data tables", tables)
+	}
+}
