@@ -84,9 +84,13 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 			g.keys.unlock(key)
 		}
 	}()
-	prev, ok, err := g.idem.Lookup(ctx, key, now)
+	// A key this instance knows is answered at once; one it does not know
+	// is checked again by the committer, against everything committed by
+	// any instance before the request was queued (StateStore).
+	kb := []byte(key) // records do not modify their keys: one copy for all
+	prev, ok, err := g.idem.Find(kb, now)
 	if err != nil {
-		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
+		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read; retry")
 	}
 	if ok {
 		return g.replay(w, &q, prev, fp)
@@ -106,13 +110,20 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	ev = appendAccepted(ev, p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
 	body := ev[start:len(ev):len(ev)]
 	ev = append(ev, '}')
-	kb := []byte(key) // records do not modify their keys: one copy for both
 	handedOff = true
-	err = g.commit.Commit(ctx, []*kgo.Record{
+	err = g.commit.Commit(ctx, Write{Recs: []*kgo.Record{
 		{Topic: g.cfg.topics.PaymentsRaw, Key: kb, Value: val, Timestamp: now},
 		{Topic: g.cfg.topics.GatewayIdempotency, Key: kb, Value: ev, Timestamp: now},
-	}, func(error) { g.keys.unlock(key) })
+	}, Key: kb, Now: now, Settled: func(error) { g.keys.unlock(key) }})
 	// val is not cleared: after a timeout the committer may still hold it.
+	var exists *KeyExistsError
+	switch {
+	case errors.As(err, &exists):
+		// Committed by an earlier request this instance had not read yet.
+		return g.replay(w, &q, exists.Entry, fp)
+	case errors.Is(err, errStateUnavailable):
+		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
+	}
 	if err != nil {
 		res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
 		res.contextID = chk.ContextID
