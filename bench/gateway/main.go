@@ -5,9 +5,14 @@
 // wrk, for POST /v1/payments and, as the baseline on the same server in the
 // same run, the no-op route POST /v1/noop (same body, same TLS, same
 // middleware, no validation and no Kafka). Two load shapes: saturation (as
-// many requests as the connections allow) and paced at about --rate
-// requests/s (wrk's per-connection delay; wrk 4 has no constant-rate mode, so
-// latency at the pace is measured without coordinated-omission correction).
+// many requests as the connections allow) and paced: --rate requests/s
+// offered on a fixed schedule, open loop (wrk 4 has no constant-rate mode;
+// the script's delay() hands each free connection the next send time of its
+// thread's schedule, so the offered rate does not fall when answers slow
+// down, as a fixed think time would). wrk times a request from its actual
+// send; sends that left more than 2 ms behind their scheduled time (every
+// connection busy) are counted and reported, since their latency from the
+// schedule would be higher than wrk's.
 //
 //	go run ./bench/gateway -write bench/RESULTS.md
 package main
@@ -64,7 +69,7 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.IntVar(&o.conns, "conns", 64, "wrk connections of the saturation runs")
 	flag.IntVar(&o.rate, "rate", 5000, "target requests/s of the paced runs")
-	flag.IntVar(&o.rateConns, "rate-conns", 100, "wrk connections of the paced runs (each waits conns/rate between requests)")
+	flag.IntVar(&o.rateConns, "rate-conns", 200, "wrk connections of the paced runs (enough to keep one free at each scheduled send)")
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
@@ -177,17 +182,17 @@ func run(o opts, dir string) (string, error) {
 	for _, shape := range []struct {
 		name  string
 		conns int
-		delay time.Duration
+		rate  int
 	}{
 		{"saturation", o.conns, 0},
-		{fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, time.Duration(o.rateConns) * time.Second / time.Duration(o.rate)},
+		{fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, o.rate},
 	} {
 		for _, route := range []string{"noop", "payments"} {
 			before, err := scrapeServer("http://" + metrics + "/metrics")
 			if err != nil {
 				return "", err
 			}
-			res, err := wrk(o, dir, url, route, shape.name, shape.conns, shape.delay, o.duration, []*proc{gw, dev})
+			res, err := wrk(o, dir, url, route, shape.name, shape.conns, shape.rate, o.duration, []*proc{gw, dev})
 			if err != nil {
 				return "", err
 			}
@@ -195,7 +200,7 @@ func run(o opts, dir string) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, delay: shape.delay, res: res,
+			rows = append(rows, row{shape: shape.name, route: route, conns: shape.conns, rate: shape.rate, res: res,
 				srv: serverLatency(before, after)})
 		}
 	}
@@ -282,13 +287,16 @@ type result struct {
 	P90US         float64 `json:"p90_us"`
 	P99US         float64 `json:"p99_us"`
 	MaxUS         float64 `json:"max_us"`
-	gwCPU, kCPU   time.Duration
+	// Late counts sends more than 2 ms behind their scheduled time (paced
+	// runs); MaxLagMS is the largest lag.
+	Late        int64   `json:"late"`
+	MaxLagMS    float64 `json:"max_lag_ms"`
+	gwCPU, kCPU time.Duration
 }
 
 type row struct {
 	shape, route string
-	conns        int
-	delay        time.Duration
+	conns, rate  int
 	res          result
 	srv          serverQuantiles
 }
@@ -336,17 +344,56 @@ request = function()
   return wrk.format("POST", "%s", {["Content-Type"] = "application/json", ["Idempotency-Key"] = id}, body)
 end
 %s
+late = 0
+maxlag = 0
 done = function(summary, latency, requests)
-  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"errors_status":%%d,"errors_connect":%%d,"errors_read":%%d,"errors_timeout":%%d,"p50_us":%%f,"p90_us":%%f,"p99_us":%%f,"max_us":%%f}\n',
+  local lateAll, lagAll = 0, 0
+  for _, t in ipairs(threads) do
+    lateAll = lateAll + (t:get("late") or 0)
+    lagAll = math.max(lagAll, t:get("maxlag") or 0)
+  end
+  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"errors_status":%%d,"errors_connect":%%d,"errors_read":%%d,"errors_timeout":%%d,"p50_us":%%f,"p90_us":%%f,"p99_us":%%f,"max_us":%%f,"late":%%d,"max_lag_ms":%%f}\n',
     summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, lateAll, lagAll))
 end
 `
 
-func wrk(o opts, dir, url, route, shape string, conns int, delay time.Duration, d time.Duration, procs []*proc) (result, error) {
+// pacing is the paced runs' delay(): each thread keeps a schedule of one
+// send every period ms (threads / rate) and gives each connection that is
+// ready to send the next slot of it, so the offered rate holds whatever the
+// answers' latency, as long as a connection is free; a slot already past is
+// sent at once and counted when more than 2 ms late. LuaJIT's ffi reads the
+// monotonic clock (os.clock is CPU time, os.time whole seconds).
+const pacing = `
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } pcistream_ts;
+int clock_gettime(int clk, pcistream_ts *tp);
+]]
+local ts = ffi.new("pcistream_ts")
+local function nowMS()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local period = %g
+local slot = nil
+function delay()
+  local now = nowMS()
+  slot = (slot or now) + period
+  local d = slot - now
+  if d < 0 then
+    if d < -2 then late = late + 1 end
+    maxlag = math.max(maxlag, -d)
+    return 0
+  end
+  return math.floor(d + 0.5)
+end
+`
+
+func wrk(o opts, dir, url, route, shape string, conns, rate int, d time.Duration, procs []*proc) (result, error) {
 	delayFn := ""
-	if delay > 0 {
-		delayFn = fmt.Sprintf("function delay() return %d end", delay.Milliseconds())
+	if rate > 0 {
+		delayFn = fmt.Sprintf(pacing, 1000*float64(o.threads)/float64(rate))
 	}
 	prefix := fmt.Sprintf("b%d%s%s", time.Now().UnixNano()%1e9, route[:1], strings.Fields(shape)[0][:1])
 	path := filepath.Join(dir, "wrk.lua")
@@ -423,8 +470,8 @@ func report(o opts, rows []row, c counts) string {
 		"caught up to the state topic's stable offset), Avro-encoded and committed to payments.raw with its " +
 		"idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
-	sb.WriteString("| load | route | conns | requests/s | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("| load | route | conns | requests/s | sent > 2 ms late | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var noop float64
 	for _, r := range rows {
 		secs := float64(r.res.DurationUS) / 1e6
@@ -436,8 +483,12 @@ func report(o opts, rows []row, c counts) string {
 		} else if noop > 0 {
 			ratio = fmt.Sprintf("%.2f", perCore/noop)
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %d | %.0f | %d | %.2f cores | %.0f | %s | %.2f cores | %.2f ms | %.2f ms | %.2f ms |\n",
-			r.shape, "/v1/"+r.route, r.conns, rps, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
+		late := "-"
+		if r.rate > 0 {
+			late = fmt.Sprintf("%.2f%% (max %.0f ms)", 100*float64(r.res.Late)/float64(r.res.Requests), r.res.MaxLagMS)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %d | %.0f | %s | %d | %.2f cores | %.0f | %s | %.2f cores | %.2f ms | %.2f ms | %.2f ms |\n",
+			r.shape, "/v1/"+r.route, r.conns, rps, late, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
 			r.res.kCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
 	}
 	var inside []string
