@@ -126,7 +126,10 @@ type TxnCommitterConfig struct {
 	// Producers is the number of transactional producers (default 1):
 	// requests arriving while a transaction commits form the next one. More
 	// producers lower latency at low load and cost CPU per request (smaller
-	// transactions); see bench/RESULTS.md.
+	// transactions); see bench/RESULTS.md. A transaction's key check waits
+	// for the transactions other producers have open on the idempotency
+	// topic (its barrier is the high watermark, see StateStore), so with
+	// more than one they mostly alternate.
 	Producers int
 	// MaxBatch bounds the requests in one transaction (default 512).
 	MaxBatch int
