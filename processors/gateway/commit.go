@@ -189,14 +189,13 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 // Commit implements Committer. It fails at once when the queue is full
 // (fail closed under pressure) and when ctx ends before the commit.
 func (c *TxnCommitter) Commit(ctx context.Context, w Write) error {
-	settled := w.Settled
-	p := &pending{ctx: ctx, recs: w.Recs, key: w.Key, now: w.Now, done: make(chan error, 1), settled: settled}
+	p := &pending{ctx: ctx, recs: w.Recs, key: w.Key, now: w.Now, done: make(chan error, 1), settled: w.Settled}
 	select {
 	case c.queue <- p:
 	default:
 		err := fmt.Errorf("%w: %d requests already waiting for a Kafka transaction", ErrUnavailable, cap(c.queue))
-		if settled != nil {
-			settled(err)
+		if p.settled != nil {
+			p.settled(err)
 		}
 		return err
 	}

@@ -116,21 +116,26 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 		{Topic: g.cfg.topics.GatewayIdempotency, Key: kb, Value: ev, Timestamp: now},
 	}, Key: kb, Now: now, Settled: func(error) { g.keys.unlock(key) }})
 	// val is not cleared: after a timeout the committer may still hold it.
+	return g.answerCommit(w, err, &q, fp, body, chk.ContextID)
+}
+
+// answerCommit answers a payment after the committer's outcome err: 202
+// with body, a replay or 409 when the committer found the key committed by
+// an earlier request this instance had not read yet, or 503.
+func (g *Gateway) answerCommit(w http.ResponseWriter, err error, q *paymentRequest, fp string, body []byte, contextID string) result {
 	var exists *KeyExistsError
 	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, body)
+		return result{status: http.StatusAccepted, contextID: contextID}
 	case errors.As(err, &exists):
-		// Committed by an earlier request this instance had not read yet.
-		return g.replay(w, &q, exists.Entry, fp)
+		return g.replay(w, q, exists.Entry, fp)
 	case errors.Is(err, errStateUnavailable):
 		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
 	}
-	if err != nil {
-		res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
-		res.contextID = chk.ContextID
-		return res
-	}
-	writeJSON(w, http.StatusAccepted, body)
-	return result{status: http.StatusAccepted, contextID: chk.ContextID}
+	res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
+	res.contextID = contextID
+	return res
 }
 
 // replay answers a retry: the first response when the request is the same,
