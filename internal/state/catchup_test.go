@@ -59,15 +59,18 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	}
 	// X aborts: the barrier passes, the committed key is there, the
 	// aborted one is not.
+	aborted := make(chan error, 1)
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer acancel()
-		if err := x.EndTransaction(actx, kgo.TryAbort); err != nil {
-			t.Errorf("abort: %v", err)
-		}
+		aborted <- x.EndTransaction(ctx, kgo.TryAbort)
 	}()
-	if err := f.CatchUpKeys(ctx, [][]byte{[]byte("above")}); err != nil {
+	err = f.CatchUpKeys(ctx, [][]byte{[]byte("above")})
+	// The abort's marker may be read before EndTransaction returns: wait
+	// for it before X is closed.
+	if aerr := <-aborted; aerr != nil {
+		t.Fatalf("abort: %v", aerr)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
