@@ -19,9 +19,12 @@ import (
 var ErrUnavailable = errors.New("kafka unavailable")
 
 // Committer writes a group of records atomically and durably: Commit returns
-// nil only once every record is committed (acks=all) and visible to
-// read_committed readers, and an error when they are not (yet): ctx ended
-// first, or the transaction failed. A Write with a Key is written only if
+// nil only once every record is written (acks=all) and its transaction
+// committed, and an error when they are not (yet): ctx ended first, or the
+// transaction failed. (Kafka answers the commit before it writes the
+// transaction's markers: read_committed readers see the records a moment
+// later, and a reader that must see them reads up to the high watermark,
+// as the idempotency check does.) A Write with a Key is written only if
 // no entry of its Key was committed before the request (see Write); else
 // Commit returns a *KeyExistsError and writes nothing.
 type Committer interface {
