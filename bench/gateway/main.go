@@ -466,9 +466,9 @@ func report(o opts, rows []row, c counts) string {
 	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) when the measured runs started: %s; when they ended: %s.\n\n", c.loadBefore, c.loadAfter)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
-		"Idempotency-Key, so each one is validated, fingerprinted, checked against the Idempotency-Key state (Pebble, " +
-		"caught up to the state topic's stable offset), Avro-encoded and committed to payments.raw with its " +
-		"idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
+		"Idempotency-Key, so each one is validated, fingerprinted, looked up in the local Idempotency-Key state (Pebble), " +
+		"Avro-encoded, checked again by the committer once per transaction (the state caught up to the partitions' " +
+		"high watermarks listed after the batch formed) and committed to payments.raw with its idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
 	sb.WriteString("| load | route | conns | requests/s | sent > 2 ms late | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
 	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")

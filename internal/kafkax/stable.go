@@ -69,6 +69,7 @@ type ReadOpt func(*readCfg)
 
 type readCfg struct {
 	uncommitted bool
+	hwm         bool
 	idle        time.Duration
 	progress    func(partition int32, next, end int64)
 }
@@ -81,6 +82,15 @@ func Progress(fn func(partition int32, next, end int64)) ReadOpt {
 
 // Uncommitted reads read_uncommitted, up to the high watermark.
 func Uncommitted() ReadOpt { return func(c *readCfg) { c.uncommitted = true } }
+
+// ThroughHighWatermark has ReadStable read read_committed up to the high
+// watermark captured when it is called, not the last stable offset: every
+// record written before the call, once its transaction is decided. Kafka
+// answers a transaction's commit before it writes the commit markers, so
+// right after a commit returned the last stable offset can still be below
+// the committed records; this read waits for the markers instead of
+// missing them.
+func ThroughHighWatermark() ReadOpt { return func(c *readCfg) { c.hwm = true } }
 
 // IdleTimeout stops with a *StalledError when polls return nothing for d
 // (default: wait until ctx is done).
@@ -164,7 +174,7 @@ func ReadStable(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	ranges, err := StableRanges(ctx, kadm.NewClient(cl), topic, c.uncommitted)
+	ranges, err := StableRanges(ctx, kadm.NewClient(cl), topic, c.uncommitted || c.hwm)
 	cl.Close()
 	if err != nil {
 		return err

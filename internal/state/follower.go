@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,9 +24,15 @@ import (
 //
 // Writers tell the follower about their own committed changelog records
 // (Committed): those are applied at once, and skipped when the tail reads
-// them back. CatchUp is the exactness barrier: it returns once every record
-// of a partition committed before the call is in the store, so a key that
-// is not there after CatchUp was not committed by anyone when it was called.
+// them back. CatchUp and CatchUpKeys are the exactness barrier: they return
+// once every record of a partition committed before the call is in the
+// store, so a key that is not there afterwards was not committed by anyone
+// when they were called. The barrier is the partition's high watermark, not
+// its last stable offset: a transaction committed after another one opened
+// lies above the last stable offset until that one ends, so a barrier at
+// the last stable offset would miss it; the read_committed tail passes the
+// high watermark only once every transaction open at the listing is
+// decided.
 type Follower struct {
 	store *Store
 	cl    *Changelog
@@ -77,7 +84,7 @@ func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 	}
 	f := &Follower{store: store, cl: cl, o: o, part: kgo.StickyKeyPartitioner(nil).ForTopic(cl.Topic),
 		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
-	f.rounds.list = f.listStable
+	f.rounds.list = f.listEnds
 	if o.Window > 0 && o.FilterBytes > 0 {
 		f.filter = newFollowerFilter(o.Window.Milliseconds(), o.FilterBytes)
 	}
@@ -246,19 +253,51 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 }
 
 // CatchUp returns once the store holds every record of key's partition
-// committed before the call (it lists the partition's last stable offset,
+// committed before the call (it lists the partitions' high watermarks,
 // sharing one listing among concurrent callers, and waits for the tail to
-// reach it), or ctx ends.
+// reach key's), or ctx ends.
 func (f *Follower) CatchUp(ctx context.Context, key []byte) error {
 	part := f.Partition(key)
-	lso, err := f.rounds.stable(ctx)
+	ends, err := f.rounds.stable(ctx)
 	if err != nil {
 		return err
 	}
-	end, ok := lso[part]
+	end, ok := ends[part]
 	if !ok {
 		return fmt.Errorf("state: %s has no partition %d", f.cl.Topic, part)
 	}
+	return f.waitFor(ctx, part, end)
+}
+
+// CatchUpKeys is CatchUp for several keys with a listing of its own: one
+// ListOffsets request for the keys' partitions, sent now (never shared with
+// a listing already in flight). A caller that batches requests sends one
+// per batch, after the batch was formed.
+func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
+	var parts []int32
+	for _, k := range keys {
+		if p := f.Partition(k); !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	ends, err := f.listEndsOf(ctx, parts)
+	f.rounds.setLast(err)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if err := f.waitFor(ctx, p, ends[p]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitFor returns once the tail has read part up to end, or ctx ends.
+func (f *Follower) waitFor(ctx context.Context, part int32, end int64) error {
 	for {
 		f.mu.Lock()
 		next, ferr, ch := f.cps[part].Next, f.err, f.changed
@@ -512,8 +551,8 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// lsoRounds shares listings of the last stable offsets among concurrent
-// callers. A caller joins the next listing not yet sent, never one in
+// lsoRounds shares listings of the partitions' high watermarks among
+// concurrent callers (CatchUp). A caller joins the next listing not yet sent, never one in
 // flight, so the offsets it gets were listed after it asked.
 type lsoRounds struct {
 	admin  *kadm.Client
@@ -524,6 +563,12 @@ type lsoRounds struct {
 	next    *lsoRound
 	running bool
 	last    error // of the last listing: CatchUp cannot work while it fails
+}
+
+func (l *lsoRounds) setLast(err error) {
+	l.mu.Lock()
+	l.last = err
+	l.mu.Unlock()
 }
 
 func (l *lsoRounds) lastErr() error {
@@ -583,12 +628,41 @@ func (l *lsoRounds) loop() {
 	}
 }
 
-// listStableOf lists the last stable offsets of parts with one ListOffsets
-// request per leader (kgo shards it), without the metadata request kadm
-// sends first: it runs for every catch-up round.
+// listEnds lists the high watermarks of every partition followed: the
+// catch-up barrier (see Follower).
+func (f *Follower) listEnds(ctx context.Context) (map[int32]int64, error) {
+	f.mu.Lock()
+	parts := make([]int32, 0, len(f.cps))
+	for p := range f.cps {
+		parts = append(parts, p)
+	}
+	f.mu.Unlock()
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
+	}
+	return f.listEndsOf(ctx, parts)
+}
+
+// listEndsOf lists the high watermarks of parts (read_uncommitted ends).
+func (f *Follower) listEndsOf(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	return f.listOffsetsOf(ctx, parts, 0)
+}
+
+// listStableOf lists the last stable offsets of parts.
 func (f *Follower) listStableOf(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	return f.listOffsetsOf(ctx, parts, 1)
+}
+
+// listOffsetsOf lists the ends of parts at isolation (0 read_uncommitted:
+// high watermarks, 1 read_committed: last stable offsets) with one
+// ListOffsets request per leader (kgo shards it), without the metadata
+// request kadm sends first: it runs for every catch-up.
+func (f *Follower) listOffsetsOf(ctx context.Context, parts []int32, isolation int8) (map[int32]int64, error) {
+	if f.rounds.client == nil {
+		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
+	}
 	req := kmsg.NewPtrListOffsetsRequest()
-	req.IsolationLevel = 1 // read_committed: the last stable offset
+	req.IsolationLevel = isolation
 	t := kmsg.NewListOffsetsRequestTopic()
 	t.Topic = f.cl.Topic
 	for _, p := range parts {
@@ -600,20 +674,20 @@ func (f *Follower) listStableOf(ctx context.Context, parts []int32) (map[int32]i
 	req.Topics = append(req.Topics, t)
 	resp, err := req.RequestWith(ctx, f.rounds.client)
 	if err != nil {
-		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
+		return nil, fmt.Errorf("state: listing the end offsets of %s: %w", f.cl.Topic, err)
 	}
 	out := make(map[int32]int64, len(parts))
 	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
 			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-				return nil, fmt.Errorf("state: stable offset of %s[%d]: %w", f.cl.Topic, rp.Partition, err)
+				return nil, fmt.Errorf("state: end offset of %s[%d]: %w", f.cl.Topic, rp.Partition, err)
 			}
 			out[rp.Partition] = rp.Offset
 		}
 	}
 	for _, p := range parts {
 		if _, ok := out[p]; !ok {
-			return nil, fmt.Errorf("state: no stable offset listed for %s[%d]", f.cl.Topic, p)
+			return nil, fmt.Errorf("state: no end offset listed for %s[%d]", f.cl.Topic, p)
 		}
 	}
 	return out, nil

@@ -19,18 +19,59 @@ import (
 var ErrUnavailable = errors.New("kafka unavailable")
 
 // Committer writes a group of records atomically and durably: Commit returns
-// nil only once every record is committed (acks=all) and visible to
-// read_committed readers, and an error when they are not (yet): ctx ended
-// first, or the transaction failed.
-//
-// settled, when not nil, is called exactly once with the final outcome,
-// possibly after Commit returned: nil when the records committed, an error
-// once they can no longer become visible (skipped, aborted, or a
-// transaction of unknown outcome past its transaction timeout). The
-// gateway holds a request's Idempotency-Key until then, so a retry never
-// races a slow first commit.
+// nil only once every record is written (acks=all) and its transaction
+// committed, and an error when they are not (yet): ctx ended first, or the
+// transaction failed. (Kafka answers the commit before it writes the
+// transaction's markers: read_committed readers see the records a moment
+// later, and a reader that must see them reads up to the high watermark,
+// as the idempotency check does.) A Write with a Key is written only if
+// no entry of its Key was committed before the request (see Write); else
+// Commit returns a *KeyExistsError and writes nothing.
 type Committer interface {
-	Commit(ctx context.Context, recs []*kgo.Record, settled func(error)) error
+	Commit(ctx context.Context, w Write) error
+}
+
+// Write is one request's records for a Committer.
+type Write struct {
+	Recs []*kgo.Record
+	// Key, when not nil, is the request's Idempotency-Key, which the
+	// caller did not find in its local store. The committer checks it
+	// again after the request was queued, against everything committed by
+	// any instance before that (KeyChecker): found, it answers with a
+	// *KeyExistsError holding the entry and writes nothing.
+	Key []byte
+	// Now is the request's time: Key's entry counts if it is within the
+	// window before it.
+	Now time.Time
+	// Settled, when not nil, is called exactly once with the final
+	// outcome, possibly after Commit returned: nil when the records
+	// committed, an error once they can no longer become visible (found,
+	// skipped, aborted, or a transaction of unknown outcome past its
+	// transaction timeout). The gateway holds a request's Idempotency-Key
+	// until then, so a retry never races a slow first commit.
+	Settled func(error)
+}
+
+// KeyExistsError is Commit's answer to a Write whose Key was committed
+// before: nothing was written, and Entry is the first request's entry.
+type KeyExistsError struct{ Entry IdemEntry }
+
+func (e *KeyExistsError) Error() string {
+	return "the Idempotency-Key was committed by an earlier request"
+}
+
+// errStateUnavailable marks Commit errors of the idempotency check (the
+// state could not be read up to date), wrapped with ErrUnavailable.
+var errStateUnavailable = errors.New("idempotency state not up to date")
+
+// KeyChecker is what the committer checks Idempotency-Keys against (the
+// StateStore).
+type KeyChecker interface {
+	// CatchUpKeys returns once every entry of the keys' partitions
+	// committed before the call, by any instance, is visible to Find.
+	CatchUpKeys(ctx context.Context, keys [][]byte) error
+	// Find returns key's entry if it is within the window before now.
+	Find(key []byte, now time.Time) (IdemEntry, bool, error)
 }
 
 // TxnCommitter is the gateway's Kafka writer: a small pool of transactional
@@ -39,7 +80,10 @@ type Committer interface {
 // entry and its audit event) go into one transaction, so a crash can never
 // leave one without the other; requests arriving while a transaction
 // commits are batched into the next one, which amortises the commit round
-// trips under load.
+// trips under load. Before a transaction it checks the Idempotency-Keys of
+// its requests with one catch-up of the idempotency state (KeyChecker), so
+// a request pays for one listing shared by its whole transaction instead of
+// a catch-up round of its own before it is queued.
 type TxnCommitter struct {
 	opts     []kgo.Opt
 	txnID    string
@@ -49,6 +93,7 @@ type TxnCommitter struct {
 	log      *slog.Logger
 	observe  func(time.Duration, bool)
 	onCommit func([]*kgo.Record) error
+	keys     KeyChecker
 
 	queue   chan *pending
 	healthy atomic.Bool
@@ -58,6 +103,8 @@ type TxnCommitter struct {
 type pending struct {
 	ctx     context.Context
 	recs    []*kgo.Record
+	key     []byte
+	now     time.Time
 	done    chan error
 	settled func(error)
 }
@@ -82,7 +129,10 @@ type TxnCommitterConfig struct {
 	// Producers is the number of transactional producers (default 1):
 	// requests arriving while a transaction commits form the next one. More
 	// producers lower latency at low load and cost CPU per request (smaller
-	// transactions); see bench/RESULTS.md.
+	// transactions); see bench/RESULTS.md. A transaction's key check waits
+	// for the transactions other producers have open on the idempotency
+	// topic (its barrier is the high watermark, see StateStore), so with
+	// more than one they mostly alternate.
 	Producers int
 	// MaxBatch bounds the requests in one transaction (default 512).
 	MaxBatch int
@@ -100,6 +150,9 @@ type TxnCommitterConfig struct {
 	// transaction (partitions and offsets set) before any of its requests
 	// is answered: the idempotency store learns its own writes there.
 	OnCommitted func(recs []*kgo.Record) error
+	// Keys checks the Idempotency-Keys of Writes that carry one, once per
+	// transaction (see TxnCommitter); without it such Writes fail.
+	Keys KeyChecker
 }
 
 // NewTxnCommitter returns a committer; Run starts its producers.
@@ -127,7 +180,7 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 	}
 	tc := &TxnCommitter{
 		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
-		timeout: c.Timeout, log: c.Logger, observe: c.Observe, onCommit: c.OnCommitted,
+		timeout: c.Timeout, log: c.Logger, observe: c.Observe, onCommit: c.OnCommitted, keys: c.Keys,
 		queue: make(chan *pending, c.Queue),
 	}
 	// Ready until a transaction fails: an idle gateway must not be taken
@@ -138,14 +191,14 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 
 // Commit implements Committer. It fails at once when the queue is full
 // (fail closed under pressure) and when ctx ends before the commit.
-func (c *TxnCommitter) Commit(ctx context.Context, recs []*kgo.Record, settled func(error)) error {
-	p := &pending{ctx: ctx, recs: recs, done: make(chan error, 1), settled: settled}
+func (c *TxnCommitter) Commit(ctx context.Context, w Write) error {
+	p := &pending{ctx: ctx, recs: w.Recs, key: w.Key, now: w.Now, done: make(chan error, 1), settled: w.Settled}
 	select {
 	case c.queue <- p:
 	default:
 		err := fmt.Errorf("%w: %d requests already waiting for a Kafka transaction", ErrUnavailable, cap(c.queue))
-		if settled != nil {
-			settled(err)
+		if p.settled != nil {
+			p.settled(err)
 		}
 		return err
 	}
@@ -268,9 +321,12 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	if len(live) == 0 {
 		return true
 	}
-	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if live = c.checkKeys(tctx, live); len(live) == 0 {
+		return true
+	}
+	start := time.Now()
 	err := c.produceAndCommit(tctx, cl, live)
 	reset := false
 	if err != nil {
@@ -316,6 +372,55 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 		}
 	})
 	return false
+}
+
+// checkKeys answers the requests of live whose Idempotency-Key was
+// committed before (by any instance) and returns the others. The batch
+// was formed after every request in it was queued, so the one listing
+// CatchUpKeys sends now is later than each request's arrival: a key not
+// found after it was not committed before the request arrived (StateStore).
+func (c *TxnCommitter) checkKeys(ctx context.Context, live []*pending) []*pending {
+	var keys [][]byte
+	for _, p := range live {
+		if p.key != nil {
+			keys = append(keys, p.key)
+		}
+	}
+	if len(keys) == 0 {
+		return live
+	}
+	var err error
+	if c.keys == nil {
+		err = errors.New("the committer has no idempotency state")
+	} else {
+		err = c.keys.CatchUpKeys(ctx, keys)
+	}
+	out := live[:0]
+	for _, p := range live {
+		if p.key == nil {
+			out = append(out, p)
+			continue
+		}
+		if err != nil {
+			p.settle(fmt.Errorf("%w: %w: %w", ErrUnavailable, errStateUnavailable, err))
+			continue
+		}
+		e, found, ferr := c.keys.Find(p.key, p.now)
+		switch {
+		case ferr != nil:
+			p.settle(fmt.Errorf("%w: %w: %w", ErrUnavailable, errStateUnavailable, ferr))
+		case found:
+			p.settle(&KeyExistsError{Entry: e})
+		case p.ctx.Err() != nil:
+			p.settle(fmt.Errorf("%w: %w", ErrUnavailable, p.ctx.Err()))
+		default:
+			out = append(out, p)
+		}
+	}
+	if err != nil {
+		c.log.Warn("gateway idempotency check failed; answering 503", "requests", len(keys), "err", err)
+	}
+	return out
 }
 
 func (c *TxnCommitter) txnTimeout() time.Duration { return max(10*time.Second, 3*c.timeout) }

@@ -39,10 +39,7 @@ type IdemEntry struct {
 // committer's OnCommitted) and learns the entries of other instances from
 // the changelog topic.
 type IdemStore interface {
-	// Lookup returns the entry of key committed within the window before
-	// now, by any instance, before the call. It may wait to be sure (an
-	// error then means it could not be: answer 503).
-	Lookup(ctx context.Context, key string, now time.Time) (IdemEntry, bool, error)
+	KeyChecker
 	// Ready reports whether the store has restored its changelog.
 	Ready() error
 }
@@ -55,16 +52,23 @@ type IdemStore interface {
 //
 // Every instance follows every partition of the topic (no instance owns a
 // key: a load balancer may send a retry anywhere). Exactness across
-// instances: a key found in the local store is answered at once; a key not
-// found is answered only after the store has read the key's partition up to
-// the last stable offset listed after the request arrived (state.Follower
-// CatchUp). So a retry never misses a first request whose transaction
-// committed before the retry arrived, on whichever instance. Two requests
-// with one key in flight at the same time on two instances are not
-// serialised by this (each misses, each writes): that window is bounded by
-// the commit timeout, the tokenizer's dedup by key still keeps one event,
-// and a load balancer that routes by Idempotency-Key closes it (README,
-// "Exactly once, HTTP to Kafka").
+// instances, in two steps: the payment handler answers a key found in the
+// local store at once (Find: it was committed); a key not found goes to
+// the committer with its records, which, once per transaction and after
+// the transaction's requests were all queued, lists the end offsets of
+// their keys' partitions, waits until the store has read up to them
+// (CatchUpKeys) and looks every key up again: a key found then is answered
+// from its entry (replay or 409) and nothing is written for it. So a retry
+// never misses a first request whose transaction committed before the
+// retry arrived, on whichever instance. The barrier is the partitions'
+// high watermark (state.Follower): a transaction of another instance left
+// open there delays the check until it is decided (at worst its
+// transaction timeout; requests past their deadline get 503). Two
+// requests with one key in flight at the same time on two instances are
+// not serialised by this (each misses, each writes): that window is
+// bounded by the commit timeout, the tokenizer's dedup by key still keeps
+// one event, and a load balancer that routes by Idempotency-Key closes it
+// (README, "Exactly once, HTTP to Kafka").
 type StateStore struct {
 	f     *state.Follower
 	store *state.Store
@@ -139,17 +143,16 @@ func (s *StateStore) Ready() error { return s.f.Ready() }
 // of other topics are ignored): the committer's OnCommitted.
 func (s *StateStore) Committed(recs []*kgo.Record) error { return s.f.Committed(recs) }
 
-// Lookup implements IdemStore.
-func (s *StateStore) Lookup(ctx context.Context, key string, now time.Time) (IdemEntry, bool, error) {
-	k := []byte(key)
-	// Catch up first, then look once: most keys are new (a miss, which
-	// needs the catch-up anyway), and a key committed by another instance
-	// (or by a transaction of ours whose answer was lost) may not be read
-	// yet.
-	if err := s.f.CatchUp(ctx, k); err != nil {
-		return IdemEntry{}, false, err
-	}
-	e, ok, err := s.f.Get(k, now)
+// CatchUpKeys implements KeyChecker: one listing of the keys' partitions,
+// then a wait for the store to read up to it.
+func (s *StateStore) CatchUpKeys(ctx context.Context, keys [][]byte) error {
+	return s.f.CatchUpKeys(ctx, keys)
+}
+
+// Find implements KeyChecker: key's entry in the local store, without
+// waiting for entries committed elsewhere (CatchUpKeys).
+func (s *StateStore) Find(key []byte, now time.Time) (IdemEntry, bool, error) {
+	e, ok, err := s.f.Get(key, now)
 	if err != nil || !ok {
 		return IdemEntry{}, false, err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/pcistream/pcistream/internal/config"
 	"github.com/pcistream/pcistream/internal/devstack"
 	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
+	"github.com/pcistream/pcistream/internal/kafkax"
 	"github.com/pcistream/pcistream/internal/telemetry"
 	"github.com/pcistream/pcistream/internal/token"
 	"github.com/pcistream/pcistream/processors/gateway"
@@ -31,21 +32,12 @@ import (
 	"github.com/pcistream/pcistream/topology"
 )
 
-// One embedded stack (Kafka and registry, no S3) per test package.
+// One embedded stack (Kafka and registry, no S3) per test package; a real
+// Apache Kafka broker with PCISTREAM_TEST_BROKER=kafka (devstacktest).
 var stack *devstack.Stack
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	s, err := devstack.Start(ctx, devstack.WithoutS3())
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
-	stack = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	os.Exit(devstacktest.Main(m, &stack, devstacktest.StackOpts(devstack.WithoutS3())))
 }
 
 var seq atomic.Int32
@@ -259,45 +251,19 @@ func (e *env) read(topic string) []*kgo.Record {
 	return readTopic(e.t, e.kopts, topic)
 }
 
+// readTopic returns the records of topic committed before the call: read
+// through the high watermark, since Kafka answers a commit before its
+// markers make the records visible at the last stable offset.
 func readTopic(t *testing.T, kopts []kgo.Opt, topic string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	cl.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	rc, err := kgo.NewClient(append(append([]kgo.Opt(nil), kopts...), kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
 	var out []*kgo.Record
-	for len(want) > 0 {
-		fs := rc.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: timeout", topic)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
+	if err := kafkax.ReadStable(ctx, kopts, topic, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	}, kafkax.ThroughHighWatermark()); err != nil {
+		t.Fatalf("reading %s: %v", topic, err)
 	}
 	return out
 }

@@ -84,9 +84,13 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 			g.keys.unlock(key)
 		}
 	}()
-	prev, ok, err := g.idem.Lookup(ctx, key, now)
+	// A key this instance knows is answered at once; one it does not know
+	// is checked again by the committer, against everything committed by
+	// any instance before the request was queued (StateStore).
+	kb := []byte(key) // records do not modify their keys: one copy for all
+	prev, ok, err := g.idem.Find(kb, now)
 	if err != nil {
-		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
+		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read; retry")
 	}
 	if ok {
 		return g.replay(w, &q, prev, fp)
@@ -106,20 +110,32 @@ func (g *Gateway) payments(w http.ResponseWriter, r *http.Request) result {
 	ev = appendAccepted(ev, p.PaymentID, chk.ContextID, chk.Network.String(), chk.Last4)
 	body := ev[start:len(ev):len(ev)]
 	ev = append(ev, '}')
-	kb := []byte(key) // records do not modify their keys: one copy for both
 	handedOff = true
-	err = g.commit.Commit(ctx, []*kgo.Record{
+	err = g.commit.Commit(ctx, Write{Recs: []*kgo.Record{
 		{Topic: g.cfg.topics.PaymentsRaw, Key: kb, Value: val, Timestamp: now},
 		{Topic: g.cfg.topics.GatewayIdempotency, Key: kb, Value: ev, Timestamp: now},
-	}, func(error) { g.keys.unlock(key) })
+	}, Key: kb, Now: now, Settled: func(error) { g.keys.unlock(key) }})
 	// val is not cleared: after a timeout the committer may still hold it.
-	if err != nil {
-		res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
-		res.contextID = chk.ContextID
-		return res
+	return g.answerCommit(w, err, &q, fp, body, chk.ContextID)
+}
+
+// answerCommit answers a payment after the committer's outcome err: 202
+// with body, a replay or 409 when the committer found the key committed by
+// an earlier request this instance had not read yet, or 503.
+func (g *Gateway) answerCommit(w http.ResponseWriter, err error, q *paymentRequest, fp string, body []byte, contextID string) result {
+	var exists *KeyExistsError
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, body)
+		return result{status: http.StatusAccepted, contextID: contextID}
+	case errors.As(err, &exists):
+		return g.replay(w, q, exists.Entry, fp)
+	case errors.Is(err, errStateUnavailable):
+		return g.unavailable(w, "state_unavailable", "the idempotency state could not be read up to date; retry")
 	}
-	writeJSON(w, http.StatusAccepted, body)
-	return result{status: http.StatusAccepted, contextID: chk.ContextID}
+	res := g.unavailable(w, "kafka_unavailable", "the payment was not durably accepted; retry with the same Idempotency-Key")
+	res.contextID = contextID
+	return res
 }
 
 // replay answers a retry: the first response when the request is the same,

@@ -91,7 +91,7 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 	}
 	commit, err := NewTxnCommitter(TxnCommitterConfig{
 		ClientOpts: c.ClientOpts, TransactionalID: c.TransactionalID, Producers: c.Producers, MaxBatch: c.MaxBatch,
-		Logger: c.Logger, OnCommitted: store.Committed, Observe: func(d time.Duration, ok bool) {
+		Logger: c.Logger, OnCommitted: store.Committed, Keys: store, Observe: func(d time.Duration, ok bool) {
 			outcome := "committed"
 			if !ok {
 				outcome = "failed"

@@ -33,9 +33,10 @@ func countKey(e *env, topic, key string) int {
 }
 
 // A retry that reaches another instance right after the first request's
-// 202 is a replay there, not a second payment: an instance reads the key's
-// partition up to its stable offset before it answers a key it does not
-// know, so there is no window in which a committed key is unknown.
+// 202 is a replay there, not a second payment: an instance's committer
+// reads the key's partition up to its end offset, listed after the request
+// was queued, before it writes a key the instance did not know, so there
+// is no window in which a committed key is unknown.
 func TestRetryOnAnotherInstanceRightAfterCommit(t *testing.T) {
 	a := newEnv(t, nil)
 	b := a.sibling(t.Name() + "-b")

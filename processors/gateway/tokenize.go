@@ -86,10 +86,10 @@ func (g *Gateway) tokenize(w http.ResponseWriter, r *http.Request) result {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.commitTimeout)
 	defer cancel()
-	if err := g.commit.Commit(ctx, []*kgo.Record{
+	if err := g.commit.Commit(ctx, Write{Recs: []*kgo.Record{
 		{Topic: g.cfg.topics.Vault, Key: []byte(tok), Value: vv, Timestamp: now},
 		{Topic: g.cfg.topics.AuditEvents, Key: []byte(ev.ID), Value: av, Timestamp: now},
-	}, nil); err != nil {
+	}}); err != nil {
 		return g.unavailable(w, "kafka_unavailable", "the vault entry was not durably written; retry")
 	}
 	body, _ := json.Marshal(tokenized{Token: tok, KeyVersion: ve.KeyVersion, Brand: network.String(), Last4: string(digits[len(digits)-4:])})

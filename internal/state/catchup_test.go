@@ -1,0 +1,82 @@
+package state
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A key committed after another writer opened a transaction on the same
+// partition sits above the partition's last stable offset until that
+// transaction ends. The catch-up barrier must still include it: CatchUpKeys
+// (and CatchUp) wait for the open transaction to be decided, and then the
+// key is there. A barrier at the last stable offset would return at once
+// without it.
+func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
+	opts := cluster(t, 1)
+	ms := time.Now().UnixMilli()
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	f, stop := runFollower(t, opts, store, time.Hour, 1<<20)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Writer X opens a transaction and leaves it open.
+	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+		kgo.TransactionalID("open-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if err := x.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.ProduceSync(ctx, rec(0, "open", ms)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// Writer W commits a key after it.
+	txnProduce(t, opts, true, rec(0, "above", ms))
+
+	for _, check := range []struct {
+		name    string
+		catchUp func(context.Context) error
+	}{
+		{"CatchUpKeys", func(ctx context.Context) error { return f.CatchUpKeys(ctx, [][]byte{[]byte("above")}) }},
+		{"CatchUp", func(ctx context.Context) error { return f.CatchUp(ctx, []byte("above")) }},
+	} {
+		short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := check.catchUp(short)
+		scancel()
+		if err == nil {
+			if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
+				t.Fatalf("%s returned while a committed key of the partition is not in the store", check.name)
+			}
+			t.Fatalf("%s returned before the open transaction was decided", check.name)
+		}
+	}
+	// X aborts: the barrier passes, the committed key is there, the
+	// aborted one is not.
+	aborted := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		aborted <- x.EndTransaction(ctx, kgo.TryAbort)
+	}()
+	err = f.CatchUpKeys(ctx, [][]byte{[]byte("above")})
+	// The abort's marker may be read before EndTransaction returns: wait
+	// for it before X is closed.
+	if aerr := <-aborted; aerr != nil {
+		t.Fatalf("abort: %v", aerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
+		t.Fatalf("a key committed before CatchUpKeys is missing after it")
+	}
+	if _, ok, _ := f.Get([]byte("open"), time.UnixMilli(ms)); ok {
+		t.Fatalf("an aborted key is visible")
+	}
+}
