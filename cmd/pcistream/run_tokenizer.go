@@ -29,6 +29,7 @@ type tokenizerFlags struct {
 	stateDir     string
 	stateCache   int64
 	stateFilter  int64
+	stateJSON    bool
 	grp          groupFlags
 }
 
@@ -79,6 +80,7 @@ current version.`,
 	fl.IntVar(&f.maxPoll, "max-poll-records", 1000, "input records per transaction at most; 100-250 lowers tail latency at some throughput cost (see bench/RESULTS.md)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "directory of the idempotency state store, one per worker, kept across restarts (default: a temporary directory, fully restored at each start)")
 	fl.Int64Var(&f.stateCache, "state-cache-bytes", state.DefaultCacheBytes, "block cache of the state store: bounds its memory whatever the key count")
+	fl.BoolVar(&f.stateJSON, "state-json-entries", false, "write idempotency entries in the JSON format of releases before 2026-11-30, which they can read: for a rolling upgrade from such a release, run every worker with this first, then restart them without it (both formats are always read)")
 	fl.Int64Var(&f.stateFilter, "state-filter-bytes", state.DefaultFilterBytes, "memory for the in-memory filters that answer new idempotency keys without a disk read (10 bits a key held; past it lookups read the store; -1: off)")
 	fl.IntVar(&f.dataKeyReuse, "data-key-reuse", 0, "records per vault data key (0: 10000 within an hour with --kms aws, one KMS call per data key; 4096 within 10 minutes for local X25519 key versions; 1 for v1 keyrings)")
 	return cmd
@@ -109,6 +111,7 @@ func runTokenizer(ctx context.Context, cfg *config.Config, f *tokenizerFlags) er
 		tokenizer.StateDir(f.stateDir),
 		tokenizer.StateCacheBytes(f.stateCache),
 		tokenizer.StateFilterBytes(f.stateFilter),
+		tokenizer.StateJSONEntries(f.stateJSON),
 		tokenizer.StateMetrics(state.NewMetrics(reg)),
 		tokenizer.Topics(cfg.Topics),
 		tokenizer.IdempotencyWindow(f.window),

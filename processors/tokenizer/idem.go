@@ -106,6 +106,9 @@ func (t *Tokenizer) seen(part int32, key string, ts int64) (idemEntry, bool, err
 // remember records key in the open transaction and returns its changelog
 // record.
 func (t *Tokenizer) remember(part int32, key string, e idemEntry) *kgo.Record {
+	if t.cfg.jsonEntries {
+		return t.stateTable().Put(part, []byte(key), e.appendJSON(nil), e.TS)
+	}
 	return t.stateTable().Put(part, []byte(key), e.append(nil), e.TS)
 }
 

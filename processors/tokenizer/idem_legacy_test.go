@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -60,6 +61,47 @@ func TestIdemStateTopicWithLegacyEntries(t *testing.T) {
 		}
 		if want := c.firstCtx == ""; (tokenized == 1) != want || (dedup == 1) == want {
 			t.Errorf("%s: %d tokenized events, %d dedup audits", c.idem, tokenized, dedup)
+		}
+	}
+}
+
+// StateJSONEntries (the rolling-upgrade mode) writes the legacy JSON that
+// older releases read; by default the binary format is written. Either way
+// the entry reads back as the same first sight.
+func TestStateJSONEntriesWritesLegacyFormat(t *testing.T) {
+	e := newEnv(t)
+	kr, _ := token.NewKeyring()
+	for _, c := range []struct {
+		name  string
+		opts  []Opt
+		first byte
+	}{{"default", nil, idemPacked}, {"json", []Opt{StateJSONEntries(true)}, '{'}} {
+		tk := e.tokenizer(kr, c.opts...)
+		idem := "idem-format-" + c.name
+		out := transformOne(t, tk, e.topics.PaymentsRaw, 5, nil, e.encode(payment("pay-"+idem, idem, luhnPAN("411111", 16))))
+		var vals [][]byte
+		for _, r := range out {
+			if r.Topic == e.topics.Idempotency {
+				vals = append(vals, r.Value)
+			}
+		}
+		if len(vals) != 1 || len(vals[0]) == 0 || vals[0][0] != c.first {
+			t.Fatalf("%s: state records %q, want one starting with %q", c.name, vals, c.first)
+		}
+		got, err := parseIdem(vals[0])
+		if err != nil || got.Context != contextID("payment", "pay-"+idem) || got.Offset != 5 {
+			t.Fatalf("%s: entry reads back as %+v, %v", c.name, got, err)
+		}
+		if c.first == '{' {
+			var legacy struct {
+				Ctx  string `json:"ctx"`
+				TS   int64  `json:"ts"`
+				Off  int64  `json:"off"`
+				Part int32  `json:"part"`
+			}
+			if err := json.Unmarshal(vals[0], &legacy); err != nil || legacy.Ctx != got.Context || legacy.TS != got.TS || legacy.Off != 5 {
+				t.Fatalf("json: not the legacy shape: %s (%v)", vals[0], err)
+			}
 		}
 	}
 }

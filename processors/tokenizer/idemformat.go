@@ -68,6 +68,16 @@ func AppendIdempotencyEntry(b []byte, contextID string, ts, offset int64, part i
 	return idemEntry{Context: contextID, TS: ts, Offset: offset, Part: part}.append(b)
 }
 
+// appendJSON appends e in the legacy JSON format (StateJSONEntries), as
+// encoding/json writes it, which every release reads.
+func (e idemEntry) appendJSON(b []byte) []byte {
+	j, err := json.Marshal(e)
+	if err != nil {
+		panic(err) // strings and integers always marshal
+	}
+	return append(b, j...)
+}
+
 // append appends e in the current format (packed when the context id
 // allows, raw otherwise).
 func (e idemEntry) append(b []byte) []byte {

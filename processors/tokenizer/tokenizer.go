@@ -74,6 +74,7 @@ type cfg struct {
 	stateDir     string
 	cacheBytes   int64
 	filterBytes  int64
+	jsonEntries  bool
 	stateMetrics *state.Metrics
 }
 
@@ -117,6 +118,13 @@ func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.cacheBytes = n } }
 // (default state.DefaultFilterBytes, about 100 million keys; negative: none).
 // A partition whose filter would not fit is read from the store.
 func StateFilterBytes(n int64) Opt { return func(c *cfg) { c.filterBytes = n } }
+
+// StateJSONEntries has the tokenizer write its idempotency entries in the
+// JSON of releases before the binary format (idemformat.go), which those
+// releases can read. For a rolling upgrade from such a release: run every
+// worker of the new release with it first, then restart them without it.
+// Entries in either format are always read.
+func StateJSONEntries(on bool) Opt { return func(c *cfg) { c.jsonEntries = on } }
 
 // StateMetrics sets where state restore metrics go (default none).
 func StateMetrics(m *state.Metrics) Opt { return func(c *cfg) { c.stateMetrics = m } }
