@@ -49,7 +49,7 @@ type Follower struct {
 	ready   bool
 	err     error
 
-	rounds lsoRounds
+	rounds endRounds
 	// filter proves new keys absent without a Pebble read (nil: off).
 	filter *followerFilter
 }
@@ -155,7 +155,7 @@ func (f *Follower) Ready() error {
 	if err := f.rounds.lastErr(); err != nil {
 		// Try again in the background: an unready instance gets no
 		// traffic, so without this it would never learn Kafka is back.
-		go f.rounds.stable(context.Background()) //nolint:errcheck // the outcome is read by the next Ready
+		go f.rounds.ends(context.Background()) //nolint:errcheck // the outcome is read by the next Ready
 		return err
 	}
 	return nil
@@ -258,7 +258,7 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 // reach key's), or ctx ends.
 func (f *Follower) CatchUp(ctx context.Context, key []byte) error {
 	part := f.Partition(key)
-	ends, err := f.rounds.stable(ctx)
+	ends, err := f.rounds.ends(ctx)
 	if err != nil {
 		return err
 	}
@@ -551,46 +551,47 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// lsoRounds shares listings of the partitions' high watermarks among
-// concurrent callers (CatchUp). A caller joins the next listing not yet sent, never one in
-// flight, so the offsets it gets were listed after it asked.
-type lsoRounds struct {
+// endRounds shares listings of the partitions' high watermarks among
+// concurrent callers (CatchUp). A caller joins the next listing not yet
+// sent, never one in flight, so the offsets it gets were listed after it
+// asked.
+type endRounds struct {
 	admin  *kadm.Client
 	client *kgo.Client
 	list   func(context.Context) (map[int32]int64, error)
 
 	mu      sync.Mutex
-	next    *lsoRound
+	next    *endRound
 	running bool
 	last    error // of the last listing: CatchUp cannot work while it fails
 }
 
-func (l *lsoRounds) setLast(err error) {
+func (l *endRounds) setLast(err error) {
 	l.mu.Lock()
 	l.last = err
 	l.mu.Unlock()
 }
 
-func (l *lsoRounds) lastErr() error {
+func (l *endRounds) lastErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last != nil {
-		return fmt.Errorf("cannot list stable offsets: %w", l.last)
+		return fmt.Errorf("cannot list the end offsets of the state topic: %w", l.last)
 	}
 	return nil
 }
 
-type lsoRound struct {
+type endRound struct {
 	done chan struct{}
-	lso  map[int32]int64
+	ends map[int32]int64
 	err  error
 }
 
-func (l *lsoRounds) stable(ctx context.Context) (map[int32]int64, error) {
+func (l *endRounds) ends(ctx context.Context) (map[int32]int64, error) {
 	l.mu.Lock()
 	r := l.next
 	if r == nil {
-		r = &lsoRound{done: make(chan struct{})}
+		r = &endRound{done: make(chan struct{})}
 		l.next = r
 	}
 	if !l.running {
@@ -600,14 +601,14 @@ func (l *lsoRounds) stable(ctx context.Context) (map[int32]int64, error) {
 	l.mu.Unlock()
 	select {
 	case <-r.done:
-		return r.lso, r.err
+		return r.ends, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // loop sends listings back to back while callers wait for one.
-func (l *lsoRounds) loop() {
+func (l *endRounds) loop() {
 	for {
 		l.mu.Lock()
 		r := l.next
@@ -619,7 +620,7 @@ func (l *lsoRounds) loop() {
 		}
 		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.lso, r.err = l.list(ctx)
+		r.ends, r.err = l.list(ctx)
 		cancel()
 		l.mu.Lock()
 		l.last = r.err
