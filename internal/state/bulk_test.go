@@ -26,6 +26,17 @@ func dump(t *testing.T, s *Store) map[string]string {
 	return out
 }
 
+// rewrites returns n changelog records of partition 0 over keys distinct
+// keys ("k000", ...), in turn, timestamps from base: each key written
+// several times, so restores must keep the last write.
+func rewrites(n, distinct int, base int64) []*kgo.Record {
+	recs := make([]*kgo.Record, 0, n)
+	for i := range n {
+		recs = append(recs, rec(0, fmt.Sprintf("k%03d", i%distinct), base+int64(i)))
+	}
+	return recs
+}
+
 // A bulk restore (sorted tables ingested chunk by chunk) leaves exactly the
 // store a batch restore leaves: last write wins, deletions apply across
 // chunks, aborted records are skipped, the time index matches. A bulk
@@ -34,10 +45,7 @@ func dump(t *testing.T, s *Store) map[string]string {
 func TestBulkRestoreEqualsBatchRestore(t *testing.T) {
 	opts := cluster(t, 1)
 	base := int64(1_700_000_000_000)
-	var recs []*kgo.Record
-	for i := range 300 {
-		recs = append(recs, rec(0, fmt.Sprintf("k%03d", i%120), base+int64(i)))
-	}
+	recs := rewrites(300, 120, base)
 	txnProduce(t, opts, true, recs[:150]...)
 	txnProduce(t, opts, false, rec(0, "aborted", base+10))
 	del := rec(0, "k005", base+400)

@@ -2,10 +2,7 @@ package state
 
 import (
 	"context"
-	"fmt"
 	"testing"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // A bulk restore cuts each key range's data into tables of at most
@@ -13,11 +10,7 @@ import (
 func TestBulkRestoreCutsTables(t *testing.T) {
 	opts := cluster(t, 1)
 	base := int64(1_700_000_000_000)
-	var recs []*kgo.Record
-	for i := range 400 {
-		recs = append(recs, rec(0, fmt.Sprintf("k%03d", i%200), base+int64(i)))
-	}
-	txnProduce(t, opts, true, recs...)
+	txnProduce(t, opts, true, rewrites(400, 200, base)...)
 	ctx := context.Background()
 	batch := openStore(t, t.TempDir())
 	defer batch.Close()
