@@ -303,28 +303,40 @@ type row struct {
 
 // serverQuantiles are the gateway's own latency histograms over one wrk
 // run (bucket upper bounds, seconds): the time a payment spent in the
-// gateway (handling) and its Kafka transactions' durations.
+// gateway (handling), its Kafka transactions' durations, and the commit
+// phases around them (a request's queue wait, a transaction's key check,
+// its local apply), each as p50 and p99.
 type serverQuantiles struct {
-	handleP50, handleP99, txnP50, txnP99 float64
+	handle, txn, queue, check, apply [2]float64
 }
 
 // serverHists are the histograms serverQuantiles reads.
-type serverHists struct{ handle, txn histogram }
+type serverHists struct{ handle, txn, queue, check, apply histogram }
 
 func scrapeServer(url string) (serverHists, error) {
-	handle, err := scrapeHistogram(url, "payment_context_isolation_duration_seconds", `route="payments"`)
-	if err != nil {
-		return serverHists{}, err
+	var h serverHists
+	for _, m := range []struct {
+		dst          *histogram
+		name, labels string
+	}{
+		{&h.handle, "payment_context_isolation_duration_seconds", `route="payments"`},
+		{&h.txn, "pcistream_gateway_produce_duration_seconds", `outcome="committed"`},
+		{&h.queue, "pcistream_gateway_commit_phase_duration_seconds", `phase="queue"`},
+		{&h.check, "pcistream_gateway_commit_phase_duration_seconds", `phase="key_check"`},
+		{&h.apply, "pcistream_gateway_commit_phase_duration_seconds", `phase="apply"`},
+	} {
+		var err error
+		if *m.dst, err = scrapeHistogram(url, m.name, m.labels); err != nil {
+			return serverHists{}, err
+		}
 	}
-	txn, err := scrapeHistogram(url, "pcistream_gateway_produce_duration_seconds", `outcome="committed"`)
-	return serverHists{handle: handle, txn: txn}, err
+	return h, nil
 }
 
 func serverLatency(before, after serverHists) serverQuantiles {
-	return serverQuantiles{
-		handleP50: after.handle.quantile(before.handle, 0.5), handleP99: after.handle.quantile(before.handle, 0.99),
-		txnP50: after.txn.quantile(before.txn, 0.5), txnP99: after.txn.quantile(before.txn, 0.99),
-	}
+	q := func(a, b histogram) [2]float64 { return [2]float64{a.quantile(b, 0.5), a.quantile(b, 0.99)} }
+	return serverQuantiles{handle: q(after.handle, before.handle), txn: q(after.txn, before.txn),
+		queue: q(after.queue, before.queue), check: q(after.check, before.check), apply: q(after.apply, before.apply)}
 }
 
 // script is the wrk Lua script: unique payment ids and Idempotency-Keys per
@@ -494,8 +506,11 @@ func report(o opts, rows []row, c counts) string {
 	var inside []string
 	for _, r := range rows {
 		if r.route == "payments" {
-			inside = append(inside, fmt.Sprintf("%s: a payment's handling p50 <= %s, p99 <= %s, a Kafka transaction p50 <= %s, p99 <= %s.",
-				r.shape, ms(r.srv.handleP50), ms(r.srv.handleP99), ms(r.srv.txnP50), ms(r.srv.txnP99)))
+			s := r.srv
+			inside = append(inside, fmt.Sprintf("%s: a payment's handling p50 <= %s, p99 <= %s; in it, the wait for a transaction %s / %s, "+
+				"the transaction's key check %s / %s, the Kafka transaction %s / %s, the local apply %s / %s (p50 / p99).",
+				r.shape, ms(s.handle[0]), ms(s.handle[1]), ms(s.queue[0]), ms(s.queue[1]), ms(s.check[0]), ms(s.check[1]),
+				ms(s.txn[0]), ms(s.txn[1]), ms(s.apply[0]), ms(s.apply[1])))
 		}
 	}
 	fmt.Fprintf(&sb, "\nInside the gateway (its own histograms; bucket upper bounds, so coarse): %s\n", strings.Join(inside, " "))

@@ -64,6 +64,18 @@ func (e *KeyExistsError) Error() string {
 // state could not be read up to date), wrapped with ErrUnavailable.
 var errStateUnavailable = errors.New("idempotency state not up to date")
 
+// Commit phases reported to TxnCommitterConfig.ObservePhase.
+const (
+	// PhaseQueue is a request's wait for a transaction to take it.
+	PhaseQueue = "queue"
+	// PhaseKeyCheck is a transaction's Idempotency-Key check: the listing
+	// of end offsets and the wait for the state to read up to them.
+	PhaseKeyCheck = "key_check"
+	// PhaseApply is recording a committed transaction's idempotency
+	// entries in the local store (OnCommitted), before the answers.
+	PhaseApply = "apply"
+)
+
 // KeyChecker is what the committer checks Idempotency-Keys against (the
 // StateStore).
 type KeyChecker interface {
@@ -92,6 +104,7 @@ type TxnCommitter struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	observe  func(time.Duration, bool)
+	phase    func(string, time.Duration)
 	onCommit func([]*kgo.Record) error
 	keys     KeyChecker
 
@@ -105,6 +118,7 @@ type pending struct {
 	recs    []*kgo.Record
 	key     []byte
 	now     time.Time
+	queued  time.Time
 	done    chan error
 	settled func(error)
 }
@@ -146,6 +160,10 @@ type TxnCommitterConfig struct {
 	// Observe, when set, is called with each transaction's duration and
 	// outcome (the produce-latency metric).
 	Observe func(d time.Duration, ok bool)
+	// ObservePhase, when set, is called with the time spent in the other
+	// phases of a commit: PhaseQueue per request, PhaseKeyCheck and
+	// PhaseApply per transaction (where latency goes, next to Observe).
+	ObservePhase func(phase string, d time.Duration)
 	// OnCommitted, when set, is called with every record of a committed
 	// transaction (partitions and offsets set) before any of its requests
 	// is answered: the idempotency store learns its own writes there.
@@ -178,9 +196,12 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 	if c.Observe == nil {
 		c.Observe = func(time.Duration, bool) {}
 	}
+	if c.ObservePhase == nil {
+		c.ObservePhase = func(string, time.Duration) {}
+	}
 	tc := &TxnCommitter{
 		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
-		timeout: c.Timeout, log: c.Logger, observe: c.Observe, onCommit: c.OnCommitted, keys: c.Keys,
+		timeout: c.Timeout, log: c.Logger, observe: c.Observe, phase: c.ObservePhase, onCommit: c.OnCommitted, keys: c.Keys,
 		queue: make(chan *pending, c.Queue),
 	}
 	// Ready until a transaction fails: an idle gateway must not be taken
@@ -192,7 +213,7 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 // Commit implements Committer. It fails at once when the queue is full
 // (fail closed under pressure) and when ctx ends before the commit.
 func (c *TxnCommitter) Commit(ctx context.Context, w Write) error {
-	p := &pending{ctx: ctx, recs: w.Recs, key: w.Key, now: w.Now, done: make(chan error, 1), settled: w.Settled}
+	p := &pending{ctx: ctx, recs: w.Recs, key: w.Key, now: w.Now, queued: time.Now(), done: make(chan error, 1), settled: w.Settled}
 	select {
 	case c.queue <- p:
 	default:
@@ -321,12 +342,18 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	if len(live) == 0 {
 		return true
 	}
+	begin := time.Now()
+	for _, p := range live {
+		c.phase(PhaseQueue, begin.Sub(p.queued))
+	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if live = c.checkKeys(tctx, live); len(live) == 0 {
+	live = c.checkKeys(tctx, live)
+	start := time.Now()
+	c.phase(PhaseKeyCheck, start.Sub(begin))
+	if len(live) == 0 {
 		return true
 	}
-	start := time.Now()
 	err := c.produceAndCommit(tctx, cl, live)
 	reset := false
 	if err != nil {
@@ -345,10 +372,12 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 		for _, p := range live {
 			recs = append(recs, p.recs...)
 		}
+		applied := time.Now()
 		if cerr := c.onCommit(recs); cerr != nil {
 			// Committed in Kafka all the same: the store reads them back.
 			c.log.Warn("recording committed idempotency entries", "err", cerr)
 		}
+		c.phase(PhaseApply, time.Since(applied))
 	}
 	if !reset {
 		for _, p := range live {

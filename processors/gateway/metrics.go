@@ -14,6 +14,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	inFlight  prometheus.Gauge
 	produce   *prometheus.HistogramVec
+	phase     *prometheus.HistogramVec
 	rejected  *prometheus.CounterVec
 	replays   prometheus.Counter
 }
@@ -41,6 +42,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of the gateway's Kafka transactions, produce to commit, by outcome.",
 			Buckets: latencyBuckets,
 		}, []string{"outcome"})),
+		phase: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pcistream_gateway_commit_phase_duration_seconds",
+			Help:    "Time spent around the Kafka transactions: a request's wait for one (queue), a transaction's Idempotency-Key check (key_check), recording its entries locally (apply).",
+			Buckets: latencyBuckets,
+		}, []string{"phase"})),
 		rejected: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pcistream_gateway_rejected_total",
 			Help: "Requests refused before Kafka, by stable reason code.",

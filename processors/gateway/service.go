@@ -98,6 +98,7 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 			}
 			m.produce.WithLabelValues(outcome).Observe(d.Seconds())
 		},
+		ObservePhase: func(phase string, d time.Duration) { m.phase.WithLabelValues(phase).Observe(d.Seconds()) },
 	})
 	if err != nil {
 		return nil, err
