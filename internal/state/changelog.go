@@ -48,6 +48,13 @@ type Changelog struct {
 	// BulkMin is the number of offsets left from which a restore loads in
 	// bulk (default BulkRestoreMin).
 	BulkMin int64
+	// HighWatermark has Restore read up to the partition's high watermark
+	// instead of its last stable offset, so it returns only once every
+	// transaction open at the listing is decided. For a reader that must
+	// see everything committed before the call: Kafka answers a commit
+	// before it writes the transaction's markers, and another writer's
+	// open transaction holds the last stable offset below later commits.
+	HighWatermark bool
 
 	chunkRecords int // tests: bulk chunk size (default BulkChunkRecords)
 	tableKeys    int // tests: keys per data table of a bulk restore (default bulkTableKeys)
@@ -56,7 +63,8 @@ type Changelog struct {
 // RestoreBatch bounds the records applied in one Pebble batch.
 const RestoreBatch = 16 << 10
 
-// Restore brings part of store up to the changelog's last stable offset,
+// Restore brings part of store up to the changelog's last stable offset
+// (its high watermark with HighWatermark),
 // reading read_committed from the store's checkpoint (or the log start for a
 // partition never held), and reports progress every second through report
 // (may be nil). Only committed records reach the store and every batch
@@ -195,16 +203,20 @@ func (c *Changelog) bounds(ctx context.Context, part int32) (start, end int64, e
 		defer cl.Close()
 	}
 	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(ctx, c.Topic)
+	list := adm.ListCommittedOffsets
+	if c.HighWatermark {
+		list = adm.ListEndOffsets
+	}
+	ends, err := list(ctx, c.Topic)
 	if err != nil {
-		return 0, 0, fmt.Errorf("state: listing stable offsets of %s: %w", c.Topic, err)
+		return 0, 0, fmt.Errorf("state: listing end offsets of %s: %w", c.Topic, err)
 	}
 	e, ok := ends.Lookup(c.Topic, part)
 	if !ok {
 		return 0, 0, fmt.Errorf("state: changelog %s has no partition %d: create it with `pcistream topology apply` (same partition count as the topic it is co-partitioned with)", c.Topic, part)
 	}
 	if e.Err != nil {
-		return 0, 0, fmt.Errorf("state: stable offset of %s[%d] (does the topic exist? run `pcistream topology apply`): %w", c.Topic, part, e.Err)
+		return 0, 0, fmt.Errorf("state: end offset of %s[%d] (does the topic exist? run `pcistream topology apply`): %w", c.Topic, part, e.Err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, c.Topic)
 	if err != nil {

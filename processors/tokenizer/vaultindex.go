@@ -115,13 +115,34 @@ func (v *VaultIndex) CatchUp(ctx context.Context, part int32) (state.Progress, e
 	return v.cl.Restore(ctx, v.store, part, nil)
 }
 
-// Lookup returns the latest committed vault entry for tok.
+// catchUpDecided brings part of the index up to the vault's high
+// watermark: every entry committed before the call, including those Kafka
+// has not yet made visible at the last stable offset (state.Changelog
+// HighWatermark). It waits for transactions open at the listing.
+func (v *VaultIndex) catchUpDecided(ctx context.Context, part int32) error {
+	cl := *v.cl
+	cl.HighWatermark = true
+	_, err := cl.Restore(ctx, v.store, part, nil)
+	return err
+}
+
+// Lookup returns the latest committed vault entry for tok. A token not
+// found at the last stable offset is looked up again after the index read
+// up to the high watermark, so a token whose vault entry committed just
+// before the call (its markers not yet written, or behind another writer's
+// open transaction) is found; only misses pay that wait.
 func (v *VaultIndex) Lookup(ctx context.Context, serde *schemas.Serde, tok string) (VaultRecord, error) {
 	part := v.Partition(tok)
 	if _, err := v.CatchUp(ctx, part); err != nil {
 		return VaultRecord{}, fmt.Errorf("catching up the vault index of partition %d: %w", part, err)
 	}
 	e, ok, err := v.store.Get(part, []byte(tok))
+	if err == nil && (!ok || len(e.Value) < 8) {
+		if err = v.catchUpDecided(ctx, part); err != nil {
+			return VaultRecord{}, fmt.Errorf("catching up the vault index of partition %d: %w", part, err)
+		}
+		e, ok, err = v.store.Get(part, []byte(tok))
+	}
 	if err != nil {
 		return VaultRecord{}, err
 	}
