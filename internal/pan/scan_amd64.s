@@ -96,25 +96,8 @@ nostore:
 	VPSHUFB  Y8, Y5, Y8
 	VPAND    Y8, Y11, Y11
 	VPOR     Y7, Y11, Y8
-	VPTEST   class7f<>(SB), Y8
-	JNZ      found
 	// The base64 signal (b64Signal) needs an 'M' 'N' or 'O' (bit 7) four
-	// bytes after another: found computes it exactly.
-	VPMOVMSKB Y7, R8
-	VPMOVMSKB Y11, R9
-	SHLQ $32, R9
-	ORQ  R9, R8
-	MOVQ R8, R9
-	SHRQ $4, R9
-	TESTQ R9, R8
-	JNZ      found
-	XORQ R11, R11 // no digit: nothing carries into the next block
-	XORQ R12, R12
-	ADDQ $64, DI
-	JMP  loop
-
-found:
-	// The base64 signal (b64Signal), added to the candidates at the end.
+	// bytes after another: p = mo & mo>>4 in R8, which found refines.
 	VPMOVMSKB Y7, R8
 	VPMOVMSKB Y11, R9
 	SHLQ $32, R9
@@ -122,6 +105,18 @@ found:
 	MOVQ R8, R9
 	SHRQ $4, R9
 	ANDQ R9, R8             // p = mo & mo>>4
+	VPTEST   class7f<>(SB), Y8
+	JNZ      found
+	TESTQ R8, R8
+	JNZ      found
+	XORQ R11, R11 // no digit: nothing carries into the next block
+	XORQ R12, R12
+	ADDQ $64, DI
+	JMP  loop
+
+found:
+	// The base64 signal (b64Signal) from p (R8), added to the candidates
+	// at the end.
 	MOVQ R8, R9
 	SHRQ $4, R9
 	MOVQ $0x0F0000000000000F, R13
