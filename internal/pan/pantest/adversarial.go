@@ -316,12 +316,7 @@ func decodeOnce(s string) string {
 			out = append(out, byte(v))
 			i += 4
 			continue
-		case c == '%' && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') && allHex(s[i+2:i+6]):
-			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
-			out = utf8.AppendRune(out, rune(v))
-			i += 6
-			continue
-		case c == '\\' && i+5 < len(s) && s[i+1] == 'u' && allHex(s[i+2:i+6]):
+		case i+5 < len(s) && (c == '%' && (s[i+1] == 'u' || s[i+1] == 'U') || c == '\\' && s[i+1] == 'u') && allHex(s[i+2:i+6]):
 			v, _ := strconv.ParseUint(s[i+2:i+6], 16, 32)
 			out = utf8.AppendRune(out, rune(v))
 			i += 6
