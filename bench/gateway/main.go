@@ -205,6 +205,10 @@ func run(o opts, dir string) (string, error) {
 		}
 	}
 	c := counts{loadBefore: load0, loadAfter: loadAvg()}
+	body, err := fetchMetrics("http://" + metrics + "/metrics")
+	if err != nil {
+		return "", err
+	}
 	for _, m := range []struct {
 		dst    *float64
 		series string
@@ -213,7 +217,7 @@ func run(o opts, dir string) (string, error) {
 		{&c.txns, `pcistream_gateway_produce_duration_seconds_count{outcome="committed"}`},
 		{&c.txnSecs, `pcistream_gateway_produce_duration_seconds_sum{outcome="committed"}`},
 	} {
-		if *m.dst, err = counter("http://"+metrics+"/metrics", m.series); err != nil {
+		if *m.dst, err = counter(body, m.series); err != nil {
 			return "", err
 		}
 	}
@@ -314,6 +318,10 @@ type serverQuantiles struct {
 type serverHists struct{ handle, txn, queue, check, apply histogram }
 
 func scrapeServer(url string) (serverHists, error) {
+	body, err := fetchMetrics(url)
+	if err != nil {
+		return serverHists{}, err
+	}
 	var h serverHists
 	for _, m := range []struct {
 		dst          *histogram
@@ -325,10 +333,7 @@ func scrapeServer(url string) (serverHists, error) {
 		{&h.check, "pcistream_gateway_commit_phase_duration_seconds", `phase="key_check"`},
 		{&h.apply, "pcistream_gateway_commit_phase_duration_seconds", `phase="apply"`},
 	} {
-		var err error
-		if *m.dst, err = scrapeHistogram(url, m.name, m.labels); err != nil {
-			return serverHists{}, err
-		}
+		*m.dst = parseHistogram(body, m.name, m.labels)
 	}
 	return h, nil
 }
@@ -438,14 +443,10 @@ func wrk(o opts, dir, url, route, shape string, conns, rate int, d time.Duration
 	return res, nil
 }
 
-func counter(url, series string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
+// counter reads the value of series from a metrics exposition (0 when
+// absent).
+func counter(body, series string) (float64, error) {
+	for _, l := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(l, series+" "); ok {
 			return strconv.ParseFloat(v, 64)
 		}
@@ -603,17 +604,23 @@ func profileArgs(cpu, mem string) []string {
 // bound (seconds), scraped from the gateway.
 type histogram map[float64]float64
 
-// scrapeHistogram reads the buckets of series (name_bucket{labels,le=...}).
-func scrapeHistogram(url, name, labels string) (histogram, error) {
+// fetchMetrics returns the Prometheus text exposition at url.
+func fetchMetrics(url string) (string, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// parseHistogram reads the buckets of series (name_bucket{labels,le=...})
+// from a metrics exposition.
+func parseHistogram(body, name, labels string) histogram {
 	h := histogram{}
 	prefix := name + "_bucket{" + labels + `,le="`
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(body, "\n") {
 		rest, ok := strings.CutPrefix(l, prefix)
 		if !ok {
 			continue
@@ -631,7 +638,7 @@ func scrapeHistogram(url, name, labels string) (histogram, error) {
 			h[bound] = n
 		}
 	}
-	return h, nil
+	return h
 }
 
 // quantile is the upper bound of the bucket holding quantile q of the
