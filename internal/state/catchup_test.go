@@ -11,8 +11,7 @@ import (
 // A key committed after another writer opened a transaction on the same
 // partition sits above the partition's last stable offset until that
 // transaction ends. The catch-up barrier must still include it: CatchUpKeys
-// (and CatchUp) wait for the open transaction to be decided, and then the
-// key is there. A barrier at the last stable offset would return at once
+// waits for the open transaction to be decided, and then the key is there. A barrier at the last stable offset would return at once
 // without it.
 func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	opts := cluster(t, 1)
@@ -40,22 +39,14 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	// Writer W commits a key after it.
 	txnProduce(t, opts, true, rec(0, "above", ms))
 
-	for _, check := range []struct {
-		name    string
-		catchUp func(context.Context) error
-	}{
-		{"CatchUpKeys", func(ctx context.Context) error { return f.CatchUpKeys(ctx, [][]byte{[]byte("above")}) }},
-		{"CatchUp", func(ctx context.Context) error { return f.CatchUp(ctx, []byte("above")) }},
-	} {
-		short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		err := check.catchUp(short)
-		scancel()
-		if err == nil {
-			if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
-				t.Fatalf("%s returned while a committed key of the partition is not in the store", check.name)
-			}
-			t.Fatalf("%s returned before the open transaction was decided", check.name)
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = f.CatchUpKeys(short, [][]byte{[]byte("above")})
+	scancel()
+	if err == nil {
+		if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
+			t.Fatalf("CatchUpKeys returned while a committed key of the partition is not in the store")
 		}
+		t.Fatalf("CatchUpKeys returned before the open transaction was decided")
 	}
 	// X aborts: the barrier passes, the committed key is there, the
 	// aborted one is not.

@@ -24,10 +24,10 @@ import (
 //
 // Writers tell the follower about their own committed changelog records
 // (Committed): those are applied at once, and skipped when the tail reads
-// them back. CatchUp and CatchUpKeys are the exactness barrier: they return
-// once every record of a partition committed before the call is in the
+// them back. CatchUpKeys is the exactness barrier: it returns once every
+// record of the keys' partitions committed before the call is in the
 // store, so a key that is not there afterwards was not committed by anyone
-// when they were called. The barrier is the partition's high watermark, not
+// when it was called. The barrier is the partition's high watermark, not
 // its last stable offset: a transaction committed after another one opened
 // lies above the last stable offset until that one ends, so a barrier at
 // the last stable offset would miss it; the read_committed tail passes the
@@ -49,7 +49,7 @@ type Follower struct {
 	ready   bool
 	err     error
 
-	rounds endRounds
+	lists listings
 	// filter proves new keys absent without a Pebble read (nil: off).
 	filter *followerFilter
 }
@@ -84,7 +84,6 @@ func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 	}
 	f := &Follower{store: store, cl: cl, o: o, part: kgo.StickyKeyPartitioner(nil).ForTopic(cl.Topic),
 		cps: map[int32]Checkpoint{}, saved: map[int32]time.Time{}, own: map[int32]map[int64]struct{}{}, changed: make(chan struct{})}
-	f.rounds.list = f.listEnds
 	if o.Window > 0 && o.FilterBytes > 0 {
 		f.filter = newFollowerFilter(o.Window.Milliseconds(), o.FilterBytes)
 	}
@@ -152,10 +151,10 @@ func (f *Follower) Ready() error {
 	case !f.ready:
 		return fmt.Errorf("%s: state not restored yet", f.cl.Topic)
 	}
-	if err := f.rounds.lastErr(); err != nil {
+	if err := f.lists.lastErr(); err != nil {
 		// Try again in the background: an unready instance gets no
 		// traffic, so without this it would never learn Kafka is back.
-		go f.rounds.ends(context.Background()) //nolint:errcheck // the outcome is read by the next Ready
+		f.lists.probe(f.listEnds)
 		return err
 	}
 	return nil
@@ -252,27 +251,11 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 	return nil
 }
 
-// CatchUp returns once the store holds every record of key's partition
-// committed before the call (it lists the partitions' high watermarks,
-// sharing one listing among concurrent callers, and waits for the tail to
-// reach key's), or ctx ends.
-func (f *Follower) CatchUp(ctx context.Context, key []byte) error {
-	part := f.Partition(key)
-	ends, err := f.rounds.ends(ctx)
-	if err != nil {
-		return err
-	}
-	end, ok := ends[part]
-	if !ok {
-		return fmt.Errorf("state: %s has no partition %d", f.cl.Topic, part)
-	}
-	return f.waitFor(ctx, part, end)
-}
-
-// CatchUpKeys is CatchUp for several keys with a listing of its own: one
-// ListOffsets request for the keys' partitions, sent now (never shared with
-// a listing already in flight). A caller that batches requests sends one
-// per batch, after the batch was formed.
+// CatchUpKeys returns once the store holds every record of the keys'
+// partitions committed before the call, or ctx ends: it lists the
+// partitions' high watermarks with one ListOffsets request, sent now, and
+// waits for the tail to reach them. A caller that batches requests sends
+// one per batch, after the batch was formed.
 func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
 	var parts []int32
 	for _, k := range keys {
@@ -284,7 +267,7 @@ func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
 		return nil
 	}
 	ends, err := f.listEndsOf(ctx, parts)
-	f.rounds.setLast(err)
+	f.lists.setLast(err)
 	if err != nil {
 		return err
 	}
@@ -345,7 +328,7 @@ func (f *Follower) run(ctx context.Context) error {
 		return fmt.Errorf("state: kafka client: %w", err)
 	}
 	defer admin.Close()
-	f.rounds.admin, f.rounds.client = kadm.NewClient(admin), admin
+	f.lists.admin, f.lists.client = kadm.NewClient(admin), admin
 	ends, err := f.listStable(ctx)
 	if err != nil {
 		return err
@@ -527,7 +510,7 @@ func (f *Follower) fillFilter(ctx context.Context, parts map[int32]int64) error 
 }
 
 func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
-	if f.rounds.admin == nil {
+	if f.lists.admin == nil {
 		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
 	}
 	f.mu.Lock()
@@ -539,7 +522,7 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 	if len(parts) > 0 {
 		return f.listStableOf(ctx, parts)
 	}
-	ends, err := f.rounds.admin.ListCommittedOffsets(ctx, f.cl.Topic)
+	ends, err := f.lists.admin.ListCommittedOffsets(ctx, f.cl.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("state: listing stable offsets of %s: %w", f.cl.Topic, err)
 	}
@@ -551,28 +534,24 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 	return out, nil
 }
 
-// endRounds shares listings of the partitions' high watermarks among
-// concurrent callers (CatchUp). A caller joins the next listing not yet
-// sent, never one in flight, so the offsets it gets were listed after it
-// asked.
-type endRounds struct {
+// listings holds the follower's admin clients and the health of its last
+// end-offset listing: CatchUpKeys cannot work while listings fail.
+type listings struct {
 	admin  *kadm.Client
 	client *kgo.Client
-	list   func(context.Context) (map[int32]int64, error)
 
 	mu      sync.Mutex
-	next    *endRound
-	running bool
-	last    error // of the last listing: CatchUp cannot work while it fails
+	last    error
+	probing bool
 }
 
-func (l *endRounds) setLast(err error) {
+func (l *listings) setLast(err error) {
 	l.mu.Lock()
 	l.last = err
 	l.mu.Unlock()
 }
 
-func (l *endRounds) lastErr() error {
+func (l *listings) lastErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last != nil {
@@ -581,56 +560,28 @@ func (l *endRounds) lastErr() error {
 	return nil
 }
 
-type endRound struct {
-	done chan struct{}
-	ends map[int32]int64
-	err  error
-}
-
-func (l *endRounds) ends(ctx context.Context) (map[int32]int64, error) {
+// probe runs list once in the background, unless a probe is running, and
+// records its outcome.
+func (l *listings) probe(list func(context.Context) (map[int32]int64, error)) {
 	l.mu.Lock()
-	r := l.next
-	if r == nil {
-		r = &endRound{done: make(chan struct{})}
-		l.next = r
-	}
-	if !l.running {
-		l.running = true
-		go l.loop()
-	}
-	l.mu.Unlock()
-	select {
-	case <-r.done:
-		return r.ends, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// loop sends listings back to back while callers wait for one.
-func (l *endRounds) loop() {
-	for {
-		l.mu.Lock()
-		r := l.next
-		l.next = nil
-		if r == nil {
-			l.running = false
-			l.mu.Unlock()
-			return
-		}
+	if l.probing {
 		l.mu.Unlock()
+		return
+	}
+	l.probing = true
+	l.mu.Unlock()
+	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.ends, r.err = l.list(ctx)
+		_, err := list(ctx)
 		cancel()
 		l.mu.Lock()
-		l.last = r.err
+		l.last, l.probing = err, false
 		l.mu.Unlock()
-		close(r.done)
-	}
+	}()
 }
 
-// listEnds lists the high watermarks of every partition followed: the
-// catch-up barrier (see Follower).
+// listEnds lists the high watermarks of every partition followed (the
+// readiness probe).
 func (f *Follower) listEnds(ctx context.Context) (map[int32]int64, error) {
 	f.mu.Lock()
 	parts := make([]int32, 0, len(f.cps))
@@ -659,7 +610,7 @@ func (f *Follower) listStableOf(ctx context.Context, parts []int32) (map[int32]i
 // ListOffsets request per leader (kgo shards it), without the metadata
 // request kadm sends first: it runs for every catch-up.
 func (f *Follower) listOffsetsOf(ctx context.Context, parts []int32, isolation int8) (map[int32]int64, error) {
-	if f.rounds.client == nil {
+	if f.lists.client == nil {
 		return nil, fmt.Errorf("state: %s is not followed yet (Run)", f.cl.Topic)
 	}
 	req := kmsg.NewPtrListOffsetsRequest()
@@ -673,7 +624,7 @@ func (f *Follower) listOffsetsOf(ctx context.Context, parts []int32, isolation i
 		t.Partitions = append(t.Partitions, rp)
 	}
 	req.Topics = append(req.Topics, t)
-	resp, err := req.RequestWith(ctx, f.rounds.client)
+	resp, err := req.RequestWith(ctx, f.lists.client)
 	if err != nil {
 		return nil, fmt.Errorf("state: listing the end offsets of %s: %w", f.cl.Topic, err)
 	}

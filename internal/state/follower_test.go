@@ -66,17 +66,17 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	if _, ok, err := f.Get([]byte("before"), now); err != nil || !ok {
 		t.Fatalf("restored key: ok=%v err=%v", ok, err)
 	}
-	// Another writer commits one key and aborts another: after CatchUp
+	// Another writer commits one key and aborts another: after CatchUpKeys
 	// the committed one is there, at once, and the aborted one is not.
 	txnProduce(t, opts, true, keyed("other", 3, ms))
 	txnProduce(t, opts, false, keyed("aborted", 3, ms))
 	for _, k := range []string{"other", "aborted"} {
-		if err := f.CatchUp(ctx, []byte(k)); err != nil {
+		if err := f.CatchUpKeys(ctx, [][]byte{[]byte(k)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, ok, _ := f.Get([]byte("other"), now); !ok {
-		t.Fatalf("a key committed before CatchUp is missing after it")
+		t.Fatalf("a key committed before CatchUpKeys is missing after it")
 	}
 	if _, ok, _ := f.Get([]byte("aborted"), now); ok {
 		t.Fatalf("an aborted key is visible")
@@ -94,7 +94,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	if e, ok, _ := f.Get([]byte("mine"), now); !ok || string(e.Value) != "v-mine" {
 		t.Fatalf("own committed key: ok=%v", ok)
 	}
-	if err := f.CatchUp(ctx, []byte("mine")); err != nil {
+	if err := f.CatchUpKeys(ctx, [][]byte{[]byte("mine")}); err != nil {
 		t.Fatal(err)
 	}
 	// Outside the window: not returned.
@@ -112,7 +112,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	f2, stop2 := runFollower(t, opts, store, time.Hour, filterBytes)
 	defer stop2()
 	for _, k := range []string{"before", "other", "mine", "while-down"} {
-		if err := f2.CatchUp(ctx, []byte(k)); err != nil {
+		if err := f2.CatchUpKeys(ctx, [][]byte{[]byte(k)}); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := f2.Get([]byte(k), now); !ok {
