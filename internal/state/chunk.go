@@ -34,10 +34,11 @@ type chunk struct {
 	nextFinal bool // the next chunk is likely the last
 	sink      byte // touch's loads, kept so that the compiler keeps them
 	// Sort scratch, reused.
-	ord  []sortKey
-	dead []uint32 // offsets of records a later record of the same key overrides, ascending
-	live []sortKey
-	tmp  []sortKey
+	ord    []sortKey
+	groups []timeGroup // of the time index (timegroup.go)
+	dead   []uint32    // offsets of records a later record of the same key overrides, ascending
+	live   []sortKey
+	tmp    []sortKey
 }
 
 const recHeader = 8
@@ -251,43 +252,15 @@ func (s *Store) ingestTables(c *chunk) error {
 }
 
 // writeTimeTable writes the time index of c's live records (the last
-// record of each key, when not a deletion) at path, if there are any. The
-// records are visited in changelog order, nearly time order already, so
-// reading them is sequential and the sort cheap.
+// record of each key, when not a deletion) at path, as groups of records
+// in changelog order (timegroup.go), if there are any. c.live holds the
+// live records after it returns.
 func (s *Store) writeTimeTable(path string, c *chunk) error {
-	c.live = c.live[:0]
-	dead := c.dead
-	for off := uint32(0); off < uint32(len(c.buf)); {
-		_, v, ts, next := c.at(off)
-		if len(dead) > 0 && dead[0] == off {
-			dead = dead[1:]
-		} else if v != nil {
-			c.live = append(c.live, sortKey{pfx: uint64(ts) ^ (1 << 63), off: off})
-		}
-		off = next
-	}
+	c.collectGroups()
 	if len(c.live) == 0 {
 		return nil
 	}
-	slices.SortFunc(c.live, func(a, b sortKey) int {
-		if x := cmp.Compare(a.pfx, b.pfx); x != 0 {
-			return x
-		}
-		return bytes.Compare(c.userKey(a.off), c.userKey(b.off))
-	})
-	return s.writeTable(path, true, func(w *sstable.Writer) error {
-		var k []byte
-		for _, o := range c.live {
-			k = append(k[:0], kindTime)
-			k = binary.BigEndian.AppendUint32(k, uint32(c.part))
-			k = binary.BigEndian.AppendUint64(k, o.pfx)
-			k = append(k, c.userKey(o.off)...)
-			if err := w.Set(k, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.writeTable(path, true, c.writeGroups)
 }
 
 // highBits returns the mask of bit positions from v's n-th highest set bit

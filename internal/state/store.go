@@ -44,6 +44,7 @@ import (
 //
 //	'd' part key        -> ts(8) value      the entry
 //	't' part ts(8) key  -> (empty)          time index, for expiry
+//	'g' part ts(8) ...  -> members          time index of bulk loads (timegroup.go)
 //	'm' part            -> next(8) stream(8) checkpoint
 const (
 	kindData  = 'd'
@@ -305,19 +306,40 @@ func fillBatch(b *pebble.Batch, part int32, puts []Put, cp Checkpoint) error {
 	return b.Set(metaKey(part), m, nil)
 }
 
-// Expire deletes up to limit entries of part with a timestamp at or before
-// cutoff, oldest first, and returns how many index entries it consumed (it
-// is done when that is below limit). An entry rewritten later with a newer
-// timestamp keeps its newer version.
+// Expire deletes up to about limit entries of part with a timestamp at or
+// before cutoff, oldest first within each index (the time index groups of
+// bulk loads, then the entries Apply indexed), and returns how many index
+// entries it consumed (it is done when that is below limit). An entry
+// rewritten later with a newer timestamp keeps its newer version.
 func (s *Store) Expire(part int32, cutoff int64, limit int) (int, error) {
+	b := s.db.NewBatch()
+	defer b.Close()
+	n, err := s.expireGroups(b, part, cutoff, limit)
+	if err != nil {
+		return n, err
+	}
+	if n < limit {
+		m, err := s.expireSingles(b, part, cutoff, limit-n)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	if b.Empty() {
+		return n, nil
+	}
+	return n, b.Commit(pebble.NoSync)
+}
+
+// expireSingles is Expire for the time index entries Apply writes (one
+// per entry), adding its deletions to b.
+func (s *Store) expireSingles(b *pebble.Batch, part int32, cutoff int64, limit int) (int, error) {
 	lo := prefix(kindTime, part)
 	hi := binary.BigEndian.AppendUint64(prefix(kindTime, part), uint64(cutoff+1)^(1<<63))
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
 	n := 0
 	var last []byte
 	for ok := it.First(); ok && n < limit; ok = it.Next() {
@@ -345,15 +367,12 @@ func (s *Store) Expire(part int32, cutoff int64, limit int) (int, error) {
 		return 0, nil
 	}
 	// One range tombstone for the consumed index entries.
-	if err := b.DeleteRange(lo, append(last, 0), nil); err != nil {
-		return n, err
-	}
-	return n, b.Commit(pebble.NoSync)
+	return n, b.DeleteRange(lo, append(last, 0), nil)
 }
 
 // Wipe deletes everything held for part, checkpoint included.
 func (s *Store) Wipe(part int32) error {
-	for _, k := range []byte{kindData, kindTime, kindMeta} {
+	for _, k := range []byte{kindData, kindTime, kindGroup, kindMeta} {
 		p := prefix(k, part)
 		if err := s.db.DeleteRange(p, prefixEnd(p), pebble.NoSync); err != nil {
 			return fmt.Errorf("state: wiping partition %d: %w", part, err)
