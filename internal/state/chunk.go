@@ -33,6 +33,7 @@ type chunk struct {
 	final     bool // the last chunk of a restore
 	nextFinal bool // the next chunk is likely the last
 	sink      byte // touch's loads, kept so that the compiler keeps them
+	common    int  // bytes every user key of the chunk starts with (sort)
 	// Sort scratch, reused.
 	ord    []sortKey
 	groups []timeGroup // of the time index (timegroup.go)
@@ -141,6 +142,7 @@ func (c *chunk) sort() {
 		}
 		common, off = n, next
 	}
+	c.common = common
 	c.ord = c.ord[:0]
 	var and, or uint64 = ^uint64(0), 0
 	for off := uint32(0); off < uint32(len(c.buf)); {

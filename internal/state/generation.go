@@ -48,6 +48,11 @@ type generation struct {
 	memBounds [][]int
 	// tableKeys is the most keys a data table holds (0: bulkTableKeys).
 	tableKeys int
+	// shared is what every user key of the generation starts with (so
+	// far), and sharedSet whether a chunk has set it: the merge compares
+	// keys by the 8 bytes after it first.
+	shared    []byte
+	sharedSet bool
 }
 
 // bulkTableKeys is the most keys a data table of a bulk restore holds: a
@@ -145,8 +150,19 @@ func (g *generation) take(c *chunk) {
 	g.records += int64(c.n)
 }
 
-// split sets g's key range splits from sorted c's keys, unless set.
+// split sets g's key range splits from sorted c's keys, unless set, and
+// narrows g.shared to what c's keys share.
 func (g *generation) split(c *chunk) {
+	first := c.userKey(0)[:c.common]
+	if !g.sharedSet {
+		g.shared, g.sharedSet = append(g.shared[:0], first...), true
+	} else {
+		n := 0
+		for n < len(g.shared) && n < len(first) && g.shared[n] == first[n] {
+			n++
+		}
+		g.shared = g.shared[:n]
+	}
 	if len(g.splits) > 0 {
 		return
 	}
@@ -205,7 +221,7 @@ func (g *generation) discard() {
 	for _, p := range append(g.runs, g.tables...) {
 		os.Remove(p)
 	}
-	*g = generation{part: g.part, cp: g.cp, tableKeys: g.tableKeys}
+	*g = generation{part: g.part, cp: g.cp, tableKeys: g.tableKeys, shared: g.shared[:0]}
 }
 
 // ingestGeneration merges g's runs, and last (its final chunk, nil if
@@ -379,6 +395,8 @@ type runReader struct {
 	i    int
 	end  int
 	seq  int // run order: higher is newer
+	skip int // bytes every key starts with (generation.shared and the prefix)
+	pfx  uint64
 	sink byte
 	rec  []byte
 	key  []byte // Pebble key
@@ -399,6 +417,7 @@ func (rr *runReader) next() error {
 			return nil
 		}
 		rr.key, rr.val, _, _ = rr.c.at(rr.c.ord[rr.i].off)
+		rr.pfx = keyPrefix64(rr.key, rr.skip)
 		rr.i++
 		return nil
 	}
@@ -436,7 +455,20 @@ func (rr *runReader) next() error {
 	if vlen >= 0 {
 		rr.val = rec[ke:n:n]
 	}
+	rr.pfx = keyPrefix64(rr.key, rr.skip)
 	return nil
+}
+
+// keyPrefix64 is the 8 bytes of k after skip as a big-endian integer
+// (zero-padded): keys that all start with the same skip bytes compare as
+// their prefixes do, unless those are equal.
+func keyPrefix64(k []byte, skip int) uint64 {
+	if len(k) >= skip+8 {
+		return binary.BigEndian.Uint64(k[skip:])
+	}
+	var b [8]byte
+	copy(b[:], k[skip:])
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // runHeap orders readers by key, newest run first among equal keys. It is
@@ -445,10 +477,14 @@ func (rr *runReader) next() error {
 type runHeap []*runReader
 
 func (h runHeap) less(i, j int) bool {
-	if c := bytes.Compare(h[i].key, h[j].key); c != 0 {
+	a, b := h[i], h[j]
+	if a.pfx != b.pfx { // most comparisons, without reading the keys
+		return a.pfx < b.pfx
+	}
+	if c := bytes.Compare(a.key, b.key); c != 0 {
 		return c < 0
 	}
-	return h[i].seq > h[j].seq
+	return a.seq > b.seq
 }
 
 // down moves h[i] down to its place.
@@ -474,7 +510,8 @@ func (h runHeap) down(i int) {
 // chunks in memory) to out in key order, keeping the newest record of each
 // key.
 func mergeRuns(g *generation, j int, out *dataTables) error {
-	h := make(runHeap, 0, len(g.runs)+1)
+	h := make(runHeap, 0, len(g.runs)+len(g.mem))
+	skip := prefixLen + len(g.shared)
 	for i, p := range g.runs {
 		f, err := os.Open(p)
 		if err != nil {
@@ -482,12 +519,12 @@ func mergeRuns(g *generation, j int, out *dataTables) error {
 		}
 		defer f.Close()
 		lo, hi := g.bounds[i][j], g.bounds[i][j+1]
-		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 256<<10), f: f, seq: i}
+		rr := &runReader{r: bufio.NewReaderSize(io.NewSectionReader(f, lo, hi-lo), 256<<10), f: f, seq: i, skip: skip}
 		h = append(h, rr)
 	}
 	for i, c := range g.mem {
 		b := g.memBounds[i]
-		h = append(h, &runReader{c: c, i: b[j], end: b[j+1], seq: len(g.runs) + i})
+		h = append(h, &runReader{c: c, i: b[j], end: b[j+1], seq: len(g.runs) + i, skip: skip})
 	}
 	live := h[:0]
 	for _, rr := range h {
