@@ -188,7 +188,9 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	var pos int64
 	var sink byte
 	for i, o := range c.ord {
-		sink ^= c.touch(i + touchAhead)
+		if i%touchBatch == 0 { // the next batch (the first time, this one too)
+			sink ^= c.touchAhead(max(i+touchBatch*min(i, 1), 0), i+2*touchBatch)
+		}
 		if c.overridden(i) {
 			continue
 		}
@@ -395,20 +397,31 @@ type runReader struct {
 	i    int
 	end  int
 	seq  int // run order: higher is newer
-	skip int // bytes every key starts with (generation.shared and the prefix)
-	pfx  uint64
-	sink byte
-	rec  []byte
-	key  []byte // Pebble key
-	val  []byte // Pebble value, nil for a deletion
-	done bool
+	// touched is where the chunk's next batch of records to load starts.
+	touched int
+	skip    int // bytes every key starts with (generation.shared and the prefix)
+	pfx     uint64
+	sink    byte
+	rec     []byte
+	key     []byte // Pebble key
+	val     []byte // Pebble value, nil for a deletion
+	done    bool
 }
 
 // next moves to the next record. The key and value of the current one
 // stay valid until then (they point into the reader's buffer or the chunk).
 func (rr *runReader) next() error {
 	if rr.c != nil {
-		rr.sink ^= rr.c.touch(rr.i + touchAhead)
+		if rr.i >= rr.touched {
+			// The next batch while this one is visited (the first
+			// time, this one too).
+			from := rr.i + touchBatch
+			if rr.touched == 0 {
+				from = rr.i
+			}
+			rr.sink ^= rr.c.touchAhead(from, min(rr.i+2*touchBatch, rr.end))
+			rr.touched = rr.i + touchBatch
+		}
 		for rr.i < rr.end && rr.c.overridden(rr.i) {
 			rr.i++
 		}
