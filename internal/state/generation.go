@@ -62,7 +62,8 @@ type generation struct {
 // restore's CPU in cache misses. 256k keys make tables of some 12 MiB
 // whose filter (320 KiB) fits a core's L2 cache: at 10M keys its build
 // took 1.9% of the CPU instead of 3.2% with 1M-key tables, on the same
-// disk; Pebble's own compactions cut tables far smaller than either.
+// disk. Tables under Pebble's target size for their level are merged by
+// its compactions when they have to rewrite them anyway.
 const bulkTableKeys = 1 << 18
 
 // spill sorts c and adds it to g: its last record of each key, in key
