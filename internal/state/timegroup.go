@@ -22,7 +22,10 @@ import (
 // minTS is the group's oldest timestamp (sign flipped as in 't' keys), next
 // the checkpoint of the chunk it was loaded with and firstKey its first
 // member's key: together they make a group's key unique (a chunk holds a
-// key's last write once; chunks of one partition end at different offsets).
+// key's last write once; chunks of one restore end at different offsets;
+// Ingest callers that repeat a checkpoint rarely repeat a first key with the
+// same minTS, and if they do, the overwritten group's entries are only not
+// expired: an index entry never deletes anything newer than itself).
 // Writing a Pebble key per entry was a fifth of a restore's CPU: its key
 // order (ts, key) needed a sort, and each key paid the table writer's
 // per-key work; a group pays it once for up to timeGroupMembers entries and
