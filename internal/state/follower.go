@@ -254,9 +254,20 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 // CatchUpKeys returns once the store holds every record of the keys'
 // partitions committed before the call, or ctx ends: it lists the
 // partitions' high watermarks with one ListOffsets request, sent now, and
-// waits for the tail to reach them. A caller that batches requests sends
-// one per batch, after the batch was formed.
+// waits for the tail to reach them (ListKeyEnds, then WaitFor). A caller
+// that batches requests sends one per batch, after the batch was formed.
 func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
+	ends, err := f.ListKeyEnds(ctx, keys)
+	if err != nil {
+		return err
+	}
+	return f.WaitFor(ctx, ends, nil)
+}
+
+// ListKeyEnds lists, with one ListOffsets request sent now, the high
+// watermarks of the keys' partitions: every record committed before the
+// call lies below them.
+func (f *Follower) ListKeyEnds(ctx context.Context, keys [][]byte) (map[int32]int64, error) {
 	var parts []int32
 	for _, k := range keys {
 		if p := f.Partition(k); !slices.Contains(parts, p) {
@@ -264,15 +275,29 @@ func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
 		}
 	}
 	if len(parts) == 0 {
-		return nil
+		return nil, nil
 	}
 	ends, err := f.listEndsOf(ctx, parts)
 	f.lists.setLast(err)
-	if err != nil {
-		return err
+	return ends, err
+}
+
+// WaitFor returns once the tail has read each partition of ends up to its
+// offset, or ctx ends. open are the caller's records in its own open
+// transaction (nil: none): a partition's wait stops at the first of them,
+// since the read_committed tail cannot pass them before that transaction
+// ends. That loses nothing committed before the caller listed ends if the
+// caller produced open after it had formed what it checks (TxnCommitter):
+// such a commit was acknowledged, so written, before that, and lies below
+// open as well as below ends.
+func (f *Follower) WaitFor(ctx context.Context, ends map[int32]int64, open []*kgo.Record) error {
+	for _, r := range open {
+		if e, ok := ends[r.Partition]; ok && r.Topic == f.cl.Topic && r.Offset < e {
+			ends[r.Partition] = r.Offset
+		}
 	}
-	for _, p := range parts {
-		if err := f.waitFor(ctx, p, ends[p]); err != nil {
+	for p, end := range ends {
+		if err := f.waitFor(ctx, p, end); err != nil {
 			return err
 		}
 	}
