@@ -60,6 +60,7 @@ type opts struct {
 	write     string
 	profile   string
 	memprof   string
+	trace     string
 	routes    []string
 	shapes    []string
 }
@@ -76,6 +77,7 @@ func main() {
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
 	flag.StringVar(&o.memprof, "memprofile", "", "write the gateway process's allocation profile (whole run, both routes) to this file")
+	flag.StringVar(&o.trace, "trace", "", "write a Go execution trace of the gateway's last seconds (the last run's) to this file")
 	routes := flag.String("routes", "noop,payments", "routes to measure, comma-separated (payments alone, for a profile of payments only, prints no ratio)")
 	shapes := flag.String("shapes", "saturation,paced", "load shapes to run, comma-separated")
 	flag.Parse()
@@ -177,7 +179,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof), common...)...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof, o.trace), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -607,9 +609,9 @@ func writeSection(path, md string) error {
 
 // profileArgs asks the gateway for a CPU and an allocation profile when
 // their paths are set.
-func profileArgs(cpu, mem string) []string {
+func profileArgs(cpu, mem, trace string) []string {
 	var args []string
-	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}} {
+	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}, {"--bench-trace", trace}} {
 		if p.path == "" {
 			continue
 		}
