@@ -364,7 +364,7 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	live, err, known := c.checkedTxn(tctx, cl, live)
+	live, known, err := c.checkedTxn(tctx, cl, live)
 	reset := false
 	if err != nil {
 		reset = !known || !c.abort(cl)
@@ -421,11 +421,11 @@ type listed struct {
 
 // checkedTxn writes live in one transaction after checking its requests'
 // Idempotency-Keys (see TxnCommitter) and returns the requests it wrote,
-// with the transaction's outcome: on an error the caller aborts the
-// transaction, unless known is false (the producer's state is unknown:
-// recreate it). Requests it answered itself (key found, check failed) are
+// whether the producer's state is known, and the transaction's outcome: on
+// an error the caller aborts the transaction, unless known is false (then
+// it recreates the producer). Requests it answered itself (key found, check failed) are
 // not returned.
-func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*pending) ([]*pending, error, bool) {
+func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*pending) ([]*pending, bool, error) {
 	var keys [][]byte
 	for _, p := range live {
 		if p.key != nil {
@@ -433,7 +433,7 @@ func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*p
 		}
 	}
 	if len(keys) == 0 {
-		return live, c.produceAndCommit(ctx, cl, live), true
+		return live, true, c.produceAndCommit(ctx, cl, live)
 	}
 	// The batch is formed: listed now, the ends hold everything committed
 	// before any of its requests was queued.
@@ -448,27 +448,27 @@ func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*p
 		lc <- l
 	}()
 	if err := c.produce(ctx, cl, live); err != nil {
-		return live, err, true
+		return live, true, err
 	}
 	produced := time.Now()
 	kept := c.checkKeys(ctx, live, <-lc)
 	c.phase(PhaseKeyCheck, time.Since(produced))
 	if len(kept) == len(live) {
 		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-			return live, fmt.Errorf("commit: %w", err), true
+			return live, true, fmt.Errorf("commit: %w", err)
 		}
-		return live, nil, true
+		return live, true, nil
 	}
 	// Records of answered requests are in the transaction: abort it and
 	// write the others again (their check stands: nothing they were
 	// checked against has changed).
 	if !c.abort(cl) {
-		return kept, errors.New("aborting a transaction whose Idempotency-Key check found committed keys failed"), false
+		return kept, false, errors.New("aborting a transaction whose Idempotency-Key check found committed keys failed")
 	}
 	if len(kept) == 0 {
-		return kept, nil, true
+		return kept, true, nil
 	}
-	return kept, c.produceAndCommit(ctx, cl, kept), true
+	return kept, true, c.produceAndCommit(ctx, cl, kept)
 }
 
 // checkKeys answers the requests of live whose Idempotency-Key was
