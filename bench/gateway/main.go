@@ -60,6 +60,9 @@ type opts struct {
 	write     string
 	profile   string
 	memprof   string
+	trace     string
+	routes    []string
+	shapes    []string
 }
 
 func main() {
@@ -74,7 +77,21 @@ func main() {
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
 	flag.StringVar(&o.memprof, "memprofile", "", "write the gateway process's allocation profile (whole run, both routes) to this file")
+	flag.StringVar(&o.trace, "trace", "", "write a Go execution trace of the gateway's last seconds (the last run's) to this file")
+	routes := flag.String("routes", "noop,payments", "routes to measure, comma-separated (payments alone, for a profile of payments only, prints no ratio)")
+	shapes := flag.String("shapes", "saturation,paced", "load shapes to run, comma-separated")
 	flag.Parse()
+	o.routes, o.shapes = strings.Split(*routes, ","), strings.Split(*shapes, ",")
+	for _, r := range o.routes {
+		if r != "noop" && r != "payments" {
+			log.Fatalf("-routes: unknown route %q: use noop, payments or both", r)
+		}
+	}
+	for _, s := range o.shapes {
+		if s != "saturation" && s != "paced" {
+			log.Fatalf("-shapes: unknown shape %q: use saturation, paced or both", s)
+		}
+	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
 	}
@@ -162,7 +179,7 @@ func run(o opts, dir string) (string, error) {
 	}
 	gw, err := start(o.bin, filepath.Join(dir, "gateway.log"), "", append([]string{"run", "gateway", "--listen", api, "--tls-cert", cert, "--tls-key", key,
 		"--metrics-addr", metrics, "--bench-noop-route", "--log-level", "warn", "--max-in-flight", "4096",
-		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof), common...)...)...)
+		"--producers", strconv.Itoa(o.producers), "--transactional-id", "bench-gateway"}, append(profileArgs(o.profile, o.memprof, o.trace), common...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -173,21 +190,25 @@ func run(o opts, dir string) (string, error) {
 	url := "https://" + api
 	load0 := loadAvg()
 	// Warm up both routes (connections, producers, schema ids).
-	for _, r := range []string{"noop", "payments"} {
+	for _, r := range o.routes {
 		if _, err := wrk(o, dir, url, r, "warm", 4, 0, 3*time.Second, nil); err != nil {
 			return "", err
 		}
 	}
 	var rows []row
 	for _, shape := range []struct {
+		key   string
 		name  string
 		conns int
 		rate  int
 	}{
-		{"saturation", o.conns, 0},
-		{fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, o.rate},
+		{"saturation", "saturation", o.conns, 0},
+		{"paced", fmt.Sprintf("paced at %d/s", o.rate), o.rateConns, o.rate},
 	} {
-		for _, route := range []string{"noop", "payments"} {
+		if !slices.Contains(o.shapes, shape.key) {
+			continue
+		}
+		for _, route := range o.routes {
 			before, err := scrapeServer("http://" + metrics + "/metrics")
 			if err != nil {
 				return "", err
@@ -474,14 +495,14 @@ func report(o opts, rows []row, c counts) string {
 	fmt.Fprintf(&sb, "%s\n## HTTP gateway (`pcistream run gateway`) with wrk\n\n", beginMarker)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores shared with other jobs, %s %s/%s, wrk 4.1 (Debian). Date: %s.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d`.\n\n",
-		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers)
+	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d -routes %s -shapes %s`.\n\n",
+		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers, strings.Join(o.routes, ","), strings.Join(o.shapes, ","))
 	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) when the measured runs started: %s; when they ended: %s.\n\n", c.loadBefore, c.loadAfter)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
 		"Idempotency-Key, so each one is validated, fingerprinted, looked up in the local Idempotency-Key state (Pebble), " +
 		"Avro-encoded, checked again by the committer once per transaction (the state caught up to the partitions' " +
-		"high watermarks listed after the batch formed) and committed to payments.raw with its idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
+		"high watermarks listed after the batch formed, while the batch is produced) and committed to payments.raw with its idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
 	sb.WriteString("| load | route | conns | requests/s | sent > 2 ms late | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
 	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -491,6 +512,9 @@ func report(o opts, rows []row, c counts) string {
 		rps := float64(r.res.Requests) / secs
 		perCore := float64(r.res.Requests) / r.res.gwCPU.Seconds()
 		ratio := "1.00 (baseline)"
+		if r.route == "payments" {
+			ratio = "- (no baseline run)"
+		}
 		if r.route == "noop" {
 			noop = perCore
 		} else if noop > 0 {
@@ -509,7 +533,7 @@ func report(o opts, rows []row, c counts) string {
 		if r.route == "payments" {
 			s := r.srv
 			inside = append(inside, fmt.Sprintf("%s: a payment's handling p50 <= %s, p99 <= %s; in it, the wait for a transaction %s / %s, "+
-				"the transaction's key check %s / %s, the Kafka transaction %s / %s, the local apply %s / %s (p50 / p99).",
+				"the key check left after the produce %s / %s, the whole Kafka transaction %s / %s, the local apply %s / %s (p50 / p99).",
 				r.shape, ms(s.handle[0]), ms(s.handle[1]), ms(s.queue[0]), ms(s.queue[1]), ms(s.check[0]), ms(s.check[1]),
 				ms(s.txn[0]), ms(s.txn[1]), ms(s.apply[0]), ms(s.apply[1])))
 		}
@@ -585,9 +609,9 @@ func writeSection(path, md string) error {
 
 // profileArgs asks the gateway for a CPU and an allocation profile when
 // their paths are set.
-func profileArgs(cpu, mem string) []string {
+func profileArgs(cpu, mem, trace string) []string {
 	var args []string
-	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}} {
+	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}, {"--bench-trace", trace}} {
 		if p.path == "" {
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"time"
 
@@ -48,6 +49,7 @@ type gatewayFlags struct {
 	noopRoute     bool
 	cpuProfile    string
 	memProfile    string
+	traceFile     string
 }
 
 // newRunGatewayCmd builds `pcistream run gateway`.
@@ -113,6 +115,8 @@ Serves TLS (--tls-cert/--tls-key, --tls-client-ca for mutual TLS); plain HTTP on
 	fl.MarkHidden("bench-cpuprofile") //nolint:errcheck // the flag exists
 	fl.StringVar(&f.memProfile, "bench-memprofile", "", "write a Go allocation profile of the whole run to this file at exit (benchmarks)")
 	fl.MarkHidden("bench-memprofile") //nolint:errcheck // the flag exists
+	fl.StringVar(&f.traceFile, "bench-trace", "", "write a Go execution trace of the run's last seconds to this file at exit (benchmarks; `go tool trace`)")
+	fl.MarkHidden("bench-trace") //nolint:errcheck // the flag exists
 	return cmd
 }
 
@@ -140,6 +144,13 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 			return fmt.Errorf("gateway: --bench-cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.traceFile != "" {
+		stop, err := recordTrace(f.traceFile)
+		if err != nil {
+			return fmt.Errorf("gateway: --bench-trace: %w", err)
+		}
+		defer stop(log)
 	}
 	if f.memProfile != "" {
 		// Every allocation since the start (alloc_space, alloc_objects),
@@ -214,6 +225,26 @@ func runGateway(ctx context.Context, cfg *config.Config, f *gatewayFlags) error 
 	err = svc.Wait()
 	cancel()
 	return errors.Join(err, <-srvErr)
+}
+
+// recordTrace starts a flight recorder; stop writes its window (the run's
+// last few seconds: a whole run's trace would be gigabytes) to path.
+func recordTrace(path string) (stop func(*slog.Logger), err error) {
+	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 5 * time.Second, MaxBytes: 512 << 20})
+	if err := fr.Start(); err != nil {
+		return nil, err
+	}
+	return func(log *slog.Logger) {
+		defer fr.Stop()
+		tf, err := os.Create(path)
+		if err == nil {
+			_, err = fr.WriteTo(tf)
+			err = errors.Join(err, tf.Close())
+		}
+		if err != nil {
+			log.Warn("--bench-trace", "err", err)
+		}
+	}, nil
 }
 
 // writeAllocProfile writes the allocs profile to path (--bench-memprofile).

@@ -73,7 +73,7 @@ func ScanTransactions(ctx context.Context, cl *kgo.Client, topic string) (TxnSca
 			from[o.Partition] = s.Offset
 		}
 	})
-	filters, err := scan(ctx, cl, topic, from, to, func(*kgo.Record) error { return nil }, nil, true)
+	filters, err := scan(ctx, cl, topic, from, to, func(*kgo.Record) error { return nil }, nil, scanReuse)
 	if err != nil {
 		return out, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -32,7 +34,7 @@ import (
 // to the aborted transaction).
 func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
 	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
-	_, err := scan(ctx, cl, topic, from, to, fn, progress, false)
+	_, err := scan(ctx, cl, topic, from, to, fn, noErr(progress), scanOnce)
 	return err
 }
 
@@ -43,12 +45,55 @@ func ReadCommitted(ctx context.Context, cl *kgo.Client, topic string, from, to m
 // allocates nothing per record.
 func ReadCommittedReused(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
 	fn func(*kgo.Record) error, progress func(partition int32, next, end int64)) error {
-	_, err := scan(ctx, cl, topic, from, to, fn, progress, true)
+	_, err := scan(ctx, cl, topic, from, to, fn, noErr(progress), scanReuse)
 	return err
 }
 
+// Follow reads partitions of topic read_committed from their offsets in
+// from onwards, with no end: ReadCommitted for a reader that keeps up with
+// a changelog. It long-polls until ctx ends (then it returns nil) or
+// reading fails. fn gets every committed data record, in offset order per
+// partition; after each fetch response, at gets each fetched partition's
+// position: the offset after every batch read, kept or not. So a
+// partition whose last batches are an aborted transaction, or markers,
+// still shows it has moved past them, which a kgo consumer does not say
+// (it hands out no empty fetch). An error from fn or at ends the read.
+func Follow(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64,
+	fn func(*kgo.Record) error, at func(partition int32, next int64) error) error {
+	to := make(map[int32]int64, len(from))
+	for p := range from {
+		to[p] = math.MaxInt64
+	}
+	_, err := scan(ctx, cl, topic, from, to, fn, func(p int32, next, _ int64) error { return at(p, next) }, scanFollow)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// noErr adapts a progress callback that cannot fail.
+func noErr(progress func(partition int32, next, end int64)) func(int32, int64, int64) error {
+	if progress == nil {
+		return nil
+	}
+	return func(p int32, next, end int64) error {
+		progress(p, next, end)
+		return nil
+	}
+}
+
+// scanMode selects how scan reads.
+type scanMode int
+
+const (
+	scanOnce   scanMode = iota // records handed out as new *kgo.Record
+	scanReuse                  // one reused *kgo.Record (ReadCommittedReused)
+	scanFollow                 // no end (Follow): idle long polls are not backed off, filters keep no history
+)
+
 func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]int64,
-	fn func(*kgo.Record) error, progress func(partition int32, next, end int64), reuse bool) (map[int32]*abortFilter, error) {
+	fn func(*kgo.Record) error, progress func(partition int32, next, end int64) error, mode scanMode) (map[int32]*abortFilter, error) {
+	reuse := mode == scanReuse
 	next := map[int32]int64{}
 	dec := kgo.DefaultDecompressor()
 	var scratch kgo.Record
@@ -57,7 +102,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 		start := from[p]
 		if start < end {
 			next[p] = start
-			filters[p] = newAbortFilter()
+			filters[p] = newAbortFilter(mode != scanFollow)
 		}
 	}
 	adm := kadm.NewClient(cl)
@@ -83,7 +128,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 			}
 			byLeader[l] = append(byLeader[l], p)
 		}
-		progressed := false
+		progressed, failed := false, false
 		for leader, parts := range byLeader {
 			var resp *kmsg.FetchResponse
 			var err error
@@ -102,7 +147,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("reading %s: %w", topic, err)
 				}
-				leaders = nil // refresh metadata and retry
+				leaders, failed = nil, true // refresh metadata and retry
 				continue
 			}
 			for _, rt := range resp.Topics {
@@ -115,7 +160,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 					}
 					if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
 						if kerr.IsRetriable(err) {
-							leaders = nil
+							leaders, failed = nil, true
 							continue
 						}
 						return nil, fmt.Errorf("reading %s[%d] at offset %d: %w", topic, p, off, err)
@@ -164,7 +209,9 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 						next[p] = nextOff
 					}
 					if progress != nil {
-						progress(p, min(next[p], end), end)
+						if err := progress(p, min(next[p], end), end); err != nil {
+							return nil, err
+						}
 					}
 					if next[p] >= end {
 						delete(next, p)
@@ -172,7 +219,8 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 				}
 			}
 		}
-		if progressed {
+		if progressed || mode == scanFollow && !failed {
+			// Following, an idle response ended a long poll: ask again.
 			stalls = 0
 			continue
 		}
@@ -317,24 +365,39 @@ func fetchOnce(ctx context.Context, cl *kgo.Client, leader int32, topic string, 
 // abortFilter drops the records of aborted transactions, from the aborted
 // list fetch responses carry (producer id, first offset).
 type abortFilter struct {
-	seen    map[[2]int64]bool
 	pending map[int64][]int64      // producer id -> first offsets of aborted txns not yet reached, ascending
 	open    map[int64]int16        // producer id -> epoch of the aborted txn being skipped
-	commits map[ProducerEpoch]bool // commit markers seen
+	opened  map[int64]int64        // producer id -> first offset of that txn
+	closed  map[int64]int64        // producer id -> offset where its last aborted txn ended
+	commits map[ProducerEpoch]bool // commit markers seen (nil: not kept)
 }
 
-func newAbortFilter() *abortFilter {
-	return &abortFilter{seen: map[[2]int64]bool{}, pending: map[int64][]int64{}, open: map[int64]int16{},
-		commits: map[ProducerEpoch]bool{}}
+// newAbortFilter returns an empty filter; commits says whether it keeps
+// the commit markers it sees (a reader with no end must not: one per
+// transaction).
+func newAbortFilter(commits bool) *abortFilter {
+	f := &abortFilter{pending: map[int64][]int64{}, open: map[int64]int16{}, opened: map[int64]int64{}, closed: map[int64]int64{}}
+	if commits {
+		f.commits = map[ProducerEpoch]bool{}
+	}
+	return f
 }
 
+// learn adds the aborted transactions a fetch response lists. Responses
+// list an aborted transaction as long as they overlap it: one already
+// reached (open, or ended at or above its first offset) is not learned
+// again.
 func (f *abortFilter) learn(ats []kmsg.FetchResponseTopicPartitionAbortedTransaction) {
 	for _, at := range ats {
-		k := [2]int64{at.ProducerID, at.FirstOffset}
-		if f.seen[k] {
+		if e, ok := f.closed[at.ProducerID]; ok && at.FirstOffset <= e {
 			continue
 		}
-		f.seen[k] = true
+		if o, ok := f.opened[at.ProducerID]; ok && at.FirstOffset <= o {
+			continue
+		}
+		if slices.Contains(f.pending[at.ProducerID], at.FirstOffset) {
+			continue
+		}
 		q := append(f.pending[at.ProducerID], at.FirstOffset)
 		for i := len(q) - 1; i > 0 && q[i] < q[i-1]; i-- {
 			q[i], q[i-1] = q[i-1], q[i]
@@ -343,26 +406,36 @@ func (f *abortFilter) learn(ats []kmsg.FetchResponseTopicPartitionAbortedTransac
 	}
 }
 
+// close ends pid's open aborted transaction at offset at.
+func (f *abortFilter) close(pid, at int64) {
+	delete(f.open, pid)
+	delete(f.opened, pid)
+	f.closed[pid] = at
+}
+
 // keep reports whether r is a committed data record.
 func (f *abortFilter) keep(r *kgo.Record) bool {
 	pid := r.ProducerID
 	if ep, ok := f.open[pid]; ok && r.ProducerEpoch > ep {
-		delete(f.open, pid) // a newer epoch: the aborted txn ended (crash recovery wrote no marker)
+		f.close(pid, r.Offset-1) // a newer epoch: the aborted txn ended (crash recovery wrote no marker)
 	}
 	if _, ok := f.open[pid]; !ok {
 		if q := f.pending[pid]; len(q) > 0 && r.Offset >= q[0] && r.Attrs.IsTransactional() {
 			f.pending[pid] = q[1:]
-			f.open[pid] = r.ProducerEpoch
+			if len(f.pending[pid]) == 0 {
+				delete(f.pending, pid)
+			}
+			f.open[pid], f.opened[pid] = r.ProducerEpoch, q[0]
 		}
 	}
 	_, aborted := f.open[pid]
 	if r.Attrs.IsControl() {
 		// A control record's key is version (int16), type (int16): 1 is COMMIT.
-		if len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
+		if f.commits != nil && len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1 {
 			f.commits[ProducerEpoch{r.ProducerID, r.ProducerEpoch}] = true
 		}
 		if aborted {
-			delete(f.open, pid)
+			f.close(pid, r.Offset)
 		}
 		return false
 	}

@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
 // Follower keeps a Store up to date with every partition of a changelog
@@ -254,9 +255,20 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 // CatchUpKeys returns once the store holds every record of the keys'
 // partitions committed before the call, or ctx ends: it lists the
 // partitions' high watermarks with one ListOffsets request, sent now, and
-// waits for the tail to reach them. A caller that batches requests sends
-// one per batch, after the batch was formed.
+// waits for the tail to reach them (ListKeyEnds, then WaitFor). A caller
+// that batches requests sends one per batch, after the batch was formed.
 func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
+	ends, err := f.ListKeyEnds(ctx, keys)
+	if err != nil {
+		return err
+	}
+	return f.WaitFor(ctx, ends, nil)
+}
+
+// ListKeyEnds lists, with one ListOffsets request sent now, the high
+// watermarks of the keys' partitions: every record committed before the
+// call lies below them.
+func (f *Follower) ListKeyEnds(ctx context.Context, keys [][]byte) (map[int32]int64, error) {
 	var parts []int32
 	for _, k := range keys {
 		if p := f.Partition(k); !slices.Contains(parts, p) {
@@ -264,15 +276,29 @@ func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
 		}
 	}
 	if len(parts) == 0 {
-		return nil
+		return nil, nil
 	}
 	ends, err := f.listEndsOf(ctx, parts)
 	f.lists.setLast(err)
-	if err != nil {
-		return err
+	return ends, err
+}
+
+// WaitFor returns once the tail has read each partition of ends up to its
+// offset, or ctx ends. open are the caller's records in its own open
+// transaction (nil: none): a partition's wait stops at the first of them,
+// since the read_committed tail cannot pass them before that transaction
+// ends. That loses nothing committed before the caller listed ends if the
+// caller produced open after it had formed what it checks (TxnCommitter):
+// such a commit was acknowledged, so written, before that, and lies below
+// open as well as below ends.
+func (f *Follower) WaitFor(ctx context.Context, ends map[int32]int64, open []*kgo.Record) error {
+	for _, r := range open {
+		if e, ok := ends[r.Partition]; ok && r.Topic == f.cl.Topic && r.Offset < e {
+			ends[r.Partition] = r.Offset
+		}
 	}
-	for _, p := range parts {
-		if err := f.waitFor(ctx, p, ends[p]); err != nil {
+	for p, end := range ends {
+		if err := f.waitFor(ctx, p, end); err != nil {
 			return err
 		}
 	}
@@ -335,7 +361,7 @@ func (f *Follower) run(ctx context.Context) error {
 	}
 	cl := *f.cl
 	cl.Admin = admin
-	offsets := map[int32]kgo.Offset{}
+	offsets := map[int32]int64{}
 	for part := range ends {
 		pr, err := cl.Restore(ctx, f.store, part, nil)
 		if err != nil {
@@ -348,13 +374,10 @@ func (f *Follower) run(ctx context.Context) error {
 		f.mu.Lock()
 		f.cps[part] = cp
 		f.mu.Unlock()
-		offsets[part] = kgo.NewOffset().At(cp.Next)
+		offsets[part] = cp.Next
 		f.o.Logger.Info("state restored", "topic", f.cl.Topic, "partition", part, "from", pr.From, "to", cp.Next, "records", pr.Records)
 	}
-	tail, err := kgo.NewClient(append(append([]kgo.Opt(nil), f.cl.ClientOpts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.cl.Topic: offsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(time.Second))...)
+	tail, err := kgo.NewClient(f.cl.ClientOpts...)
 	if err != nil {
 		return fmt.Errorf("state: tail of %s: %w", f.cl.Topic, err)
 	}
@@ -374,54 +397,59 @@ func (f *Follower) run(ctx context.Context) error {
 		}
 	}()
 	defer func() { cancel(); <-filled }()
-	return f.tail(ctx, tail)
+	return f.tail(ctx, tail, offsets)
 }
 
-// tail applies fetched records, partition by partition, until ctx is done.
-func (f *Follower) tail(ctx context.Context, cl *kgo.Client) error {
+// tail applies the changelog's committed records from offsets on, partition
+// by partition, until ctx is done. kafkax.Follow, not a kgo consumer: it
+// says where each partition's reading stands after every fetch, so the
+// position moves past an aborted transaction or markers even when nothing
+// follows them yet, which WaitFor's barrier needs (the records above may
+// be the waiter's own open transaction).
+func (f *Follower) tail(ctx context.Context, cl *kgo.Client, offsets map[int32]int64) error {
 	every := max(f.o.Window/96, time.Second)
 	lastExpire := time.Now()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+	recs := map[int32][]*kgo.Record{}
+	return kafkax.Follow(ctx, cl, f.cl.Topic, offsets,
+		func(r *kgo.Record) error {
+			recs[r.Partition] = append(recs[r.Partition], r)
 			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			f.o.Logger.Warn("tailing state changelog", "topic", t, "partition", p, "err", err)
-		})
-		var errs []error
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 {
-				errs = append(errs, f.applyTail(p.Partition, p.Records))
-			}
-		})
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		if f.o.Window > 0 && time.Since(lastExpire) >= every {
-			lastExpire = time.Now()
-			if err := f.expire(); err != nil {
+		},
+		func(part int32, next int64) error {
+			err := f.applyTail(part, recs[part], next)
+			clear(recs[part])
+			recs[part] = recs[part][:0]
+			if err != nil {
 				return err
 			}
-		}
-	}
+			if f.o.Window > 0 && time.Since(lastExpire) >= every {
+				lastExpire = time.Now()
+				return f.expire()
+			}
+			return nil
+		})
 }
 
-func (f *Follower) applyTail(part int32, recs []*kgo.Record) error {
+// applyTail applies recs, part's committed records read up to next (its
+// reading position), except those this instance applied when it committed
+// them.
+func (f *Follower) applyTail(part int32, recs []*kgo.Record, next int64) error {
 	f.applyMu.Lock()
 	defer f.applyMu.Unlock()
 	f.mu.Lock()
 	cp := f.cps[part]
+	if next <= cp.Next && len(recs) == 0 {
+		f.mu.Unlock()
+		return nil // an idle poll
+	}
 	own := f.own[part]
 	puts := make([]Put, 0, len(recs))
-	next := cp.Next
 	for _, r := range recs {
-		next = max(next, r.Offset+1)
 		if _, mine := own[r.Offset]; mine {
 			delete(own, r.Offset)
 			continue
 		}
-		if r.Attrs.IsControl() || r.Offset < cp.Next {
+		if r.Offset < cp.Next {
 			continue
 		}
 		ts := r.Timestamp.UnixMilli()
@@ -430,8 +458,15 @@ func (f *Follower) applyTail(part int32, recs []*kgo.Record) error {
 		}
 		puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: ts})
 	}
+	// Offsets of our own records the reading passed without handing them
+	// out cannot be: they were committed. Any left below next are stale.
+	for o := range own {
+		if o < next {
+			delete(own, o)
+		}
+	}
 	f.mu.Unlock()
-	cp.Next = next
+	cp.Next = max(cp.Next, next)
 	for _, p := range puts {
 		cp.StreamTime = max(cp.StreamTime, p.TS)
 	}

@@ -69,7 +69,9 @@ const (
 	// PhaseQueue is a request's wait for a transaction to take it.
 	PhaseQueue = "queue"
 	// PhaseKeyCheck is a transaction's Idempotency-Key check: the listing
-	// of end offsets and the wait for the state to read up to them.
+	// of end offsets and the wait for the state to read up to them, both
+	// under way while the transaction's records are produced; the phase is
+	// the part left once the produce is acknowledged.
 	PhaseKeyCheck = "key_check"
 	// PhaseApply is recording a committed transaction's idempotency
 	// entries in the local store (OnCommitted), before the answers.
@@ -79,9 +81,13 @@ const (
 // KeyChecker is what the committer checks Idempotency-Keys against (the
 // StateStore).
 type KeyChecker interface {
-	// CatchUpKeys returns once every entry of the keys' partitions
-	// committed before the call, by any instance, is visible to Find.
-	CatchUpKeys(ctx context.Context, keys [][]byte) error
+	// ListKeyEnds lists, now, the end offsets of the keys' partitions:
+	// every entry committed before the call lies below them.
+	ListKeyEnds(ctx context.Context, keys [][]byte) (map[int32]int64, error)
+	// WaitFor returns once every entry below ends is visible to Find,
+	// except that a partition's wait stops below the caller's records in
+	// open, its own transaction still open there.
+	WaitFor(ctx context.Context, ends map[int32]int64, open []*kgo.Record) error
 	// Find returns key's entry if it is within the window before now.
 	Find(key []byte, now time.Time) (IdemEntry, bool, error)
 }
@@ -92,10 +98,20 @@ type KeyChecker interface {
 // entry and its audit event) go into one transaction, so a crash can never
 // leave one without the other; requests arriving while a transaction
 // commits are batched into the next one, which amortises the commit round
-// trips under load. Before a transaction it checks the Idempotency-Keys of
-// its requests with one catch-up of the idempotency state (KeyChecker), so
-// a request pays for one listing shared by its whole transaction instead of
-// a catch-up round of its own before it is queued.
+// trips under load.
+//
+// Each transaction checks the Idempotency-Keys of its requests once
+// (KeyChecker), before it commits: it lists the keys' partitions' end
+// offsets and, while that listing and the state's catch-up run, produces
+// the records, so the check costs no round trip of its own. The wait
+// stops below the transaction's own records (their offsets are known once
+// the produce is acknowledged): every transaction committed by anyone
+// before the batch formed was written before these records, so lies below
+// them as well as below the listed ends. A key found committed then is
+// answered from its entry, and the transaction is aborted and its other
+// requests written again in a new one, so nothing of the found key is ever
+// committed; that happens only for a retry that reached this instance
+// before the first request's entry did.
 type TxnCommitter struct {
 	opts     []kgo.Opt
 	txnID    string
@@ -348,16 +364,10 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	}
 	tctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	live = c.checkKeys(tctx, live)
-	start := time.Now()
-	c.phase(PhaseKeyCheck, start.Sub(begin))
-	if len(live) == 0 {
-		return true
-	}
-	err := c.produceAndCommit(tctx, cl, live)
+	live, known, err := c.checkedTxn(tctx, cl, live)
 	reset := false
 	if err != nil {
-		reset = !c.abort(cl)
+		reset = !known || !c.abort(cl)
 		msg := err.Error()
 		c.lastErr.Store(&msg)
 		c.healthy.Store(false)
@@ -366,8 +376,8 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	} else {
 		c.healthy.Store(true)
 	}
-	c.observe(time.Since(start), err == nil)
-	if err == nil && c.onCommit != nil {
+	c.observe(time.Since(begin), err == nil)
+	if err == nil && c.onCommit != nil && len(live) > 0 {
 		var recs []*kgo.Record
 		for _, p := range live {
 			recs = append(recs, p.recs...)
@@ -403,12 +413,19 @@ func (c *TxnCommitter) commitBatch(ctx context.Context, cl *kgo.Client, batch []
 	return false
 }
 
-// checkKeys answers the requests of live whose Idempotency-Key was
-// committed before (by any instance) and returns the others. The batch
-// was formed after every request in it was queued, so the one listing
-// CatchUpKeys sends now is later than each request's arrival: a key not
-// found after it was not committed before the request arrived (StateStore).
-func (c *TxnCommitter) checkKeys(ctx context.Context, live []*pending) []*pending {
+// listed is the outcome of a KeyChecker.ListKeyEnds.
+type listed struct {
+	ends map[int32]int64
+	err  error
+}
+
+// checkedTxn writes live in one transaction after checking its requests'
+// Idempotency-Keys (see TxnCommitter) and returns the requests it wrote,
+// whether the producer's state is known, and the transaction's outcome: on
+// an error the caller aborts the transaction, unless known is false (then
+// it recreates the producer). Requests it answered itself (key found, check failed) are
+// not returned.
+func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*pending) ([]*pending, bool, error) {
 	var keys [][]byte
 	for _, p := range live {
 		if p.key != nil {
@@ -416,15 +433,60 @@ func (c *TxnCommitter) checkKeys(ctx context.Context, live []*pending) []*pendin
 		}
 	}
 	if len(keys) == 0 {
-		return live
+		return live, true, c.produceAndCommit(ctx, cl, live)
 	}
-	var err error
-	if c.keys == nil {
-		err = errors.New("the committer has no idempotency state")
-	} else {
-		err = c.keys.CatchUpKeys(ctx, keys)
+	// The batch is formed: listed now, the ends hold everything committed
+	// before any of its requests was queued.
+	lc := make(chan listed, 1)
+	go func() {
+		var l listed
+		if c.keys == nil {
+			l.err = errors.New("the committer has no idempotency state")
+		} else {
+			l.ends, l.err = c.keys.ListKeyEnds(ctx, keys)
+		}
+		lc <- l
+	}()
+	if err := c.produce(ctx, cl, live); err != nil {
+		return live, true, err
 	}
-	out := live[:0]
+	produced := time.Now()
+	kept := c.checkKeys(ctx, live, <-lc)
+	c.phase(PhaseKeyCheck, time.Since(produced))
+	if len(kept) == len(live) {
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			return live, true, fmt.Errorf("commit: %w", err)
+		}
+		return live, true, nil
+	}
+	// Records of answered requests are in the transaction: abort it and
+	// write the others again (their check stands: nothing they were
+	// checked against has changed).
+	if !c.abort(cl) {
+		return kept, false, errors.New("aborting a transaction whose Idempotency-Key check found committed keys failed")
+	}
+	if len(kept) == 0 {
+		return kept, true, nil
+	}
+	return kept, true, c.produceAndCommit(ctx, cl, kept)
+}
+
+// checkKeys answers the requests of live whose Idempotency-Key was
+// committed before (by any instance) or could not be checked, and returns
+// the others. l holds the end offsets listed after the batch formed,
+// hence later than each request's arrival: a key not found once the state
+// has read up to them (below the batch's own records, which are produced)
+// was not committed before its request arrived (StateStore).
+func (c *TxnCommitter) checkKeys(ctx context.Context, live []*pending, l listed) []*pending {
+	err := l.err
+	if err == nil {
+		var open []*kgo.Record
+		for _, p := range live {
+			open = append(open, p.recs...)
+		}
+		err = c.keys.WaitFor(ctx, l.ends, open)
+	}
+	out := make([]*pending, 0, len(live))
 	for _, p := range live {
 		if p.key == nil {
 			out = append(out, p)
@@ -434,27 +496,29 @@ func (c *TxnCommitter) checkKeys(ctx context.Context, live []*pending) []*pendin
 			p.settle(fmt.Errorf("%w: %w: %w", ErrUnavailable, errStateUnavailable, err))
 			continue
 		}
+		// A request whose caller gave up stays in: it is written anyway
+		// (dropping it would cost an abort), and its retry finds it.
 		e, found, ferr := c.keys.Find(p.key, p.now)
 		switch {
 		case ferr != nil:
 			p.settle(fmt.Errorf("%w: %w: %w", ErrUnavailable, errStateUnavailable, ferr))
 		case found:
 			p.settle(&KeyExistsError{Entry: e})
-		case p.ctx.Err() != nil:
-			p.settle(fmt.Errorf("%w: %w", ErrUnavailable, p.ctx.Err()))
 		default:
 			out = append(out, p)
 		}
 	}
 	if err != nil {
-		c.log.Warn("gateway idempotency check failed; answering 503", "requests", len(keys), "err", err)
+		c.log.Warn("gateway idempotency check failed; answering 503", "requests", len(live)-len(out), "err", err)
 	}
 	return out
 }
 
 func (c *TxnCommitter) txnTimeout() time.Duration { return max(10*time.Second, 3*c.timeout) }
 
-func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, batch []*pending) error {
+// produce begins a transaction and writes every record of batch in it,
+// acknowledged (acks=all) when it returns nil.
+func (c *TxnCommitter) produce(ctx context.Context, cl *kgo.Client, batch []*pending) error {
 	if err := cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -477,10 +541,17 @@ func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, bat
 		return fmt.Errorf("flush: %w", err)
 	}
 	mu.Lock()
-	err := perr
-	mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("produce: %w", err)
+	defer mu.Unlock()
+	if perr != nil {
+		return fmt.Errorf("produce: %w", perr)
+	}
+	return nil
+}
+
+// produceAndCommit writes batch in one transaction and commits it.
+func (c *TxnCommitter) produceAndCommit(ctx context.Context, cl *kgo.Client, batch []*pending) error {
+	if err := c.produce(ctx, cl, batch); err != nil {
+		return err
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("commit: %w", err)

@@ -56,9 +56,10 @@ type IdemStore interface {
 // local store at once (Find: it was committed); a key not found goes to
 // the committer with its records, which, once per transaction and after
 // the transaction's requests were all queued, lists the end offsets of
-// their keys' partitions, waits until the store has read up to them
-// (CatchUpKeys) and looks every key up again: a key found then is answered
-// from its entry (replay or 409) and nothing is written for it. So a retry
+// their keys' partitions (ListKeyEnds), waits until the store has read up
+// to them (WaitFor) and looks every key up again before it commits: a key
+// found then is answered from its entry (replay or 409) and nothing of it
+// is committed (TxnCommitter). So a retry
 // never misses a first request whose transaction committed before the
 // retry arrived, on whichever instance. The barrier is the partitions'
 // high watermark (state.Follower): a transaction of another instance left
@@ -118,7 +119,7 @@ func OpenStateStore(c StateStoreConfig) (*StateStore, error) {
 		}
 		dir, tmp = d, d
 	}
-	st, err := state.Open(dir, state.StoreOpts{CacheBytes: c.CacheBytes, MemTableBytes: 8 << 20, Logger: c.Logger})
+	st, err := state.Open(dir, state.StoreOpts{CacheBytes: c.CacheBytes, MemTableBytes: 32 << 20, Logger: c.Logger})
 	if err != nil {
 		if tmp != "" {
 			os.RemoveAll(tmp)
@@ -143,14 +144,26 @@ func (s *StateStore) Ready() error { return s.f.Ready() }
 // of other topics are ignored): the committer's OnCommitted.
 func (s *StateStore) Committed(recs []*kgo.Record) error { return s.f.Committed(recs) }
 
-// CatchUpKeys implements KeyChecker: one listing of the keys' partitions,
-// then a wait for the store to read up to it.
+// ListKeyEnds implements KeyChecker: one listing of the keys' partitions.
+func (s *StateStore) ListKeyEnds(ctx context.Context, keys [][]byte) (map[int32]int64, error) {
+	return s.f.ListKeyEnds(ctx, keys)
+}
+
+// WaitFor implements KeyChecker: a wait for the store to read up to ends,
+// stopping below the caller's open records (state.Follower.WaitFor).
+func (s *StateStore) WaitFor(ctx context.Context, ends map[int32]int64, open []*kgo.Record) error {
+	return s.f.WaitFor(ctx, ends, open)
+}
+
+// CatchUpKeys lists the keys' partitions and waits for the store to read
+// up to them: afterwards Find sees every entry of the keys committed
+// before the call.
 func (s *StateStore) CatchUpKeys(ctx context.Context, keys [][]byte) error {
 	return s.f.CatchUpKeys(ctx, keys)
 }
 
 // Find implements KeyChecker: key's entry in the local store, without
-// waiting for entries committed elsewhere (CatchUpKeys).
+// waiting for entries committed elsewhere (WaitFor).
 func (s *StateStore) Find(key []byte, now time.Time) (IdemEntry, bool, error) {
 	e, ok, err := s.f.Get(key, now)
 	if err != nil || !ok {

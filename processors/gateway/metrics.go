@@ -39,12 +39,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		})),
 		produce: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pcistream_gateway_produce_duration_seconds",
-			Help:    "Duration of the gateway's Kafka transactions, produce to commit, by outcome.",
+			Help:    "Duration of the gateway's Kafka transactions, from the batch formed to the commit (Idempotency-Key check included), by outcome.",
 			Buckets: latencyBuckets,
 		}, []string{"outcome"})),
 		phase: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pcistream_gateway_commit_phase_duration_seconds",
-			Help:    "Time spent around the Kafka transactions: a request's wait for one (queue), a transaction's Idempotency-Key check (key_check), recording its entries locally (apply).",
+			Help:    "Time spent around the Kafka transactions: a request's wait for one (queue), the part of a transaction's Idempotency-Key check still running once its records are produced (key_check), recording its entries locally (apply).",
 			Buckets: latencyBuckets,
 		}, []string{"phase"})),
 		rejected: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

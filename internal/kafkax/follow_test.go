@@ -1,0 +1,137 @@
+package kafkax_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/kafkax"
+)
+
+// TestFollowMovesPastAnAbortBelowAnOpenTransaction: X's aborted record sits
+// below Y's open transaction. A reader following the partition must say it
+// has passed X's record (position 1) before Y is decided, with no record
+// handed out; a kgo consumer hands out nothing there and so cannot say it.
+// Once Y commits, Y's record follows, and the position passes both markers.
+func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	producer := func(id string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("state"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	x, y := producer("x"), producer("y")
+	if err := x.ProduceSync(ctx, &kgo.Record{Value: []byte("x-aborted")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := y.ProduceSync(ctx, &kgo.Record{Value: []byte("y-committed")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	type seen struct {
+		recs []string
+		next int64
+	}
+	events := make(chan seen, 100)
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	var recs []string
+	go func() {
+		done <- kafkax.Follow(fctx, cl, "state", map[int32]int64{0: 0},
+			func(r *kgo.Record) error { recs = append(recs, string(r.Value)); return nil },
+			func(_ int32, next int64) error { events <- seen{recs, next}; recs = nil; return nil })
+	}()
+	wait := func(what string, ok func(seen) bool) {
+		t.Helper()
+		for {
+			select {
+			case e := <-events:
+				if len(e.recs) > 0 && e.recs[0] == "x-aborted" {
+					t.Fatalf("the aborted record was handed out")
+				}
+				if ok(e) {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no position %s within 10s", what)
+			}
+		}
+	}
+	wait("past the aborted record while Y is open", func(e seen) bool {
+		if len(e.recs) > 0 {
+			t.Fatalf("records %v handed out while Y is open", e.recs)
+		}
+		return e.next == 1
+	})
+	if err := y.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	wait("past both markers after Y commits", func(e seen) bool {
+		got = append(got, e.recs...)
+		return e.next == 4
+	})
+	if len(got) != 1 || got[0] != "y-committed" {
+		t.Fatalf("handed out %v, want [y-committed]", got)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Follow after cancel: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow did not return after its context ended")
+	}
+}
+
+// TestFollowReturnsTheCallbackError: an error from the position callback
+// ends the read with that error.
+func TestFollowReturnsTheCallbackError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := txnProducer(t, c.ListenAddrs())
+	defer p.Close()
+	commitTxn(ctx, t, p, "r-", 2)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	boom := errors.New("boom")
+	err = kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
+		func(*kgo.Record) error { return nil },
+		func(int32, int64) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Follow = %v, want the callback's error", err)
+	}
+}
