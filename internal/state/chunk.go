@@ -32,7 +32,7 @@ type chunk struct {
 	cp        Checkpoint
 	final     bool // the last chunk of a restore
 	nextFinal bool // the next chunk is likely the last
-	sink      byte // touch's loads, kept so that the compiler keeps them
+	sink      byte // touchAhead's loads, kept so that the compiler keeps them
 	common    int  // bytes every user key of the chunk starts with (sort)
 	// Sort scratch, reused.
 	ord    []sortKey

@@ -190,8 +190,12 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	var pos int64
 	var sink byte
 	for i, o := range c.ord {
-		if i%touchBatch == 0 { // the next batch (the first time, this one too)
-			sink ^= c.touchAhead(max(i+touchBatch*min(i, 1), 0), i+2*touchBatch)
+		if i%touchBatch == 0 {
+			from := i + touchBatch // the next batch; the first time, this one too
+			if i == 0 {
+				from = 0
+			}
+			sink ^= c.touchAhead(from, i+2*touchBatch)
 		}
 		if c.overridden(i) {
 			continue
