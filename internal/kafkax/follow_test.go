@@ -20,11 +20,7 @@ import (
 func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := stateCluster(t)
 	producer := func(id string) *kgo.Client {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("state"))
 		if err != nil {
@@ -47,11 +43,7 @@ func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := plainClient(t, c)
 	type seen struct {
 		recs []string
 		next int64
@@ -114,24 +106,39 @@ func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
 func TestFollowReturnsTheCallbackError(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := stateCluster(t)
 	p := txnProducer(t, c.ListenAddrs())
 	defer p.Close()
 	commitTxn(ctx, t, p, "r-", 2)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := plainClient(t, c)
 	boom := errors.New("boom")
-	err = kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
+	err := kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
 		func(*kgo.Record) error { return nil },
 		func(int32, int64) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("Follow = %v, want the callback's error", err)
 	}
+}
+
+// stateCluster is a one-broker kfake cluster with a one-partition topic
+// "state", closed when the test ends.
+func stateCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// plainClient is a client of c, closed when the test ends.
+func plainClient(t *testing.T, c *kfake.Cluster) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }

@@ -26,53 +26,7 @@ func TestKeyCommittedElsewhereIsFoundByTheCommitter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topic := a.topics.GatewayIdempotency
-
-	// A real first entry: the request's fingerprint does not cover the
-	// Idempotency-Key, so A's entry for "first" replays for "moved".
-	body := paymentJSON("p-moved", testCards[1])
-	first := a.post("/v1/payments", body, "Idempotency-Key", "first")
-	if first.status != http.StatusAccepted {
-		t.Fatalf("first on A: %d %s", first.status, redact(first.body))
-	}
-	var entry []byte
-	for _, r := range a.read(topic) {
-		if string(r.Key) == "first" {
-			entry = r.Value
-		}
-	}
-	if entry == nil {
-		t.Fatal("A's idempotency entry is not on the topic")
-	}
-
-	// Writer X opens a transaction on the partition of "moved".
-	part := partitionOf(t, a.kopts, topic, "moved")
-	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...),
-		kgo.TransactionalID(t.Name()+"-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	if err := x.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: part, Key: []byte("x-open"), Value: []byte("{}")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	// Another instance (W) commits the entry of "moved" above it.
-	w, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...), kgo.TransactionalID(t.Name()+"-w"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("moved"), Value: entry, Timestamp: time.Now()}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		t.Fatal(err)
-	}
+	body, first, x := movedBehindOpenTxn(ctx, t, a)
 	// X is decided a little later, while B's request waits for it.
 	aborted := make(chan error, 1)
 	go func() {
@@ -98,6 +52,60 @@ func TestKeyCommittedElsewhereIsFoundByTheCommitter(t *testing.T) {
 	}
 	a.assertNoLeaks(nil)
 	b.assertNoLeaks(nil)
+}
+
+// movedBehindOpenTxn prepares a key B cannot have read: A commits a real
+// first payment ("first"); a transaction writer X opens a transaction on
+// the partition of "moved", and another writer W commits A's entry under
+// "moved" above it, so a read_committed reader stops below it until X is
+// decided (the caller decides X). It returns the payment body (which
+// replays A's answer under "moved": the fingerprint does not cover the
+// Idempotency-Key), A's answer and X.
+func movedBehindOpenTxn(ctx context.Context, t *testing.T, a *env) (string, response, *kgo.Client) {
+	t.Helper()
+	topic := a.topics.GatewayIdempotency
+	body := paymentJSON("p-moved", testCards[1])
+	first := a.post("/v1/payments", body, "Idempotency-Key", "first")
+	if first.status != http.StatusAccepted {
+		t.Fatalf("first on A: %d %s", first.status, redact(first.body))
+	}
+	var entry []byte
+	for _, r := range a.read(topic) {
+		if string(r.Key) == "first" {
+			entry = r.Value
+		}
+	}
+	if entry == nil {
+		t.Fatal("A's idempotency entry is not on the topic")
+	}
+	part := partitionOf(t, a.kopts, topic, "moved")
+	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...),
+		kgo.TransactionalID(t.Name()+"-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(x.Close)
+	if err := x.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: part, Key: []byte("x-open"), Value: []byte("{}")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...), kgo.TransactionalID(t.Name()+"-w"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("moved"), Value: entry, Timestamp: time.Now()}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	return body, first, x
 }
 
 // partitionOf is the partition kgo's default partitioner (the gateway's)

@@ -21,9 +21,9 @@ import (
 // exactly once, and nothing of the found key is ever committed.
 //
 // The batch is forced: a first request (blocker) waits in its check for a
-// transaction writer X left open on its partition, and the retry of a key
-// another instance (W) committed above X's records, together with new
-// keys, queue behind it and form the next transaction.
+// transaction writer X left open on its partition (movedBehindOpenTxn),
+// and the retry of a key another writer committed above X's records,
+// together with new keys, queue behind it and form the next transaction.
 func TestFoundKeyAbortsAndRewritesTheRest(t *testing.T) {
 	a := newEnv(t, nil)
 	b := a.sibling(t.Name() + "-b")
@@ -31,21 +31,7 @@ func TestFoundKeyAbortsAndRewritesTheRest(t *testing.T) {
 	defer cancel()
 	topic := a.topics.GatewayIdempotency
 
-	body := paymentJSON("p-moved", testCards[1])
-	first := a.post("/v1/payments", body, "Idempotency-Key", "first")
-	if first.status != http.StatusAccepted {
-		t.Fatalf("first on A: %d %s", first.status, redact(first.body))
-	}
-	var entry []byte
-	for _, r := range a.read(topic) {
-		if string(r.Key) == "first" {
-			entry = r.Value
-		}
-	}
-	if entry == nil {
-		t.Fatal("A's idempotency entry is not on the topic")
-	}
-
+	body, first, x := movedBehindOpenTxn(ctx, t, a)
 	part := partitionOf(t, a.kopts, topic, "moved")
 	blocker := ""
 	for i := 0; blocker == "" && i < 1000; i++ {
@@ -55,32 +41,6 @@ func TestFoundKeyAbortsAndRewritesTheRest(t *testing.T) {
 	}
 	if blocker == "" {
 		t.Fatal("no blocker key on the partition of the moved key")
-	}
-	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...),
-		kgo.TransactionalID(t.Name()+"-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	if err := x.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: part, Key: []byte("x-open"), Value: []byte("{}")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	w, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...), kgo.TransactionalID(t.Name()+"-w"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("moved"), Value: entry, Timestamp: time.Now()}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		t.Fatal(err)
 	}
 
 	// The blocker occupies B's producer until X is decided.
