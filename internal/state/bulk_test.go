@@ -53,19 +53,8 @@ func TestBulkRestoreEqualsBatchRestore(t *testing.T) {
 	txnProduce(t, opts, true, append(recs[150:], del)...)
 
 	ctx := context.Background()
-	batch := openStore(t, t.TempDir())
-	defer batch.Close()
-	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1 << 40}).Restore(ctx, batch, 0, nil); err != nil {
-		t.Fatal(err)
-	}
+	batch, bulk, pr := restoreBoth(t, &Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 7})
 	want := dump(t, batch)
-
-	bulk := openStore(t, t.TempDir())
-	defer bulk.Close()
-	pr, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 7}).Restore(ctx, bulk, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if pr.Next != pr.End {
 		t.Fatalf("bulk restore stopped at %d of %d", pr.Next, pr.End)
 	}
@@ -105,6 +94,26 @@ func TestBulkRestoreEqualsBatchRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareDumps(t, "resumed", dump(t, part), want)
+}
+
+// restoreBoth restores partition 0 of bulkCL's topic into two new stores,
+// one by batches (the reference) and one with bulkCL (a bulk restore),
+// and returns them (closed when the test ends) with the bulk progress.
+func restoreBoth(t *testing.T, bulkCL *Changelog) (batch, bulk *Store, pr Progress) {
+	t.Helper()
+	ctx := context.Background()
+	batch = openStore(t, t.TempDir())
+	t.Cleanup(func() { batch.Close() })
+	if _, err := (&Changelog{Topic: bulkCL.Topic, ClientOpts: bulkCL.ClientOpts, BulkMin: 1 << 40}).Restore(ctx, batch, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	bulk = openStore(t, t.TempDir())
+	t.Cleanup(func() { bulk.Close() })
+	pr, err := bulkCL.Restore(ctx, bulk, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return batch, bulk, pr
 }
 
 func compareDumps(t *testing.T, name string, got, want map[string]string) {

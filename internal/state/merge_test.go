@@ -2,7 +2,6 @@ package state
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -53,16 +52,6 @@ func TestBulkRestoreSharedPrefixNarrows(t *testing.T) {
 		recs = append(recs, rec(0, fmt.Sprintf("z%d", i*7%40), base+200+int64(i)))
 	}
 	txnProduce(t, opts, true, recs...)
-	ctx := context.Background()
-	batch := openStore(t, t.TempDir())
-	defer batch.Close()
-	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1 << 40}).Restore(ctx, batch, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	bulk := openStore(t, t.TempDir())
-	defer bulk.Close()
-	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 9}).Restore(ctx, bulk, 0, nil); err != nil {
-		t.Fatal(err)
-	}
+	batch, bulk, _ := restoreBoth(t, &Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 9})
 	compareDumps(t, "bulk", dump(t, bulk), dump(t, batch))
 }

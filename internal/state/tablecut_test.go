@@ -1,7 +1,6 @@
 package state
 
 import (
-	"context"
 	"testing"
 )
 
@@ -11,17 +10,7 @@ func TestBulkRestoreCutsTables(t *testing.T) {
 	opts := cluster(t, 1)
 	base := int64(1_700_000_000_000)
 	txnProduce(t, opts, true, rewrites(400, 200, base)...)
-	ctx := context.Background()
-	batch := openStore(t, t.TempDir())
-	defer batch.Close()
-	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1 << 40}).Restore(ctx, batch, 0, nil); err != nil {
-		t.Fatal(err)
-	}
-	bulk := openStore(t, t.TempDir())
-	defer bulk.Close()
-	if _, err := (&Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 50, tableKeys: 16}).Restore(ctx, bulk, 0, nil); err != nil {
-		t.Fatal(err)
-	}
+	batch, bulk, _ := restoreBoth(t, &Changelog{Topic: topic, ClientOpts: opts, BulkMin: 1, chunkRecords: 50, tableKeys: 16})
 	compareDumps(t, "bulk with small tables", dump(t, bulk), dump(t, batch))
 	// 200 keys in tables of at most 16: at least 13 data tables, plus the
 	// time index tables (one per chunk).
