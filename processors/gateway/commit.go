@@ -113,16 +113,17 @@ type KeyChecker interface {
 // committed; that happens only for a retry that reached this instance
 // before the first request's entry did.
 type TxnCommitter struct {
-	opts     []kgo.Opt
-	txnID    string
-	workers  int
-	maxBatch int
-	timeout  time.Duration
-	log      *slog.Logger
-	observe  func(time.Duration, bool)
-	phase    func(string, time.Duration)
-	onCommit func([]*kgo.Record) error
-	keys     KeyChecker
+	opts       []kgo.Opt
+	txnID      string
+	workers    int
+	maxBatch   int
+	timeout    time.Duration
+	log        *slog.Logger
+	observe    func(time.Duration, bool)
+	phase      func(string, time.Duration)
+	onCommit   func([]*kgo.Record) error
+	keys       KeyChecker
+	checkAbort func()
 
 	queue   chan *pending
 	healthy atomic.Bool
@@ -187,6 +188,10 @@ type TxnCommitterConfig struct {
 	// Keys checks the Idempotency-Keys of Writes that carry one, once per
 	// transaction (see TxnCommitter); without it such Writes fail.
 	Keys KeyChecker
+	// KeyCheckAborted, when set, is called for each transaction aborted
+	// because its key check answered some of its requests (found
+	// committed, or not checkable); the others are written again.
+	KeyCheckAborted func()
 }
 
 // NewTxnCommitter returns a committer; Run starts its producers.
@@ -215,9 +220,12 @@ func NewTxnCommitter(c TxnCommitterConfig) (*TxnCommitter, error) {
 	if c.ObservePhase == nil {
 		c.ObservePhase = func(string, time.Duration) {}
 	}
+	if c.KeyCheckAborted == nil {
+		c.KeyCheckAborted = func() {}
+	}
 	tc := &TxnCommitter{
 		opts: c.ClientOpts, txnID: c.TransactionalID, workers: c.Producers, maxBatch: c.MaxBatch,
-		timeout: c.Timeout, log: c.Logger, observe: c.Observe, phase: c.ObservePhase, onCommit: c.OnCommitted, keys: c.Keys,
+		timeout: c.Timeout, log: c.Logger, observe: c.Observe, phase: c.ObservePhase, onCommit: c.OnCommitted, keys: c.Keys, checkAbort: c.KeyCheckAborted,
 		queue: make(chan *pending, c.Queue),
 	}
 	// Ready until a transaction fails: an idle gateway must not be taken
@@ -462,6 +470,7 @@ func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*p
 	// Records of answered requests are in the transaction: abort it and
 	// write the others again (their check stands: nothing they were
 	// checked against has changed).
+	c.checkAbort()
 	if !c.abort(cl) {
 		return kept, false, errors.New("aborting a transaction whose Idempotency-Key check found committed keys failed")
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +112,27 @@ func TestFoundKeyAbortsAndRewritesTheRest(t *testing.T) {
 		t.Fatalf("the found key's transaction was not aborted and rewritten: moved written %d times, %d of %d new keys twice",
 			written["moved"], rewritten, len(news))
 	}
+	if n := b.counter("pcistream_gateway_key_check_aborts_total"); n < 1 {
+		t.Fatalf("pcistream_gateway_key_check_aborts_total = %v on B, want at least 1", n)
+	}
 	a.assertNoLeaks(nil)
 	b.assertNoLeaks(nil)
+}
+
+// counter is the value of an unlabelled counter in e's metrics.
+func (e *env) counter(name string) float64 {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.reg.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				e.t.Fatalf("%s: %v", name, err)
+			}
+			return f
+		}
+	}
+	e.t.Fatalf("no %s in the metrics", name)
+	return 0
 }

@@ -10,13 +10,14 @@ import (
 // status codes from fixed sets and stable reason codes: never a path, a
 // header or a body value.
 type metrics struct {
-	isolation *prometheus.HistogramVec
-	requests  *prometheus.CounterVec
-	inFlight  prometheus.Gauge
-	produce   *prometheus.HistogramVec
-	phase     *prometheus.HistogramVec
-	rejected  *prometheus.CounterVec
-	replays   prometheus.Counter
+	isolation   *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	inFlight    prometheus.Gauge
+	produce     *prometheus.HistogramVec
+	phase       *prometheus.HistogramVec
+	rejected    *prometheus.CounterVec
+	replays     prometheus.Counter
+	checkAborts prometheus.Counter
 }
 
 // latencyBuckets resolve the published 12 ms p99 target.
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replays: telemetry.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pcistream_gateway_idempotent_replays_total",
 			Help: "Retries answered with the first response of their Idempotency-Key.",
+		})),
+		checkAborts: telemetry.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pcistream_gateway_key_check_aborts_total",
+			Help: "Transactions aborted because their Idempotency-Key check answered some of their requests (key found committed: a retry that reached this instance before its first request's entry; or the check failed); their other requests are written again in a new transaction.",
 		})),
 	}
 }

@@ -98,7 +98,8 @@ func Start(ctx context.Context, c ServiceConfig) (*Service, error) {
 			}
 			m.produce.WithLabelValues(outcome).Observe(d.Seconds())
 		},
-		ObservePhase: func(phase string, d time.Duration) { m.phase.WithLabelValues(phase).Observe(d.Seconds()) },
+		ObservePhase:    func(phase string, d time.Duration) { m.phase.WithLabelValues(phase).Observe(d.Seconds()) },
+		KeyCheckAborted: m.checkAborts.Inc,
 	})
 	if err != nil {
 		return nil, err
