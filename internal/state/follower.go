@@ -458,8 +458,9 @@ func (f *Follower) applyTail(part int32, recs []*kgo.Record, next int64) error {
 		}
 		puts = append(puts, Put{Key: r.Key, Value: r.Value, TS: ts})
 	}
-	// Offsets of our own records the reading passed without handing them
-	// out cannot be: they were committed. Any left below next are stale.
+	// Our own records are committed, so the reading hands each of them out
+	// (and they leave own above); one still listed below next would only
+	// be stale: drop it rather than keep it forever.
 	for o := range own {
 		if o < next {
 			delete(own, o)
