@@ -431,8 +431,8 @@ type listed struct {
 // Idempotency-Keys (see TxnCommitter) and returns the requests it wrote,
 // whether the producer's state is known, and the transaction's outcome: on
 // an error the caller aborts the transaction, unless known is false (then
-// it recreates the producer). Requests it answered itself (key found, check failed) are
-// not returned.
+// it recreates the producer). Requests it answered itself (key found,
+// check failed) are not returned.
 func (c *TxnCommitter) checkedTxn(ctx context.Context, cl *kgo.Client, live []*pending) ([]*pending, bool, error) {
 	var keys [][]byte
 	for _, p := range live {
