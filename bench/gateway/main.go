@@ -607,8 +607,8 @@ func writeSection(path, md string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// profileArgs asks the gateway for a CPU and an allocation profile when
-// their paths are set.
+// profileArgs asks the gateway for a CPU profile, an allocation profile
+// and an execution trace, each when its path is set.
 func profileArgs(cpu, mem, trace string) []string {
 	var args []string
 	for _, p := range []struct{ flag, path string }{{"--bench-cpuprofile", cpu}, {"--bench-memprofile", mem}, {"--bench-trace", trace}} {
