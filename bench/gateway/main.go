@@ -81,17 +81,8 @@ func main() {
 	routes := flag.String("routes", "noop,payments", "routes to measure, comma-separated (payments alone, for a profile of payments only, prints no ratio)")
 	shapes := flag.String("shapes", "saturation,paced", "load shapes to run, comma-separated")
 	flag.Parse()
-	o.routes, o.shapes = strings.Split(*routes, ","), strings.Split(*shapes, ",")
-	for _, r := range o.routes {
-		if r != "noop" && r != "payments" {
-			log.Fatalf("-routes: unknown route %q: use noop, payments or both", r)
-		}
-	}
-	for _, s := range o.shapes {
-		if s != "saturation" && s != "paced" {
-			log.Fatalf("-shapes: unknown shape %q: use saturation, paced or both", s)
-		}
-	}
+	o.routes = listFlag("routes", *routes, "noop", "payments")
+	o.shapes = listFlag("shapes", *shapes, "saturation", "paced")
 	if _, err := exec.LookPath("wrk"); err != nil {
 		log.Fatal("wrk not found: apt-get install -y wrk")
 	}
@@ -110,6 +101,18 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+}
+
+// listFlag splits the comma-separated value of flag name and exits on a
+// value that is not one of allowed.
+func listFlag(name, value string, allowed ...string) []string {
+	vals := strings.Split(value, ",")
+	for _, v := range vals {
+		if !slices.Contains(allowed, v) {
+			log.Fatalf("-%s: unknown value %q: use %s, or several separated by commas", name, v, strings.Join(allowed, ", "))
+		}
+	}
+	return vals
 }
 
 // proc is a child process the benchmark started.

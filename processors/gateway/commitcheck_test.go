@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/processors/gateway"
 )
 
@@ -79,26 +80,11 @@ func movedBehindOpenTxn(ctx context.Context, t *testing.T, a *env) (string, resp
 		t.Fatal("A's idempotency entry is not on the topic")
 	}
 	part := partitionOf(t, a.kopts, topic, "moved")
-	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...),
-		kgo.TransactionalID(t.Name()+"-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(x.Close)
-	if err := x.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
+	x := devstacktest.OpenTxn(t, a.kopts, t.Name()+"-x", kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err := x.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: part, Key: []byte("x-open"), Value: []byte("{}")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	w, err := kgo.NewClient(append(append([]kgo.Opt(nil), a.kopts...), kgo.TransactionalID(t.Name()+"-w"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
+	w := devstacktest.OpenTxn(t, a.kopts, t.Name()+"-w")
 	if err := w.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("moved"), Value: entry, Timestamp: time.Now()}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

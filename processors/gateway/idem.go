@@ -155,13 +155,6 @@ func (s *StateStore) WaitFor(ctx context.Context, ends map[int32]int64, open []*
 	return s.f.WaitFor(ctx, ends, open)
 }
 
-// CatchUpKeys lists the keys' partitions and waits for the store to read
-// up to them: afterwards Find sees every entry of the keys committed
-// before the call.
-func (s *StateStore) CatchUpKeys(ctx context.Context, keys [][]byte) error {
-	return s.f.CatchUpKeys(ctx, keys)
-}
-
 // Find implements KeyChecker: key's entry in the local store, without
 // waiting for entries committed elsewhere (WaitFor).
 func (s *StateStore) Find(key []byte, now time.Time) (IdemEntry, bool, error) {

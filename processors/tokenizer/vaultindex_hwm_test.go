@@ -38,16 +38,7 @@ func TestVaultLookupFindsEntryAboveOpenTransaction(t *testing.T) {
 		return &kgo.Record{Topic: e.topics.Vault, Partition: part, Key: []byte(tk), Value: b}
 	}
 	txn := func(id string) *kgo.Client {
-		cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), e.opts...),
-			kgo.TransactionalID(devstacktest.Name(t, id)), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		return cl
+		return devstacktest.OpenTxn(t, e.opts, devstacktest.Name(t, id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
 	// Writer X opens a transaction and leaves it open; writer W commits
 	// tok's entry after it.

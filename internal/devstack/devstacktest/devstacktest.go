@@ -2,7 +2,7 @@
 // against the embedded dev stack: one stack per test package, started in
 // TestMain (Main), and what each test needs on it — its own topic names
 // (Name, Topics), the default topology and schemas applied to them (Apply),
-// clients (Client) and a topic read to its last stable offset (ReadStable).
+// clients (Client, OpenTxn) and a topic read to its last stable offset (ReadStable).
 //
 // # One stack per package
 //
@@ -37,6 +37,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,22 @@ func Client(t testing.TB, s *devstack.Stack, opts ...kgo.Opt) *kgo.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
+	return cl
+}
+
+// OpenTxn returns a client with base and extra options and transactional
+// id id, in a transaction it has begun, closed when the test ends: another
+// writer's transaction, for tests of what readers do around one.
+func OpenTxn(t testing.TB, base []kgo.Opt, id string, extra ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(slices.Concat(base, []kgo.Opt{kgo.TransactionalID(id)}, extra)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
 	return cl
 }
 
