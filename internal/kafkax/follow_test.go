@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/kafkax"
 )
 
@@ -21,18 +22,8 @@ func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := stateCluster(t)
-	producer := func(id string) *kgo.Client {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(id), kgo.DefaultProduceTopic("state"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		return cl
-	}
-	x, y := producer("x"), producer("y")
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("state")}
+	x, y := devstacktest.OpenTxn(t, opts, "x"), devstacktest.OpenTxn(t, opts, "y")
 	if err := x.ProduceSync(ctx, &kgo.Record{Value: []byte("x-aborted")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
