@@ -126,6 +126,27 @@ func (c *chunk) touchAhead(i, j int) byte {
 	return s
 }
 
+// touchNext is the visiting loops' use of touchAhead (writeRun,
+// runReader): once i reaches *next it loads the batch after i's, up to end
+// (the first time, *next 0, i's own batch too), and moves *next one batch
+// on.
+func (c *chunk) touchNext(i, end int, next *int) byte {
+	if i < *next {
+		return 0 // the common case, inlined into the loop
+	}
+	return c.touchBatchAt(i, end, next)
+}
+
+// touchBatchAt is touchNext's load, once i has reached *next.
+func (c *chunk) touchBatchAt(i, end int, next *int) byte {
+	from := i + touchBatch
+	if *next == 0 {
+		from = i
+	}
+	*next = i + touchBatch
+	return c.touchAhead(from, min(i+2*touchBatch, end))
+}
+
 // userKey is the key of the record at off.
 func (c *chunk) userKey(off uint32) []byte {
 	klen := binary.LittleEndian.Uint32(c.buf[off:])

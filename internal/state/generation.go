@@ -189,14 +189,9 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 	bounds := []int64{0}
 	var pos int64
 	var sink byte
+	touched := 0
 	for i, o := range c.ord {
-		if i%touchBatch == 0 {
-			from := i + touchBatch // the next batch; the first time, this one too
-			if i == 0 {
-				from = 0
-			}
-			sink ^= c.touchAhead(from, i+2*touchBatch)
-		}
+		sink ^= c.touchNext(i, len(c.ord), &touched)
 		if c.overridden(i) {
 			continue
 		}
@@ -418,16 +413,7 @@ type runReader struct {
 // stay valid until then (they point into the reader's buffer or the chunk).
 func (rr *runReader) next() error {
 	if rr.c != nil {
-		if rr.i >= rr.touched {
-			// The next batch while this one is visited (the first
-			// time, this one too).
-			from := rr.i + touchBatch
-			if rr.touched == 0 {
-				from = rr.i
-			}
-			rr.sink ^= rr.c.touchAhead(from, min(rr.i+2*touchBatch, rr.end))
-			rr.touched = rr.i + touchBatch
-		}
+		rr.sink ^= rr.c.touchNext(rr.i, rr.end, &rr.touched)
 		for rr.i < rr.end && rr.c.overridden(rr.i) {
 			rr.i++
 		}
