@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -19,7 +18,7 @@ import (
 func TestIdemStateTopicWithLegacyEntries(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ts := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) // transformOne's record time
+	ts := transformTime
 	legacyCtx, binCtx := contextID("payment", "legacy"), contextID("payment", "binary")
 	cl, err := kgo.NewClient(append(e.opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {

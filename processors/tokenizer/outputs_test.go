@@ -30,6 +30,12 @@ func luhnPAN(prefix string, n int) string {
 	return string(b)
 }
 
+// transformTime is transformOne's record time. Recent, not a fixed date:
+// a test that writes state entries of that time to a real broker would
+// otherwise see them deleted by the idempotency topic's 25h retention
+// whenever the broker's retention check runs between write and restore.
+var transformTime = time.Now().UTC().Truncate(time.Second)
+
 // transformOne runs the pure transform on one raw record at offset off of
 // partition 0, with partition 0 of the idempotency state restored; the
 // state writes are dropped afterwards (nothing was produced).
@@ -45,7 +51,7 @@ func transformOne(t *testing.T, tk *Tokenizer, topic string, off int64, key, val
 		t.Fatalf("restoring state partition 0: %v", err)
 	}
 	rec := &kgo.Record{Topic: topic, Partition: 0, Offset: off, Key: key, Value: value,
-		Timestamp: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+		Timestamp: transformTime}
 	out, err := tk.Transform(ctx, rec, nil)
 	if err != nil {
 		t.Fatalf("offset %d: transform: %v", off, err)
