@@ -4,7 +4,9 @@
 //
 //   - fresh restore: a new worker restores N idempotency entries from the
 //     changelog topic (embedded kfake broker, transactional records, read
-//     committed) into an empty store: keys/s;
+//     committed; -partitions of them, 3 by default as in topology/topics.yaml,
+//     all restored at once as by a worker assigned them) into an empty
+//     store: keys/s;
 //   - warm restart after SIGKILL: a child process holding the store is
 //     killed without warning, the changelog gets a tail, and a new child
 //     opens the store and replays only the tail: seconds to ready;
@@ -25,6 +27,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,9 +39,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,6 +81,8 @@ func main() {
 		brokers   = flag.String("brokers", "", "internal: child's broker")
 		store     = flag.String("store", "", "internal: child's store directory")
 		cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of each fresh restore (the restoring child) to this file (suffixed with the key count)")
+		parts     = flag.Int("partitions", 3, "changelog partitions (3: topology/topics.yaml's default): keys spread round-robin, restored concurrently into one store, as by a worker assigned them all (sizes built directly use one)")
+		traceOut  = flag.String("trace", "", "write an execution trace of each fresh restore (the restoring child) to this file (suffixed with the key count): `go tool trace` shows which phases overlap")
 	)
 	flag.Parse()
 	if *child != "" {
@@ -98,7 +105,7 @@ func main() {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax, cpuProfile: *cpuProf}, work)
+	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax, cpuProfile: *cpuProf, trace: *traceOut, partitions: max(*parts, 1)}, work)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -117,6 +124,10 @@ type opts struct {
 	detokMax  int
 	// cpuProfile: where the hold child writes a CPU profile of its restore.
 	cpuProfile string
+	// trace: where the hold child writes an execution trace of its restore.
+	trace string
+	// partitions of the changelogs restored from Kafka.
+	partitions int
 }
 
 type result struct {
@@ -154,11 +165,16 @@ func run(sizes []int, o opts, work string) (string, error) {
 	for i, n := range sizes {
 		r := result{keys: n}
 		topic := changelog + "." + strconv.Itoa(i)
-		if err := createTopic(ctx, opts, topic); err != nil {
-			return "", err
-		}
 		sdir := filepath.Join(work, "idem-"+strconv.Itoa(n))
 		r.fromKafka = n <= o.kafkaMax
+		parts := 1
+		if r.fromKafka {
+			parts = o.partitions
+		}
+		os.Setenv("BENCH_STATE_PARTITIONS", strconv.Itoa(parts))
+		if err := createTopic(ctx, opts, topic, parts); err != nil {
+			return "", err
+		}
 		// Store only: the bulk path without Kafka, into the store the
 		// children use when the changelog cannot hold n entries.
 		bdir := sdir
@@ -176,7 +192,7 @@ func run(sizes []int, o opts, work string) (string, error) {
 		if r.fromKafka {
 			os.RemoveAll(bdir)
 			t0 := time.Now()
-			if err := produceEntries(ctx, opts, topic, 0, n, false); err != nil {
+			if err := produceEntries(ctx, opts, topic, parts, 0, n, false); err != nil {
 				return "", err
 			}
 			r.produce = time.Since(t0)
@@ -197,8 +213,12 @@ func run(sizes []int, o opts, work string) (string, error) {
 		if o.cpuProfile != "" && r.fromKafka {
 			os.Setenv("BENCH_STATE_CPUPROFILE", o.cpuProfile+"."+strconv.Itoa(n))
 		}
+		if o.trace != "" && r.fromKafka {
+			os.Setenv("BENCH_STATE_TRACE", o.trace+"."+strconv.Itoa(n))
+		}
 		hr, err := holdChild(stack.KafkaAddrs[0], sdir, topic, false, !r.fromKafka)
 		os.Unsetenv("BENCH_STATE_CPUPROFILE")
+		os.Unsetenv("BENCH_STATE_TRACE")
 		if err != nil {
 			return "", err
 		}
@@ -213,7 +233,7 @@ func run(sizes []int, o opts, work string) (string, error) {
 				n, r.fresh.Round(time.Millisecond), r.freshRate, r.freshCPURate, hr.Settled.Round(time.Millisecond), r.settledRate, r.settledCPURate, hr.Compactions, hr.RSSKB>>10)
 		}
 		// A tail written after the kill, then the restart.
-		if err := produceEntries(ctx, opts, topic, n, tailRecords, !r.fromKafka); err != nil {
+		if err := produceEntries(ctx, opts, topic, parts, n, tailRecords, !r.fromKafka); err != nil {
 			return "", err
 		}
 		rs, err := startChild("restart", stack.KafkaAddrs[0], sdir, topic, !r.fromKafka)
@@ -250,16 +270,16 @@ func run(sizes []int, o opts, work string) (string, error) {
 	if o.realKafka {
 		broker = "Apache Kafka " + kafkabroker.Version + " (separate JVM, same machine)"
 	}
-	return report(res, sizes, broker), nil
+	return report(res, sizes, broker, o.partitions), nil
 }
 
-func createTopic(ctx context.Context, opts []kgo.Opt, topic string) error {
+func createTopic(ctx context.Context, opts []kgo.Opt, topic string, parts int) error {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	_, err = kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, int32(parts), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
 		"retention.ms": ptr("-1")}, topic) // entries carry fixed past timestamps: a real broker would delete them by time
 	return err
 }
@@ -333,9 +353,10 @@ func appendSortedKey(b []byte, i int) []byte {
 	return appendPadded(append(b, '-'), uint64(uint32(i)*2654435761), 16, 8)
 }
 
-// produceEntries writes n idempotency entries from index from, in
-// transactions of 250 (the tokenizer's), to partition 0.
-func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n int, sortedKeys bool) error {
+// produceEntries writes n idempotency entries from index from to topic,
+// entry i to partition i%parts, in transactions (larger than the
+// tokenizer's, to set up quickly; markers still appear).
+func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, parts, from, n int, sortedKeys bool) error {
 	key := appendEntryKey
 	if sortedKeys {
 		key = appendSortedKey
@@ -354,7 +375,7 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 			return err
 		}
 		for i := start; i < min(start+txn, from+n); i++ {
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key(nil, i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % parts), Key: key(nil, i), Value: entryValue(i), Timestamp: time.UnixMilli(baseTS + int64(i))}, nil)
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return err
@@ -376,9 +397,13 @@ func produceEntries(ctx context.Context, opts []kgo.Opt, topic string, from, n i
 		if err != nil {
 			return err
 		}
-		a, _ := lso.Lookup(topic, 0)
-		b, _ := hwm.Lookup(topic, 0)
-		if a.Offset == b.Offset {
+		stable := true
+		for p := range int32(parts) {
+			a, _ := lso.Lookup(topic, p)
+			b, _ := hwm.Lookup(topic, p)
+			stable = stable && a.Offset == b.Offset
+		}
+		if stable {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -480,7 +505,7 @@ func startChild(mode, broker, dir, topic string, sortedKeys bool) (*childProc, e
 	return &childProc{cmd: cmd, out: out}, cmd.Start()
 }
 
-// runChild opens the store, restores partition 0 and reports. "hold" then
+// runChild opens the store, restores every partition and reports. "hold" then
 // waits to be killed; "restart" also measures lookups and applies.
 func runChild(mode, broker, dir string) int {
 	start := time.Now()
@@ -503,8 +528,17 @@ func runChild(mode, broker, dir string) int {
 		}
 		pprof.StartCPUProfile(f)
 	}
+	if p := os.Getenv("BENCH_STATE_TRACE"); p != "" && mode == "hold" {
+		f, err := os.Create(p)
+		if err != nil {
+			log.Print(err)
+			return 1
+		}
+		trace.Start(f)
+	}
+	parts, _ := strconv.Atoi(os.Getenv("BENCH_STATE_PARTITIONS"))
 	t0, c0 := time.Now(), cpuTime()
-	pr, err := cl.Restore(ctx, s, 0, nil)
+	pr, err := restoreAll(ctx, cl, s, max(parts, 1))
 	if err != nil {
 		log.Print(err)
 		return 1
@@ -525,6 +559,7 @@ func runChild(mode, broker, dir string) int {
 		time.Sleep(100 * time.Millisecond)
 	}
 	pprof.StopCPUProfile()
+	trace.Stop()
 	cp, _, _ := s.Checkpoint(0)
 	log.Printf("child %s: restored from %d to %d (end %d), %d records; checkpoint %+v", mode, pr.From, pr.Next, pr.End, pr.Records, cp)
 	rep := childReport{Restore: restoreWall, RestoreCPU: restoreCPU, Settled: settled, SettledCPU: settledCPU,
@@ -544,14 +579,33 @@ func runChild(mode, broker, dir string) int {
 	return 0
 }
 
+// restoreAll restores partitions 0 to parts-1 concurrently, as a worker
+// assigned them all does (state.Table starts one restore per partition),
+// and returns partition 0's progress with the records of all.
+func restoreAll(ctx context.Context, cl *state.Changelog, s *state.Store, parts int) (state.Progress, error) {
+	prs := make([]state.Progress, parts)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() { prs[p], errs[p] = cl.Restore(ctx, s, int32(p), nil) })
+	}
+	wg.Wait()
+	for _, pr := range prs[1:] {
+		prs[0].Records += pr.Records
+	}
+	return prs[0], errors.Join(errs...)
+}
+
 func measure(s *state.Store, key func([]byte, int) []byte, rep *childReport) {
 	cp, _, _ := s.Checkpoint(0)
 	n := int(cp.StreamTime - baseTS) // entries are numbered by timestamp
+	parts, _ := strconv.Atoi(os.Getenv("BENCH_STATE_PARTITIONS"))
+	parts = max(parts, 1) // partition 0 holds the entries i with i%parts == 0
 	rng := rand.New(rand.NewPCG(1, 2))
 	const lookups = 100000
 	t0 := cpuTime()
 	for range lookups {
-		if k := rng.IntN(n); true {
+		if k := rng.IntN(n/parts+1) * parts; true {
 			if _, ok, err := s.Get(0, key(nil, k)); err != nil || !ok {
 				c, _ := s.Count(0)
 				log.Fatalf("lookup of stored key %d failed: ok=%v err=%v (checkpoint %+v, %d entries)", k, ok, err, cp, c)
@@ -835,7 +889,7 @@ func vaultToken(k int) string {
 	return string(b)
 }
 
-func report(res []result, sizes []int, broker string) string {
+func report(res []result, sizes []int, broker string, parts int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n## Idempotency state and vault index (`internal/state`), `bench/state`\n\n", beginMarker)
 	fmt.Fprintf(&b, "Machine: %d cores visible, shared with other jobs; %s %s/%s. Date: %s UTC. Load average at the end: %s.\n",
@@ -844,7 +898,7 @@ func report(res []result, sizes []int, broker string) string {
 	for i, s := range sizes {
 		sz[i] = strconv.Itoa(s)
 	}
-	fmt.Fprintf(&b, "Command: `go run ./bench/state -keys %s` (broker: %s). Block cache 64 MiB, memtable 32 MiB.\n\n", strings.Join(sz, ","), broker)
+	fmt.Fprintf(&b, "Command: `go run ./bench/state -keys %s -partitions %d` (broker: %s). Block cache 64 MiB, memtable 32 MiB.\n\n", strings.Join(sz, ","), parts, broker)
 	b.WriteString("| keys | fresh restore (wall) | keys/s (wall) | keys per CPU-second (restoring process) | with the compactions it left: keys/s | per CPU-second | batch restore (baseline) keys/s | per CPU-second | store only (Ingest) keys/s | per CPU-second | load avg |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	na := func(f float64) string {
