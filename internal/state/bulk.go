@@ -222,7 +222,12 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 	go func() {
 		var err error
 		g := generation{part: part, tableKeys: c.tableKeys}
-		defer g.discard()
+		defer func() {
+			// Before applied: the chunk buffers are unmapped after it,
+			// and a time index table may still be reading one.
+			g.discard()
+			applied <- err
+		}()
 		// ingest merges g and its final chunk last (nil: none).
 		ingest := func(last *chunk) error {
 			if err := ctx.Err(); err != nil {
@@ -280,7 +285,6 @@ func (c *Changelog) restoreBulk(ctx context.Context, cl *kgo.Client, store *Stor
 		if err == nil && (len(g.runs) > 0 || held != nil) {
 			err = ingest(nil) // the reader stopped early: keep what was read
 		}
-		applied <- err
 	}()
 	cur := <-free
 	cur.reset(part)

@@ -87,6 +87,7 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 		for j := range 10 {
 			c.add([]byte("k"), fmt.Appendf(nil, "v%d-%d", i, j), int64(i))
 		}
+		c.add(fmt.Appendf(nil, "u%d", i), []byte("once"), int64(i)) // indexed by this chunk's time table only
 		if i%5 == 4 {
 			c.add([]byte("gone"), nil, int64(i))
 		} else {
@@ -126,5 +127,13 @@ func TestBulkFewKeysManyGenerations(t *testing.T) {
 	}
 	if cp, _, _ := s.Checkpoint(0); cp.Next != int64(last+1) {
 		t.Fatalf("checkpoint %+v", cp)
+	}
+	// Every chunk's time index table was ingested, spilled, held or last:
+	// expiry past every timestamp leaves nothing.
+	if _, err := s.Expire(0, int64(last+1), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(0); err != nil || n != 0 {
+		t.Fatalf("%d entries left after expiring everything (%v)", n, err)
 	}
 }

@@ -46,6 +46,8 @@ type generation struct {
 	// and memBounds[i] where their ranges start in mem[i].ord.
 	mem       []*chunk
 	memBounds [][]int
+	// writing are time index tables of held chunks still being written.
+	writing []pendingTable
 	// tableKeys is the most keys a data table holds (0: bulkTableKeys).
 	tableKeys int
 	// shared is what every user key of the generation starts with (so
@@ -79,10 +81,13 @@ func (s *Store) spill(g *generation, c *chunk) error {
 	return s.writeSorted(g, c, true)
 }
 
-// hold adds sorted c to g as a chunk to merge from memory, and writes its
-// time index table: the caller keeps c until g is ingested, or has its run
-// written by spillHeld. A restore holds the chunk before its last one (as
-// well as the last one), so a restore of two chunks writes no run at all.
+// hold adds sorted c to g as a chunk to merge from memory, and starts
+// writing its time index table: the caller keeps c until g is ingested, or
+// has its run written by spillHeld. A restore holds the chunk before its
+// last one (as well as the last one), so a restore of two chunks writes no
+// run at all. The table is written in the background because the reader
+// is usually done by then: the final merge can start while it is written,
+// instead of one core writing it while the other waits.
 func (s *Store) hold(g *generation, c *chunk) error {
 	g.take(c)
 	if c.n == 0 {
@@ -94,27 +99,49 @@ func (s *Store) hold(g *generation, c *chunk) error {
 	if err != nil {
 		return err
 	}
-	err = s.writeTimeTable(files[0], c)
-	if len(c.live) > 0 || err != nil {
-		g.tables = append(g.tables, files[0])
-	}
-	if err != nil {
-		return err
-	}
+	pt := pendingTable{path: files[0], c: c, done: make(chan error, 1)}
+	go func() { pt.done <- s.writeTimeTable(pt.path, c) }()
+	g.writing = append(g.writing, pt)
 	g.mem = append(g.mem, c)
 	return nil
+}
+
+// pendingTable is a held chunk's time index table being written.
+type pendingTable struct {
+	path string
+	c    *chunk
+	done chan error
+}
+
+// waitTables waits for the time index tables being written and adds them
+// to g.tables; it returns the first error.
+func (g *generation) waitTables() error {
+	var first error
+	for _, pt := range g.writing {
+		err := <-pt.done
+		if len(pt.c.live) > 0 || err != nil {
+			g.tables = append(g.tables, pt.path)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	g.writing = g.writing[:0]
+	return first
 }
 
 // spillHeld writes the run of the chunks g holds (hold), which the caller
 // may then reuse.
 func (s *Store) spillHeld(g *generation) error {
+	var err error
 	for _, c := range g.mem {
-		if err := s.writeSorted(g, c, false); err != nil {
-			return err
+		if err = s.writeSorted(g, c, false); err != nil {
+			break
 		}
 	}
 	g.mem = g.mem[:0]
-	return nil
+	// Waited for even after an error: they read the chunks.
+	return errors.Join(err, g.waitTables())
 }
 
 // writeSorted writes sorted c's run, and its time index table if timeTable.
@@ -219,8 +246,10 @@ func writeRun(path string, c *chunk, splits [][]byte) ([]int64, error) {
 }
 
 // discard removes g's files and empties it; its checkpoint stays (an
-// empty generation ingested next only writes it again).
+// empty generation ingested next only writes it again). It waits for the
+// tables still being written first: they read chunks the caller reuses.
 func (g *generation) discard() {
+	g.waitTables()
 	for _, p := range append(g.runs, g.tables...) {
 		os.Remove(p)
 	}
@@ -257,6 +286,9 @@ func (s *Store) ingestGeneration(g *generation, last *chunk) error {
 		g.memBounds = append(g.memBounds, c.bounds(g.splits))
 	}
 	err := s.writeData(g)
+	if werr := g.waitTables(); err == nil {
+		err = werr
+	}
 	if timeErr != nil {
 		// Waited for even after an error: it reads last.
 		terr := <-timeErr
