@@ -520,21 +520,22 @@ func runChild(mode, broker, dir string) int {
 	if mode == "hold-batch" {
 		cl.BulkMin = 1 << 62 // the batch path, as before bulk restores
 	}
-	if p := os.Getenv("BENCH_STATE_CPUPROFILE"); p != "" && mode == "hold" {
-		f, err := os.Create(p)
-		if err != nil {
-			log.Print(err)
-			return 1
+	if mode == "hold" {
+		for _, r := range []struct {
+			env   string
+			start func(io.Writer) error
+		}{{"BENCH_STATE_CPUPROFILE", pprof.StartCPUProfile}, {"BENCH_STATE_TRACE", trace.Start}} {
+			if p := os.Getenv(r.env); p != "" {
+				f, err := os.Create(p)
+				if err == nil {
+					err = r.start(f)
+				}
+				if err != nil {
+					log.Print(err)
+					return 1
+				}
+			}
 		}
-		pprof.StartCPUProfile(f)
-	}
-	if p := os.Getenv("BENCH_STATE_TRACE"); p != "" && mode == "hold" {
-		f, err := os.Create(p)
-		if err != nil {
-			log.Print(err)
-			return 1
-		}
-		trace.Start(f)
 	}
 	parts, _ := strconv.Atoi(os.Getenv("BENCH_STATE_PARTITIONS"))
 	t0, c0 := time.Now(), cpuTime()
