@@ -3,11 +3,13 @@ package kafkax_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 	"github.com/pcistream/pcistream/internal/kafkax"
@@ -109,6 +111,75 @@ func TestFollowReturnsTheCallbackError(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("Follow = %v, want the callback's error", err)
 	}
+}
+
+// TestFollowRidesOutAnOutage: a broker that stops answering in the middle
+// of a follow (every fetch and metadata request fails, the connection
+// closed) does not end it: Follow waits, as a kgo consumer does, and hands
+// out what is committed once the broker answers again. A Follow that ended
+// there left the gateway without its Idempotency-Key state (every keyed
+// request 503) until the process was restarted.
+func TestFollowRidesOutAnOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := stateCluster(t)
+	p := txnProducer(t, c.ListenAddrs())
+	defer p.Close()
+	commitTxn(ctx, t, p, "before-", 1)
+	var down atomic.Bool
+	var refused atomic.Int32
+	for _, key := range []kmsg.Key{kmsg.Fetch, kmsg.Metadata} {
+		c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			if !down.Load() {
+				return nil, nil, false
+			}
+			refused.Add(1)
+			return nil, errors.New("outage"), true
+		})
+	}
+	// Metadata not served from the client's cache, and no retries inside
+	// the client: its metadata requests fail during the outage, as they do
+	// once a longer outage outlasts the cache and the retries.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequestRetries(0), kgo.MetadataMinAge(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
+			func(r *kgo.Record) error { got <- string(r.Value); return nil },
+			func(int32, int64) error { return nil })
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case v := <-got:
+			if v != want {
+				t.Fatalf("record %q, want %q", v, want)
+			}
+		case err := <-done:
+			t.Fatalf("Follow ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("no record %q", want)
+		}
+	}
+	next("before-0")
+	down.Store(true)
+	for refused.Load() < 8 { // fetches and metadata refreshes, refused
+		select {
+		case err := <-done:
+			t.Fatalf("Follow ended during the outage: %v", err)
+		case <-ctx.Done():
+			t.Fatal("Follow sent no requests during the outage")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	down.Store(false)
+	commitTxn(ctx, t, p, "after-", 1)
+	next("after-0")
 }
 
 // stateCluster is a one-broker kfake cluster with a one-partition topic

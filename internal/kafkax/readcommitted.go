@@ -108,6 +108,7 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 	adm := kadm.NewClient(cl)
 	var leaders map[int32]int32
 	var topicID [16]byte
+	known := false // leaders were looked up once
 	stalls := 0
 	ahead := map[int32]*prefetch{} // by leader
 	for len(next) > 0 {
@@ -115,9 +116,21 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 			return nil, fmt.Errorf("reading %s: %d partitions not read to their end: %w", topic, len(next), err)
 		}
 		if leaders == nil {
-			var err error
-			if leaders, topicID, err = partitionLeaders(ctx, adm, topic); err != nil {
-				return nil, err
+			l, id, err := partitionLeaders(ctx, adm, topic)
+			switch {
+			case err == nil:
+				leaders, topicID, known = l, id, true
+			case !known:
+				return nil, err // no such topic, or no broker from the start: the caller's to report
+			default:
+				// The brokers went away (or the topic is moving) in the
+				// middle of a read: wait for them, as a kgo consumer
+				// does, until ctx ends. Meanwhile a restore stays in
+				// progress (not ready) and a follower's waiters time
+				// out; failing would need a restart to recover.
+				stalls++
+				backoff(ctx, stalls)
+				continue
 			}
 		}
 		byLeader := map[int32][]int32{}
@@ -227,12 +240,18 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 		stalls++
 		// Nothing moved: the leader moved, or the end is above what
 		// the broker serves yet. Back off a little; ctx bounds it.
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(min(stalls, 10)) * 50 * time.Millisecond):
-		}
+		backoff(ctx, stalls)
 	}
 	return filters, nil
+}
+
+// backoff waits 50 ms per stall so far, at most half a second, or until
+// ctx ends.
+func backoff(ctx context.Context, stalls int) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(min(stalls, 10)) * 50 * time.Millisecond):
+	}
 }
 
 // prefetch is a fetch issued before the previous response was decoded,
