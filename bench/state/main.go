@@ -81,6 +81,7 @@ func main() {
 		brokers   = flag.String("brokers", "", "internal: child's broker")
 		store     = flag.String("store", "", "internal: child's store directory")
 		cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of each fresh restore (the restoring child) to this file (suffixed with the key count)")
+		cleanup   = flag.String("cleanup", "compact,delete", "cleanup.policy of the benchmark's changelogs (the topology's; \"delete\" keeps a real broker's log cleaner from compacting the freshly written changelog on the same cores while it is restored)")
 		parts     = flag.Int("partitions", 3, "changelog partitions (3: topology/topics.yaml's default): keys spread round-robin, restored concurrently into one store, as by a worker assigned them all (sizes built directly use one)")
 		traceOut  = flag.String("trace", "", "write an execution trace of each fresh restore (the restoring child) to this file (suffixed with the key count): `go tool trace` shows which phases overlap")
 	)
@@ -105,7 +106,7 @@ func main() {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax, cpuProfile: *cpuProf, trace: *traceOut, partitions: max(*parts, 1)}, work)
+	out, err := run(sizes, opts{kafkaMax: *kafkaMax, realKafka: *realKafka, baseline: *baseline, detokMax: *detokMax, cpuProfile: *cpuProf, trace: *traceOut, partitions: max(*parts, 1), cleanup: *cleanup}, work)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -128,6 +129,8 @@ type opts struct {
 	trace string
 	// partitions of the changelogs restored from Kafka.
 	partitions int
+	// cleanup is the changelogs' cleanup.policy.
+	cleanup string
 }
 
 type result struct {
@@ -172,7 +175,7 @@ func run(sizes []int, o opts, work string) (string, error) {
 			parts = o.partitions
 		}
 		os.Setenv("BENCH_STATE_PARTITIONS", strconv.Itoa(parts))
-		if err := createTopic(ctx, opts, topic, parts); err != nil {
+		if err := createTopic(ctx, opts, topic, parts, o.cleanup); err != nil {
 			return "", err
 		}
 		// Store only: the bulk path without Kafka, into the store the
@@ -273,13 +276,13 @@ func run(sizes []int, o opts, work string) (string, error) {
 	return report(res, sizes, broker, o.partitions), nil
 }
 
-func createTopic(ctx context.Context, opts []kgo.Opt, topic string, parts int) error {
+func createTopic(ctx context.Context, opts []kgo.Opt, topic string, parts int, cleanup string) error {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	_, err = kadm.NewClient(cl).CreateTopic(ctx, int32(parts), 1, map[string]*string{"cleanup.policy": ptr("compact,delete"),
+	_, err = kadm.NewClient(cl).CreateTopic(ctx, int32(parts), 1, map[string]*string{"cleanup.policy": ptr(cleanup),
 		"retention.ms": ptr("-1")}, topic) // entries carry fixed past timestamps: a real broker would delete them by time
 	return err
 }
