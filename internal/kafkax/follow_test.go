@@ -3,10 +3,12 @@ package kafkax_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -180,6 +182,41 @@ func TestFollowRidesOutAnOutage(t *testing.T) {
 	down.Store(false)
 	commitTxn(ctx, t, p, "after-", 1)
 	next("after-0")
+}
+
+// TestFollowEndsWhenTheTopicIsDeleted: brokers that answer but no longer
+// have the topic are not an outage to wait out.
+func TestFollowEndsWhenTheTopicIsDeleted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := stateCluster(t)
+	p := txnProducer(t, c.ListenAddrs())
+	defer p.Close()
+	commitTxn(ctx, t, p, "r-", 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MetadataMinAge(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	read := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
+			func(*kgo.Record) error { read <- struct{}{}; return nil },
+			func(int32, int64) error { return nil })
+	}()
+	<-read
+	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, "state"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "topic not found") {
+			t.Fatalf("Follow = %v, want a missing topic", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Follow kept waiting for a deleted topic")
+	}
 }
 
 // stateCluster is a one-broker kfake cluster with a one-partition topic

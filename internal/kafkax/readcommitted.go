@@ -3,6 +3,7 @@ package kafkax
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -52,12 +53,13 @@ func ReadCommittedReused(ctx context.Context, cl *kgo.Client, topic string, from
 // Follow reads partitions of topic read_committed from their offsets in
 // from onwards, with no end: ReadCommitted for a reader that keeps up with
 // a changelog. It long-polls until ctx ends (then it returns nil) or
-// reading fails. fn gets every committed data record, in offset order per
-// partition; after each fetch response, at gets each fetched partition's
-// position: the offset after every batch read, kept or not. So a
-// partition whose last batches are an aborted transaction, or markers,
-// still shows it has moved past them, which a kgo consumer does not say
-// (it hands out no empty fetch). An error from fn or at ends the read.
+// reading fails; brokers that stop answering are waited for. fn gets
+// every committed data record, in offset order per partition; after each
+// fetch response, at gets each fetched partition's position: the offset
+// after every batch read, kept or not. So a partition whose last batches
+// are an aborted transaction, or markers, still shows it has moved past
+// them, which a kgo consumer does not say (it hands out no empty fetch).
+// An error from fn or at ends the read.
 func Follow(ctx context.Context, cl *kgo.Client, topic string, from map[int32]int64,
 	fn func(*kgo.Record) error, at func(partition int32, next int64) error) error {
 	to := make(map[int32]int64, len(from))
@@ -120,8 +122,8 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 			switch {
 			case err == nil:
 				leaders, topicID, known = l, id, true
-			case !known:
-				return nil, err // no such topic, or no broker from the start: the caller's to report
+			case !known || errors.Is(err, errNoTopic):
+				return nil, err // no broker from the start, or no such topic: the caller's to report
 			default:
 				// The brokers went away (or the topic is moving) in the
 				// middle of a read: wait for them, as a kgo consumer
@@ -333,6 +335,10 @@ func batchesEnd(raw []byte, from int64) int64 {
 	return next
 }
 
+// errNoTopic is partitionLeaders' error for a topic the brokers do not
+// have: a read waits out brokers that do not answer, not a missing topic.
+var errNoTopic = errors.New("topic not found")
+
 func partitionLeaders(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int32, [16]byte, error) {
 	td, err := adm.ListTopics(ctx, topic)
 	if err != nil {
@@ -340,7 +346,7 @@ func partitionLeaders(ctx context.Context, adm *kadm.Client, topic string) (map[
 	}
 	d, ok := td[topic]
 	if !ok || d.Err != nil {
-		return nil, [16]byte{}, fmt.Errorf("topic %s not found (run `pcistream topology apply`): %v", topic, d.Err)
+		return nil, [16]byte{}, fmt.Errorf("%w: %s (run `pcistream topology apply`): %v", errNoTopic, topic, d.Err)
 	}
 	out := map[int32]int32{}
 	for p, pd := range d.Partitions {

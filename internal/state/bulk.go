@@ -167,8 +167,8 @@ const (
 // one slot the cores took turns: a worker restoring 3 partitions of 1M
 // keys in all used 1.1 of 2 cores and took 0.94-1.0 s; with two slots one
 // partition's merge runs while the next one is read (0.73-0.86 s, 1.33M
-// keys/s at 10M keys against 1.20M), for a peak RSS of 449 MiB instead of
-// 283.
+// keys/s at 10M keys against 1.22M), for a peak RSS of 430-467 MiB
+// instead of 258-283.
 func bulkSlots() int { return min(max(runtime.GOMAXPROCS(0)/2, 2), 4) }
 
 // wipeIfAny wipes part if the store holds any entry of it.

@@ -32,8 +32,9 @@ func luhnPAN(prefix string, n int) string {
 
 // transformTime is transformOne's record time. Recent, not a fixed date:
 // a test that writes state entries of that time to a real broker would
-// otherwise see them deleted by the idempotency topic's 25h retention
-// whenever the broker's retention check runs between write and restore.
+// otherwise see them deleted under the idempotency topic's 25h retention
+// whenever the broker's log cleaner (compact,delete, every 15 s) runs
+// between write and restore.
 var transformTime = time.Now().UTC().Truncate(time.Second)
 
 // transformOne runs the pure transform on one raw record at offset off of
