@@ -99,13 +99,7 @@ func TestFollowMovesPastAnAbortBelowAnOpenTransaction(t *testing.T) {
 // TestFollowReturnsTheCallbackError: an error from the position callback
 // ends the read with that error.
 func TestFollowReturnsTheCallbackError(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := stateCluster(t)
-	p := txnProducer(t, c.ListenAddrs())
-	defer p.Close()
-	commitTxn(ctx, t, p, "r-", 2)
-	cl := plainClient(t, c)
+	ctx, _, _, cl := committed(t, "r-", 2)
 	boom := errors.New("boom")
 	err := kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
 		func(*kgo.Record) error { return nil },
@@ -122,12 +116,10 @@ func TestFollowReturnsTheCallbackError(t *testing.T) {
 // there left the gateway without its Idempotency-Key state (every keyed
 // request 503) until the process was restarted.
 func TestFollowRidesOutAnOutage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := stateCluster(t)
-	p := txnProducer(t, c.ListenAddrs())
-	defer p.Close()
-	commitTxn(ctx, t, p, "before-", 1)
+	// Metadata not served from the client's cache, and no retries inside
+	// the client: its metadata requests fail during the outage, as they do
+	// once a longer outage outlasts the cache and the retries.
+	ctx, c, p, cl := committed(t, "before-", 1, kgo.RequestRetries(0), kgo.MetadataMinAge(10*time.Millisecond))
 	var down atomic.Bool
 	var refused atomic.Int32
 	for _, key := range []kmsg.Key{kmsg.Fetch, kmsg.Metadata} {
@@ -140,14 +132,6 @@ func TestFollowRidesOutAnOutage(t *testing.T) {
 			return nil, errors.New("outage"), true
 		})
 	}
-	// Metadata not served from the client's cache, and no retries inside
-	// the client: its metadata requests fail during the outage, as they do
-	// once a longer outage outlasts the cache and the retries.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequestRetries(0), kgo.MetadataMinAge(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	got := make(chan string, 10)
 	done := make(chan error, 1)
 	go func() {
@@ -187,17 +171,7 @@ func TestFollowRidesOutAnOutage(t *testing.T) {
 // TestFollowEndsWhenTheTopicIsDeleted: brokers that answer but no longer
 // have the topic are not an outage to wait out.
 func TestFollowEndsWhenTheTopicIsDeleted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := stateCluster(t)
-	p := txnProducer(t, c.ListenAddrs())
-	defer p.Close()
-	commitTxn(ctx, t, p, "r-", 1)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MetadataMinAge(10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	ctx, _, _, cl := committed(t, "r-", 1, kgo.MetadataMinAge(10*time.Millisecond))
 	read := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
@@ -231,13 +205,28 @@ func stateCluster(t *testing.T) *kfake.Cluster {
 	return c
 }
 
-// plainClient is a client of c, closed when the test ends.
-func plainClient(t *testing.T, c *kfake.Cluster) *kgo.Client {
+// plainClient is a client of c with opts, closed when the test ends.
+func plainClient(t *testing.T, c *kfake.Cluster, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// committed starts a test of Follow: a context of a minute, a cluster
+// whose topic "state" holds n committed records (prefix0, prefix1, ...),
+// the transactional producer that wrote them, and a client of the cluster
+// with opts; all closed when the test ends.
+func committed(t *testing.T, prefix string, n int, opts ...kgo.Opt) (context.Context, *kfake.Cluster, *kgo.Client, *kgo.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	c := stateCluster(t)
+	p := txnProducer(t, c.ListenAddrs())
+	t.Cleanup(p.Close)
+	commitTxn(ctx, t, p, prefix, n)
+	return ctx, c, p, plainClient(t, c, opts...)
 }
