@@ -109,12 +109,12 @@ func TestFollowReturnsTheCallbackError(t *testing.T) {
 	}
 }
 
-// TestFollowRidesOutAnOutage: a broker that stops answering in the middle
-// of a follow (every fetch and metadata request fails, the connection
-// closed) does not end it: Follow waits, as a kgo consumer does, and hands
-// out what is committed once the broker answers again. A Follow that ended
-// there left the gateway without its Idempotency-Key state (every keyed
-// request 503) until the process was restarted.
+// TestFollowRidesOutAnOutage: brokers that stop answering (every fetch
+// and metadata request fails, the connection closed), when a follow starts
+// or in its middle, do not end it: Follow waits, as a kgo consumer does,
+// and hands out what is committed once they answer again. A Follow that
+// ended there left the gateway without its Idempotency-Key state (every
+// keyed request 503) until the process was restarted.
 func TestFollowRidesOutAnOutage(t *testing.T) {
 	// Metadata not served from the client's cache, and no retries inside
 	// the client: its metadata requests fail during the outage, as they do
@@ -134,11 +134,21 @@ func TestFollowRidesOutAnOutage(t *testing.T) {
 	}
 	got := make(chan string, 10)
 	done := make(chan error, 1)
-	go func() {
-		done <- kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
-			func(r *kgo.Record) error { got <- string(r.Value); return nil },
-			func(int32, int64) error { return nil })
-	}()
+	outage := func(what string) {
+		t.Helper()
+		refused.Store(0)
+		down.Store(true)
+		for refused.Load() < 6 { // fetches and metadata requests, refused
+			select {
+			case err := <-done:
+				t.Fatalf("Follow ended during the outage %s: %v", what, err)
+			case <-ctx.Done():
+				t.Fatalf("Follow sent no requests during the outage %s", what)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		down.Store(false)
+	}
 	next := func(want string) {
 		t.Helper()
 		select {
@@ -152,18 +162,15 @@ func TestFollowRidesOutAnOutage(t *testing.T) {
 			t.Fatalf("no record %q", want)
 		}
 	}
+	down.Store(true) // before Follow's first request
+	go func() {
+		done <- kafkax.Follow(ctx, cl, "state", map[int32]int64{0: 0},
+			func(r *kgo.Record) error { got <- string(r.Value); return nil },
+			func(int32, int64) error { return nil })
+	}()
+	outage("at its start")
 	next("before-0")
-	down.Store(true)
-	for refused.Load() < 8 { // fetches and metadata refreshes, refused
-		select {
-		case err := <-done:
-			t.Fatalf("Follow ended during the outage: %v", err)
-		case <-ctx.Done():
-			t.Fatal("Follow sent no requests during the outage")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	down.Store(false)
+	outage("in its middle")
 	commitTxn(ctx, t, p, "after-", 1)
 	next("after-0")
 }

@@ -110,7 +110,11 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 	adm := kadm.NewClient(cl)
 	var leaders map[int32]int32
 	var topicID [16]byte
-	known := false // leaders were looked up once
+	// A failed lookup of the leaders is waited out (the brokers do not
+	// answer) once the read has started, and always when following: a
+	// follower starts after its restore found the topic, and must outlast
+	// outages from its first request on.
+	patient := mode == scanFollow
 	stalls := 0
 	ahead := map[int32]*prefetch{} // by leader
 	for len(next) > 0 {
@@ -121,9 +125,9 @@ func scan(ctx context.Context, cl *kgo.Client, topic string, from, to map[int32]
 			l, id, err := partitionLeaders(ctx, adm, topic)
 			switch {
 			case err == nil:
-				leaders, topicID, known = l, id, true
-			case !known || errors.Is(err, errNoTopic):
-				return nil, err // no broker from the start, or no such topic: the caller's to report
+				leaders, topicID, patient = l, id, true
+			case !patient || errors.Is(err, errNoTopic):
+				return nil, err // a restore with no broker from the start, or no such topic: the caller's to report
 			default:
 				// The brokers went away (or the topic is moving) in the
 				// middle of a read: wait for them, as a kgo consumer
