@@ -18,7 +18,7 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	ms := time.Now().UnixMilli()
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	f, stop := runFollower(t, opts, store, time.Hour, 1<<20)
+	f, stop := runFollower(t, opts, store, FollowerOpts{Window: time.Hour, FilterBytes: 1 << 20})
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -51,6 +52,9 @@ type Follower struct {
 	err     error
 
 	lists listings
+	// heard is when the tail last got a fetch response (UnixNano; 0
+	// before it started): Ready reports a tail that stopped hearing.
+	heard atomic.Int64
 	// filter proves new keys absent without a Pebble read (nil: off).
 	filter *followerFilter
 }
@@ -67,7 +71,14 @@ type FollowerOpts struct {
 	// a key nobody wrote without reading Pebble (see followerFilter). Past the
 	// budget, lookups read Pebble as without it.
 	FilterBytes int64
+	// StaleAfter: Ready fails once the tail has had no fetch response for
+	// this long (default DefaultStaleAfter; it gets one at least every
+	// quarter second when the brokers answer, records or not).
+	StaleAfter time.Duration
 }
+
+// DefaultStaleAfter is FollowerOpts.StaleAfter's default.
+const DefaultStaleAfter = 10 * time.Second
 
 // NewFollower returns a follower of cl into store; Run starts it. The
 // changelog's records must be partitioned by kgo's default (Kafka
@@ -75,6 +86,9 @@ type FollowerOpts struct {
 func NewFollower(store *Store, cl *Changelog, o FollowerOpts) *Follower {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = DefaultStaleAfter
 	}
 	if o.Window > 0 {
 		w := o.Window.Milliseconds()
@@ -151,6 +165,13 @@ func (f *Follower) Ready() error {
 		return fmt.Errorf("%s: %w", f.cl.Topic, f.err)
 	case !f.ready:
 		return fmt.Errorf("%s: state not restored yet", f.cl.Topic)
+	}
+	// Without traffic nothing else would notice the brokers went away:
+	// the tail stops hearing from them, and keys cannot be checked.
+	if h := f.heard.Load(); h != 0 {
+		if d := time.Since(time.Unix(0, h)); d > f.o.StaleAfter {
+			return fmt.Errorf("%s: no answer from Kafka for %s: the state tail is stale and Idempotency-Keys cannot be checked; check the brokers", f.cl.Topic, d.Round(time.Second))
+		}
 	}
 	if err := f.lists.lastErr(); err != nil {
 		// Try again in the background: an unready instance gets no
@@ -410,12 +431,14 @@ func (f *Follower) tail(ctx context.Context, cl *kgo.Client, offsets map[int32]i
 	every := max(f.o.Window/96, time.Second)
 	lastExpire := time.Now()
 	recs := map[int32][]*kgo.Record{}
+	f.heard.Store(time.Now().UnixNano())
 	return kafkax.Follow(ctx, cl, f.cl.Topic, offsets,
 		func(r *kgo.Record) error {
 			recs[r.Partition] = append(recs[r.Partition], r)
 			return nil
 		},
 		func(part int32, next int64) error {
+			f.heard.Store(time.Now().UnixNano())
 			err := f.applyTail(part, recs[part], next)
 			clear(recs[part])
 			recs[part] = recs[part][:0]

@@ -2,10 +2,15 @@ package state
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // keyed is a record of key on the partition kgo's default partitioner
@@ -16,9 +21,10 @@ func keyed(key string, parts int, ts int64) *kgo.Record {
 	return r
 }
 
-func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duration, filterBytes int64) (*Follower, func()) {
+func runFollower(t *testing.T, opts []kgo.Opt, store *Store, fo FollowerOpts) (*Follower, func()) {
 	t.Helper()
-	f := NewFollower(store, &Changelog{Topic: topic, ClientOpts: opts}, FollowerOpts{Window: window, Logger: quiet(), FilterBytes: filterBytes})
+	fo.Logger = quiet()
+	f := NewFollower(store, &Changelog{Topic: topic, ClientOpts: opts}, fo)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
@@ -45,6 +51,49 @@ func runFollower(t *testing.T, opts []kgo.Opt, store *Store, window time.Duratio
 	}
 }
 
+// TestFollowerReadyReportsAStaleTail: a follower whose brokers stop
+// answering says so in Ready even when nothing asks it for a key (an idle
+// tail still hears a response every long poll), and is ready again once
+// they answer.
+func TestFollowerReadyReportsAStaleTail(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	const stale = 400 * time.Millisecond
+	f, stop := runFollower(t, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, store, FollowerOpts{StaleAfter: stale})
+	defer stop()
+	time.Sleep(3 * stale) // idle, brokers answering
+	if err := f.Ready(); err != nil {
+		t.Fatalf("idle follower: %v", err)
+	}
+	var down atomic.Bool
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, errors.New("down"), down.Load()
+	})
+	down.Store(true)
+	waitReady := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for err := f.Ready(); (err == nil) != want; err = f.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatalf("Ready = %v, want ready=%v", err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitReady(false)
+	if err := f.Ready(); !strings.Contains(err.Error(), "no answer from Kafka") {
+		t.Fatalf("Ready = %v, want the stale tail", err)
+	}
+	down.Store(false)
+	waitReady(true)
+}
+
 func TestFollowerRestoresTailsAndCatchesUp(t *testing.T) {
 	t.Run("pebble", func(t *testing.T) { followerScenario(t, 0) })
 	// The same answers with the in-memory key filter in front of Pebble:
@@ -60,7 +109,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	txnProduce(t, opts, true, keyed("before", 3, ms))
 	store := openStore(t, t.TempDir())
 	defer store.Close()
-	f, stop := runFollower(t, opts, store, time.Hour, filterBytes)
+	f, stop := runFollower(t, opts, store, FollowerOpts{Window: time.Hour, FilterBytes: filterBytes})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, ok, err := f.Get([]byte("before"), now); err != nil || !ok {
@@ -109,7 +158,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 		t.Fatalf("checkpoint of partition %d: %+v held=%v err=%v", mine.Partition, cp, held, err)
 	}
 	txnProduce(t, opts, true, keyed("while-down", 3, ms))
-	f2, stop2 := runFollower(t, opts, store, time.Hour, filterBytes)
+	f2, stop2 := runFollower(t, opts, store, FollowerOpts{Window: time.Hour, FilterBytes: filterBytes})
 	defer stop2()
 	for _, k := range []string{"before", "other", "mine", "while-down"} {
 		if err := f2.CatchUpKeys(ctx, [][]byte{[]byte(k)}); err != nil {
