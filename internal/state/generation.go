@@ -46,7 +46,7 @@ type generation struct {
 	// and memBounds[i] where their ranges start in mem[i].ord.
 	mem       []*chunk
 	memBounds [][]int
-	// writing are time index tables of held chunks still being written.
+	// writing are time index tables still being written (startTimeTable).
 	writing []pendingTable
 	// tableKeys is the most keys a data table holds (0: bulkTableKeys).
 	tableKeys int
@@ -95,6 +95,16 @@ func (s *Store) hold(g *generation, c *chunk) error {
 	}
 	c.sort()
 	g.split(c)
+	if err := s.startTimeTable(g, c); err != nil {
+		return err
+	}
+	g.mem = append(g.mem, c)
+	return nil
+}
+
+// startTimeTable starts writing sorted c's time index table in the
+// background; waitTables waits for it (and must before c is reused).
+func (s *Store) startTimeTable(g *generation, c *chunk) error {
 	files, err := s.ingestPaths(c.part, "-time.sst")
 	if err != nil {
 		return err
@@ -102,11 +112,10 @@ func (s *Store) hold(g *generation, c *chunk) error {
 	pt := pendingTable{path: files[0], c: c, done: make(chan error, 1)}
 	go func() { pt.done <- s.writeTimeTable(pt.path, c) }()
 	g.writing = append(g.writing, pt)
-	g.mem = append(g.mem, c)
 	return nil
 }
 
-// pendingTable is a held chunk's time index table being written.
+// pendingTable is a chunk's time index table being written.
 type pendingTable struct {
 	path string
 	c    *chunk
@@ -144,31 +153,24 @@ func (s *Store) spillHeld(g *generation) error {
 	return errors.Join(err, g.waitTables())
 }
 
-// writeSorted writes sorted c's run, and its time index table if timeTable.
+// writeSorted writes sorted c's run, and its time index table (in
+// parallel) if timeTable; the caller may reuse c when it returns.
 func (s *Store) writeSorted(g *generation, c *chunk, timeTable bool) error {
-	files, err := s.ingestPaths(c.part, ".run", "-time.sst")
+	files, err := s.ingestPaths(c.part, ".run")
 	if err != nil {
 		return err
 	}
-	rpath, tpath := files[0], files[1]
-	timeErr := make(chan error, 1)
 	if timeTable {
-		go func() { timeErr <- s.writeTimeTable(tpath, c) }()
-	} else {
-		timeErr <- nil
+		if err := s.startTimeTable(g, c); err != nil {
+			return err
+		}
 	}
 	g.split(c)
-	bounds, err := writeRun(rpath, c, g.splits)
-	terr := <-timeErr
-	g.runs = append(g.runs, rpath) // removed with the generation, written or not
+	bounds, err := writeRun(files[0], c, g.splits)
+	g.runs = append(g.runs, files[0]) // removed with the generation, written or not
 	g.bounds = append(g.bounds, bounds)
-	if timeTable && (len(c.live) > 0 || terr != nil) {
-		g.tables = append(g.tables, tpath)
-	}
-	if err != nil {
-		return err
-	}
-	return terr
+	// Waited for even after an error: the table reads c.
+	return errors.Join(err, g.waitTables())
 }
 
 // take adds c's checkpoint and record count to g.
@@ -264,41 +266,23 @@ func (g *generation) discard() {
 // cost a generation's last chunk (at 1M keys, half the restore) a write,
 // a read and a copy of every record. last is free again on return.
 func (s *Store) ingestGeneration(g *generation, last *chunk) error {
-	defer g.discard()
-	var timeErr chan error
-	var tpath string
+	defer g.discard() // waits for the time index tables: they read last
 	if last != nil {
 		g.take(last)
 		if last.n > 0 {
 			last.sort()
 			g.split(last)
 			g.mem = append(g.mem, last)
-			ps, err := s.ingestPaths(last.part, "-time.sst")
-			if err != nil {
+			if err := s.startTimeTable(g, last); err != nil {
 				return err
 			}
-			tpath, timeErr = ps[0], make(chan error, 1)
-			go func() { timeErr <- s.writeTimeTable(tpath, last) }()
 		}
 	}
 	g.memBounds = g.memBounds[:0]
 	for _, c := range g.mem {
 		g.memBounds = append(g.memBounds, c.bounds(g.splits))
 	}
-	err := s.writeData(g)
-	if werr := g.waitTables(); err == nil {
-		err = werr
-	}
-	if timeErr != nil {
-		// Waited for even after an error: it reads last.
-		terr := <-timeErr
-		if len(last.live) > 0 || terr != nil {
-			g.tables = append(g.tables, tpath)
-		}
-		if err == nil {
-			err = terr
-		}
-	}
+	err := errors.Join(s.writeData(g), g.waitTables())
 	if err == nil && len(g.tables) > 0 {
 		err = s.db.Ingest(context.Background(), g.tables)
 	}
