@@ -10,7 +10,7 @@ import (
 
 // A key committed after another writer opened a transaction on the same
 // partition sits above the partition's last stable offset until that
-// transaction ends. The catch-up barrier must still include it: CatchUpKeys
+// transaction ends. The catch-up barrier must still include it: catchUp
 // waits for the open transaction to be decided, and then the key is there. A barrier at the last stable offset would return at once
 // without it.
 func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
@@ -40,13 +40,13 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	txnProduce(t, opts, true, rec(0, "above", ms))
 
 	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err = f.CatchUpKeys(short, [][]byte{[]byte("above")})
+	err = catchUp(short, f, "above")
 	scancel()
 	if err == nil {
 		if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
-			t.Fatalf("CatchUpKeys returned while a committed key of the partition is not in the store")
+			t.Fatalf("catchUp returned while a committed key of the partition is not in the store")
 		}
-		t.Fatalf("CatchUpKeys returned before the open transaction was decided")
+		t.Fatalf("catchUp returned before the open transaction was decided")
 	}
 	// X aborts: the barrier passes, the committed key is there, the
 	// aborted one is not.
@@ -55,7 +55,7 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		aborted <- x.EndTransaction(ctx, kgo.TryAbort)
 	}()
-	err = f.CatchUpKeys(ctx, [][]byte{[]byte("above")})
+	err = catchUp(ctx, f, "above")
 	// The abort's marker may be read before EndTransaction returns: wait
 	// for it before X is closed.
 	if aerr := <-aborted; aerr != nil {
@@ -65,7 +65,7 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {
-		t.Fatalf("a key committed before CatchUpKeys is missing after it")
+		t.Fatalf("a key committed before catchUp is missing after it")
 	}
 	if _, ok, _ := f.Get([]byte("open"), time.UnixMilli(ms)); ok {
 		t.Fatalf("an aborted key is visible")

@@ -26,10 +26,10 @@ import (
 //
 // Writers tell the follower about their own committed changelog records
 // (Committed): those are applied at once, and skipped when the tail reads
-// them back. CatchUpKeys is the exactness barrier: it returns once every
-// record of the keys' partitions committed before the call is in the
-// store, so a key that is not there afterwards was not committed by anyone
-// when it was called. The barrier is the partition's high watermark, not
+// them back. ListKeyEnds then WaitFor is the exactness barrier: it
+// returns once every record of the keys' partitions committed before the
+// listing is in the store, so a key that is not there afterwards was not
+// committed by anyone when the listing was sent. The barrier is the partition's high watermark, not
 // its last stable offset: a transaction committed after another one opened
 // lies above the last stable offset until that one ends, so a barrier at
 // the last stable offset would miss it; the read_committed tail passes the
@@ -271,19 +271,6 @@ func (f *Follower) Committed(recs []*kgo.Record) error {
 	}
 	f.mu.Unlock()
 	return nil
-}
-
-// CatchUpKeys returns once the store holds every record of the keys'
-// partitions committed before the call, or ctx ends: it lists the
-// partitions' high watermarks with one ListOffsets request, sent now, and
-// waits for the tail to reach them (ListKeyEnds, then WaitFor). A caller
-// that batches requests sends one per batch, after the batch was formed.
-func (f *Follower) CatchUpKeys(ctx context.Context, keys [][]byte) error {
-	ends, err := f.ListKeyEnds(ctx, keys)
-	if err != nil {
-		return err
-	}
-	return f.WaitFor(ctx, ends, nil)
 }
 
 // ListKeyEnds lists, with one ListOffsets request sent now, the high
@@ -594,7 +581,8 @@ func (f *Follower) listStable(ctx context.Context) (map[int32]int64, error) {
 }
 
 // listings holds the follower's admin clients and the health of its last
-// end-offset listing: CatchUpKeys cannot work while listings fail.
+// end-offset listing: the barrier (ListKeyEnds) cannot work while listings
+// fail.
 type listings struct {
 	admin  *kadm.Client
 	client *kgo.Client

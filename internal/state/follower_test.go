@@ -21,6 +21,22 @@ func keyed(key string, parts int, ts int64) *kgo.Record {
 	return r
 }
 
+// catchUp returns once f's store holds every record of the keys'
+// partitions committed before the call, or ctx ends: ListKeyEnds then
+// WaitFor, as the gateway's committer does for a batch without records of
+// its own.
+func catchUp(ctx context.Context, f *Follower, keys ...string) error {
+	var ks [][]byte
+	for _, k := range keys {
+		ks = append(ks, []byte(k))
+	}
+	ends, err := f.ListKeyEnds(ctx, ks)
+	if err != nil {
+		return err
+	}
+	return f.WaitFor(ctx, ends, nil)
+}
+
 func runFollower(t *testing.T, opts []kgo.Opt, store *Store, fo FollowerOpts) (*Follower, func()) {
 	t.Helper()
 	fo.Logger = quiet()
@@ -115,17 +131,17 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	if _, ok, err := f.Get([]byte("before"), now); err != nil || !ok {
 		t.Fatalf("restored key: ok=%v err=%v", ok, err)
 	}
-	// Another writer commits one key and aborts another: after CatchUpKeys
+	// Another writer commits one key and aborts another: after catching up
 	// the committed one is there, at once, and the aborted one is not.
 	txnProduce(t, opts, true, keyed("other", 3, ms))
 	txnProduce(t, opts, false, keyed("aborted", 3, ms))
 	for _, k := range []string{"other", "aborted"} {
-		if err := f.CatchUpKeys(ctx, [][]byte{[]byte(k)}); err != nil {
+		if err := catchUp(ctx, f, k); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, ok, _ := f.Get([]byte("other"), now); !ok {
-		t.Fatalf("a key committed before CatchUpKeys is missing after it")
+		t.Fatalf("a key committed before catching up is missing after it")
 	}
 	if _, ok, _ := f.Get([]byte("aborted"), now); ok {
 		t.Fatalf("an aborted key is visible")
@@ -143,7 +159,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	if e, ok, _ := f.Get([]byte("mine"), now); !ok || string(e.Value) != "v-mine" {
 		t.Fatalf("own committed key: ok=%v", ok)
 	}
-	if err := f.CatchUpKeys(ctx, [][]byte{[]byte("mine")}); err != nil {
+	if err := catchUp(ctx, f, "mine"); err != nil {
 		t.Fatal(err)
 	}
 	// Outside the window: not returned.
@@ -161,7 +177,7 @@ func followerScenario(t *testing.T, filterBytes int64) {
 	f2, stop2 := runFollower(t, opts, store, FollowerOpts{Window: time.Hour, FilterBytes: filterBytes})
 	defer stop2()
 	for _, k := range []string{"before", "other", "mine", "while-down"} {
-		if err := f2.CatchUpKeys(ctx, [][]byte{[]byte(k)}); err != nil {
+		if err := catchUp(ctx, f2, k); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := f2.Get([]byte(k), now); !ok {
