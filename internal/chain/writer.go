@@ -353,30 +353,65 @@ func (w *PartitionWriter) HeadRecords(ctx context.Context) ([]Record, [][]byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("partition %d: reading head batch %s: %w", w.partition, m.ObjectKey, err)
 	}
-	bad := func(format string, args ...any) ([]Record, [][]byte, error) {
-		return nil, nil, fmt.Errorf("partition %d: head batch %s: %s: %w", w.partition, m.ObjectKey, fmt.Sprintf(format, args...), ErrTampered)
-	}
 	if got := SHA256Hex(obj); got != m.ObjectSHA256 {
-		return bad("object hashes to %s, the signed manifest says %s", short(got), short(m.ObjectSHA256))
+		return nil, nil, fmt.Errorf("partition %d: head batch %s: object hashes to %s, the signed manifest says %s: %w", w.partition, m.ObjectKey, short(got), short(m.ObjectSHA256), ErrTampered)
 	}
+	recs, lines, err := batchRecords(obj, m.FirstOffset, m.LastOffset)
+	if err == nil && len(lines) != m.RecordCount {
+		err = fmt.Errorf("%d records, the manifest says %d", len(lines), m.RecordCount)
+	}
+	if err == nil && hex.EncodeToString(RootOf(LeafHashes(lines))) != m.MerkleRoot {
+		err = errors.New("records do not hash to the manifest's Merkle root")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("partition %d: head batch %s: %w: %w", w.partition, m.ObjectKey, err, ErrTampered)
+	}
+	return recs, lines, nil
+}
+
+// PendingRecords reads the batch object PendingEnd reports: no manifest
+// vouches for it, so a caller must compare its records with the source before
+// adopting it. A writer with other batch limits (a second deployment, a
+// zombie) writes such objects too, so its size says nothing. An object that
+// does not decode or whose records do not span its key's offsets wraps
+// ErrTampered; nil, nil when there is none.
+func (w *PartitionWriter) PendingRecords(ctx context.Context) ([]Record, [][]byte, error) {
+	if !w.hasPending {
+		return nil, nil, nil
+	}
+	key := ObjectKey(w.partition, w.pendingFirst, w.pendingLast)
+	obj, _, err := w.store.Get(ctx, key, "")
+	if err != nil {
+		return nil, nil, fmt.Errorf("partition %d: reading batch object %s, which has no manifest: %w", w.partition, key, err)
+	}
+	recs, lines, err := batchRecords(obj, w.pendingFirst, w.pendingLast)
+	if err != nil {
+		return nil, nil, fmt.Errorf("partition %d: batch object %s, which has no manifest: %w: %w", w.partition, key, err, ErrTampered)
+	}
+	return recs, lines, nil
+}
+
+// batchRecords decodes a batch object whose records must span first..last
+// in increasing offsets.
+func batchRecords(obj []byte, first, last int64) ([]Record, [][]byte, error) {
 	lines, err := DecodeObject(obj)
 	if err != nil {
-		return bad("%v", err)
+		return nil, nil, err
 	}
-	if len(lines) != m.RecordCount {
-		return bad("%d records, the manifest says %d", len(lines), m.RecordCount)
-	}
-	if hex.EncodeToString(RootOf(LeafHashes(lines))) != m.MerkleRoot {
-		return bad("records do not hash to the manifest's Merkle root")
+	if len(lines) == 0 {
+		return nil, nil, errors.New("no records")
 	}
 	recs := make([]Record, len(lines))
 	for i, l := range lines {
 		if err := json.Unmarshal(l, &recs[i]); err != nil {
-			return bad("record %d does not parse: %v", i, err)
+			return nil, nil, fmt.Errorf("record %d does not parse: %v", i, err)
+		}
+		if i > 0 && recs[i].Offset <= recs[i-1].Offset {
+			return nil, nil, fmt.Errorf("record %d has offset %d after offset %d", i, recs[i].Offset, recs[i-1].Offset)
 		}
 	}
-	if recs[0].Offset != m.FirstOffset || recs[len(recs)-1].Offset != m.LastOffset {
-		return bad("records span offsets %d..%d, the manifest says %d..%d", recs[0].Offset, recs[len(recs)-1].Offset, m.FirstOffset, m.LastOffset)
+	if recs[0].Offset != first || recs[len(recs)-1].Offset != last {
+		return nil, nil, fmt.Errorf("records span offsets %d..%d, not %d..%d", recs[0].Offset, recs[len(recs)-1].Offset, first, last)
 	}
 	return recs, lines, nil
 }

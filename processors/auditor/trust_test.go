@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,6 +195,80 @@ func TestPlantedOrphanObjectStopsTheAuditor(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantAlarm(t, e)
+}
+
+// TestForgedOrphanObjectStopsTheAuditor plants a well-formed batch object
+// without manifest after the head, five records long, whose records are not
+// what Kafka holds: no batch limit gives it away, its records do.
+func TestForgedOrphanObjectStopsTheAuditor(t *testing.T) {
+	e := newEnv(t, "forgedorphan")
+	produce(t, e.topic, 0, 30)
+	archiveAll(t, e, 30)
+	produce(t, e.topic, 30, 30)
+	p, h := headPartition(t, e)
+	var recs []chain.Record
+	for o := h.LastOffset + 1; o <= h.LastOffset+5; o++ {
+		recs = append(recs, chain.Record{Topic: e.topic, Partition: p, Offset: o, KafkaTimeMs: 1, TimeMs: 1, Event: json.RawMessage(`{"id":"forged"}`)})
+	}
+	b, err := chain.EncodeBatch(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.PutIfAbsent(context.Background(), b.Key(), b.Object); err != nil {
+		t.Fatal(err)
+	}
+	wantAlarm(t, e)
+}
+
+// TestOrphanFromWiderBatchesIsAdopted leaves batch objects without manifest
+// cut by a writer with larger batches than the next one (a second deployment,
+// or a zombie, with other limits): the next writer authenticates them
+// against Kafka and adopts them, however long they are.
+func TestOrphanFromWiderBatchesIsAdopted(t *testing.T) {
+	e := newEnv(t, "widerorphan")
+	produce(t, e.topic, 0, 45)
+	a, err := auditor.New(&noManifests{Store: e.store}, auditor.Topic(e.topic), auditor.Group(e.group+"-wide"),
+		auditor.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)),
+		auditor.BatchLimits(40, 1<<20, 100*time.Millisecond), auditor.Backoff(20*time.Millisecond, 100*time.Millisecond),
+		auditor.Checkpoints(e.signer, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fenced right after its first object: it stops without a manifest.
+	if err := a.Run(context.Background()); !errors.Is(err, chain.ErrFenced) {
+		t.Fatalf("auditor stopped with %v, want fenced", err)
+	}
+	longest := 0
+	e.store.List(context.Background(), chain.ObjectPrefix, "", func(key string) error {
+		obj, _, err := e.store.Get(context.Background(), key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := chain.DecodeObject(obj)
+		longest = max(longest, len(lines))
+		return nil
+	})
+	if longest <= 7 {
+		t.Fatalf("the longest batch object without manifest holds %d records, want more than the next writer's 7", longest)
+	}
+	archiveAll(t, e, 45) // batches of 7
+	rep := assertExactlyOnce(t, e, 45)
+	for _, w := range rep.Warnings {
+		if strings.Contains(w, "not referenced") {
+			t.Errorf("orphan not adopted: %s", w)
+		}
+	}
+}
+
+// noManifests is a bucket that stores batch objects but fences every
+// manifest: the writer stops between the two PUTs, as a zombie does.
+type noManifests struct{ chain.Store }
+
+func (s *noManifests) PutIfAbsent(ctx context.Context, key string, body []byte) (string, error) {
+	if strings.HasPrefix(key, chain.ManifestPrefix) {
+		return "", fmt.Errorf("%s: injected: %w", key, chain.ErrFenced)
+	}
+	return s.Store.PutIfAbsent(ctx, key, body)
 }
 
 // TestRemovedCheckpointStopsTheAuditor anchors checkpoints in Kafka, then
