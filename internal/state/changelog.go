@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/kafkax"
@@ -82,12 +81,12 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 		return pr, err
 	}
 	if held && cp.Next > end {
-		// The store is ahead of the topic: the topic was recreated (or
-		// truncated). Its content is not ours; start over.
-		if err := store.Wipe(part); err != nil {
+		if end, err = c.aheadOf(ctx, store, part, cp.Next, end); err != nil {
 			return pr, err
 		}
-		held, cp = false, Checkpoint{}
+		if cp, held, err = store.Checkpoint(part); err != nil {
+			return pr, err
+		}
 	}
 	pr.From = max(cp.Next, start)
 	pr.Next, pr.End = pr.From, end
@@ -193,16 +192,34 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 	return pr, nil
 }
 
+// aheadOf handles a store whose checkpoint next is above the changelog's
+// last stable offset lso, and returns the offset to restore up to. Below
+// the high watermark that is the store's own transaction whose marker has
+// not reached part yet: nothing to read. Above it, the topic was recreated
+// (or truncated): the store's content is not ours; it is wiped.
+func (c *Changelog) aheadOf(ctx context.Context, store *Store, part int32, next, lso int64) (int64, error) {
+	adm, done, err := c.admin()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	ends, err := adm.ListEndOffsets(ctx, c.Topic)
+	if err != nil {
+		return 0, fmt.Errorf("state: listing end offsets of %s: %w", c.Topic, err)
+	}
+	if e, ok := ends.Lookup(c.Topic, part); ok && e.Err == nil && next <= e.Offset {
+		return next, nil
+	}
+	return lso, store.Wipe(part)
+}
+
 // bounds returns the log start and last stable offset of part.
 func (c *Changelog) bounds(ctx context.Context, part int32) (start, end int64, err error) {
-	cl := c.Admin
-	if cl == nil {
-		if cl, err = kgo.NewClient(c.ClientOpts...); err != nil {
-			return 0, 0, fmt.Errorf("state: kafka client: %w", err)
-		}
-		defer cl.Close()
+	adm, done, err := c.admin()
+	if err != nil {
+		return 0, 0, err
 	}
-	adm := kadm.NewClient(cl)
+	defer done()
 	list := adm.ListCommittedOffsets
 	if c.HighWatermark {
 		list = adm.ListEndOffsets

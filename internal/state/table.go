@@ -111,6 +111,7 @@ type partition struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	onRestored func(int32)
+	settled    bool // no committing transaction is missing (settle.go)
 	// filter, when complete, holds every key of the partition's store;
 	// building is being scanned (filter.go).
 	filter, building *tableFilter
@@ -359,28 +360,49 @@ func (t *Table) Ready() error {
 }
 
 // WaitRestored blocks until part is restored, its restore failed, it is
-// revoked, or ctx is done.
+// revoked, or ctx is done. The first call after a restore also makes sure
+// no transaction committing into part is missing from it (settle.go), so
+// call it once a record of part was fetched, before processing it: the
+// group's offsets of part are then stable.
 func (t *Table) WaitRestored(ctx context.Context, part int32) error {
+	for {
+		ps, settled, err := t.waitRestore(ctx, part)
+		if err != nil || settled {
+			return err
+		}
+		again, err := t.settle(ctx, part, ps)
+		if err != nil {
+			return fmt.Errorf("%w: %s[%d]: %w", ErrNotRestored, t.cl.Topic, part, err)
+		}
+		if !again {
+			return nil
+		}
+	}
+}
+
+// waitRestore waits for part's current restore and returns its partition
+// and whether it is settled.
+func (t *Table) waitRestore(ctx context.Context, part int32) (*partition, bool, error) {
 	t.mu.Lock()
 	ps, ok := t.parts[part]
 	t.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %s[%d] is not assigned to this worker", ErrNotRestored, t.cl.Topic, part)
+		return nil, false, fmt.Errorf("%w: %s[%d] is not assigned to this worker", ErrNotRestored, t.cl.Topic, part)
 	}
 	select {
 	case <-ps.done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, false, ctx.Err()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.parts[part] != ps {
-		return fmt.Errorf("%w: %s[%d] was revoked", ErrNotRestored, t.cl.Topic, part)
+		return nil, false, fmt.Errorf("%w: %s[%d] was revoked", ErrNotRestored, t.cl.Topic, part)
 	}
 	if ps.Status != Restored {
-		return fmt.Errorf("%w: %s[%d]: %v", ErrNotRestored, t.cl.Topic, part, ps.Err)
+		return nil, false, fmt.Errorf("%w: %s[%d]: %v", ErrNotRestored, t.cl.Topic, part, ps.Err)
 	}
-	return nil
+	return ps, ps.settled, nil
 }
 
 // live reports whether an entry at ts is inside the window at streamTime.

@@ -1,0 +1,227 @@
+package state
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// openTxn begins a transaction writing recs and leaves it open: the
+// previous owner of a partition, in the middle of committing.
+func openTxn(t *testing.T, opts []kgo.Opt, id string, recs ...*kgo.Record) (*kgo.Client, int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
+		kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid, _, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, pid
+}
+
+// kfake ends a transaction at once, markers included, so it never shows
+// the window this guards against. answerCommitting makes its coordinator
+// answer ListTransactions for pid with PrepareCommit, as Apache Kafka does
+// between the commit decision and the marker, while committing is set.
+func answerCommitting(c *kfake.Cluster, id string, pid int64, committing *atomic.Bool) {
+	c.ControlKey(int16(kmsg.ListTransactions), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !committing.Load() {
+			return nil, nil, false
+		}
+		req := kreq.(*kmsg.ListTransactionsRequest)
+		resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
+		for _, f := range req.ProducerIDFilters {
+			if f == pid {
+				s := kmsg.NewListTransactionsResponseTransactionState()
+				s.TransactionalID, s.ProducerID, s.TransactionState = id, pid, "PrepareCommit"
+				resp.TransactionStates = append(resp.TransactionStates, s)
+			}
+		}
+		return resp, nil, true
+	})
+}
+
+// TestRestoreWaitsForACommittingTransaction hands a partition over while
+// its previous owner's last transaction is committing but its marker has
+// not reached the changelog: the table must hold the entries of that
+// transaction before the first record is processed.
+func TestRestoreWaitsForACommittingTransaction(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	now := time.Now().UnixMilli()
+	txnProduce(t, opts, true, rec(0, "before", now))
+	prev, pid := openTxn(t, opts, "previous-owner", rec(0, "last", now+1))
+	var committing atomic.Bool
+	committing.Store(true)
+	answerCommitting(c, "previous-owner", pid, &committing)
+
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
+	defer tbl.Close()
+	tbl.Assign([]int32{0}, nil, nil)
+	const lag = 500 * time.Millisecond
+	ended := make(chan struct{})
+	defer func() { <-ended }()
+	go func() {
+		defer close(ended)
+		time.Sleep(lag) // the marker arrives
+		if err := prev.EndTransaction(context.Background(), kgo.TryCommit); err != nil {
+			t.Error(err)
+		}
+		committing.Store(false)
+	}()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tbl.WaitRestored(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < lag {
+		t.Fatalf("restored in %v, before the committing transaction's marker", took)
+	}
+	for _, k := range []string{"before", "last"} {
+		if _, ok, err := tbl.Get(0, []byte(k)); err != nil || !ok {
+			t.Fatalf("key %q committed before the handoff: found=%v err=%v", k, ok, err)
+		}
+	}
+}
+
+// TestRestoreDoesNotWaitForAnOpenTransaction: a transaction open but not
+// committing (a fenced zombie's, or one of a crashed worker that only its
+// timeout will abort) does not hold the partition back.
+func TestRestoreDoesNotWaitForAnOpenTransaction(t *testing.T) {
+	opts := cluster(t, 1)
+	now := time.Now().UnixMilli()
+	txnProduce(t, opts, true, rec(0, "before", now))
+	zombie, _ := openTxn(t, opts, "zombie", rec(0, "never", now+1))
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
+	defer tbl.Close()
+	tbl.Assign([]int32{0}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tbl.WaitRestored(ctx, 0); err != nil {
+		t.Fatalf("held back by an open transaction: %v", err)
+	}
+	if _, ok, _ := tbl.Get(0, []byte("before")); !ok {
+		t.Fatal("committed key missing")
+	}
+	if _, ok, _ := tbl.Get(0, []byte("never")); ok {
+		t.Fatal("a key of an open transaction was restored")
+	}
+	if err := zombie.EndTransaction(context.Background(), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreCatchesUpWithACommitAfterItsListing: the previous owner's last
+// transaction commits after the restore listed the changelog's end but
+// before the first record: the table reads it before that record.
+func TestRestoreCatchesUpWithACommitAfterItsListing(t *testing.T) {
+	opts := cluster(t, 1)
+	now := time.Now().UnixMilli()
+	prev, _ := openTxn(t, opts, "previous-owner", rec(0, "last", now))
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
+	defer tbl.Close()
+	tbl.Assign([]int32{0}, nil, nil)
+	for deadline := time.Now().Add(10 * time.Second); tbl.Status()[0].Status != Restored; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not restored: %+v", tbl.Status()[0])
+		}
+	}
+	if err := prev.EndTransaction(context.Background(), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tbl.WaitRestored(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := tbl.Get(0, []byte("last")); err != nil || !ok {
+		t.Fatalf("key committed before the first record: found=%v err=%v", ok, err)
+	}
+}
+
+// TestRestoreKeepsItsOwnCommitAboveALaggingMarker: a worker's own commit is
+// applied to the store at once, so its checkpoint is above the last stable
+// offset until the marker arrives. A restore then (an abort's re-restore,
+// a restart) must not take the store for one of a recreated topic and
+// wipe it, losing that commit.
+func TestRestoreKeepsItsOwnCommitAboveALaggingMarker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	now := time.Now().UnixMilli()
+	txnProduce(t, opts, true, rec(0, "before", now))
+	cl := &Changelog{Topic: topic, ClientOpts: opts}
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	if _, err := cl.Restore(context.Background(), store, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	cp, _, _ := store.Checkpoint(0)
+	// The worker's commit from cp.Next on, applied with its offsets.
+	txnProduce(t, opts, true, rec(0, "own", now+1))
+	if err := store.Apply(0, []Put{{Key: []byte("own"), Value: []byte("v-own"), TS: now + 1}}, Checkpoint{Next: cp.Next + 1, StreamTime: now + 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Its marker has not reached the partition: the last stable offset is
+	// still its first offset.
+	c.ControlKey(int16(kmsg.ListOffsets), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ListOffsetsRequest)
+		if req.IsolationLevel != 1 {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.Offset, sp.LeaderEpoch = rp.Partition, cp.Next, rp.CurrentLeaderEpoch
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	if _, err := cl.Restore(context.Background(), store, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"before", "own"} {
+		if _, ok, err := store.Get(0, []byte(k)); err != nil || !ok {
+			t.Fatalf("key %q after a restore below the worker's own commit: found=%v err=%v", k, ok, err)
+		}
+	}
+}
