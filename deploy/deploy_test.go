@@ -42,6 +42,15 @@ var knownMetrics = map[string]bool{
 	"pcistream_audit_pans_masked_total":   true,
 	"pcistream_audit_chain_last_offset":   true, // {partition}
 	"pcistream_audit_tamper_alarms_total": true,
+	// The gateway's (processors/gateway), beside its unprefixed
+	// payment_context_isolation_duration_seconds.
+	"pcistream_gateway_requests_total":                true, // {route,status}
+	"pcistream_gateway_in_flight_requests":            true,
+	"pcistream_gateway_produce_duration_seconds":      true, // histogram {outcome}
+	"pcistream_gateway_commit_phase_duration_seconds": true, // histogram {phase}
+	"pcistream_gateway_rejected_total":                true, // {reason}
+	"pcistream_gateway_idempotent_replays_total":      true,
+	"pcistream_gateway_key_check_aborts_total":        true,
 }
 
 // dashboardMetrics must each have a panel: the design's runtime metrics.
@@ -51,10 +60,12 @@ var dashboardMetrics = []string{
 	"pcistream_pans_masked_total", "pcistream_tokens_issued_total", "pcistream_audit_write_failures_total",
 	"pcistream_s3_write_seconds", "pcistream_audit_chain_head", "pcistream_scan_findings", "pcistream_pans_leaked_total",
 	"pcistream_audit_records_total",
+	"pcistream_gateway_requests_total", "pcistream_gateway_in_flight_requests", "pcistream_gateway_produce_duration_seconds",
+	"pcistream_gateway_commit_phase_duration_seconds", "pcistream_gateway_rejected_total",
 }
 
 // processors are the long-running pcistream workers.
-var processors = []string{"tokenizer", "masker", "auditor"}
+var processors = []string{"tokenizer", "masker", "auditor", "gateway"}
 
 var metricRE = regexp.MustCompile(`\bpcistream_[a-z0-9_]+`)
 
@@ -176,7 +187,7 @@ func isPcistream(svc map[string]any) bool {
 func TestComposeServices(t *testing.T) {
 	svcs := composeServices(t)
 	for _, want := range []string{"kafka", "schema-registry", "minio", "minio-init", "prometheus", "grafana",
-		"setup-keyring", "setup-topology", "setup-schemas", "tokenizer", "masker", "auditor"} {
+		"setup-keyring", "setup-topology", "setup-schemas", "tokenizer", "masker", "auditor", "gateway"} {
 		if svcs[want] == nil {
 			t.Errorf("service %q missing", want)
 		}
@@ -522,15 +533,16 @@ func TestK8sProcessors(t *testing.T) {
 				t.Errorf("%s: %s port %q, want the metrics port", o.name(), probe, got)
 			}
 		}
-		// Least privilege: only the tokenizer holds the token keys.
+		// Least privilege: only the processes that tokenize hold the
+		// token keys.
 		var keyring bool
 		for _, v := range list(get(o.doc, "spec", "template", "spec", "volumes")) {
 			if str(get(v, "secret", "secretName")) == "pcistream-keyring" {
 				keyring = true
 			}
 		}
-		if keyring != (proc == "tokenizer") {
-			t.Errorf("%s: mounts the keyring = %v, want %v", o.name(), keyring, proc == "tokenizer")
+		if tokenizes := proc == "tokenizer" || proc == "gateway"; keyring != tokenizes {
+			t.Errorf("%s: mounts the keyring = %v, want %v", o.name(), keyring, tokenizes)
 		}
 	}
 	for _, p := range processors {
@@ -606,6 +618,9 @@ func TestPrometheusRules(t *testing.T) {
 		"PCIStreamTxnAbortsSpike":        "pcistream_txn_aborts_total",
 		"PCIStreamAuditorNotProgressing": "pcistream_audit_chain_head",
 		"PCIStreamAuditorDown":           "up",
+		"PCIStreamGatewayFailingClosed":  "pcistream_gateway_requests_total",
+		"PCIStreamGatewaySlow":           "payment_context_isolation_duration_seconds",
+		"PCIStreamGatewayDown":           "up",
 	} {
 		expr, ok := alerts[alert]
 		if !ok {
@@ -735,6 +750,9 @@ func TestGrafanaDashboard(t *testing.T) {
 	if !bytes.Contains(b, []byte("histogram_quantile(0.99")) {
 		t.Error("dashboard lacks the S3 write p99")
 	}
+	if !bytes.Contains(b, []byte("payment_context_isolation_duration_seconds_bucket")) {
+		t.Error("dashboard lacks the gateway's published latency histogram")
+	}
 
 	var ds struct {
 		Datasources []struct {
@@ -773,19 +791,28 @@ func TestMetricsIn(t *testing.T) {
 	}
 }
 
-// The tokenizer's idempotency state store is on a persistent volume per pod,
-// mounted where --state-dir (PCISTREAM_STATE_DIR) points: a restarted pod
-// then replays only the changelog tail instead of the whole window.
-func TestK8sTokenizerStateVolume(t *testing.T) {
-	var sts map[string]any
-	for _, o := range k8sObjects(t) {
-		if o.kind() == "StatefulSet" && o.name() == "pcistream-tokenizer" {
-			sts = o.doc
-		}
+// The tokenizer's and the gateway's idempotency state stores are on a
+// persistent volume per pod, mounted where --state-dir (PCISTREAM_STATE_DIR)
+// points: a restarted pod then replays only the changelog tail instead of
+// the whole window.
+func TestK8sStateVolumes(t *testing.T) {
+	for _, proc := range []string{"tokenizer", "gateway"} {
+		t.Run(proc, func(t *testing.T) {
+			var sts map[string]any
+			for _, o := range k8sObjects(t) {
+				if o.kind() == "StatefulSet" && o.name() == "pcistream-"+proc {
+					sts = o.doc
+				}
+			}
+			if sts == nil {
+				t.Fatal("no StatefulSet pcistream-" + proc)
+			}
+			checkStateVolume(t, sts)
+		})
 	}
-	if sts == nil {
-		t.Fatal("no StatefulSet pcistream-tokenizer")
-	}
+}
+
+func checkStateVolume(t *testing.T, sts map[string]any) {
 	claims := map[string]map[string]any{}
 	for _, c := range list(get(sts, "spec", "volumeClaimTemplates")) {
 		claims[str(get(c, "metadata", "name"))] = c.(map[string]any)
@@ -805,33 +832,33 @@ func TestK8sTokenizerStateVolume(t *testing.T) {
 		}
 	}
 	if dir == "" || !filepath.IsAbs(dir) {
-		t.Fatalf("tokenizer: PCISTREAM_STATE_DIR (or --state-dir) = %q, want an absolute path on the state volume", dir)
+		t.Fatalf("PCISTREAM_STATE_DIR (or --state-dir) = %q, want an absolute path on the state volume", dir)
 	}
 	var mounted string
 	for _, m := range list(get(c, "volumeMounts")) {
 		if str(get(m, "mountPath")) == dir {
 			mounted = str(get(m, "name"))
 			if get(m, "readOnly") == true {
-				t.Errorf("tokenizer: the state volume is mounted read-only")
+				t.Errorf("the state volume is mounted read-only")
 			}
 		}
 	}
 	if mounted == "" {
-		t.Fatalf("tokenizer: nothing is mounted at the state dir %s (the store would land on the read-only root or in memory)", dir)
+		t.Fatalf("nothing is mounted at the state dir %s (the store would land on the read-only root or in memory)", dir)
 	}
 	claim, ok := claims[mounted]
 	if !ok {
-		t.Fatalf("tokenizer: volume %q at %s is not a volumeClaimTemplate (a persistent volume per pod)", mounted, dir)
+		t.Fatalf("volume %q at %s is not a volumeClaimTemplate (a persistent volume per pod)", mounted, dir)
 	}
 	for _, v := range list(get(sts, "spec", "template", "spec", "volumes")) {
 		if str(get(v, "name")) == mounted {
-			t.Errorf("tokenizer: pod volume %q shadows the claim template of the same name", mounted)
+			t.Errorf("pod volume %q shadows the claim template of the same name", mounted)
 		}
 	}
 	if !slices.Contains(strList(get(claim, "spec", "accessModes")), "ReadWriteOnce") {
-		t.Errorf("tokenizer: state claim access modes %v, want ReadWriteOnce (one store per worker)", strList(get(claim, "spec", "accessModes")))
+		t.Errorf("state claim access modes %v, want ReadWriteOnce (one store per worker)", strList(get(claim, "spec", "accessModes")))
 	}
 	if str(get(claim, "spec", "resources", "requests", "storage")) == "" {
-		t.Error("tokenizer: state claim requests no storage size")
+		t.Error("state claim requests no storage size")
 	}
 }

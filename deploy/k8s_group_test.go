@@ -20,6 +20,9 @@ func TestK8sWorkersGroupMembership(t *testing.T) {
 		if len(containers) != 1 {
 			continue // TestK8sProcessors reports it
 		}
+		if args := strList(get(containers[0], "args")); len(args) > 1 && args[1] == "gateway" {
+			continue // in no group: every gateway reads every state partition
+		}
 		env := map[string]string{}
 		for _, e := range list(get(containers[0], "env")) {
 			env[str(get(e, "name"))] = str(get(e, "value"))
