@@ -24,23 +24,12 @@ func TestCatchUpIncludesCommitsAboveAnOpenTransaction(t *testing.T) {
 	defer cancel()
 
 	// Writer X opens a transaction and leaves it open.
-	x, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.TransactionalID("open-x"), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
-	if err := x.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	if err := x.ProduceSync(ctx, rec(0, "open", ms)).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	x := openTxn(t, opts, "open-x", rec(0, "open", ms))
 	// Writer W commits a key after it.
 	txnProduce(t, opts, true, rec(0, "above", ms))
 
 	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err = catchUp(short, f, "above")
+	err := catchUp(short, f, "above")
 	scancel()
 	if err == nil {
 		if _, ok, _ := f.Get([]byte("above"), time.UnixMilli(ms)); !ok {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -72,15 +71,11 @@ func runFollower(t *testing.T, opts []kgo.Opt, store *Store, fo FollowerOpts) (*
 // tail still hears a response every long poll), and is ready again once
 // they answer.
 func TestFollowerReadyReportsAStaleTail(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, opts := fakeCluster(t, 2)
 	store := openStore(t, t.TempDir())
 	defer store.Close()
 	const stale = 400 * time.Millisecond
-	f, stop := runFollower(t, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, store, FollowerOpts{StaleAfter: stale})
+	f, stop := runFollower(t, opts, store, FollowerOpts{StaleAfter: stale})
 	defer stop()
 	time.Sleep(3 * stale) // idle, brokers answering
 	if err := f.Ready(); err != nil {

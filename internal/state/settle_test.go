@@ -11,32 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// openTxn begins a transaction writing recs and leaves it open: the
-// previous owner of a partition, in the middle of committing.
-func openTxn(t *testing.T, opts []kgo.Opt, id string, recs ...*kgo.Record) (*kgo.Client, int64) {
-	t.Helper()
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx := context.Background()
-	if err := cl.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pid, _, err := cl.ProducerID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cl, pid
-}
-
 // kfake ends a transaction at once, markers included, so it never shows
 // the window this guards against. answerCommitting makes its coordinator
 // answer ListTransactions for pid with PrepareCommit, as Apache Kafka does
@@ -65,15 +39,14 @@ func answerCommitting(c *kfake.Cluster, id string, pid int64, committing *atomic
 // not reached the changelog: the table must hold the entries of that
 // transaction before the first record is processed.
 func TestRestoreWaitsForACommittingTransaction(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	c, opts := fakeCluster(t, 1)
+	now := time.Now().UnixMilli()
+	txnProduce(t, opts, true, rec(0, "before", now))
+	prev := openTxn(t, opts, "previous-owner", rec(0, "last", now+1))
+	pid, _, err := prev.ProducerID(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
-	now := time.Now().UnixMilli()
-	txnProduce(t, opts, true, rec(0, "before", now))
-	prev, pid := openTxn(t, opts, "previous-owner", rec(0, "last", now+1))
 	var committing atomic.Bool
 	committing.Store(true)
 	answerCommitting(c, "previous-owner", pid, &committing)
@@ -117,7 +90,7 @@ func TestRestoreDoesNotWaitForAnOpenTransaction(t *testing.T) {
 	opts := cluster(t, 1)
 	now := time.Now().UnixMilli()
 	txnProduce(t, opts, true, rec(0, "before", now))
-	zombie, _ := openTxn(t, opts, "zombie", rec(0, "never", now+1))
+	zombie := openTxn(t, opts, "zombie", rec(0, "never", now+1))
 	store := openStore(t, t.TempDir())
 	defer store.Close()
 	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
@@ -145,7 +118,7 @@ func TestRestoreDoesNotWaitForAnOpenTransaction(t *testing.T) {
 func TestRestoreCatchesUpWithACommitAfterItsListing(t *testing.T) {
 	opts := cluster(t, 1)
 	now := time.Now().UnixMilli()
-	prev, _ := openTxn(t, opts, "previous-owner", rec(0, "last", now))
+	prev := openTxn(t, opts, "previous-owner", rec(0, "last", now))
 	store := openStore(t, t.TempDir())
 	defer store.Close()
 	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
@@ -175,12 +148,7 @@ func TestRestoreCatchesUpWithACommitAfterItsListing(t *testing.T) {
 // a restart) must not take the store for one of a recreated topic and
 // wipe it, losing that commit.
 func TestRestoreKeepsItsOwnCommitAboveALaggingMarker(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	c, opts := fakeCluster(t, 1)
 	now := time.Now().UnixMilli()
 	txnProduce(t, opts, true, rec(0, "before", now))
 	cl := &Changelog{Topic: topic, ClientOpts: opts}

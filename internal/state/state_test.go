@@ -11,40 +11,47 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pcistream/pcistream/internal/devstack/devstacktest"
 )
 
 const topic = "state.changelog"
 
 func cluster(t *testing.T, parts int32) []kgo.Opt {
 	t.Helper()
+	_, opts := fakeCluster(t, parts)
+	return opts
+}
+
+// fakeCluster is cluster with the kfake cluster, for tests that control
+// its answers.
+func fakeCluster(t *testing.T, parts int32) (*kfake.Cluster, []kgo.Opt) {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	return c, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+}
+
+// openTxn begins a transaction writing recs and leaves it open.
+func openTxn(t *testing.T, opts []kgo.Opt, id string, recs ...*kgo.Record) *kgo.Client {
+	t.Helper()
+	cl := devstacktest.OpenTxn(t, opts, id, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for _, r := range recs {
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cl
 }
 
 // txnProduce writes recs in one transaction and commits or aborts it.
 func txnProduce(t *testing.T, opts []kgo.Opt, commit bool, recs ...*kgo.Record) {
 	t.Helper()
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
-		kgo.TransactionalID(fmt.Sprintf("txn-%d", time.Now().UnixNano())),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	if err := cl.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+	cl := openTxn(t, opts, fmt.Sprintf("txn-%d", time.Now().UnixNano()), recs...)
+	if err := cl.EndTransaction(context.Background(), kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatal(err)
 	}
 }

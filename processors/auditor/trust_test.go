@@ -81,6 +81,18 @@ func wantAlarm(t *testing.T, e *env, extra ...auditor.Opt) {
 	}
 }
 
+// archivedHead archives 30 records, produces 30 more, and returns the env,
+// a partition with a chain and its head.
+func archivedHead(t *testing.T, name string) (*env, int32, *chain.Manifest) {
+	t.Helper()
+	e := newEnv(t, name)
+	produce(t, e.topic, 0, 30)
+	archiveAll(t, e, 30)
+	produce(t, e.topic, 30, 30)
+	p, h := headPartition(t, e)
+	return e, p, h
+}
+
 // headPartition returns a partition with a chain and its head.
 func headPartition(t *testing.T, e *env) (int32, *chain.Manifest) {
 	t.Helper()
@@ -106,13 +118,19 @@ func appendNext(t *testing.T, e *env, p int32, h *chain.Manifest, sg chain.Signe
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []chain.Record
-	for o := h.LastOffset + 1; o <= h.LastOffset+5; o++ {
-		recs = append(recs, chain.Record{Partition: p, Offset: o, KafkaTimeMs: 1, TimeMs: 1, Event: json.RawMessage(`{"id":"forged"}`)})
-	}
-	if _, err := w.Append(ctx, recs); err != nil {
+	if _, err := w.Append(ctx, forged(e, p, h)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// forged returns five records for the offsets after partition p's head
+// that are not what Kafka holds there.
+func forged(e *env, p int32, h *chain.Manifest) []chain.Record {
+	var recs []chain.Record
+	for o := h.LastOffset + 1; o <= h.LastOffset+5; o++ {
+		recs = append(recs, chain.Record{Topic: e.topic, Partition: p, Offset: o, KafkaTimeMs: 1, TimeMs: 1, Event: json.RawMessage(`{"id":"forged"}`)})
+	}
+	return recs
 }
 
 func TestForgedHeadStopsTheAuditor(t *testing.T) {
@@ -173,11 +191,7 @@ func forgedHead(t *testing.T, e *env) {
 // auditor's own key (a stolen key, or a bug) whose records are not what
 // Kafka holds at those offsets: the cross-check on resume refuses it.
 func TestHeadDisagreeingWithKafkaStopsTheAuditor(t *testing.T) {
-	e := newEnv(t, "headvskafka")
-	produce(t, e.topic, 0, 30)
-	archiveAll(t, e, 30)
-	produce(t, e.topic, 30, 30)
-	p, h := headPartition(t, e)
+	e, p, h := archivedHead(t, "headvskafka")
 	appendNext(t, e, p, h, e.signer)
 	wantAlarm(t, e)
 }
@@ -186,11 +200,7 @@ func TestHeadDisagreeingWithKafkaStopsTheAuditor(t *testing.T) {
 // manifest after the head, reaching far beyond a full batch: the auditor
 // must neither wait for it forever nor adopt it.
 func TestPlantedOrphanObjectStopsTheAuditor(t *testing.T) {
-	e := newEnv(t, "orphan")
-	produce(t, e.topic, 0, 30)
-	archiveAll(t, e, 30)
-	produce(t, e.topic, 30, 60)
-	p, h := headPartition(t, e)
+	e, p, h := archivedHead(t, "orphan")
 	if _, err := e.store.PutIfAbsent(context.Background(), chain.ObjectKey(p, h.LastOffset+1, h.LastOffset+1_000_000), []byte("planted")); err != nil {
 		t.Fatal(err)
 	}
@@ -201,16 +211,8 @@ func TestPlantedOrphanObjectStopsTheAuditor(t *testing.T) {
 // without manifest after the head, five records long, whose records are not
 // what Kafka holds: no batch limit gives it away, its records do.
 func TestForgedOrphanObjectStopsTheAuditor(t *testing.T) {
-	e := newEnv(t, "forgedorphan")
-	produce(t, e.topic, 0, 30)
-	archiveAll(t, e, 30)
-	produce(t, e.topic, 30, 30)
-	p, h := headPartition(t, e)
-	var recs []chain.Record
-	for o := h.LastOffset + 1; o <= h.LastOffset+5; o++ {
-		recs = append(recs, chain.Record{Topic: e.topic, Partition: p, Offset: o, KafkaTimeMs: 1, TimeMs: 1, Event: json.RawMessage(`{"id":"forged"}`)})
-	}
-	b, err := chain.EncodeBatch(recs)
+	e, p, h := archivedHead(t, "forgedorphan")
+	b, err := chain.EncodeBatch(forged(e, p, h))
 	if err != nil {
 		t.Fatal(err)
 	}
