@@ -55,8 +55,9 @@ type Changelog struct {
 	// open transaction holds the last stable offset below later commits.
 	HighWatermark bool
 
-	chunkRecords int // tests: bulk chunk size (default BulkChunkRecords)
-	tableKeys    int // tests: keys per data table of a bulk restore (default bulkTableKeys)
+	chunkRecords int           // tests: bulk chunk size (default BulkChunkRecords)
+	partialAfter time.Duration // tests: see defaultPartialAfter
+	tableKeys    int           // tests: keys per data table of a bulk restore (default bulkTableKeys)
 }
 
 // RestoreBatch bounds the records applied in one Pebble batch.

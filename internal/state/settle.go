@@ -21,13 +21,23 @@ package state
 // will never be read.
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// defaultPartialAfter is how long settle waits for every broker to answer
+// ListTransactions before it goes on with the answers it has, asking at
+// most askTimeout at a time.
+const (
+	defaultPartialAfter = 10 * time.Second
+	askTimeout          = 5 * time.Second
 )
 
 // committingStates are the coordinator states of a transaction decided to
@@ -37,23 +47,24 @@ var committingStates = []string{"PrepareCommit"}
 
 // committing returns the lowest first offset in part of a transaction that
 // is committing but whose marker part has not received, or -1 if there is
-// none.
-func (c *Changelog) committing(ctx context.Context, part int32) (int64, error) {
+// none. ListTransactions goes to every broker: unanswered counts those that
+// did not answer when others did, whose transactions are not in the result.
+func (c *Changelog) committing(ctx context.Context, part int32) (first int64, unanswered int, err error) {
 	adm, done, err := c.admin()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer done()
 	prods, err := adm.DescribeProducers(ctx, kadm.TopicsSet{c.Topic: {part: {}}})
 	if err != nil {
-		return 0, fmt.Errorf("state: describing the producers of %s[%d] (Kafka 3.0 or later is needed): %w", c.Topic, part, err)
+		return 0, 0, fmt.Errorf("state: describing the producers of %s[%d] (DescribeProducers, Kafka 3.0 or later): %w", c.Topic, part, err)
 	}
 	dp, ok := prods[c.Topic].Partitions[part]
 	if !ok {
-		return 0, fmt.Errorf("state: describing the producers of %s[%d]: the partition is not in the answer", c.Topic, part)
+		return 0, 0, fmt.Errorf("state: describing the producers of %s[%d]: the partition is not in the answer", c.Topic, part)
 	}
 	if dp.Err != nil {
-		return 0, fmt.Errorf("state: describing the producers of %s[%d]: %w", c.Topic, part, dp.Err)
+		return 0, 0, fmt.Errorf("state: describing the producers of %s[%d]: %w", c.Topic, part, dp.Err)
 	}
 	starts := map[int64]int64{}
 	var ids []int64
@@ -64,13 +75,16 @@ func (c *Changelog) committing(ctx context.Context, part int32) (int64, error) {
 		}
 	}
 	if len(ids) == 0 {
-		return -1, nil
+		return -1, 0, nil
 	}
 	txns, err := adm.ListTransactions(ctx, ids, committingStates)
-	if err != nil {
-		return 0, fmt.Errorf("state: listing the transactions open in %s[%d] (Kafka 3.0 or later is needed): %w", c.Topic, part, err)
+	if se := (*kadm.ShardErrors)(nil); errors.As(err, &se) && !se.AllFailed {
+		unanswered, err = len(se.Errs), nil
 	}
-	first := int64(-1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("state: asking the brokers which transactions open in %s[%d] are committing (ListTransactions, Kafka 3.0 or later): %w", c.Topic, part, err)
+	}
+	first = -1
 	for _, t := range txns {
 		// Filter again: brokers before ListTransactions v1 ignore the
 		// state filter.
@@ -79,7 +93,7 @@ func (c *Changelog) committing(ctx context.Context, part int32) (int64, error) {
 			first = start
 		}
 	}
-	return first, nil
+	return first, unanswered, nil
 }
 
 // admin returns an admin client over c.Admin or a new client, and the
@@ -110,7 +124,23 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 	if err != nil {
 		return false, err
 	}
-	start, err := t.retrying(ctx, part, func() (int64, error) { return t.cl.committing(ctx, part) })
+	began, partialAfter := time.Now(), cmp.Or(t.cl.partialAfter, defaultPartialAfter)
+	start, err := t.retrying(ctx, part, func() (int64, error) {
+		actx, cancel := context.WithTimeout(ctx, askTimeout)
+		defer cancel()
+		first, unanswered, err := t.cl.committing(actx, part)
+		if err == nil && unanswered > 0 {
+			// A broker that does not answer coordinates nothing
+			// reachable; its transactions cannot end meanwhile either.
+			// Wait a little for it, not for as long as it is down.
+			if time.Since(began) < partialAfter {
+				return 0, fmt.Errorf("state: %s[%d]: %d brokers did not answer ListTransactions", t.cl.Topic, part, unanswered)
+			}
+			t.o.Logger.Warn("state partition settled without the transactions of brokers that do not answer",
+				"topic", t.cl.Topic, "partition", part, "brokers", unanswered)
+		}
+		return first, err
+	})
 	if err != nil {
 		return false, err
 	}

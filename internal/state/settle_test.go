@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -191,5 +192,47 @@ func TestRestoreKeepsItsOwnCommitAboveALaggingMarker(t *testing.T) {
 		if _, ok, err := store.Get(0, []byte(k)); err != nil || !ok {
 			t.Fatalf("key %q after a restore below the worker's own commit: found=%v err=%v", k, ok, err)
 		}
+	}
+}
+
+// TestSettleGoesOnWithoutABrokerThatDoesNotAnswer: ListTransactions goes to
+// every broker. One that fails holds a partition with an open transaction
+// back only briefly, not for as long as it fails.
+func TestSettleGoesOnWithoutABrokerThatDoesNotAnswer(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	now := time.Now().UnixMilli()
+	txnProduce(t, opts, true, rec(0, "before", now))
+	openTxn(t, opts, "zombie", rec(0, "never", now+1))
+	c.ControlKey(int16(kmsg.ListTransactions), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if c.CurrentNode() != 1 {
+			return nil, nil, false
+		}
+		resp := kreq.(*kmsg.ListTransactionsRequest).ResponseKind().(*kmsg.ListTransactionsResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	const partialAfter = 300 * time.Millisecond
+	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts, partialAfter: partialAfter}, TableOpts{Logger: quiet()})
+	defer tbl.Close()
+	tbl.Assign([]int32{0}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := tbl.WaitRestored(ctx, 0); err != nil {
+		t.Fatalf("held back by a broker that does not answer: %v", err)
+	}
+	if took := time.Since(start); took < partialAfter {
+		t.Fatalf("settled in %v without waiting for the broker that failed", took)
+	}
+	if _, ok, _ := tbl.Get(0, []byte("before")); !ok {
+		t.Fatal("committed key missing")
 	}
 }
