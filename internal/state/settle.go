@@ -125,7 +125,7 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 		return false, err
 	}
 	began, partialAfter := time.Now(), cmp.Or(t.cl.partialAfter, defaultPartialAfter)
-	start, err := t.retrying(ctx, part, func() (int64, error) {
+	start, err := t.retrying(ctx, part, ps, func() (int64, error) {
 		actx, cancel := context.WithTimeout(ctx, askTimeout)
 		defer cancel()
 		first, unanswered, err := t.cl.committing(actx, part)
@@ -148,7 +148,7 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 		t.o.Logger.Info("a transaction committing into the restored state has not reached it yet: waiting for its marker",
 			"topic", t.cl.Topic, "partition", part, "offset", start)
 	}
-	end, err := t.retrying(ctx, part, func() (int64, error) {
+	end, err := t.retrying(ctx, part, ps, func() (int64, error) {
 		_, end, err := t.cl.bounds(ctx, part)
 		if err == nil && start >= cp.Next && end <= start {
 			err = fmt.Errorf("state: %s[%d]: last stable offset %d, waiting for the marker of the transaction committing from offset %d", t.cl.Topic, part, end, start)
@@ -172,16 +172,24 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 }
 
 // retrying calls fn until it succeeds or ctx ends, backing off up to a
-// second and logging every 5 s: the partition is not processed meanwhile.
-func (t *Table) retrying(ctx context.Context, part int32, fn func() (int64, error)) (int64, error) {
+// second. The partition is not processed meanwhile: after 5 s of failures
+// it logs every 5 s, and Ready reports the last error until fn succeeds.
+func (t *Table) retrying(ctx context.Context, part int32, ps *partition, fn func() (int64, error)) (int64, error) {
 	delay, logged := 10*time.Millisecond, time.Now()
+	held := func(err error) {
+		t.mu.Lock()
+		ps.Err = err
+		t.mu.Unlock()
+	}
 	for {
 		v, err := fn()
 		if err == nil {
+			held(nil)
 			return v, nil
 		}
 		if time.Since(logged) >= 5*time.Second {
 			t.o.Logger.Warn("state partition held back: retrying", "topic", t.cl.Topic, "partition", part, "err", err)
+			held(err)
 			logged = time.Now()
 		}
 		select {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,5 +235,58 @@ func TestSettleGoesOnWithoutABrokerThatDoesNotAnswer(t *testing.T) {
 	}
 	if _, ok, _ := tbl.Get(0, []byte("before")); !ok {
 		t.Fatal("committed key missing")
+	}
+}
+
+// TestReadyReportsAPartitionHeldBack: a partition restored but unable to
+// settle (here the leader refuses DescribeProducers) is not processed, and
+// Ready says so until it settles.
+func TestReadyReportsAPartitionHeldBack(t *testing.T) {
+	c, opts := fakeCluster(t, 1)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	c.ControlKey(int16(kmsg.DescribeProducers), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !refuse.Load() {
+			return nil, nil, false
+		}
+		req := kreq.(*kmsg.DescribeProducersRequest)
+		resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewDescribeProducersResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewDescribeProducersResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = p, kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	tbl := NewTable(store, &Changelog{Topic: topic, ClientOpts: opts}, TableOpts{Logger: quiet()})
+	defer tbl.Close()
+	tbl.Assign([]int32{0}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	settled := make(chan error, 1)
+	go func() { settled <- tbl.WaitRestored(ctx, 0) }()
+	for err := tbl.Ready(); err == nil || !strings.Contains(err.Error(), "held back"); err = tbl.Ready() {
+		select {
+		case err := <-settled:
+			t.Fatalf("settled while DescribeProducers fails: %v", err)
+		case <-ctx.Done():
+			t.Fatal("Ready never reported the partition held back")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	refuse.Store(false)
+	if err := <-settled; err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Ready(); err != nil {
+		t.Fatalf("settled, but Ready = %v", err)
 	}
 }

@@ -354,6 +354,10 @@ func (t *Table) Ready() error {
 			errs = append(errs, fmt.Errorf("%s[%d] restoring (%d offsets left)", t.cl.Topic, p, s.Progress.Remaining()))
 		case Failed:
 			errs = append(errs, fmt.Errorf("%s[%d] restore failed: %w", t.cl.Topic, p, s.Err))
+		case Restored:
+			if s.Err != nil { // settling (settle.go) keeps failing
+				errs = append(errs, fmt.Errorf("%s[%d] held back before its first record: %w", t.cl.Topic, p, s.Err))
+			}
 		}
 	}
 	return errors.Join(errs...)
