@@ -79,6 +79,15 @@ type Ender interface {
 	Ended(committed bool)
 }
 
+// BatchStarter is implemented by processors that must prepare for a
+// poll's records before the first is processed and may wait doing so (e.g.
+// bring state up to date): StartBatch runs before anything of the batch's
+// transaction reaches a broker, so its wait does not run down the
+// transaction timeout. An error aborts the batch like a processing error.
+type BatchStarter interface {
+	StartBatch(ctx context.Context, fetches kgo.Fetches) error
+}
+
 // BatchEnder is implemented by processors that emit records per batch (e.g.
 // one audit summary per transaction) rather than per record. EndBatch runs
 // after the last record of a batch and before the transaction ends.
@@ -603,8 +612,15 @@ func (l *Loop) transact(ctx context.Context, sess *kgo.GroupTransactSession, fet
 		}
 		out.recs = out.recs[:0]
 	}
+	if bs, ok := l.p.(BatchStarter); ok {
+		// Begin is client-side only: nothing is open on the brokers
+		// (no transaction timeout runs) until the first produce.
+		if procErr = bs.StartBatch(ctx, fetches); procErr != nil {
+			procErr = fmt.Errorf("start batch: %w", procErr)
+		}
+	}
 	iter := fetches.RecordIter()
-	for !iter.Done() {
+	for procErr == nil && !iter.Done() {
 		rec := iter.Next()
 		in++
 		if procErr = l.p.Process(ctx, rec, &out); procErr != nil {

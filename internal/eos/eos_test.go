@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/devstack"
@@ -210,6 +212,75 @@ func TestProcessErrorFailsClosed(t *testing.T) {
 	if got := readCommitted(t, "fc.out", 0, 3*time.Second); len(got) != 0 {
 		t.Fatalf("aborted outputs visible to read_committed: %d", len(got))
 	}
+}
+
+// startingUpper is upper with a StartBatch that fails once, then waits
+// longer than the transaction timeout once.
+type startingUpper struct {
+	eos.ProcessorFunc
+	calls atomic.Int32
+	wait  time.Duration
+}
+
+func (s *startingUpper) StartBatch(context.Context, kgo.Fetches) error {
+	switch s.calls.Add(1) {
+	case 1:
+		return errors.New("state not ready")
+	case 2:
+		time.Sleep(s.wait)
+	}
+	return nil
+}
+
+// TestBatchStarter: a failing StartBatch aborts its batch, whose records
+// come again; a StartBatch that waits longer than the transaction timeout
+// does not cost the batch its transaction, because nothing of it has
+// reached a broker yet.
+func TestBatchStarter(t *testing.T) {
+	createTopics(t, 1, "bs.in", "bs.out")
+	const n = 50
+	produceInputs(t, "bs.in", n)
+	p := &startingUpper{ProcessorFunc: upper("bs.out"), wait: 2500 * time.Millisecond}
+	reg := prometheus.NewRegistry()
+	l, err := eos.New(p, eos.Name("bs"), eos.Topics("bs.in"), eos.TransactionalID("bs-1"),
+		eos.TxnTimeout(time.Second), eos.Backoff(10*time.Millisecond), eos.Registerer(reg),
+		eos.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)), eos.Logger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	got := readCommitted(t, "bs.out", n, 60*time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, got, n)
+	if c := p.calls.Load(); c < 2 {
+		t.Fatalf("StartBatch called %d times, want the failed batch started again", c)
+	}
+	if got := counterValue(t, reg, "pcistream_txn_aborts_total"); got != 1 {
+		t.Fatalf("%v transactions aborted, want 1 (the failed start; the wait must not time one out)", got)
+	}
+}
+
+// counterValue sums the counters of family name in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
 }
 
 // TestZombieIsFenced: a worker freezes mid-transaction (SIGSTOP: a GC pause

@@ -15,7 +15,9 @@ package state
 // So before the first record of an assignment, the table asks the partition
 // leader which producers hold a transaction open there (DescribeProducers)
 // and their coordinators which of those are committing (ListTransactions),
-// and restores on past them. Open transactions that are not committing are
+// and restores on past them. The tokenizer has this done before a batch's
+// transaction starts (eos.BatchStarter), so the wait runs no transaction
+// timeout down. Open transactions that are not committing are
 // not waited for: after the handoff they can no longer commit this
 // partition's offsets (KIP-447 fences the old generation), so their entries
 // will never be read.

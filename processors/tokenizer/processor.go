@@ -47,6 +47,7 @@ var (
 	_ eos.Processor      = (*Processor)(nil)
 	_ eos.AssignListener = (*Processor)(nil)
 	_ eos.Ender          = (*Processor)(nil)
+	_ eos.BatchStarter   = (*Processor)(nil)
 )
 
 // Headers carrying a repartitioned record's input coordinates.
@@ -81,6 +82,19 @@ func (p *Processor) Process(ctx context.Context, rec *kgo.Record, out *eos.Out) 
 	}
 	clear(p.buf)
 	return nil
+}
+
+// StartBatch implements eos.BatchStarter: the state partitions of the
+// batch's repartitioned records are restored and settled (which may wait for
+// the previous owner's commit to reach them) before its transaction starts.
+func (p *Processor) StartBatch(ctx context.Context, fetches kgo.Fetches) error {
+	var err error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err == nil && fp.Topic == p.repart && len(fp.Records) > 0 {
+			err = p.t.stateTable().WaitRestored(ctx, fp.Partition)
+		}
+	})
+	return err
 }
 
 // route is step 1.
