@@ -32,7 +32,9 @@ type RearchiveResult struct {
 // 'pcistream verify --prefix' checks that trail on its own. It joins no
 // consumer group: as for the auditor, each partition's chain head in the
 // store is the position, so a re-run after an interruption continues after
-// the head (an orphan batch object is adopted), and a finished range
+// the head (an orphan batch object is adopted once its records are checked
+// against Kafka; one that is not what Kafka holds fails with
+// chain.ErrTampered), and a finished range
 // writes nothing again. progress, when set, is called after each batch.
 func (a *Auditor) Rearchive(ctx context.Context, bounds map[int32][2]int64, progress func(RearchiveResult)) (RearchiveResult, error) {
 	res := RearchiveResult{Resumed: map[int32]int64{}}
@@ -52,6 +54,13 @@ func (a *Auditor) Rearchive(ctx context.Context, bounds map[int32][2]int64, prog
 			chain.WriterSigner(a.cfg.signer), chain.WriterTrust(a.cfg.trusted...))
 		if err != nil {
 			return res, fmt.Errorf("partition %d: %w", p, err)
+		}
+		// An object without manifest decides where this run cuts its
+		// next batch: it must be what Kafka holds (as for the auditor).
+		if err := a.retry(ctx, fmt.Sprintf("authenticate the batch object without manifest of partition %d", p), func() error {
+			return a.checkPending(ctx, w)
+		}); err != nil {
+			return res, err
 		}
 		writers[p] = w
 		from := b[0]
@@ -74,7 +83,7 @@ func (a *Auditor) Rearchive(ctx context.Context, bounds map[int32][2]int64, prog
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("partition %d: %w", p, err)
+			return err // the writer's errors name the partition
 		}
 		res.Records += int64(len(b.recs))
 		res.Batches++

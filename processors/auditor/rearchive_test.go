@@ -107,3 +107,48 @@ func TestRearchiveIntoPrefix(t *testing.T) {
 	}
 	assertExactlyOnce(t, e, 40)
 }
+
+// TestRearchiveRefusesAForgedOrphan: a batch object without manifest in the
+// re-archive's prefix whose records are not what Kafka holds stops the job
+// before it writes anything.
+func TestRearchiveRefusesAForgedOrphan(t *testing.T) {
+	e := newEnv(t, "rearchiveforged")
+	ctx := context.Background()
+	produce(t, e.topic, 0, 30)
+	ends, err := kadm.NewClient(kgoClient(t)).ListEndOffsets(ctx, e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounds := map[int32][2]int64{}
+	p := int32(-1)
+	ends.Each(func(o kadm.ListedOffset) {
+		bounds[o.Partition] = [2]int64{0, o.Offset}
+		if o.Offset > 5 { // records at 0..4, then the commit marker
+			p = o.Partition
+		}
+	})
+	if p < 0 {
+		t.Fatal("no partition holds five records")
+	}
+	const prefix = "replays/forged/"
+	store := chain.Prefixed(e.store, prefix)
+	b, err := chain.EncodeBatch(forged(e, p, &chain.Manifest{LastOffset: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutIfAbsent(ctx, b.Key(), b.Object); err != nil {
+		t.Fatal(err)
+	}
+	a, err := auditor.New(store, auditor.Topic(e.topic), auditor.ClientOpts(kgo.SeedBrokers(stack.KafkaAddrs...)),
+		auditor.BatchLimits(4, 1<<20, time.Minute), auditor.Checkpoints(e.signer, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Rearchive(ctx, bounds, nil)
+	if !errors.Is(err, chain.ErrTampered) {
+		t.Fatalf("Rearchive = %v, want a tamper error", err)
+	}
+	if res.Records != 0 {
+		t.Fatalf("wrote %d records before refusing", res.Records)
+	}
+}
