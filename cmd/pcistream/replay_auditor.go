@@ -79,7 +79,7 @@ func runReplayAuditor(cmd *cobra.Command, cfg *config.Config, f *replayFlags, af
 		return usageError{err}
 	}
 	job, _ := f.names("auditor")
-	prefix := cmp.Or(af.prefix, "replays/"+job+"/")
+	prefix := cmp.Or(af.prefix, chain.RearchiveRoot+job+"/")
 	if !strings.HasSuffix(prefix, "/") || strings.HasPrefix(prefix, chain.Root) || strings.HasPrefix(chain.Root, prefix) || strings.HasPrefix(prefix, "/") {
 		return usageError{fmt.Errorf("--prefix %q: give a relative prefix ending in / outside the live trail (%s), e.g. replays/%s/", prefix, chain.Root, job)}
 	}

@@ -25,6 +25,9 @@ const (
 	CheckpointPrefix  = Root + "checkpoints/"
 	KeyPrefix         = Root + "keys/"
 	manifestRootSlash = Root + "manifests/"
+	// RearchiveRoot holds the trails 'pcistream replay auditor' writes
+	// beside the live one, each under RearchiveRoot+<job>+"/" (Prefixed).
+	RearchiveRoot = "replays/"
 )
 
 // ObjectKey is the deterministic key of the batch holding offsets first..last.

@@ -41,6 +41,11 @@ func WriteTable(w io.Writer, r *Report) error {
 	if err := block(func(tw io.Writer) { writeAudit(tw, r.Audit) }); err != nil {
 		return err
 	}
+	if len(r.Rearchives) > 0 {
+		if err := block(func(tw io.Writer) { writeRearchives(tw, r.Time, r.Rearchives) }); err != nil {
+			return err
+		}
+	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintln(w, "\nnot read:")
 		for _, e := range r.Errors {
@@ -142,5 +147,24 @@ func writeAudit(tw io.Writer, a *AuditStatus) {
 	fmt.Fprintf(tw, "\naudit trail  newest checkpoint %d at %s (%s ago), key %s (not verified here: run pcistream verify)\n", cp.Sequence, cp.Time.Format(time.RFC3339), a.Age, cp.KeyID)
 	for _, h := range cp.Heads {
 		fmt.Fprintf(tw, "  %s/%d\tbatch %d\tlast offset %d\t%d records\n", h.Topic, h.Partition, h.Sequence, h.LastOffset, h.TreeSize)
+	}
+}
+
+// writeRearchives lists the auditor's re-archive jobs: finished once their
+// signed checkpoint is written.
+func writeRearchives(tw io.Writer, now time.Time, rs []RearchiveStatus) {
+	fmt.Fprintln(tw, "\nauditor re-archives (trails of their own: pcistream verify --prefix PREFIX)")
+	for _, r := range rs {
+		cp := r.Checkpoint
+		if cp == nil {
+			fmt.Fprintf(tw, "  %s\tunfinished\t%d batches, no checkpoint yet: running, or interrupted (run the same replay again to resume)\n", r.Prefix, r.Batches)
+			continue
+		}
+		var records uint64
+		for _, h := range cp.Heads {
+			records += h.TreeSize
+		}
+		fmt.Fprintf(tw, "  %s\tfinished\t%d batches, %d records in %d partitions, checkpoint %d at %s (%s ago)\n",
+			r.Prefix, r.Batches, records, len(cp.Heads), cp.Sequence, cp.Time.Format(time.RFC3339), now.Sub(cp.Time).Round(time.Second))
 	}
 }

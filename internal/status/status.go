@@ -72,6 +72,9 @@ type Report struct {
 	Audit      *AuditStatus      `json:"audit,omitempty"`
 	// Jobs are the replay and redrive jobs that have a consumer group.
 	Jobs []JobStatus `json:"jobs,omitempty"`
+	// Rearchives are the auditor's re-archive jobs (no consumer group: a
+	// trail of their own in the audit bucket, under chain.RearchiveRoot).
+	Rearchives []RearchiveStatus `json:"rearchives,omitempty"`
 	// Errors lists what could not be read; the rest of the report stands.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -215,8 +218,70 @@ func Collect(ctx context.Context, src Sources, ps []Processor) (*Report, error) 
 			rep.Errors = append(rep.Errors, fmt.Sprintf("audit trail: %v", err))
 		}
 		rep.Audit = a
+		rs, err := collectRearchives(ctx, src.Audit)
+		if err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("re-archive jobs: %v", err))
+		}
+		rep.Rearchives = rs
 	}
 	return rep, nil
+}
+
+// RearchiveStatus is one re-archive job of 'pcistream replay auditor'.
+type RearchiveStatus struct {
+	// Prefix is the job's trail in the audit bucket (replays/<job>/).
+	Prefix string `json:"prefix"`
+	// Batches is how many batches the job has chained so far.
+	Batches int `json:"batches"`
+	// Checkpoint is the signed checkpoint a job writes once it finished;
+	// nil while it runs or after an interruption.
+	Checkpoint *chain.Checkpoint `json:"checkpoint,omitempty"`
+}
+
+// errStop ends a listing early.
+var errStop = errors.New("stop listing")
+
+// collectRearchives lists the jobs under chain.RearchiveRoot, one listing
+// per job: after a job's first key it skips to the next job's.
+func collectRearchives(ctx context.Context, s chain.Store) ([]RearchiveStatus, error) {
+	var out []RearchiveStatus
+	for after := ""; ; {
+		job := ""
+		err := s.List(ctx, chain.RearchiveRoot, after, func(key string) error {
+			if name, _, ok := strings.Cut(strings.TrimPrefix(key, chain.RearchiveRoot), "/"); ok && name != "" {
+				job = name
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return out, err
+		}
+		if job == "" {
+			return out, nil
+		}
+		prefix := chain.RearchiveRoot + job + "/"
+		after = chain.RearchiveRoot + job + "0" // '0' sorts right after '/'
+		st, err := rearchiveStatus(ctx, chain.Prefixed(s, prefix), prefix)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", prefix, err)
+		}
+		out = append(out, st)
+	}
+}
+
+func rearchiveStatus(ctx context.Context, s chain.Store, prefix string) (RearchiveStatus, error) {
+	st := RearchiveStatus{Prefix: prefix}
+	cp, _, err := chain.LatestCheckpoint(ctx, s)
+	if err != nil {
+		return st, err
+	}
+	st.Checkpoint = cp
+	err = s.List(ctx, chain.ManifestPrefix, "", func(string) error {
+		st.Batches++
+		return nil
+	})
+	return st, err
 }
 
 // collectJobs lists the job groups (by prefix) and their progress.

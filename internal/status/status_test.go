@@ -159,3 +159,67 @@ func TestJobsApart(t *testing.T) {
 		t.Errorf("table lacks the job:\n%s", tbl.String())
 	}
 }
+
+// TestRearchives lists the auditor's re-archive jobs in the audit bucket: a
+// finished one (its checkpoint written) and an interrupted one (batches,
+// no checkpoint), each with its prefix, and nothing of the live trail.
+func TestRearchives(t *testing.T) {
+	ctx := context.Background()
+	bucket := chain.NewDirStore(t.TempDir())
+	pem, _ := chain.GenerateKey()
+	priv, err := chain.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := chain.NewSigner(priv)
+	archive := func(s chain.Store, part int32, n int) {
+		t.Helper()
+		w, err := chain.OpenPartition(ctx, s, "audit.events", part, chain.WriterSigner(sg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []chain.Record
+		for o := range int64(n) {
+			recs = append(recs, chain.Record{Partition: part, Offset: o, TimeMs: 1, Event: []byte(`{"id":"x"}`)})
+		}
+		if _, err := w.Append(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archive(bucket, 0, 2) // the live trail
+	done := chain.Prefixed(bucket, chain.RearchiveRoot+"job-done/")
+	archive(done, 0, 3)
+	archive(done, 1, 4)
+	if _, err := chain.WriteCheckpoint(ctx, done, sg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	archive(chain.Prefixed(bucket, chain.RearchiveRoot+"job-cut/"), 2, 5)
+
+	rep, err := status.Collect(ctx, status.Sources{ClientOpts: devstacktest.Opts(stack), Audit: bucket}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 0 || len(rep.Rearchives) != 2 {
+		t.Fatalf("re-archives %+v, errors %v: want two jobs", rep.Rearchives, rep.Errors)
+	}
+	cut, fin := rep.Rearchives[0], rep.Rearchives[1]
+	if cut.Prefix != "replays/job-cut/" || cut.Batches != 1 || cut.Checkpoint != nil {
+		t.Errorf("interrupted job %+v, want replays/job-cut/ with 1 batch and no checkpoint", cut)
+	}
+	if fin.Prefix != "replays/job-done/" || fin.Batches != 2 || fin.Checkpoint == nil || len(fin.Checkpoint.Heads) != 2 {
+		t.Errorf("finished job %+v, want replays/job-done/ with 2 batches and a checkpoint over 2 partitions", fin)
+	}
+	var out bytes.Buffer
+	if err := status.WriteTable(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string]string{"replays/job-cut/": "unfinished  1 batches", "replays/job-done/": "finished    2 batches, 7 records in 2 partitions"} {
+		found := false
+		for _, line := range strings.Split(out.String(), "\n") {
+			found = found || strings.Contains(line, prefix) && strings.Contains(line, want)
+		}
+		if !found {
+			t.Errorf("table has no line with %q and %q:\n%s", prefix, want, out.String())
+		}
+	}
+}
