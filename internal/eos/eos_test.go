@@ -42,6 +42,18 @@ func upper(out string) eos.ProcessorFunc {
 	}
 }
 
+// start runs l until the returned stop is called, which returns Run's
+// result.
+func start(l *eos.Loop) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func runChild() int {
@@ -170,15 +182,12 @@ func TestPassThroughExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	stop := start(l)
 	got := readCommitted(t, "pt.out", n, 60*time.Second)
 	if l.Ready() != nil {
 		t.Errorf("loop not ready while processing: %v", l.Ready())
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, got, n)
@@ -248,12 +257,9 @@ func TestBatchStarter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	stop := start(l)
 	got := readCommitted(t, "bs.out", n, 60*time.Second)
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, got, n)
