@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pcistream/pcistream/internal/kafkax"
@@ -77,14 +78,11 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 	if err != nil {
 		return pr, err
 	}
-	start, end, err := c.bounds(ctx, part)
+	start, end, err := c.endpoints(ctx, store, part, cp, held)
 	if err != nil {
 		return pr, err
 	}
-	if held && cp.Next > end {
-		if end, err = c.aheadOf(ctx, store, part, cp.Next, end); err != nil {
-			return pr, err
-		}
+	if held && cp.Next > end { // wiped (aheadOf)
 		if cp, held, err = store.Checkpoint(part); err != nil {
 			return pr, err
 		}
@@ -193,17 +191,28 @@ func (c *Changelog) Restore(ctx context.Context, store *Store, part int32, repor
 	return pr, nil
 }
 
+// endpoints returns the log start and the offset a restore of part reads
+// up to, for a store whose checkpoint is cp (held: it has one). One admin
+// client serves the listings, closed before the read.
+func (c *Changelog) endpoints(ctx context.Context, store *Store, part int32, cp Checkpoint, held bool) (start, end int64, err error) {
+	adm, done, err := c.admin()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer done()
+	if start, end, err = c.bounds(ctx, adm, part); err != nil || !held || cp.Next <= end {
+		return start, end, err
+	}
+	end, err = c.aheadOf(ctx, adm, store, part, cp.Next, end)
+	return start, end, err
+}
+
 // aheadOf handles a store whose checkpoint next is above the changelog's
 // last stable offset lso, and returns the offset to restore up to. Below
 // the high watermark that is the store's own transaction whose marker has
 // not reached part yet: nothing to read. Above it, the topic was recreated
 // (or truncated): the store's content is not ours; it is wiped.
-func (c *Changelog) aheadOf(ctx context.Context, store *Store, part int32, next, lso int64) (int64, error) {
-	adm, done, err := c.admin()
-	if err != nil {
-		return 0, err
-	}
-	defer done()
+func (c *Changelog) aheadOf(ctx context.Context, adm *kadm.Client, store *Store, part int32, next, lso int64) (int64, error) {
 	ends, err := adm.ListEndOffsets(ctx, c.Topic)
 	if err != nil {
 		return 0, fmt.Errorf("state: listing end offsets of %s: %w", c.Topic, err)
@@ -215,12 +224,7 @@ func (c *Changelog) aheadOf(ctx context.Context, store *Store, part int32, next,
 }
 
 // bounds returns the log start and last stable offset of part.
-func (c *Changelog) bounds(ctx context.Context, part int32) (start, end int64, err error) {
-	adm, done, err := c.admin()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer done()
+func (c *Changelog) bounds(ctx context.Context, adm *kadm.Client, part int32) (start, end int64, err error) {
 	list := adm.ListCommittedOffsets
 	if c.HighWatermark {
 		list = adm.ListEndOffsets

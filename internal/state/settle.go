@@ -51,12 +51,7 @@ var committingStates = []string{"PrepareCommit"}
 // is committing but whose marker part has not received, or -1 if there is
 // none. ListTransactions goes to every broker: unanswered counts those that
 // did not answer when others did, whose transactions are not in the result.
-func (c *Changelog) committing(ctx context.Context, part int32) (first int64, unanswered int, err error) {
-	adm, done, err := c.admin()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer done()
+func (c *Changelog) committing(ctx context.Context, adm *kadm.Client, part int32) (first int64, unanswered int, err error) {
 	prods, err := adm.DescribeProducers(ctx, kadm.TopicsSet{c.Topic: {part: {}}})
 	if err != nil {
 		return 0, 0, fmt.Errorf("state: describing the producers of %s[%d] (DescribeProducers, Kafka 3.0 or later): %w", c.Topic, part, err)
@@ -126,11 +121,16 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 	if err != nil {
 		return false, err
 	}
+	adm, done, err := t.cl.admin() // one client for every ask and retry
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	began, partialAfter := time.Now(), cmp.Or(t.cl.partialAfter, defaultPartialAfter)
 	start, err := t.retrying(ctx, part, ps, func() (int64, error) {
 		actx, cancel := context.WithTimeout(ctx, askTimeout)
 		defer cancel()
-		first, unanswered, err := t.cl.committing(actx, part)
+		first, unanswered, err := t.cl.committing(actx, adm, part)
 		if err == nil && unanswered > 0 {
 			// A broker that does not answer coordinates nothing
 			// reachable; its transactions cannot end meanwhile either.
@@ -151,7 +151,7 @@ func (t *Table) settle(ctx context.Context, part int32, ps *partition) (bool, er
 			"topic", t.cl.Topic, "partition", part, "offset", start)
 	}
 	end, err := t.retrying(ctx, part, ps, func() (int64, error) {
-		_, end, err := t.cl.bounds(ctx, part)
+		_, end, err := t.cl.bounds(ctx, adm, part)
 		if err == nil && start >= cp.Next && end <= start {
 			err = fmt.Errorf("state: %s[%d]: last stable offset %d, waiting for the marker of the transaction committing from offset %d", t.cl.Topic, part, end, start)
 		}
