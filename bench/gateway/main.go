@@ -12,13 +12,16 @@
 // down, as a fixed think time would). wrk times a request from its actual
 // send; sends that left more than 2 ms behind their scheduled time (every
 // connection busy) are counted and reported, since their latency from the
-// schedule would be higher than wrk's.
+// schedule would be higher than wrk's. With -background, the benchmark keeps
+// that much CPU busy itself during the measured runs: the no-op route with
+// and without it shows how much latency comes from sharing the cores alone.
 //
 //	go run ./bench/gateway -write bench/RESULTS.md
 package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -57,6 +60,7 @@ type opts struct {
 	rate      int
 	rateConns int
 	producers int
+	bg        float64
 	write     string
 	profile   string
 	memprof   string
@@ -74,6 +78,7 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 5000, "target requests/s of the paced runs")
 	flag.IntVar(&o.rateConns, "rate-conns", 200, "wrk connections of the paced runs (enough to keep one free at each scheduled send)")
 	flag.IntVar(&o.producers, "producers", 1, "gateway --producers")
+	flag.Float64Var(&o.bg, "background", 0, "cores of CPU to keep busy in this process during each measured run, to show the effect of other load on the machine")
 	flag.StringVar(&o.write, "write", "", "update the gateway section of this RESULTS.md")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write the gateway process's CPU profile (whole run, both routes) to this file")
 	flag.StringVar(&o.memprof, "memprofile", "", "write the gateway process's allocation profile (whole run, both routes) to this file")
@@ -317,9 +322,9 @@ type result struct {
 	MaxUS         float64 `json:"max_us"`
 	// Late counts sends more than 2 ms behind their scheduled time (paced
 	// runs); MaxLagMS is the largest lag.
-	Late        int64   `json:"late"`
-	MaxLagMS    float64 `json:"max_lag_ms"`
-	gwCPU, kCPU time.Duration
+	Late                       int64   `json:"late"`
+	MaxLagMS                   float64 `json:"max_lag_ms"`
+	gwCPU, kCPU, wrkCPU, bgCPU time.Duration
 }
 
 type row struct {
@@ -445,8 +450,15 @@ func wrk(o opts, dir, url, route, shape string, conns, rate int, d time.Duration
 	for _, p := range procs {
 		before = append(before, p.cpu())
 	}
-	out, err := exec.Command("wrk", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(int(d.Seconds()))+"s",
-		"--timeout", "10s", "-s", path, url).CombinedOutput()
+	self := selfCPU()
+	if o.bg > 0 && procs != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		burn(ctx, o.bg)
+	}
+	cmd := exec.Command("wrk", "-t", strconv.Itoa(o.threads), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(int(d.Seconds()))+"s",
+		"--timeout", "10s", "-s", path, url)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
@@ -461,6 +473,12 @@ func wrk(o opts, dir, url, route, shape string, conns, rate int, d time.Duration
 	if res.Requests == 0 {
 		return result{}, fmt.Errorf("wrk printed no summary: %s", out)
 	}
+	// wrk's own CPU shows how much of the machine the load generator takes
+	// from the two processes it measures.
+	res.wrkCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	// This process does nothing else while wrk runs, so its CPU is the
+	// background load.
+	res.bgCPU = selfCPU() - self
 	if len(procs) == 2 {
 		res.gwCPU, res.kCPU = procs[0].cpu()-before[0], procs[1].cpu()-before[1]
 	}
@@ -498,8 +516,12 @@ func report(o opts, rows []row, c counts) string {
 	fmt.Fprintf(&sb, "%s\n## HTTP gateway (`pcistream run gateway`) with wrk\n\n", beginMarker)
 	fmt.Fprintf(&sb, "Machine: %s, %d cores shared with other jobs, %s %s/%s, wrk 4.1 (Debian). Date: %s.\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d -routes %s -shapes %s`.\n\n",
-		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers, strings.Join(o.routes, ","), strings.Join(o.shapes, ","))
+	bg := ""
+	if o.bg > 0 {
+		bg = fmt.Sprintf(" -background %g", o.bg)
+	}
+	fmt.Fprintf(&sb, "Command: `go run ./bench/gateway -duration %s -threads %d -conns %d -rate %d -rate-conns %d -producers %d -routes %s -shapes %s%s`.\n\n",
+		o.duration, o.threads, o.conns, o.rate, o.rateConns, o.producers, strings.Join(o.routes, ","), strings.Join(o.shapes, ","), bg)
 	fmt.Fprintf(&sb, "Load average (1, 5, 15 min) when the measured runs started: %s; when they ended: %s.\n\n", c.loadBefore, c.loadAfter)
 	sb.WriteString("Three processes on the same 2 cores: `pcistream dev` (kfake Kafka + registry), `pcistream run gateway` (TLS, " +
 		"group-committed Kafka transactions), and wrk. Every payment request carries a new payment id and " +
@@ -507,8 +529,8 @@ func report(o opts, rows []row, c counts) string {
 		"Avro-encoded, checked again by the committer once per transaction (the state caught up to the partitions' " +
 		"high watermarks listed after the batch formed, while the batch is produced) and committed to payments.raw with its idempotency entry before its 202. The baseline is `POST /v1/noop` on the same server in the same run: same body, " +
 		"TLS, in-flight budget, metrics and tracing middleware, no validation and no Kafka.\n\n")
-	sb.WriteString("| load | route | conns | requests/s | sent > 2 ms late | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | p50 | p90 | p99 |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("| load | route | conns | requests/s | sent > 2 ms late | non-2xx | gateway CPU | requests per gateway CPU-second | ratio to no-op | kfake CPU | wrk CPU | p50 | p90 | p99 |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var noop float64
 	for _, r := range rows {
 		secs := float64(r.res.DurationUS) / 1e6
@@ -527,9 +549,16 @@ func report(o opts, rows []row, c counts) string {
 		if r.rate > 0 {
 			late = fmt.Sprintf("%.2f%% (max %.0f ms)", 100*float64(r.res.Late)/float64(r.res.Requests), r.res.MaxLagMS)
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %d | %.0f | %s | %d | %.2f cores | %.0f | %s | %.2f cores | %.2f ms | %.2f ms | %.2f ms |\n",
+		fmt.Fprintf(&sb, "| %s | %s | %d | %.0f | %s | %d | %.2f cores | %.0f | %s | %.2f cores | %.2f cores | %.2f ms | %.2f ms | %.2f ms |\n",
 			r.shape, "/v1/"+r.route, r.conns, rps, late, r.res.Status+r.res.Timeout, r.res.gwCPU.Seconds()/secs, perCore, ratio,
-			r.res.kCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
+			r.res.kCPU.Seconds()/secs, r.res.wrkCPU.Seconds()/secs, r.res.P50US/1000, r.res.P90US/1000, r.res.P99US/1000)
+	}
+	if o.bg > 0 {
+		var used []string
+		for _, r := range rows {
+			used = append(used, fmt.Sprintf("%.2f", r.res.bgCPU.Seconds()/(float64(r.res.DurationUS)/1e6)))
+		}
+		fmt.Fprintf(&sb, "\nBackground load (`-background %g`, this benchmark's own process) during the measured runs, row by row: %s cores.\n", o.bg, strings.Join(used, ", "))
 	}
 	var inside []string
 	for _, r := range rows {
