@@ -446,6 +446,10 @@ type scanner struct {
 	d *Detector
 	b []byte
 	i int // where the next search starts; everything before is consumed
+	// floor is the end of the last match returned: a decoded region may
+	// start before i (a base64 group that began before a candidate that
+	// led nowhere) but never before floor, whose bytes Mask has rewritten.
+	floor int
 
 	// The last filter block, so dense text does not recompute it for every
 	// candidate.
@@ -753,11 +757,13 @@ func (s *scanner) next(m *Match) bool {
 		// The matches of a decoded region (see subMatch).
 		*m = s.sub[s.subK]
 		s.subK++
+		s.floor = m.End
 		return true
 	}
 	for {
 		if s.ng > 0 {
 			if s.window(m) {
+				s.floor = m.End
 				return true
 			}
 			s.ng = 0

@@ -145,7 +145,7 @@ func (s *scanner) base64At(p int) bool {
 	b := s.b
 	a := -1
 	for _, x := range [...]int{p, p + 4, p + 8, p - 4} {
-		if x >= s.i && b64DigitGroup(b, x) {
+		if x >= s.floor && b64DigitGroup(b, x) {
 			a = x
 			break
 		}
@@ -154,7 +154,10 @@ func (s *scanner) base64At(p int) bool {
 		return false
 	}
 	start := a
-	for start-4 >= s.i && a-start < maxPlain && b64Quad(b, start-4) {
+	// Back to the token's start, past candidates that led nowhere (a
+	// group holding a PAN's first digits and the byte before them does
+	// not look like digits): not past floor.
+	for start-4 >= s.floor && a-start < maxPlain && b64Quad(b, start-4) {
 		start -= 4
 	}
 	end := a
@@ -220,6 +223,7 @@ func (s *scanner) subMatch(m *Match) bool {
 	s.i = s.subEnd
 	*m = s.sub[0]
 	s.subK = 1
+	s.floor = m.End
 	return true
 }
 
