@@ -20,24 +20,44 @@ const (
 	RuPay
 	Troy
 	Verve
+	Elo
+	Hipercard
+	UzCard
+	Humo
+	BelKart
+	GPN
+	TUnion
+	InterPayment
+	InstaPayment
+	Mada
 
 	numNetworks // keep last
 )
 
 var networkNames = [numNetworks]string{
-	Unknown:    "unknown",
-	Visa:       "visa",
-	Mastercard: "mastercard",
-	Amex:       "amex",
-	Discover:   "discover",
-	JCB:        "jcb",
-	Diners:     "diners",
-	UnionPay:   "unionpay",
-	Maestro:    "maestro",
-	Mir:        "mir",
-	RuPay:      "rupay",
-	Troy:       "troy",
-	Verve:      "verve",
+	Unknown:      "unknown",
+	Visa:         "visa",
+	Mastercard:   "mastercard",
+	Amex:         "amex",
+	Discover:     "discover",
+	JCB:          "jcb",
+	Diners:       "diners",
+	UnionPay:     "unionpay",
+	Maestro:      "maestro",
+	Mir:          "mir",
+	RuPay:        "rupay",
+	Troy:         "troy",
+	Verve:        "verve",
+	Elo:          "elo",
+	Hipercard:    "hipercard",
+	UzCard:       "uzcard",
+	Humo:         "humo",
+	BelKart:      "belkart",
+	GPN:          "gpn",
+	TUnion:       "china-t-union",
+	InterPayment: "interpayment",
+	InstaPayment: "instapayment",
+	Mada:         "mada",
 }
 
 // String returns the lower-case network name ("visa", "mastercard", ...).
@@ -96,36 +116,53 @@ var (
 // more specific network first. Sources: the networks' published IIN tables
 // as summarised in ISO/IEC 7812 registries (2024).
 var iinRules = [...]iinRule{
-	{220000, 220499, len16to19, Mir},             // Mir 2200-2204
-	{222100, 272099, len16, Mastercard},          // Mastercard 2-series 2221-2720
-	{400000, 499999, lengths(13, 16, 19), Visa},  // Visa
-	{340000, 349999, lengths(15), Amex},          // Amex 34
-	{370000, 379999, lengths(15), Amex},          // Amex 37
-	{300000, 305999, len14to19, Diners},          // Diners Club International 300-305
-	{309500, 309599, len14to19, Diners},          // Diners 3095
-	{360000, 369999, len14to19, Diners},          // Diners 36
-	{380000, 399999, len14to19, Diners},          // Diners 38-39
-	{352800, 358999, len16to19, JCB},             // JCB 3528-3589 (incl. RuPay-JCB 353, 356)
-	{510000, 559999, len16, Mastercard},          // Mastercard 51-55
-	{506099, 506198, lengths(16, 18, 19), Verve}, // Verve
-	{507865, 507964, lengths(16, 18, 19), Verve}, // Verve
-	{650002, 650027, lengths(16, 18, 19), Verve}, // Verve
-	{508000, 508999, len16, RuPay},               // RuPay 508
-	{500000, 509999, len12to19, Maestro},         // Maestro 50 (incl. Dankort 5019)
-	{560000, 589999, len12to19, Maestro},         // Maestro 56-58
-	{601100, 601199, len16to19, Discover},        // Discover 6011
-	{622126, 622925, len16to19, Discover},        // Discover / UnionPay co-brand
-	{620000, 629999, len16to19, UnionPay},        // UnionPay 62
-	{600000, 609999, len16, RuPay},               // RuPay 60
-	{644000, 649999, len16to19, Discover},        // Discover 644-649
-	{650000, 659999, len16to19, Discover},        // Discover 65 (incl. RuPay co-brand)
-	{630400, 630499, len12to19, Maestro},         // Maestro 6304
-	{675900, 675999, len12to19, Maestro},         // Maestro UK 6759
-	{676100, 676399, len12to19, Maestro},         // Maestro 6761-6763
-	{676770, 676770, len12to19, Maestro},         // Maestro UK 676770
-	{676774, 676774, len12to19, Maestro},         // Maestro UK 676774
-	{979200, 979299, len16, Troy},                // Troy 9792
-	{810000, 829999, len16, RuPay},               // RuPay 81, 82
+	{220000, 220499, len16to19, Mir},                 // Mir 2200-2204
+	{213100, 213199, lengths(15), JCB},               // JCB's 15-digit 2131 (its 1800 range starts with 1: see firstDigitOK)
+	{222100, 272099, len16, Mastercard},              // Mastercard 2-series 2221-2720
+	{400000, 499999, lengths(13, 16, 19), Visa},      // Visa
+	{340000, 349999, lengths(15), Amex},              // Amex 34
+	{370000, 379999, lengths(15), Amex},              // Amex 37
+	{384100, 384100, lengths(13, 16, 19), Hipercard}, // Hipercard 384100, 384140, 384160
+	{384140, 384140, lengths(13, 16, 19), Hipercard},
+	{384160, 384160, lengths(13, 16, 19), Hipercard},
+	{300000, 305999, len14to19, Diners},              // Diners Club International 300-305
+	{309500, 309599, len14to19, Diners},              // Diners 3095
+	{360000, 369999, len14to19, Diners},              // Diners 36
+	{380000, 399999, len14to19, Diners},              // Diners 38-39
+	{352800, 358999, len16to19, JCB},                 // JCB 3528-3589 (incl. RuPay-JCB 353, 356)
+	{510000, 559999, len16, Mastercard},              // Mastercard 51-55
+	{506099, 506198, lengths(16, 18, 19), Verve},     // Verve
+	{507865, 507964, lengths(16, 18, 19), Verve},     // Verve
+	{650002, 650027, lengths(16, 18, 19), Verve},     // Verve
+	{508000, 508999, len16, RuPay},                   // RuPay 508
+	{500000, 509999, len12to19, Maestro},             // Maestro 50 (incl. Dankort 5019)
+	{560000, 589999, len12to19, Maestro},             // Maestro 56-58
+	{601100, 601199, len16to19, Discover},            // Discover 6011
+	{622126, 622925, len16to19, Discover},            // Discover / UnionPay co-brand
+	{620000, 629999, len16to19, UnionPay},            // UnionPay 62
+	{606282, 606282, lengths(13, 16, 19), Hipercard}, // Hipercard 606282
+	{600000, 609999, len16, RuPay},                   // RuPay 60
+	{644000, 649999, len16to19, Discover},            // Discover 644-649
+	{650000, 659999, len16to19, Discover},            // Discover 65 (incl. RuPay co-brand)
+	{630400, 630499, len12to19, Maestro},             // Maestro 6304
+	{675900, 675999, len12to19, Maestro},             // Maestro UK 6759
+	{676100, 676399, len12to19, Maestro},             // Maestro 6761-6763
+	{676770, 676770, len12to19, Maestro},             // Maestro UK 676770
+	{676774, 676774, len12to19, Maestro},             // Maestro UK 676774
+	{979200, 979299, len16, Troy},                    // Troy 9792
+	{810000, 829999, len16, RuPay},                   // RuPay 81, 82
+	{810000, 817199, len16to19, UnionPay},            // UnionPay 8100-8171 (16 digits: RuPay's above)
+	{670300, 670399, len12to19, Maestro},             // Bancontact (Maestro) 6703
+	{636297, 636297, len16, Elo},                     // Elo 636297, 636368 (its other ranges are inside Visa's, Maestro's, Discover's)
+	{636368, 636368, len16, Elo},
+	{636000, 636999, len16to19, InterPayment}, // InterPayment 636
+	{637000, 639999, len16, InstaPayment},     // InstaPayment 637-639
+	{310000, 319999, lengths(19), TUnion},     // China T-Union 31
+	{860000, 860099, len16, UzCard},           // UzCard 8600
+	{986000, 986099, len16, Humo},             // Humo 9860
+	{911200, 911299, len16, BelKart},          // BelKart 9112
+	{936000, 936099, len16to19, GPN},          // GPN (Indonesia) 9360
+	{968200, 968299, len16, Mada},             // mada 9682
 }
 
 // IINRanges returns the IIN table the detector uses, in match order.
@@ -149,12 +186,26 @@ func IINRanges() []IINRange {
 // first filter before the rule table.
 var firstDigitOK = [10]bool{2: true, 3: true, 4: true, 5: true, 6: true, 8: true, 9: true}
 
+// rulesByFirst holds iinRules by the first digit of their range (every
+// range lies under one first digit), in match order: a lookup reads only the
+// rules its PAN could match.
+var rulesByFirst = func() (by [10][]iinRule) {
+	for _, r := range iinRules {
+		if r.lo/100000 != r.hi/100000 {
+			panic("pan: an IIN range spans two first digits")
+		}
+		by[r.lo/100000] = append(by[r.lo/100000], r)
+	}
+	return by
+}()
+
 // network returns the network of a PAN with the given six-digit prefix and
 // length, or Unknown.
 func network(prefix6 uint32, n int) Network {
 	bit := uint32(1) << uint(n)
-	for i := range iinRules {
-		r := &iinRules[i]
+	rules := rulesByFirst[prefix6/100000]
+	for i := range rules {
+		r := &rules[i]
 		if prefix6 >= r.lo && prefix6 <= r.hi && r.lens&bit != 0 {
 			return r.net
 		}

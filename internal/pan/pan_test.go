@@ -96,6 +96,11 @@ func TestIINRanges(t *testing.T) {
 		{"508", 16, pan.RuPay}, {"508", 12, pan.Maestro}, {"60", 16, pan.RuPay}, {"60", 19, pan.Unknown},
 		{"81", 16, pan.RuPay}, {"82", 16, pan.RuPay}, {"83", 16, pan.Unknown},
 		{"9792", 16, pan.Troy}, {"506099", 16, pan.Verve},
+		{"636368", 16, pan.Elo}, {"636297", 16, pan.Elo}, {"606282", 19, pan.Hipercard}, {"384140", 16, pan.Hipercard},
+		{"81", 17, pan.UnionPay}, {"8171", 19, pan.UnionPay}, {"8172", 17, pan.Unknown}, {"8600", 16, pan.UzCard},
+		{"9860", 16, pan.Humo}, {"9112", 16, pan.BelKart}, {"9360", 18, pan.GPN}, {"31", 19, pan.TUnion},
+		{"31", 16, pan.Unknown}, {"636", 17, pan.InterPayment}, {"639", 16, pan.InstaPayment}, {"639", 17, pan.Unknown},
+		{"9682", 16, pan.Mada}, {"6703", 17, pan.Maestro}, {"2131", 15, pan.JCB}, {"2131", 16, pan.Unknown},
 		{"1", 15, pan.Unknown}, {"0", 16, pan.Unknown}, {"7", 16, pan.Unknown},
 	}
 	for _, c := range cases {
