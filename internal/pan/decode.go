@@ -659,3 +659,54 @@ func skipWidth(b []byte, p int) int {
 	}
 	return 1
 }
+
+// escDigits returns where the ASCII digits that end the escape b[p:p+w]
+// start, when a run could go on right after the escape (see skipAt), or 0.
+func escDigits(b []byte, p, w int) int {
+	e := p + w
+	if e >= len(b) || !cont[b[e]] || (b[p] != '%' && b[p] != '\\' && b[p] != '&') {
+		return 0
+	}
+	ds := e
+	for ds > p && isDigit(b[ds-1]) {
+		ds--
+	}
+	if ds == e {
+		return 0
+	}
+	return ds
+}
+
+// skipAt returns where the scan goes on after a byte at p that starts
+// neither a digit nor a run (see skipWidth), and alt: where to scan again
+// if the run that starts at next holds no PAN, or 0. An escape whose
+// written form ends in digits may be no escape at all, its digits the
+// number's first ones: track 1 of a magnetic stripe ("%B4111...^NAME^...":
+// "%B4" is no valid UTF-8 escape), a percent sign right before a number
+// ("50%4111...": "%41" is 'A'), a Windows path ("C:\x\3714....pdf": "\371"
+// looks octal). Then next is where those digits start (read as data) and
+// alt the escape's end (the escape read as one), so both readings are
+// scanned: a real escape right before a number ("caf\u00e94111...") still
+// counts as one. (An escape that decodes to a digit or a separator after
+// a digit starts a run itself; next tries its digits as data the same
+// way, after it: see escDigits.)
+func skipAt(b []byte, p int) (next, alt int) {
+	w := skipWidth(b, p)
+	if ds := escDigits(b, p, w); ds > 0 {
+		if _, dw, _ := decode(b, p); dw == w {
+			return ds, p + w
+		}
+	}
+	return p + w, 0
+}
+
+// afterRun returns where the scan goes on after the current run: its end,
+// or, when the run's start was an escape that ends in digits (see skipAt),
+// where its other reading starts.
+func (s *scanner) afterRun() int {
+	if a := s.alt; a > 0 {
+		s.alt = 0
+		return a
+	}
+	return s.runEnd
+}

@@ -39,7 +39,10 @@
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
 //   - anything may stand right before or after the number: letters
-//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
+//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+', and
+//     an escape whose last characters are digits: magnetic stripe track 1
+//     ("%B4111...^NAME^..."), "50%4111...", a Windows path "C:\x\3714...":
+//     the digits are read both as data and as the escape's;
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
 //     MySQL X'3431...', PostgreSQL bytea \x3431..., hex strings in logs)
 //     or inside base64 (standard or URL alphabet, padded or not: JWT
@@ -474,6 +477,10 @@ type scanner struct {
 	long0, long1 int
 	mk           bool
 
+	// alt: where to scan again when the current run, which starts with
+	// the digits that end an escape, holds no PAN (see skipAt), or 0.
+	alt int
+
 	// A decoded region (hex of ASCII, base64; see nested.go): its matches
 	// sub[subK:subN] are returned before the scan goes on at subEnd.
 	// inner marks a scanner of a decoded region (no further decoding);
@@ -758,10 +765,11 @@ func (s *scanner) next(m *Match) bool {
 	for {
 		if s.ng > 0 {
 			if s.window(m) {
+				s.alt = 0 // the run holds a PAN: no second reading (skipAt)
 				return true
 			}
 			s.ng = 0
-			s.i = s.runEnd
+			s.i = s.afterRun()
 		}
 		i := s.i
 		var p int
@@ -803,22 +811,29 @@ func (s *scanner) next(m *Match) bool {
 			if s.byteaHex(p) {
 				return s.subMatch(m)
 			}
+			s.alt = escDigits(b, p, w) // "50%3782...": "%37" may be no escape (skipAt)
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
 			// An escaped or non-ASCII separator after a digit
 			// ("4\u200b1\u200b1..."): the run starts before it.
+			s.alt = escDigits(b, p, gw)
 			p = runStart(b, i, p)
 		} else {
 			if b64Sig(b[p]) && s.base64At(p) {
 				return s.subMatch(m)
 			}
-			s.i = p + skipWidth(b, p)
-			continue
+			var alt int
+			if p, alt = skipAt(b, p); alt == 0 {
+				s.i = p
+				continue
+			}
+			s.alt = alt // digits that end an escape start the run (skipAt)
 		}
 		s.runEnd = s.collect(p)
 		s.i = s.runEnd
 		if s.nd < MinDigits {
 			s.ng = 0
+			s.i = s.afterRun()
 			continue
 		}
 		s.from, s.flags = 0, 0

@@ -1,0 +1,235 @@
+package pan_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/pcistream/pcistream/internal/pan"
+	"github.com/pcistream/pcistream/internal/pan/pantest"
+)
+
+// Recall tests for the decoder (decode.go): escapes that end in digits,
+// invisible and unusual separators, terminal escape sequences and
+// quoted-printable. Each case is built for several networks and lengths;
+// output names cases and redacts texts: they hold card numbers.
+
+// brand is one network and length the recall cases are built for.
+type brand struct {
+	n pan.Network
+	l int
+}
+
+var recallBrands = []brand{
+	{pan.Visa, 16}, {pan.Visa, 13}, {pan.Mastercard, 16}, {pan.Amex, 15}, {pan.Discover, 16},
+	{pan.JCB, 16}, {pan.Diners, 14}, {pan.UnionPay, 19}, {pan.Mir, 16}, {pan.Maestro, 12},
+}
+
+// recallPAN returns a PAN of brand b; Mastercard alternates between the
+// 51-55 and the 2221-2720 series (seed parity), so both are covered.
+func recallPAN(seed uint64, b brand) string {
+	for k := uint64(0); ; k++ {
+		d := string(pantest.Generate(newRand(seed*1000+k), b.n, b.l))
+		if b.n != pan.Mastercard || (d[0] == '2') == (seed%2 == 0) {
+			return d
+		}
+	}
+}
+
+// readable reports whether pan can still be read in text: through the
+// encodings pantest.Leaks decodes, as the raw digits (an escape's own
+// digits may be the number's: "%B4111..."), with terminal escape sequences
+// and quoted-printable decoded, and with superscript, subscript and
+// circled digits read as digits.
+func readable(text, p string) bool {
+	if pantest.Leaks(text, p) {
+		return true
+	}
+	for _, v := range []string{text, stripCSI(text), qpDecode(text), otherDigits(text), pantest.Decode(qpDecode(text))} {
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c >= '0' && c <= '9' || c == '*' {
+				b.WriteByte(c)
+			}
+		}
+		if strings.Contains(b.String(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripCSI removes ESC '[' parameters final-letter sequences.
+func stripCSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == ';') {
+				j++
+			}
+			if j < len(s) && (s[j]|0x20) >= 'a' && (s[j]|0x20) <= 'z' {
+				i = j
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// qpDecode decodes quoted-printable "=XX" escapes.
+func qpDecode(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' && i+2 < len(s) {
+			var v byte
+			if _, err := fmt.Sscanf(s[i+1:i+3], "%02X", &v); err == nil {
+				b = append(b, v)
+				i += 2
+				continue
+			}
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// otherDigits maps every numeric character with a digit value 0-9
+// (superscripts, subscripts, circled digits, other scripts) to ASCII.
+func otherDigits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 0x80 && unicode.IsNumber(r) {
+			if v, ok := noDigit(r); ok {
+				b.WriteByte('0' + v)
+				continue
+			}
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func noDigit(r rune) (byte, bool) {
+	switch {
+	case r == 0x2070 || r == 0x2080 || r == 0x24EA || r == 0x24FF:
+		return 0, true
+	case r == 0xB9:
+		return 1, true
+	case r == 0xB2 || r == 0xB3:
+		return byte(r-0xB2) + 2, true
+	case r >= 0x2074 && r <= 0x2079:
+		return byte(r-0x2074) + 4, true
+	case r >= 0x2081 && r <= 0x2089:
+		return byte(r - 0x2080), true
+	case r >= 0x2460 && r <= 0x2468:
+		return byte(r-0x2460) + 1, true
+	case unicode.IsDigit(r):
+		return 0, false
+	}
+	return 0, false
+}
+
+// recallCase is one text that holds PANs, the first of which is pan.
+type recallCase struct {
+	name string
+	text string
+	pan  string // the first PAN of the text
+	pans int
+	more []string // further PANs of the text, none readable after masking
+}
+
+// checkRecall: every case is found (the right number, the first one's last
+// four) and masked under every policy, keeping its length, with nothing
+// readable left; masking again finds nothing and changes nothing; the
+// stream masker agrees with Mask.
+func checkRecall(t *testing.T, cases []recallCase) {
+	t.Helper()
+	d := pan.New()
+	for _, c := range cases {
+		if !readable(c.text, c.pan) {
+			t.Fatalf("%s: test text does not hold its PAN (%q)", c.name, pantest.Redact(c.text))
+		}
+		ms := d.FindString(nil, c.text)
+		if len(ms) != c.pans {
+			t.Errorf("%s: found %d PANs, want %d (%q)", c.name, len(ms), c.pans, pantest.Redact(c.text))
+			continue
+		}
+		if string(ms[0].Last4[:]) != c.pan[len(c.pan)-4:] || ms[0].Digits != len(c.pan) {
+			t.Errorf("%s: first match %d digits, last four %q", c.name, ms[0].Digits, ms[0].Last4[:])
+		}
+		for _, p := range policies {
+			out, n := d.Mask(nil, []byte(c.text), p)
+			if n != c.pans || len(out) != len(c.text) {
+				t.Errorf("%s %v: masked %d, length %d -> %d", c.name, p, n, len(c.text), len(out))
+			}
+			for _, x := range append([]string{c.pan}, c.more...) {
+				if readable(string(out), x) {
+					t.Errorf("%s %v: PAN still readable after masking (%q)", c.name, p, pantest.Redact(string(out)))
+				}
+			}
+			if left := d.Find(nil, out); len(left) != 0 {
+				t.Errorf("%s %v: %d PANs left after masking", c.name, p, len(left))
+			}
+			if again, n2 := d.Mask(nil, out, p); n2 != 0 || !bytes.Equal(again, out) {
+				t.Errorf("%s %v: masking not idempotent", c.name, p)
+			}
+			var sb bytes.Buffer
+			if _, err := d.MaskStream(&sb, strings.NewReader(c.text), p); err != nil || !bytes.Equal(sb.Bytes(), out) {
+				t.Errorf("%s %v: stream masking differs (%v)", c.name, p, err)
+			}
+		}
+	}
+}
+
+// group prints digits in the network's usual groups, joined by sep.
+func group(digits, sep string) string {
+	var parts []string
+	i := 0
+	for _, l := range pantest.Groups(len(digits)) {
+		parts = append(parts, digits[i:i+l])
+		i += l
+	}
+	return strings.Join(parts, sep)
+}
+
+// TestRecallEscapeDigits: an escape whose written form ends in digits that
+// decodes to neither a digit nor a separator does not swallow the
+// number's first digits: magnetic stripe track 1 ("%B" is the start
+// sentinel and format code, "%B4" is no valid UTF-8 escape), a percent
+// sign before the number ("50%4111..."), Windows paths whose backslash
+// and first digits look like an octal escape ("\371..."); while a real
+// escape right before a number ("\u00e9", "%C3%A9") still counts as one.
+func TestRecallEscapeDigits(t *testing.T) {
+	var cases []recallCase
+	for i, b := range recallBrands {
+		p := recallPAN(uint64(i), b)
+		name := fmt.Sprintf("%v-%d", b.n, b.l)
+		track1 := "%B" + p + "^DOE/JOHN A                ^2512101" + strings.Repeat("0", 12) + "000?"
+		track2 := ";" + p + "=2512101" + strings.Repeat("0", 12) + "?"
+		add := func(kind, text string) {
+			cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
+		}
+		add("track1", track1)
+		add("track1-in-log", "swipe: "+track1+" reader=3")
+		add("track1-json", `{"track1":"`+track1+`"}`)
+		add("track2", track2)
+		cases = append(cases, recallCase{name: name + " track1+track2", text: track1 + track2, pan: p, pans: 2})
+		add("pct-E", "%E"+p)
+		add("pct-before", "discount 50%"+p)
+		add("pct-before-grouped", "50%"+group(p, " "))
+		add("winpath", `C:\scans\`+p+".pdf")
+		add("winpath-grouped", `C:\scans\`+group(p, "-")+".pdf")
+		add("backslash", `\`+p)
+		add("json-e-acute", `caf\u00e9`+p)
+		add("pct-e-acute", "caf%C3%A9"+p)
+		add("html-e-acute", "caf&#233;"+p)
+		add("pct-first-digit", fmt.Sprintf("%%%02X", p[0])+p[1:])
+		add("json-first-digit", fmt.Sprintf(`\u%04x`, p[0])+p[1:])
+		add("octal-first-digit", fmt.Sprintf(`\%03o`, p[0])+p[1:])
+	}
+	checkRecall(t, cases)
+}
