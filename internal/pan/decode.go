@@ -21,7 +21,7 @@ const (
 	EncHTMLEntity                           // HTML / XML character references: &#52; &#x34; &nbsp;
 	EncUnicodeDigits                        // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
 	EncSeparators                           // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
-	EncInvisible                            // zero-width characters or soft hyphens between digits
+	EncInvisible                            // zero-width, bidi, other format characters or soft hyphens between digits
 	EncGlued                                // a letter right before or after the number ("PAN4111...", "...1111x")
 	EncOctalEscape                          // C / shell / PostgreSQL octal byte escapes: \064
 	EncHexASCII                             // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
@@ -256,7 +256,7 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 		if nw == 0 || n >= 0x80 || !isLetter(byte(n)) {
 			return 0, 0, 0
 		}
-		var name [16]byte
+		var name [20]byte
 		name[0] = byte(n)
 		for k := 1; k < len(name); k++ {
 			r, rw, re := charAt(b, q, depth-1)
@@ -417,6 +417,10 @@ var namedRefs = map[string]rune{
 	"nbsp": 0xA0, "NonBreakingSpace": 0xA0, "ensp": 0x2002, "emsp": 0x2003, "thinsp": 0x2009, "hairsp": 0x200A,
 	"numsp": 0x2007, "puncsp": 0x2008, "shy": 0xAD, "ndash": 0x2013, "mdash": 0x2014, "minus": 0x2212,
 	"hyphen": 0x2010, "dash": 0x2010, "zwj": 0x200D, "zwnj": 0x200C, "ZeroWidthSpace": 0x200B, "NoBreak": 0x2060,
+	"lrm": 0x200E, "rlm": 0x200F, "NegativeThinSpace": 0x200B, "NegativeMediumSpace": 0x200B,
+	"NegativeThickSpace": 0x200B, "ApplyFunction": 0x2061, "af": 0x2061, "InvisibleTimes": 0x2062, "it": 0x2062,
+	"InvisibleComma": 0x2063, "ic": 0x2063, "emsp13": 0x2004, "emsp14": 0x2005, "ThinSpace": 0x2009,
+	"VeryThinSpace": 0x200A, "MediumSpace": 0x205F,
 	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
 	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
 	"quot": '"', "QUOT": '"', "apos": '\'', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "equals": '=',
@@ -492,11 +496,20 @@ func sepRune(r rune) int {
 	case '\t', '\r', '\n', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
 		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
 		return gapOther
-	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E:
+	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E,
+		0x200E, 0x200F, 0x061C, // bidi marks (LRM, RLM, ALM): text copied from right-to-left interfaces
+		0x2061, 0x2062, 0x2063, 0x2064, // invisible operators
+		0x034F,                         // combining grapheme joiner
+		0x115F, 0x1160, 0x3164, 0xFFA0: // Hangul fillers
 		return gapInvisible
 	}
-	if r >= 0x2000 && r <= 0x200A {
+	switch {
+	case r >= 0x2000 && r <= 0x200A:
 		return gapOther
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069, // bidi embeddings, overrides, isolates
+		r >= 0xFE00 && r <= 0xFE0F, r >= 0xE0100 && r <= 0xE01EF, // variation selectors
+		r >= 0xE0000 && r <= 0xE007F: // tag characters
+		return gapInvisible
 	}
 	return gapNone
 }

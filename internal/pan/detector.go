@@ -23,8 +23,12 @@
 //     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
 //     and the Unicode spaces, en/em dashes and minus, written plainly
 //     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters,
-//     soft hyphens and MIME quoted-printable soft line breaks (=\r\n)
-//     are seen through: they do not even split a group;
+//     soft hyphens, the other characters that render as nothing (bidi
+//     marks, embeddings and isolates as text copied from right-to-left
+//     interfaces holds them, invisible operators, the combining grapheme
+//     joiner, variation selectors, Hangul fillers, tag characters; plain
+//     or escaped: \u200e, &lrm;) and MIME quoted-printable soft line
+//     breaks (=\r\n) are seen through: they do not even split a group;
 //   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
 //     and Python write a number split into fields ("4111","1111",...,
 //     '4111' || '1111'), and HTML/XML tags without digits
@@ -261,9 +265,10 @@ var (
 
 // filterLead marks the UTF-8 lead bytes the block filter flags: those
 // that can start a decimal digit of another script or a non-ASCII
-// separator (C2, D9, DB, DF, E0-E3, EA, EF, F0). The lead bytes of letters
-// (Latin accents, Cyrillic, Greek, CJK) never start a run, so text in
-// those scripts stays in the vector loop. scan_amd64.s holds the same set
+// separator or invisible character (C2, CD, D8, D9, DB, DF, E0-E3, EA,
+// EF, F0, F3). The lead bytes of letters (Latin accents, Cyrillic, Greek,
+// CJK) never start a run, so text in those scripts stays in the vector
+// loop (Arabic's D8 and D9 and the combining marks' CD excepted). scan_amd64.s holds the same set
 // as nibble tables (TestFilterSetAVX2 checks every byte).
 var filterLead = func() (t [256]bool) {
 	for c := range 256 {

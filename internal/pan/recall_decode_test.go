@@ -233,3 +233,47 @@ func TestRecallEscapeDigits(t *testing.T) {
 	}
 	checkRecall(t, cases)
 }
+
+// invisibles are format characters and fillers that render as nothing
+// (bidi marks and isolates copied from right-to-left interfaces, invisible
+// operators, the combining grapheme joiner, variation selectors, Hangul
+// fillers, tag characters).
+var invisibles = []rune{
+	0x200E, 0x200F, 0x061C, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069,
+	0x2061, 0x2062, 0x2063, 0x2064, 0x034F, 0xFE00, 0xFE0F, 0xE0100, 0xE01EF, 0x3164, 0xFFA0, 0x115F, 0x1160,
+	0xE0001, 0xE0020, 0xE007F,
+}
+
+// TestRecallInvisible: invisible characters between digits, plain or
+// escaped, neither hide nor split a number.
+func TestRecallInvisible(t *testing.T) {
+	var cases []recallCase
+	for i, b := range recallBrands {
+		p := recallPAN(uint64(i)+20, b)
+		for _, r := range invisibles {
+			c := string(r)
+			name := fmt.Sprintf("%v-%d U+%04X", b.n, b.l, r)
+			add := func(kind, text string) {
+				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
+			}
+			add("groups", group(p, c))
+			add("groups-spaced", "card "+group(p, " "+c)+" ok")
+			add("every-digit", strings.Join(strings.Split(p, ""), c))
+			add("rtl-wrapped", "\u200f"+c+p+c+"\u200e")
+			if r < 0x10000 {
+				add("json", `{"pan":"`+group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
+			}
+			add("html-hex", group(p, fmt.Sprintf("&#x%X;", r)))
+			add("html-dec", group(p, fmt.Sprintf("&#%d;", r)))
+			var pct strings.Builder
+			for _, x := range []byte(c) {
+				fmt.Fprintf(&pct, "%%%02X", x)
+			}
+			add("percent", group(p, pct.String()))
+		}
+		for _, ref := range []string{"&lrm;", "&rlm;", "&zwj;", "&zwnj;", "&InvisibleTimes;", "&it;", "&ic;", "&af;", "&NegativeThinSpace;"} {
+			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
+		}
+	}
+	checkRecall(t, cases)
+}

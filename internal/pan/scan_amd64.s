@@ -15,11 +15,11 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // Block filter classes by nibble (see filterSet in detector.go): bit 0
 // digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
 // 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
-// (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
+// (C2, CD, D8, D9, DB, DF, E0-E3, EA, EF, F0, F3). Byte x is in the set iff
 // intLo[x&15] & intHi[x>>4] & 0x7f != 0. Bit 7 is 'M' 'N' 'O' (b64Sig),
 // which only feed the base64 signal (b64Signal).
-DATA intLo<>+0(SB)/8, $0x0103030121292161
-DATA intLo<>+8(SB)/8, $0xb080800410201101
+DATA intLo<>+0(SB)/8, $0x0103030161292161
+DATA intLo<>+8(SB)/8, $0xb080880410201111
 GLOBL intLo<>(SB), RODATA|NOPTR, $16
 DATA intHi<>+0(SB)/8, $0x0000048001020000
 DATA intHi<>+8(SB)/8, $0x4020100800000000
