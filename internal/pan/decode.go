@@ -404,7 +404,7 @@ func utf8Units(b []byte, p, w int, x byte, intro rune, depth int, e Encoding) (r
 }
 
 // shortEscapes are the JSON / C one-letter escapes.
-var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r'}
+var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r', 'f': '\f', 'v': '\v'}
 
 // namedRef resolves the named character references that matter: those of
 // separators and of escape syntax.
@@ -420,8 +420,9 @@ var namedRefs = map[string]rune{
 	"lrm": 0x200E, "rlm": 0x200F, "NegativeThinSpace": 0x200B, "NegativeMediumSpace": 0x200B,
 	"NegativeThickSpace": 0x200B, "ApplyFunction": 0x2061, "af": 0x2061, "InvisibleTimes": 0x2062, "it": 0x2062,
 	"InvisibleComma": 0x2063, "ic": 0x2063, "emsp13": 0x2004, "emsp14": 0x2005, "ThinSpace": 0x2009,
-	"VeryThinSpace": 0x200A, "MediumSpace": 0x205F,
-	"Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
+	"VeryThinSpace": 0x200A, "MediumSpace": 0x205F, "middot": 0xB7, "centerdot": 0xB7, "CenterDot": 0xB7,
+	"bull": 0x2022, "bullet": 0x2022, "boxh": 0x2500, "horbar": 0x2015, "comma": ',', "verbar": '|', "vert": '|',
+	"VerticalLine": '|', "Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
 	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
 	"quot": '"', "QUOT": '"', "apos": '\'', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "equals": '=',
 }
@@ -493,8 +494,13 @@ func sepRune(r rune) int {
 		return gapStd
 	case '"', '\'':
 		return gapQuote
-	case '\t', '\r', '\n', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
-		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F:
+	case '\t', '\r', '\n', '\v', '\f', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
+		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F,
+		0x85, 0x2028, 0x2029, // NEL, line and paragraph separators
+		0xFF0C, 0xFF1B, 0xFF5C, 0xFF3F, 0x3001, 0x3002, 0xFF61, 0xFF64, 0x30FB, 0xFF65, // East Asian commas, stops, dots
+		0x060C, 0x061B, 0x066C, // Arabic comma, semicolon, thousands separator
+		0x2022, 0x2027, 0x2219, 0x22C5, 0x2E31, // bullets, hyphenation point, dot operators, word separator
+		0x301C, 0x3030, 0xFF5E, 0x2053, 0x2500, 0x2501: // wave dashes, fullwidth tilde, swung dash, box-drawing lines
 		return gapOther
 	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E,
 		0x200E, 0x200F, 0x061C, // bidi marks (LRM, RLM, ALM): text copied from right-to-left interfaces

@@ -19,9 +19,12 @@
 //     character reference (&#52;, &#x34;, &#0052;, &amp;#52;, and &#52
 //     without its ';', as HTML5 parsers read it);
 //   - digits are contiguous, or grouped by gaps of up to eight separator
-//     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
-//     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
-//     and the Unicode spaces, en/em dashes and minus, written plainly
+//     units in any mix: space, tab, line break (also VT, FF, NEL, U+2028,
+//     U+2029), '-', '.', ':', '/', '_', '+', ',', ';', '|', NUL (UTF-16 text
+//     read as bytes), NBSP, the middle dot, bullets, the Unicode spaces,
+//     en/em dashes and minus, fullwidth and ideographic commas and dots,
+//     the katakana middle dot, Arabic commas and thousands separator, wave
+//     dashes and tildes, box-drawing lines, written plainly
 //     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters,
 //     soft hyphens, the other characters that render as nothing (bidi
 //     marks, embeddings and isolates as text copied from right-to-left
@@ -256,7 +259,7 @@ var (
 		for c := range 256 {
 			t[c] = interest[c]
 		}
-		for _, c := range " \t\r\n-.:/_+,;|\x00" {
+		for _, c := range " \t\r\n\v\f-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t
@@ -849,7 +852,7 @@ func (s *scanner) next(m *Match) bool {
 // start an escape or a non-ASCII digit or separator.
 var (
 	asciiSep = func() (t [256]bool) {
-		for _, c := range " \t\r\n-.:/_+,;|\x00" {
+		for _, c := range " \t\r\n\v\f-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t

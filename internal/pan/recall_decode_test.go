@@ -277,3 +277,41 @@ func TestRecallInvisible(t *testing.T) {
 	}
 	checkRecall(t, cases)
 }
+
+// moreSeps are visible separators: line and paragraph separators, NEL,
+// vertical tab, form feed, East Asian and Arabic commas and dots, bullets,
+// wave dashes and tildes, a box-drawing line, the middle dot.
+var moreSeps = []rune{
+	0x2028, 0x2029, 0x85, '\v', '\f', 0xFF0C, 0x3001, 0x30FB, 0x2022, 0x2027, 0x066C, 0x060C,
+	0x301C, 0xFF5E, 0x2500, 0xB7,
+}
+
+// TestRecallSeparators: each separator, plain or escaped, groups a number
+// as a space does.
+func TestRecallSeparators(t *testing.T) {
+	var cases []recallCase
+	for i, b := range recallBrands {
+		p := recallPAN(uint64(i)+40, b)
+		for _, r := range moreSeps {
+			c := string(r)
+			name := fmt.Sprintf("%v-%d U+%04X", b.n, b.l, r)
+			add := func(kind, text string) {
+				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
+			}
+			add("groups", group(p, c))
+			add("in-text", "card: "+group(p, c)+" exp 12/27")
+			add("spaced", group(p, " "+c+" "))
+			add("json", `{"pan":"`+group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
+			add("html", group(p, fmt.Sprintf("&#x%X;", r)))
+			var pct strings.Builder
+			for _, x := range []byte(c) {
+				fmt.Fprintf(&pct, "%%%02X", x)
+			}
+			add("percent", group(p, pct.String()))
+		}
+		for _, ref := range []string{"&middot;", "&centerdot;", "&CenterDot;", "&bull;", "&bullet;", "&boxh;", "&comma;", "&verbar;", "&vert;", "&horbar;"} {
+			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
+		}
+	}
+	checkRecall(t, cases)
+}

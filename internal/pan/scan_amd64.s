@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// Separator classes by nibble: bit 0 for 0x00 0x09 0x0a 0x0d, bit 1 for
+// Separator classes by nibble: bit 0 for 0x00 0x09-0x0d, bit 1 for
 // 0x20 0x2b 0x2c 0x2d 0x2e 0x2f, bit 2 for 0x3a 0x3b, bit 3 for 0x5f, bit 4
 // for 0x7c.
 DATA sepLo<>+0(SB)/8, $0x0000000000000003
-DATA sepLo<>+8(SB)/8, $0x0a02031206050100
+DATA sepLo<>+8(SB)/8, $0x0a02031307050100
 GLOBL sepLo<>(SB), RODATA|NOPTR, $16
 DATA sepHi<>+0(SB)/8, $0x1000080004020001
 DATA sepHi<>+8(SB)/8, $0x0000000000000000
