@@ -404,7 +404,7 @@ func utf8Units(b []byte, p, w int, x byte, intro rune, depth int, e Encoding) (r
 }
 
 // shortEscapes are the JSON / C one-letter escapes.
-var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r', 'f': '\f', 'v': '\v'}
+var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r', 'f': '\f', 'v': '\v', 'e': 0x1b}
 
 // namedRef resolves the named character references that matter: those of
 // separators and of escape syntax.
@@ -539,6 +539,10 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 		if w := qpBreak(b, p); w > 0 {
 			return w, gapInvisible, EncQuotedPrintable
 		}
+	case c == 0x1b:
+		if w := csiAt(b, p); w > 0 {
+			return w, gapInvisible, EncInvisible
+		}
 	case c == '%' || c == '\\' || c == '&':
 		r, w, e := decode(b, p)
 		if w == 0 {
@@ -552,6 +556,10 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 		case '=':
 			if qw := qpBreak(b, p); qw > 0 {
 				return qw, gapInvisible, e | EncQuotedPrintable
+			}
+		case 0x1b:
+			if cw := csiAt(b, p); cw > 0 {
+				return cw, gapInvisible, e | EncInvisible
 			}
 		}
 		if k := sepRune(r); k != gapNone {
@@ -628,6 +636,54 @@ func qpBreak(b []byte, p int) int {
 		return 0
 	}
 	return q + w - p
+}
+
+// maxCSI is the most parameter characters of a terminal escape sequence
+// seen as a gap ("\x1b[38;2;255;100;0m" has 14).
+const maxCSI = 20
+
+// csiAt returns the width of a terminal control sequence at b[p] (ESC '['
+// parameters of digits and ';', up to maxCSI, then a final letter: the
+// colors and styles of "grep --color", ls and colored logs), each
+// character plain or escaped ("\u001b[1m", "\x1b[0m", "\033[K", "\e[m"),
+// or 0. It renders as nothing: an invisible gap.
+func csiAt(b []byte, p int) int {
+	r, w, _ := charAt(b, p, maxDepth)
+	if r != 0x1b {
+		return 0
+	}
+	q := p + w
+	if r, w, _ = charAt(b, q, maxDepth); r != '[' {
+		return 0
+	}
+	q += w
+	for n := 0; n <= maxCSI; n++ {
+		r, w, _ := charAt(b, q, maxDepth)
+		switch {
+		case r >= '0' && r <= '9' || r == ';':
+			q += w
+		case r >= 0 && r < 0x80 && isLetter(byte(r)):
+			return q + w - p
+		default:
+			return 0
+		}
+	}
+	return 0
+}
+
+// csiOpen reports whether b[k-1] is the '[' of a terminal escape
+// sequence (after an ESC, plain or escaped): the sequence can be a gap
+// inside a number (csiAt), so it is no split point (see SplitPoint).
+func csiOpen(b []byte, k int) bool {
+	if k < 2 || b[k-1] != '[' {
+		return false
+	}
+	for p := k - 2; p >= 0 && k-1-p <= 24; p-- {
+		if r, w, _ := charAt(b, p, maxDepth); r == 0x1b && p+w == k-1 {
+			return true
+		}
+	}
+	return false
 }
 
 // markupStart marks the bytes that can start a markup gap (quote, tag,

@@ -30,7 +30,9 @@
 //     marks, embeddings and isolates as text copied from right-to-left
 //     interfaces holds them, invisible operators, the combining grapheme
 //     joiner, variation selectors, Hangul fillers, tag characters; plain
-//     or escaped: \u200e, &lrm;) and MIME quoted-printable soft line
+//     or escaped: \u200e, &lrm;), terminal escape sequences (ESC [ digits
+//     and ';' then a letter: the colors of grep --color and of logs; plain
+//     or escaped: \u001b[1m, \033[0m) and MIME quoted-printable soft line
 //     breaks (=\r\n) are seen through: they do not even split a group;
 //   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
 //     and Python write a number split into fields ("4111","1111",...,
@@ -858,7 +860,7 @@ var (
 		return t
 	}()
 	introHigh = func() (t [256]bool) {
-		t['%'], t['\\'], t['&'] = true, true, true
+		t['%'], t['\\'], t['&'], t[0x1b] = true, true, true, true // ESC: a terminal escape sequence (csiAt)
 		for c := 0x80; c < 0x100; c++ {
 			t[c] = true
 		}

@@ -47,7 +47,9 @@ func readable(text, p string) bool {
 	if pantest.Leaks(text, p) {
 		return true
 	}
-	for _, v := range []string{text, stripCSI(text), qpDecode(text), otherDigits(text), pantest.Decode(qpDecode(text))} {
+	views := []string{text, stripCSI(text), qpDecode(text), otherDigits(text), pantest.Decode(qpDecode(text)),
+		stripCSI(pantest.Decode(strings.ReplaceAll(text, `\e`, "\x1b")))}
+	for _, v := range views {
 		var b strings.Builder
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; c >= '0' && c <= '9' || c == '*' {
@@ -311,6 +313,30 @@ func TestRecallSeparators(t *testing.T) {
 		}
 		for _, ref := range []string{"&middot;", "&centerdot;", "&CenterDot;", "&bull;", "&bullet;", "&boxh;", "&comma;", "&verbar;", "&vert;", "&horbar;"} {
 			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
+		}
+	}
+	checkRecall(t, cases)
+}
+
+// TestRecallANSI: terminal escape sequences (colors, styles, erase) inside
+// a number, plain or escaped as JSON logs and shell strings write them,
+// are invisible gaps: "grep --color" highlighting part of a PAN.
+func TestRecallANSI(t *testing.T) {
+	var cases []recallCase
+	for i, b := range recallBrands {
+		p := recallPAN(uint64(i)+60, b)
+		name := fmt.Sprintf("%v-%d", b.n, b.l)
+		for _, esc := range []string{"\x1b", `\u001b`, `\x1b`, `\033`, `\e`, `\\u001b`} {
+			add := func(kind, text string) {
+				cases = append(cases, recallCase{name: fmt.Sprintf("%s %q %s", name, esc, kind), text: text, pan: p, pans: 1})
+			}
+			on, off := esc+"[1m", esc+"[0m"
+			add("bold-middle", p[:4]+on+p[4:8]+off+p[8:])
+			add("grep", p[:6]+esc+"[01;31m"+esc+"[K"+p[6:10]+esc+"[m"+esc+"[K"+p[10:])
+			add("truecolor", p[:4]+esc+"[38;2;255;100;0m"+p[4:]+esc+"[0m")
+			add("grouped", group(p[:4], "")+" "+on+group(p[4:], " ")+off)
+			add("every-group", strings.Join(strings.Split(group(p, " "), " "), on+" "+off))
+			add("log-line", "\x1b[32mINFO\x1b[0m card="+p[:8]+on+p[8:]+off+" ok")
 		}
 	}
 	checkRecall(t, cases)

@@ -269,6 +269,14 @@ wend:
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // bytes >= 0x80
+	BCAST($0x1b1b1b1b1b1b1b1b, X3, Y3)
+	VPCMPEQB Y3, Y2, Y10
+	VPCMPEQB Y3, Y9, Y3
+	VPMOVMSKB Y10, R9
+	VPMOVMSKB Y3, R10
+	SHLQ $32, R10
+	ORQ  R10, R9
+	ORQ  R9, R8             // and ESC (a terminal escape sequence may go on)
 	MOVQ AX, R9
 	NOTQ R9
 	ANDQ BX, R9             // candidates at escapes and lead bytes
@@ -457,6 +465,8 @@ pend:
 	CMPQ R8, $0x26
 	JEQ  pkeep
 	CMPQ R8, $0x5c
+	JEQ  pkeep
+	CMPQ R8, $0x1b
 	JEQ  pkeep
 	// Markup there (nextStretch): a quote or '<' after a group of 4-8
 	// digits (any number when they reach back to that block's start), or '=',

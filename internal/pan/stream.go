@@ -57,7 +57,7 @@ func inEntityName(b []byte, k int) bool {
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
-		if (neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n')) && !inTag(b, k) {
+		if (neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n')) && !inTag(b, k) && !csiOpen(b, k) {
 			// '=' not followed by a line break is no soft line break.
 			return k
 		}
