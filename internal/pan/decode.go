@@ -27,7 +27,7 @@ const (
 	EncHexASCII                             // the hex of the ASCII text: 34313131... (0x..., X'...', \x..., hex dumps)
 	EncBase64                               // inside base64 (standard or URL alphabet): JWT payloads, Basic auth, blobs
 	EncMarkup                               // quotes or tags between digit groups: "4111","1111",..., 4111<span>1111</span>
-	EncQuotedPrintable                      // a MIME quoted-printable soft line break inside the number: 11=\r\n11
+	EncQuotedPrintable                      // MIME quoted-printable inside the number: a soft line break (11=\r\n11), =C2=A0, =EF=BC=94
 
 	numEncodings = iota
 )
@@ -474,8 +474,72 @@ func digitAt(b []byte, p int) (v byte, w int, e Encoding) {
 		if v, ok := ndValue(r); ok {
 			return v, size, EncUnicodeDigits
 		}
+	case c == '=':
+		if r, w := qpChar(b, p); w > 0 {
+			if v, ok := ndValue(r); ok {
+				return v, w, EncQuotedPrintable | EncUnicodeDigits
+			}
+		}
 	}
 	return 0, 0, 0
+}
+
+// qpChar decodes a non-ASCII character written as MIME quoted-printable
+// units at b[p] ("=C2=A0", "=EF=BC=94": '=' and two upper-case hex digits
+// per UTF-8 byte), or returns width 0. ASCII is left alone: encoders
+// write digits and spaces as they are, and "=34" in "key=34..." is data.
+func qpChar(b []byte, p int) (rune, int) {
+	x, ok := qpUnit(b, p)
+	if !ok || x < 0xC2 {
+		return 0, 0
+	}
+	n := 2
+	if x >= 0xF0 {
+		n = 4
+	} else if x >= 0xE0 {
+		n = 3
+	}
+	var buf [4]byte
+	buf[0] = x
+	for i := 1; i < n; i++ {
+		if buf[i], ok = qpUnit(b, p+3*i); !ok {
+			return 0, 0
+		}
+	}
+	r, size := utf8.DecodeRune(buf[:n])
+	if size != n {
+		return 0, 0
+	}
+	return r, 3 * n
+}
+
+// qpUnit decodes one quoted-printable unit "=XX" at b[p].
+func qpUnit(b []byte, p int) (byte, bool) {
+	if p+2 >= len(b) || b[p] != '=' || !upperHex(b[p+1]) || !upperHex(b[p+2]) {
+		return 0, false
+	}
+	h, _ := unhex(b[p+1])
+	l, _ := unhex(b[p+2])
+	return h<<4 | l, true
+}
+
+func upperHex(c byte) bool { return c-'0' < 10 || c-'A' < 6 }
+
+// qpMay reports whether a quoted-printable unit of a non-ASCII character
+// may start at the '=' at b[p] ("=C2", "=E", or the input ends): a soft
+// line break or such a unit can be part of a number, so it is no split
+// point (see SplitPoint).
+func qpMay(b []byte, p int) bool {
+	if p+1 >= len(b) {
+		return true
+	}
+	switch c := b[p+1]; {
+	case c == '\r' || c == '\n':
+		return true
+	case c >= '8' && c <= '9' || c-'A' < 6:
+		return p+2 >= len(b) || upperHex(b[p+2])
+	}
+	return false
 }
 
 // Gap kinds: what a separator unit between two digits is.
@@ -538,6 +602,11 @@ func gapAt(b []byte, p int) (w, kind int, e Encoding) {
 	case c == '=':
 		if w := qpBreak(b, p); w > 0 {
 			return w, gapInvisible, EncQuotedPrintable
+		}
+		if r, w := qpChar(b, p); w > 0 {
+			if k := sepRune(r); k != gapNone {
+				return w, k, EncQuotedPrintable | sepEnc(k)
+			}
 		}
 	case c == 0x1b:
 		if w := csiAt(b, p); w > 0 {
@@ -697,8 +766,13 @@ var markupStart = func() (t [256]bool) {
 
 // markupGap reports whether a gap of separator units that holds markup
 // starts at g and leads to a digit (see gapAt; a gap of quotes only does
-// not count).
+// not count), or a quoted-printable digit starts at g.
 func markupGap(b []byte, g int) bool {
+	if b[g] == '=' {
+		if _, w, _ := digitAt(b, g); w > 0 {
+			return true // a quoted-printable digit ("=EF=BC=94"): the run goes on
+		}
+	}
 	q, seen := g, false
 	for units := 0; q < len(b) && units < maxGapUnits; units++ {
 		w, k, _ := gapAt(b, q)

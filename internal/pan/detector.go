@@ -33,7 +33,10 @@
 //     or escaped: \u200e, &lrm;), terminal escape sequences (ESC [ digits
 //     and ';' then a letter: the colors of grep --color and of logs; plain
 //     or escaped: \u001b[1m, \033[0m) and MIME quoted-printable soft line
-//     breaks (=\r\n) are seen through: they do not even split a group;
+//     breaks (=\r\n) are seen through: they do not even split a group.
+//     Quoted-printable units of a non-ASCII separator or digit (=C2=A0,
+//     =EF=BC=94) count as that character once a plain digit has started
+//     the number (the block filter does not look at '=');
 //   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
 //     and Python write a number split into fields ("4111","1111",...,
 //     '4111' || '1111'), and HTML/XML tags without digits
@@ -667,12 +670,12 @@ func markupLeads(b []byte, q, end int) bool {
 }
 
 // markupWindow returns where, after a markup byte c, the next group can
-// start: "=\n1", "=\r\n1"; "\",\"1" to "' || '1"; "<br>1" to
+// start: "=\n1", "=\r\n1", "=C2=A01", "=EF=BC=91"; "\",\"1" to "' || '1"; "<br>1" to
 // "</span> <span>1" (a longer gap is not seen).
 func markupWindow(c byte) (lo, hi int) {
 	switch c {
 	case '=':
-		return 2, 3
+		return 2, 8 // "=\n1" .. "=EF=BC=91" (quoted-printable fullwidth digit)
 	case '<':
 		return 3, 20
 	}

@@ -362,7 +362,7 @@ plast:
 	JMP  pwin
 
 pqp:
-	MOVQ $0x3, R11          // '=': bytes 2..3 on
+	MOVQ $0x7f, R11         // '=': bytes 2..8 on
 	LEAQ 2(R14), R15
 
 pwin:
@@ -514,8 +514,8 @@ pnset:
 	JMP  pnwin
 
 pneq:
-	LEAQ 2(R14), R8         // '=': bytes 2..3 on
-	LEAQ 3(R14), R11
+	LEAQ 2(R14), R8         // '=': bytes 2..8 on
+	LEAQ 8(R14), R11
 
 pnwin:
 	LEAQ 64(DI)(R11*1), CX
