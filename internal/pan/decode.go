@@ -19,7 +19,7 @@ const (
 	EncJSONEscape                           // JSON / JavaScript string escapes: \u0034, \\u0034
 	EncHexEscape                            // C-style byte escapes: \x34
 	EncHTMLEntity                           // HTML / XML character references: &#52; &#x34; &nbsp;
-	EncUnicodeDigits                        // decimal digits of another script: ４, ٤, ४ (Unicode Nd)
+	EncUnicodeDigits                        // decimal digits of another script: ４, ٤, ४ (Unicode Nd); superscript, subscript, circled digits
 	EncSeparators                           // separators other than one consistent space, dash or dot: tabs, ':', '/', mixed, several, line breaks, NBSP, en dash
 	EncInvisible                            // zero-width, bidi, other format characters or soft hyphens between digits
 	EncGlued                                // a letter right before or after the number ("PAN4111...", "...1111x")
@@ -75,7 +75,8 @@ var ndZeros = func() []rune {
 	return zs
 }()
 
-// ndLead marks the UTF-8 lead bytes of non-ASCII decimal digits, so most
+// ndLead marks the UTF-8 lead bytes of non-ASCII decimal digits (and of
+// superscript, subscript and circled digits: noDigits), so most
 // non-ASCII text (Latin accents, Cyrillic, CJK) is skipped without decoding.
 var ndLead = func() (t [256]bool) {
 	var buf [4]byte
@@ -84,6 +85,10 @@ var ndLead = func() (t [256]bool) {
 			utf8.EncodeRune(buf[:], z+d)
 			t[buf[0]] = true
 		}
+	}
+	for _, d := range noDigits {
+		utf8.EncodeRune(buf[:], d.lo)
+		t[buf[0]] = true
 	}
 	return t
 }()
@@ -105,12 +110,37 @@ func ndValue(r rune) (byte, bool) {
 			hi = m
 		}
 	}
-	if lo == 0 {
+	if lo > 0 {
+		if z := ndZeros[lo-1]; r-z < 10 && unicode.Is(unicode.Nd, r) {
+			return byte(r - z), true
+		}
+	}
+	return noValue(r)
+}
+
+// noDigits are the numeric characters with a digit value that are no
+// decimal digits (Unicode No) and that people write numbers in:
+// superscripts, subscripts, circled digits. Each range holds consecutive
+// values from v.
+var noDigits = [...]struct {
+	lo, hi rune
+	v      byte
+}{
+	{0xB2, 0xB3, 2}, {0xB9, 0xB9, 1}, {0x2070, 0x2070, 0}, {0x2074, 0x2079, 4}, {0x2080, 0x2089, 0},
+	{0x2460, 0x2468, 1}, {0x24EA, 0x24EA, 0}, {0x24F5, 0x24FD, 1}, {0x24FF, 0x24FF, 0},
+	{0x2776, 0x277E, 1}, {0x2780, 0x2788, 1}, {0x278A, 0x2792, 1},
+}
+
+// noValue returns the digit value of a superscript, subscript or circled
+// digit (see noDigits).
+func noValue(r rune) (byte, bool) {
+	if r < 0xB2 || r > 0x2792 {
 		return 0, false
 	}
-	z := ndZeros[lo-1]
-	if r-z < 10 && unicode.Is(unicode.Nd, r) {
-		return byte(r - z), true
+	for _, d := range noDigits {
+		if r >= d.lo && r <= d.hi {
+			return d.v + byte(r-d.lo), true
+		}
 	}
 	return 0, false
 }

@@ -10,7 +10,8 @@
 // IIN range with a length valid for that network (see IINRanges), where
 //
 //   - a digit may be written as an ASCII digit, a digit of any other script
-//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON or
+//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a superscript,
+//     subscript or circled digit (Unicode No: ⁴, ₄, ④, ❹), a JSON or
 //     JavaScript escape (\u0034, double-escaped \\u0034, surrogate pairs,
 //     \u{34}), \U00000034 (Python, C), a byte escape (\x34), an octal
 //     byte escape of three digits (\064: C, bash $'...', PostgreSQL), a

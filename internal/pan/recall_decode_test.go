@@ -48,7 +48,7 @@ func readable(text, p string) bool {
 		return true
 	}
 	views := []string{text, stripCSI(text), qpDecode(text), otherDigits(text), pantest.Decode(qpDecode(text)),
-		stripCSI(pantest.Decode(strings.ReplaceAll(text, `\e`, "\x1b")))}
+		stripCSI(pantest.Decode(strings.ReplaceAll(text, `\e`, "\x1b"))), otherDigits(pantest.Decode(text))}
 	for _, v := range views {
 		var b strings.Builder
 		for i := 0; i < len(v); i++ {
@@ -61,6 +61,19 @@ func readable(text, p string) bool {
 		}
 	}
 	return false
+}
+
+// redact is pantest.Redact that also hides every non-ASCII numeric
+// character (other scripts' digits, superscripts, circled digits).
+func redact(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 0x80 && unicode.IsNumber(r) {
+			r = '#'
+		}
+		b.WriteRune(r)
+	}
+	return pantest.Redact(b.String())
 }
 
 // stripCSI removes ESC '[' parameters final-letter sequences.
@@ -129,6 +142,8 @@ func noDigit(r rune) (byte, bool) {
 		return byte(r - 0x2080), true
 	case r >= 0x2460 && r <= 0x2468:
 		return byte(r-0x2460) + 1, true
+	case r >= 0x2776 && r <= 0x277E:
+		return byte(r-0x2776) + 1, true
 	case unicode.IsDigit(r):
 		return 0, false
 	}
@@ -153,11 +168,11 @@ func checkRecall(t *testing.T, cases []recallCase) {
 	d := pan.New()
 	for _, c := range cases {
 		if !readable(c.text, c.pan) {
-			t.Fatalf("%s: test text does not hold its PAN (%q)", c.name, pantest.Redact(c.text))
+			t.Fatalf("%s: test text does not hold its PAN (%q)", c.name, redact(c.text))
 		}
 		ms := d.FindString(nil, c.text)
 		if len(ms) != c.pans {
-			t.Errorf("%s: found %d PANs, want %d (%q)", c.name, len(ms), c.pans, pantest.Redact(c.text))
+			t.Errorf("%s: found %d PANs, want %d (%q)", c.name, len(ms), c.pans, redact(c.text))
 			continue
 		}
 		if string(ms[0].Last4[:]) != c.pan[len(c.pan)-4:] || ms[0].Digits != len(c.pan) {
@@ -170,7 +185,7 @@ func checkRecall(t *testing.T, cases []recallCase) {
 			}
 			for _, x := range append([]string{c.pan}, c.more...) {
 				if readable(string(out), x) {
-					t.Errorf("%s %v: PAN still readable after masking (%q)", c.name, p, pantest.Redact(string(out)))
+					t.Errorf("%s %v: PAN still readable after masking (%q)", c.name, p, redact(string(out)))
 				}
 			}
 			if left := d.Find(nil, out); len(left) != 0 {
@@ -388,6 +403,50 @@ func TestRecallQuotedPrintable(t *testing.T) {
 		add("fullwidth-tail", "Karte: "+qp(fullwidth(p, 4))+"=\r\n")
 		add("fullwidth-grouped-tail", qp(fullwidth(group(p, " "), 5)))
 		add("soft-break+nbsp", qp(group(p[:8], "\u00a0"))+"=\r\n"+qp("\u00a0"+group(p[8:], "\u00a0")))
+	}
+	checkRecall(t, cases)
+}
+
+// digitForms are the numeric characters with a digit value that are no
+// decimal digits (Unicode No): superscripts, subscripts, circled digits;
+// each entry maps 0-9 (0 where the form has no zero: never used for it).
+var digitForms = map[string][10]rune{
+	"superscript":      {0x2070, 0xB9, 0xB2, 0xB3, 0x2074, 0x2075, 0x2076, 0x2077, 0x2078, 0x2079},
+	"subscript":        {0x2080, 0x2081, 0x2082, 0x2083, 0x2084, 0x2085, 0x2086, 0x2087, 0x2088, 0x2089},
+	"circled":          {0x24EA, 0x2460, 0x2461, 0x2462, 0x2463, 0x2464, 0x2465, 0x2466, 0x2467, 0x2468},
+	"negative-circled": {0x24FF, 0x2776, 0x2777, 0x2778, 0x2779, 0x277A, 0x277B, 0x277C, 0x277D, 0x277E},
+}
+
+// TestRecallDigitForms: superscript, subscript and circled digits are
+// digits, alone or mixed with plain ones, plain or escaped.
+func TestRecallDigitForms(t *testing.T) {
+	var cases []recallCase
+	for i, b := range recallBrands {
+		p := recallPAN(uint64(i)+100, b)
+		for form, ds := range digitForms {
+			name := fmt.Sprintf("%v-%d %s", b.n, b.l, form)
+			conv := func(s string, esc bool) string {
+				var out strings.Builder
+				for _, c := range []byte(s) {
+					switch {
+					case c < '0' || c > '9':
+						out.WriteByte(c)
+					case esc:
+						fmt.Fprintf(&out, `\u%04x`, ds[c-'0'])
+					default:
+						out.WriteRune(ds[c-'0'])
+					}
+				}
+				return out.String()
+			}
+			add := func(kind, text string) {
+				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
+			}
+			add("all", "card "+conv(p, false)+" ok")
+			add("grouped", conv(group(p, " "), false))
+			add("tail", p[:6]+conv(p[6:], false))
+			add("json", `{"n":"`+conv(p, true)+`"}`)
+		}
 	}
 	checkRecall(t, cases)
 }
