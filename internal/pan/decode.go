@@ -282,25 +282,33 @@ func escapeAt(b []byte, p, depth int) (rune, int, Encoding) {
 		if n == '#' {
 			return numericRef(b, p, q, depth, e)
 		}
-		// A named reference: letters, then ';'.
+		// A named reference: letters (then letters or digits), then ';'.
+		// HTML5 also decodes the legacy names without their ';' ("&nbsp").
 		if nw == 0 || n >= 0x80 || !isLetter(byte(n)) {
 			return 0, 0, 0
 		}
 		var name [20]byte
 		name[0] = byte(n)
+		letters, qL := 1, q // the letters-only prefix, and where it ends
 		for k := 1; k < len(name); k++ {
 			r, rw, re := charAt(b, q, depth-1)
 			if r == ';' {
 				if v, ok := namedRef(string(name[:k])); ok {
 					return v, q + rw - p, e | re
 				}
-				return 0, 0, 0
+				break
 			}
-			if rw == 0 || r >= 0x80 || !isLetter(byte(r)) {
-				return 0, 0, 0
+			if rw == 0 || r >= 0x80 || !isLetter(byte(r)) && !(r >= '0' && r <= '9') {
+				break
 			}
 			name[k] = byte(r)
 			q += rw
+			if letters == k && isLetter(byte(r)) {
+				letters, qL = k+1, q
+			}
+		}
+		if v, ok := legacyRefs[string(name[:letters])]; ok {
+			return v, qL - p, e
 		}
 	}
 	return 0, 0, 0
@@ -437,10 +445,28 @@ func utf8Units(b []byte, p, w int, x byte, intro rune, depth int, e Encoding) (r
 var shortEscapes = map[rune]rune{'\\': '\\', '/': '/', '"': '"', '\'': '\'', 'n': '\n', 't': '\t', 'r': '\r', 'f': '\f', 'v': '\v', 'e': 0x1b}
 
 // namedRef resolves the named character references that matter: those of
-// separators and of escape syntax.
+// separators, digits and escape syntax. A name in the wrong case ("&NBSP;":
+// no entity, but a reader sees a gap) is looked up in lower case too.
 func namedRef(name string) (rune, bool) {
-	r, ok := namedRefs[name]
+	if r, ok := namedRefs[name]; ok {
+		return r, true
+	}
+	var low [20]byte
+	for i := 0; i < len(name) && i < len(low); i++ {
+		low[i] = name[i] | 0x20
+		if name[i] >= '0' && name[i] <= '9' {
+			low[i] = name[i]
+		}
+	}
+	r, ok := namedRefs[string(low[:len(name)])]
 	return r, ok
+}
+
+// legacyRefs are the named references of separators and digits that HTML5
+// decodes without their ';' ("4111&nbsp1111").
+var legacyRefs = map[string]rune{
+	"nbsp": 0xA0, "NBSP": 0xA0, "shy": 0xAD, "middot": 0xB7, "sup1": 0xB9, "sup2": 0xB2, "sup3": 0xB3,
+	"amp": '&', "AMP": '&', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "quot": '"', "QUOT": '"',
 }
 
 var namedRefs = map[string]rune{
@@ -452,7 +478,7 @@ var namedRefs = map[string]rune{
 	"InvisibleComma": 0x2063, "ic": 0x2063, "emsp13": 0x2004, "emsp14": 0x2005, "ThinSpace": 0x2009,
 	"VeryThinSpace": 0x200A, "MediumSpace": 0x205F, "middot": 0xB7, "centerdot": 0xB7, "CenterDot": 0xB7,
 	"bull": 0x2022, "bullet": 0x2022, "boxh": 0x2500, "horbar": 0x2015, "comma": ',', "verbar": '|', "vert": '|',
-	"VerticalLine": '|', "Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
+	"sup1": 0xB9, "sup2": 0xB2, "sup3": 0xB3, "VerticalLine": '|', "Tab": '\t', "NewLine": '\n', "colon": ':', "sol": '/', "period": '.', "lowbar": '_', "plus": '+',
 	"amp": '&', "AMP": '&', "num": '#', "percnt": '%', "bsol": '\\', "semi": ';',
 	"quot": '"', "QUOT": '"', "apos": '\'', "lt": '<', "LT": '<', "gt": '>', "GT": '>', "equals": '=',
 }
@@ -588,7 +614,7 @@ func sepRune(r rune) int {
 		return gapStd
 	case '"', '\'':
 		return gapQuote
-	case '\t', '\r', '\n', '\v', '\f', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000,
+	case '\t', '\r', '\n', '\v', '\f', ':', '/', '_', ',', ';', '|', 0, 0xA0, 0xB7, 0x1680, 0x202F, 0x205F, 0x3000, 0x066B,
 		0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0x2043, 0xFE58, 0xFE63, 0xFF0D, 0xFF0E, 0xFF1A, 0xFF0F,
 		0x85, 0x2028, 0x2029, // NEL, line and paragraph separators
 		0xFF0C, 0xFF1B, 0xFF5C, 0xFF3F, 0x3001, 0x3002, 0xFF61, 0xFF64, 0x30FB, 0xFF65, // East Asian commas, stops, dots

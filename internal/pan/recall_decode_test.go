@@ -3,6 +3,7 @@ package pan_test
 import (
 	"bytes"
 	"fmt"
+	"html"
 	"strings"
 	"testing"
 	"unicode"
@@ -48,7 +49,7 @@ func readable(text, p string) bool {
 		return true
 	}
 	views := []string{text, stripCSI(text), qpDecode(text), otherDigits(text), pantest.Decode(qpDecode(text)),
-		stripCSI(pantest.Decode(strings.ReplaceAll(text, `\e`, "\x1b"))), otherDigits(pantest.Decode(text))}
+		stripCSI(pantest.Decode(strings.ReplaceAll(text, `\e`, "\x1b"))), otherDigits(pantest.Decode(text)), html.UnescapeString(text)}
 	for _, v := range views {
 		var b strings.Builder
 		for i := 0; i < len(v); i++ {
@@ -247,6 +248,12 @@ func TestRecallEscapeDigits(t *testing.T) {
 		add("pct-first-digit", fmt.Sprintf("%%%02X", p[0])+p[1:])
 		add("json-first-digit", fmt.Sprintf(`\u%04x`, p[0])+p[1:])
 		add("octal-first-digit", fmt.Sprintf(`\%03o`, p[0])+p[1:])
+		// Long texts: the block filter's path, Mask copying blocks ahead.
+		pad := strings.Repeat("lorem ipsum dolor sit amet ", 5)
+		add("long-track1", pad+track1+pad)
+		add("long-json-e-acute", pad+`caf\u00e9`+p+pad)
+		add("long-winpath", pad+`C:\scans\`+p+".pdf"+pad)
+		cases = append(cases, recallCase{name: name + " long-pct-before", text: pad + "50%" + p + pad + "50%" + group(p, " "), pan: p, pans: 2})
 	}
 	checkRecall(t, cases)
 }
@@ -300,7 +307,7 @@ func TestRecallInvisible(t *testing.T) {
 // wave dashes and tildes, a box-drawing line, the middle dot.
 var moreSeps = []rune{
 	0x2028, 0x2029, 0x85, '\v', '\f', 0xFF0C, 0x3001, 0x30FB, 0x2022, 0x2027, 0x066C, 0x060C,
-	0x301C, 0xFF5E, 0x2500, 0xB7,
+	0x301C, 0xFF5E, 0x2500, 0xB7, 0x066B,
 }
 
 // TestRecallSeparators: each separator, plain or escaped, groups a number
@@ -326,7 +333,8 @@ func TestRecallSeparators(t *testing.T) {
 			}
 			add("percent", group(p, pct.String()))
 		}
-		for _, ref := range []string{"&middot;", "&centerdot;", "&CenterDot;", "&bull;", "&bullet;", "&boxh;", "&comma;", "&verbar;", "&vert;", "&horbar;"} {
+		for _, ref := range []string{"&middot;", "&centerdot;", "&CenterDot;", "&bull;", "&bullet;", "&boxh;", "&comma;", "&verbar;", "&vert;", "&horbar;",
+			"&nbsp", "&NBSP;", "&Nbsp;", "&emsp13;", "&MIDDOT;", "&middot", "&nbsp&nbsp"} {
 			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
 		}
 	}
