@@ -131,6 +131,17 @@ var noDigits = [...]struct {
 	{0x2776, 0x277E, 1}, {0x2780, 0x2788, 1}, {0x278A, 0x2792, 1},
 }
 
+// exponent reports whether r at b[p] is a superscript or subscript digit
+// right after an ASCII digit: an exponent or index ("2²⁵⁶ - 2²²⁴ + ...",
+// "10⁹"), not a digit of the same number.
+func exponent(b []byte, p int, r rune) bool {
+	if p == 0 || !isDigit(b[p-1]) || r > 0x2089 {
+		return false
+	}
+	_, ok := noValue(r)
+	return ok
+}
+
 // noValue returns the digit value of a superscript, subscript or circled
 // digit (see noDigits).
 func noValue(r rune) (byte, bool) {
@@ -527,7 +538,7 @@ func digitAt(b []byte, p int) (v byte, w int, e Encoding) {
 		}
 	case ndLead[c]:
 		r, size := utf8.DecodeRune(b[p:])
-		if v, ok := ndValue(r); ok {
+		if v, ok := ndValue(r); ok && !exponent(b, p, r) {
 			return v, size, EncUnicodeDigits
 		}
 	case c == '=':
