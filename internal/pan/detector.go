@@ -656,14 +656,15 @@ func markupKeep(b []byte, bs, e, end int, d uint64) bool {
 
 // markupLeads reports whether a digit or an escape or non-ASCII byte
 // comes close after the markup byte at b[q] (see markupWindow), or the
-// window runs past end.
+// window runs past end. (Not an ESC: scan_amd64.s tests for it only where
+// a stretch ends.)
 func markupLeads(b []byte, q, end int) bool {
 	lo, hi := markupWindow(b[q])
 	if q+hi >= end {
 		return true
 	}
 	for _, x := range b[q+lo : q+hi+1] {
-		if isDigit(x) || introHigh[x] {
+		if isDigit(x) || introHigh[x] && x != 0x1b {
 			return true
 		}
 	}

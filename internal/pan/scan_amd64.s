@@ -269,14 +269,6 @@ wend:
 	VPMOVMSKB Y9, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // bytes >= 0x80
-	BCAST($0x1b1b1b1b1b1b1b1b, X3, Y3)
-	VPCMPEQB Y3, Y2, Y10
-	VPCMPEQB Y3, Y9, Y3
-	VPMOVMSKB Y10, R9
-	VPMOVMSKB Y3, R10
-	SHLQ $32, R10
-	ORQ  R10, R9
-	ORQ  R9, R8             // and ESC (a terminal escape sequence may go on)
 	MOVQ AX, R9
 	NOTQ R9
 	ANDQ BX, R9             // candidates at escapes and lead bytes
@@ -330,6 +322,8 @@ plo:
 	// it (markupWindow), or the window runs past the region (n).
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
+	CMPQ R12, $0x1b         // ESC: a terminal escape sequence may go on
+	JEQ  pkeep
 	CMPQ R12, $0x3d
 	JEQ  pqp
 	CMPQ R12, $0x22
