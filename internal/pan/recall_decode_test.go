@@ -360,6 +360,10 @@ func TestRecallANSI(t *testing.T) {
 			add("grouped", group(p[:4], "")+" "+on+group(p[4:], " ")+off)
 			add("every-group", strings.Join(strings.Split(group(p, " "), " "), on+" "+off))
 			add("log-line", "\x1b[32mINFO\x1b[0m card="+p[:8]+on+p[8:]+off+" ok")
+			// Long texts: the AVX2 block filter's prune.
+			pad := strings.Repeat("ts=2026-11-30 lvl=info msg=ok ", 4)
+			add("long-grep", pad+p[:6]+esc+"[01;31m"+esc+"[K"+p[6:10]+esc+"[m"+esc+"[K"+p[10:]+pad)
+			add("long-bold", pad[:61]+p[:4]+on+p[4:8]+off+p[8:]+pad)
 		}
 	}
 	checkRecall(t, cases)
