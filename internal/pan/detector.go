@@ -10,7 +10,8 @@
 // IIN range with a length valid for that network (see IINRanges), where
 //
 //   - a digit may be written as an ASCII digit, a digit of any other script
-//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a JSON or
+//     (Unicode Nd: fullwidth, Arabic-Indic, Devanagari, ...), a superscript,
+//     subscript or circled digit (Unicode No: ⁴, ₄, ④, ❹), a JSON or
 //     JavaScript escape (\u0034, double-escaped \\u0034, surrogate pairs,
 //     \u{34}), \U00000034 (Python, C), a byte escape (\x34), an octal
 //     byte escape of three digits (\064: C, bash $'...', PostgreSQL), a
@@ -19,12 +20,24 @@
 //     character reference (&#52;, &#x34;, &#0052;, &amp;#52;, and &#52
 //     without its ';', as HTML5 parsers read it);
 //   - digits are contiguous, or grouped by gaps of up to eight separator
-//     units in any mix: space, tab, line break, '-', '.', ':', '/', '_', '+',
-//     ',', ';', '|', NUL (UTF-16 text read as bytes), NBSP, the middle dot
-//     and the Unicode spaces, en/em dashes and minus, written plainly
+//     units in any mix: space, tab, line break (also VT, FF, NEL, U+2028,
+//     U+2029), '-', '.', ':', '/', '_', '+', ',', ';', '|', NUL (UTF-16 text
+//     read as bytes), NBSP, the middle dot, bullets, the Unicode spaces,
+//     en/em dashes and minus, fullwidth and ideographic commas and dots,
+//     the katakana middle dot, Arabic commas and thousands separator, wave
+//     dashes and tildes, box-drawing lines, written plainly
 //     or escaped (%20, \t, \u00a0, &nbsp;, ...). Zero-width characters,
-//     soft hyphens and MIME quoted-printable soft line breaks (=\r\n)
-//     are seen through: they do not even split a group;
+//     soft hyphens, the other characters that render as nothing (bidi
+//     marks, embeddings and isolates as text copied from right-to-left
+//     interfaces holds them, invisible operators, the combining grapheme
+//     joiner, variation selectors, Hangul fillers, tag characters; plain
+//     or escaped: \u200e, &lrm;), terminal escape sequences (ESC [ digits
+//     and ';' then a letter: the colors of grep --color and of logs; plain
+//     or escaped: \u001b[1m, \033[0m) and MIME quoted-printable soft line
+//     breaks (=\r\n) are seen through: they do not even split a group.
+//     Quoted-printable units of a non-ASCII separator or digit (=C2=A0,
+//     =EF=BC=94) count as that character once a plain digit has started
+//     the number (the block filter does not look at '=');
 //   - markup between groups: quotes beside a separator, as CSV, JSON, SQL
 //     and Python write a number split into fields ("4111","1111",...,
 //     '4111' || '1111'), and HTML/XML tags without digits
@@ -39,7 +52,10 @@
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
 //   - anything may stand right before or after the number: letters
-//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
+//     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+', and
+//     an escape whose last characters are digits: magnetic stripe track 1
+//     ("%B4111...^NAME^..."), "50%4111...", a Windows path "C:\x\3714...":
+//     the digits are read both as data and as the escape's;
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
 //     MySQL X'3431...', PostgreSQL bytea \x3431..., hex strings in logs)
 //     or inside base64 (standard or URL alphabet, padded or not: JWT
@@ -249,7 +265,7 @@ var (
 		for c := range 256 {
 			t[c] = interest[c]
 		}
-		for _, c := range " \t\r\n-.:/_+,;|\x00" {
+		for _, c := range " \t\r\n\v\f-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t
@@ -258,9 +274,10 @@ var (
 
 // filterLead marks the UTF-8 lead bytes the block filter flags: those
 // that can start a decimal digit of another script or a non-ASCII
-// separator (C2, D9, DB, DF, E0-E3, EA, EF, F0). The lead bytes of letters
-// (Latin accents, Cyrillic, Greek, CJK) never start a run, so text in
-// those scripts stays in the vector loop. scan_amd64.s holds the same set
+// separator or invisible character (C2, CD, D8, D9, DB, DF, E0-E3, EA,
+// EF, F0, F3). The lead bytes of letters (Latin accents, Cyrillic, Greek,
+// CJK) never start a run, so text in those scripts stays in the vector
+// loop (Arabic's D8 and D9 and the combining marks' CD excepted). scan_amd64.s holds the same set
 // as nibble tables (TestFilterSetAVX2 checks every byte).
 var filterLead = func() (t [256]bool) {
 	for c := range 256 {
@@ -478,6 +495,10 @@ type scanner struct {
 	long0, long1 int
 	mk           bool
 
+	// alt: where to scan again when the current run, which starts with
+	// the digits that end an escape, holds no PAN (see skipAt), or 0.
+	alt int
+
 	// A decoded region (hex of ASCII, base64; see nested.go): its matches
 	// sub[subK:subN] are returned before the scan goes on at subEnd.
 	// inner marks a scanner of a decoded region (no further decoding);
@@ -639,14 +660,15 @@ func markupKeep(b []byte, bs, e, end int, d uint64) bool {
 
 // markupLeads reports whether a digit or an escape or non-ASCII byte
 // comes close after the markup byte at b[q] (see markupWindow), or the
-// window runs past end.
+// window runs past end. (Not an ESC: scan_amd64.s tests for it only where
+// a stretch ends.)
 func markupLeads(b []byte, q, end int) bool {
 	lo, hi := markupWindow(b[q])
 	if q+hi >= end {
 		return true
 	}
 	for _, x := range b[q+lo : q+hi+1] {
-		if isDigit(x) || introHigh[x] {
+		if isDigit(x) || introHigh[x] && x != 0x1b {
 			return true
 		}
 	}
@@ -654,12 +676,12 @@ func markupLeads(b []byte, q, end int) bool {
 }
 
 // markupWindow returns where, after a markup byte c, the next group can
-// start: "=\n1", "=\r\n1"; "\",\"1" to "' || '1"; "<br>1" to
+// start: "=\n1", "=\r\n1", "=C2=A01", "=EF=BC=91"; "\",\"1" to "' || '1"; "<br>1" to
 // "</span> <span>1" (a longer gap is not seen).
 func markupWindow(c byte) (lo, hi int) {
 	switch c {
 	case '=':
-		return 2, 3
+		return 2, 8 // "=\n1" .. "=EF=BC=91" (quoted-printable fullwidth digit)
 	case '<':
 		return 3, 20
 	}
@@ -764,10 +786,11 @@ func (s *scanner) next(m *Match) bool {
 		if s.ng > 0 {
 			if s.window(m) {
 				s.floor = m.End
+				s.alt = 0 // the run holds a PAN: no second reading (skipAt)
 				return true
 			}
 			s.ng = 0
-			s.i = s.runEnd
+			s.i = s.afterRun()
 		}
 		i := s.i
 		var p int
@@ -809,22 +832,29 @@ func (s *scanner) next(m *Match) bool {
 			if s.byteaHex(p) {
 				return s.subMatch(m)
 			}
+			s.alt = escDigits(b, p, w) // "50%3782...": "%37" may be no escape (skipAt)
 			p = runStart(b, i, p)
 		} else if gw, _, _ := gapAt(b, p); gw > 0 && p > i && isDigit(b[p-1]) {
 			// An escaped or non-ASCII separator after a digit
 			// ("4\u200b1\u200b1..."): the run starts before it.
+			s.alt = escDigits(b, p, gw)
 			p = runStart(b, i, p)
 		} else {
 			if b64Sig(b[p]) && s.base64At(p) {
 				return s.subMatch(m)
 			}
-			s.i = p + skipWidth(b, p)
-			continue
+			var alt int
+			if p, alt = skipAt(b, p); alt == 0 {
+				s.i = p
+				continue
+			}
+			s.alt = alt // digits that end an escape start the run (skipAt)
 		}
 		s.runEnd = s.collect(p)
 		s.i = s.runEnd
 		if s.nd < MinDigits {
 			s.ng = 0
+			s.i = s.afterRun()
 			continue
 		}
 		s.from, s.flags = 0, 0
@@ -835,13 +865,13 @@ func (s *scanner) next(m *Match) bool {
 // start an escape or a non-ASCII digit or separator.
 var (
 	asciiSep = func() (t [256]bool) {
-		for _, c := range " \t\r\n-.:/_+,;|\x00" {
+		for _, c := range " \t\r\n\v\f-.:/_+,;|\x00" {
 			t[c] = true
 		}
 		return t
 	}()
 	introHigh = func() (t [256]bool) {
-		t['%'], t['\\'], t['&'] = true, true, true
+		t['%'], t['\\'], t['&'], t[0x1b] = true, true, true, true // ESC: a terminal escape sequence (csiAt)
 		for c := 0x80; c < 0x100; c++ {
 			t[c] = true
 		}

@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// Separator classes by nibble: bit 0 for 0x00 0x09 0x0a 0x0d, bit 1 for
+// Separator classes by nibble: bit 0 for 0x00 0x09-0x0d, bit 1 for
 // 0x20 0x2b 0x2c 0x2d 0x2e 0x2f, bit 2 for 0x3a 0x3b, bit 3 for 0x5f, bit 4
 // for 0x7c.
 DATA sepLo<>+0(SB)/8, $0x0000000000000003
-DATA sepLo<>+8(SB)/8, $0x0a02031206050100
+DATA sepLo<>+8(SB)/8, $0x0a02031307050100
 GLOBL sepLo<>(SB), RODATA|NOPTR, $16
 DATA sepHi<>+0(SB)/8, $0x1000080004020001
 DATA sepHi<>+8(SB)/8, $0x0000000000000000
@@ -15,11 +15,11 @@ GLOBL sepHi<>(SB), RODATA|NOPTR, $16
 // Block filter classes by nibble (see filterSet in detector.go): bit 0
 // digits, bit 1 '%' '&', bit 2 '\\', bits 3-6 the UTF-8 lead bytes in rows
 // 0xC_, 0xD_, 0xE_, 0xF_ that can start a decimal digit or a separator
-// (C2, D9, DB, DF, E0-E3, EA, EF, F0). Byte x is in the set iff
+// (C2, CD, D8, D9, DB, DF, E0-E3, EA, EF, F0, F3). Byte x is in the set iff
 // intLo[x&15] & intHi[x>>4] & 0x7f != 0. Bit 7 is 'M' 'N' 'O' (b64Sig),
 // which only feed the base64 signal (b64Signal).
-DATA intLo<>+0(SB)/8, $0x0103030121292161
-DATA intLo<>+8(SB)/8, $0xb080800410201101
+DATA intLo<>+0(SB)/8, $0x0103030161292161
+DATA intLo<>+8(SB)/8, $0xb080880410201111
 GLOBL intLo<>(SB), RODATA|NOPTR, $16
 DATA intHi<>+0(SB)/8, $0x0000048001020000
 DATA intHi<>+8(SB)/8, $0x4020100800000000
@@ -322,6 +322,8 @@ plo:
 	// it (markupWindow), or the window runs past the region (n).
 	LEAQ (SI)(DI*1), R12
 	MOVBLZX (R12)(R14*1), R12
+	CMPQ R12, $0x1b         // ESC: a terminal escape sequence may go on
+	JEQ  pkeep
 	CMPQ R12, $0x3d
 	JEQ  pqp
 	CMPQ R12, $0x22
@@ -354,7 +356,7 @@ plast:
 	JMP  pwin
 
 pqp:
-	MOVQ $0x3, R11          // '=': bytes 2..3 on
+	MOVQ $0x7f, R11         // '=': bytes 2..8 on
 	LEAQ 2(R14), R15
 
 pwin:
@@ -458,6 +460,8 @@ pend:
 	JEQ  pkeep
 	CMPQ R8, $0x5c
 	JEQ  pkeep
+	CMPQ R8, $0x1b
+	JEQ  pkeep
 	// Markup there (nextStretch): a quote or '<' after a group of 4-8
 	// digits (any number when they reach back to that block's start), or '=',
 	// keeps the stretch if a digit or an introHigh byte comes close
@@ -504,8 +508,8 @@ pnset:
 	JMP  pnwin
 
 pneq:
-	LEAQ 2(R14), R8         // '=': bytes 2..3 on
-	LEAQ 3(R14), R11
+	LEAQ 2(R14), R8         // '=': bytes 2..8 on
+	LEAQ 8(R14), R11
 
 pnwin:
 	LEAQ 64(DI)(R11*1), CX

@@ -57,8 +57,9 @@ func inEntityName(b []byte, k int) bool {
 func SplitPoint(b []byte) int {
 	for k := len(b); k > 0; k-- {
 		c := b[k-1]
-		if (neutral(c) || (c == '=' && k < len(b) && b[k] != '\r' && b[k] != '\n')) && !inTag(b, k) {
-			// '=' not followed by a line break is no soft line break.
+		if (neutral(c) || (c == '=' && !qpMay(b, k-1))) && !inTag(b, k) && !csiOpen(b, k) {
+			// '=' followed by neither a line break nor the hex of a
+			// non-ASCII byte is no quoted-printable escape (qpMay).
 			return k
 		}
 		if c == '\n' {
