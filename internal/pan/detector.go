@@ -54,7 +54,8 @@
 // 2033 they all start with 1, which no supported network uses; see
 // firstDigitOK), digit runs longer than 19, decimal fractions ("0.4532...",
 // "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
-// holds other digits, or after "0x"), UUIDs, valid IBANs (mod-97 checked),
+// holds other digits, or after "0x"), UUIDs, valid IBANs (mod-97 checked;
+// only the IBAN's own groups: a PAN after it in the same run is found),
 // '+'-prefixed numbers of at most 15 digits (E.164 phone numbers), dotted
 // IPv4 addresses (with or without a port), versions, dates, already-masked
 // PANs and pcistream tokens (neither has 12 digits in a row).
@@ -429,7 +430,7 @@ type group struct {
 	gap0, start, end int32    // gap before: b[gap0:start]; digits: b[start:end]
 	d0               uint8    // index of the group's first digit in scanner.digits
 	nd               uint8    // digits in the group (saturates at 255; at most 20 stored)
-	ip               bool     // part of a dotted IPv4 address
+	alike            bool     // part of a dotted IPv4 address or an IBAN: in no window
 	enc              Encoding // how its digits (and invisible gaps inside) were written
 	genc             Encoding // how the gap before it was written
 }
@@ -438,7 +439,7 @@ type group struct {
 // checks.
 const (
 	runChecked = 1 << iota
-	runReject  // IBAN or phone number: no window of the run is a PAN
+	runReject  // phone number: no window of the run is a PAN
 )
 
 // scanner walks b once; next returns the matches in order.
@@ -1195,7 +1196,7 @@ func (s *scanner) lookalike(i, j int) bool {
 		return true
 	}
 	for k := i; k <= j; k++ {
-		if s.groups[k].ip {
+		if s.groups[k].alike {
 			return true
 		}
 	}
@@ -1214,8 +1215,10 @@ func (s *scanner) lookalike(i, j int) bool {
 	return uuidAround(b, start, end)
 }
 
-// runChecks looks at the run as a whole once: an IBAN or a '+' phone
-// number rejects it; dotted quads are marked as IPv4 addresses.
+// runChecks looks at the run as a whole once: a '+' phone number rejects
+// it; the groups of an IBAN it starts with and dotted quads (IPv4
+// addresses) are marked as look-alikes, so windows after them are still
+// tried ("DE89370400440532013000,4111...").
 func (s *scanner) runChecks() {
 	b := s.b
 	g := s.groups[:s.ng]
@@ -1231,9 +1234,12 @@ func (s *scanner) runChecks() {
 		s.flags |= runReject
 		return
 	}
-	if ibanAt(b, start) {
-		s.flags |= runReject
-		return
+	if e := ibanAt(b, start); e > start {
+		for k := range g {
+			if int(g[k].start) < e {
+				g[k].alike = true
+			}
+		}
 	}
 	dot := func(l int) bool { return g[l].start-g[l].gap0 == 1 && b[g[l].gap0] == '.' }
 	for k := 0; k+3 < len(g); k++ {
@@ -1253,7 +1259,7 @@ func (s *scanner) runChecks() {
 		}
 		if quad {
 			for l := k; l < k+4; l++ {
-				g[l].ip = true
+				g[l].alike = true
 			}
 		}
 	}
@@ -1352,11 +1358,11 @@ func uuidAround(b []byte, start, end int) bool {
 	return false
 }
 
-// ibanAt reports whether the digit run starting at start belongs to a valid
-// IBAN: walking back over upper-case letters, digits and single spaces
-// reaches a country code and check digits, and the whole string passes the
-// ISO 13616 mod-97 check.
-func ibanAt(b []byte, start int) bool {
+// ibanAt returns where the valid IBAN that the digit run starting at start
+// belongs to ends, or -1: walking back over upper-case letters, digits and
+// single spaces reaches a country code and check digits, and the whole
+// string passes the ISO 13616 mod-97 check.
+func ibanAt(b []byte, start int) int {
 	p := start
 	for k := 0; p > 0 && k < 40; k++ {
 		c := b[p-1]
@@ -1373,25 +1379,29 @@ func ibanAt(b []byte, start int) bool {
 	// Any token of the chain may be the country code ("INFO DE89 3704
 	// ...", "ref GB29 NWBK ..."): try each, nearest last.
 	for q := p; q < start; q++ {
-		if (q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0') && ibanFrom(b, q) {
-			return true
+		if q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0' {
+			if e := ibanFrom(b, q); e >= 0 {
+				return e
+			}
 		}
 	}
 	return ibanFrom(b, start)
 }
 
-// ibanFrom reports whether a valid IBAN starts at p (letters, digits and
-// single spaces, '+' or "%20" between them).
-func ibanFrom(b []byte, p int) bool {
+// ibanFrom returns where the valid IBAN that starts at p (letters, digits
+// and single spaces, '+' or "%20" between them) ends, or -1.
+func ibanFrom(b []byte, p int) int {
 	if p+4 > len(b) || !isUpper(b[p]) || !isUpper(b[p+1]) || !isDigit(b[p+2]) || !isDigit(b[p+3]) {
-		return false
+		return -1
 	}
 	var chars [34]byte
+	var ends [34]int32
 	n := 0
 	for q := p; q < len(b) && n < len(chars); q++ {
 		c := b[q]
 		if isUpper(c) || isDigit(c) {
 			chars[n] = c
+			ends[n] = int32(q + 1)
 			n++
 			continue
 		}
@@ -1415,11 +1425,11 @@ func ibanFrom(b []byte, p int) bool {
 				rr = mod97(rr, c)
 			}
 			if rr == 1 {
-				return true
+				return int(ends[k])
 			}
 		}
 	}
-	return false
+	return -1
 }
 
 // mod97 appends the IBAN digit or letter c to the remainder r.
