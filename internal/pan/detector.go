@@ -54,8 +54,10 @@
 // 2033 they all start with 1, which no supported network uses; see
 // firstDigitOK), digit runs longer than 19, decimal fractions ("0.4532...",
 // "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
-// holds other digits, or after "0x"), UUIDs, valid IBANs (mod-97 checked;
-// only the IBAN's own groups: a PAN after it in the same run is found),
+// holds other digits, or after "0x"), UUIDs, valid IBANs (a country of
+// the SWIFT registry, its registered length, ending where its token ends,
+// mod-97 checked; only the IBAN's own groups: a PAN after it in the same
+// run is found),
 // '+'-prefixed numbers of at most 15 digits (E.164 phone numbers), dotted
 // IPv4 addresses (with or without a port), versions, dates, already-masked
 // PANs and pcistream tokens (neither has 12 digits in a row).
@@ -1389,19 +1391,25 @@ func ibanAt(b []byte, start int) int {
 }
 
 // ibanFrom returns where the valid IBAN that starts at p (letters, digits
-// and single spaces, '+' or "%20" between them) ends, or -1.
+// and single spaces, '+' or "%20" between them) ends, or -1. Only the
+// length registered for its country counts (see ibanLen), and the IBAN
+// must end where its token does (no letter or digit right after it): a
+// short code before a card number ("ref TX01 4331 ...") is none, where a
+// mod-97 hit at any length from 15 took one PAN in twelve for an IBAN.
 func ibanFrom(b []byte, p int) int {
 	if p+4 > len(b) || !isUpper(b[p]) || !isUpper(b[p+1]) || !isDigit(b[p+2]) || !isDigit(b[p+3]) {
 		return -1
 	}
+	l := int(ibanLen[int(b[p]-'A')*26+int(b[p+1]-'A')])
+	if l == 0 {
+		return -1
+	}
 	var chars [34]byte
-	var ends [34]int32
-	n := 0
-	for q := p; q < len(b) && n < len(chars); q++ {
+	n, q := 0, p
+	for ; q < len(b) && n < l; q++ {
 		c := b[q]
 		if isUpper(c) || isDigit(c) {
 			chars[n] = c
-			ends[n] = int32(q + 1)
 			n++
 			continue
 		}
@@ -1414,23 +1422,37 @@ func ibanFrom(b []byte, p int) int {
 			break
 		}
 	}
-	// Mod-97 over the string rotated by four, for every length from 15
-	// (the text after an IBAN may continue with letters: "... 43 HTTP").
-	r := 0
-	for k := 4; k < n; k++ {
-		r = mod97(r, chars[k])
-		if k+1 >= 15 {
-			rr := r
-			for _, c := range chars[:4] {
-				rr = mod97(rr, c)
-			}
-			if rr == 1 {
-				return int(ends[k])
-			}
-		}
+	if n < l || (q < len(b) && (isLetter(b[q]) || isDigit(b[q]))) {
+		return -1
 	}
-	return -1
+	// Mod-97 over the string rotated by four.
+	r := 0
+	for _, c := range chars[4:l] {
+		r = mod97(r, c)
+	}
+	for _, c := range chars[:4] {
+		r = mod97(r, c)
+	}
+	if r != 1 {
+		return -1
+	}
+	return q
 }
+
+// ibanLen is the IBAN length of each country of the SWIFT IBAN registry
+// (ISO 13616), indexed by its two letters; 0: no IBAN.
+var ibanLen = func() (t [26 * 26]uint8) {
+	const reg = "AD24AE23AL28AT20AZ28BA20BE16BG22BH22BI27BR29BY28CH21CR22CY28CZ24" +
+		"DE22DJ27DK18DO28EE20EG29ES24FI18FK18FO18FR27GB22GE22GI23GL18GR27" +
+		"GT28HN28HR21HU28IE22IL23IQ23IS26IT27JO30KW30KZ20LB28LC32LI21LT20" +
+		"LU20LV21LY25MC27MD24ME22MK19MN20MR27MT31MU30NI28NL18NO15OM23PK24" +
+		"PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25" +
+		"SV28TL23TN24TR26UA29VA22VG24XK20YE30"
+	for k := 0; k+4 <= len(reg); k += 4 {
+		t[int(reg[k]-'A')*26+int(reg[k+1]-'A')] = (reg[k+2]-'0')*10 + reg[k+3] - '0'
+	}
+	return t
+}()
 
 // mod97 appends the IBAN digit or letter c to the remainder r.
 func mod97(r int, c byte) int {

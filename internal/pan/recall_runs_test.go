@@ -3,6 +3,7 @@ package pan_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/pcistream/pcistream/internal/pan"
@@ -121,6 +122,49 @@ func TestRecallPANAfterIBANInRun(t *testing.T) {
 			} {
 				expectMasked(t, d, fmt.Sprintf("pan %d sep %d form %d", k, si, fi), text, p)
 			}
+		}
+	}
+}
+
+// TestRecallCodeBeforePANNotIBAN: a short upper-case code before a PAN
+// ("ref TX01 4331 ...") is not an IBAN: only the length registered for a
+// country counts, the IBAN must end where its token ends, and unknown
+// country codes are none. (The old check accepted a mod-97 hit at any
+// length 15..34: about one PAN in twelve was lost.)
+func TestRecallCodeBeforePANNotIBAN(t *testing.T) {
+	d := pan.New()
+	// IBANs of the registry's lengths stay look-alikes, spaced or not,
+	// with text after them.
+	r := newRand(22)
+	for _, c := range []struct {
+		cc string
+		l  int
+	}{{"NO", 15}, {"BE", 16}, {"NL", 18}, {"DE", 22}, {"GB", 22}, {"ES", 24}, {"IT", 27}, {"PL", 28}, {"BR", 29}, {"MT", 31}, {"LC", 32}, {"RU", 33}} {
+		bban := make([]byte, c.l-4)
+		for k := range bban {
+			bban[k] = byte('0' + r.IntN(10))
+		}
+		ib := ibanOf(c.cc, string(bban))
+		var sp strings.Builder
+		for k := 0; k < len(ib); k += 4 {
+			if k > 0 {
+				sp.WriteByte(' ')
+			}
+			sp.WriteString(ib[k:min(k+4, len(ib))])
+		}
+		for _, s := range []string{ib, sp.String(), "IBAN: " + sp.String() + " HTTP/1.1", `{"iban":"` + ib + `"}`} {
+			expectNone(t, d, "iban "+c.cc, s)
+		}
+	}
+	codes := []string{"TX01", "AB12", "ZZ99", "DE01", "GB33", "FR14", "XK05", "QA7"}
+	for k, p := range genRunPANs(2, 20) {
+		c := codes[k%len(codes)]
+		for fi, text := range []string{
+			"ref " + c + " " + pantest.Format([]byte(p), pantest.Spaces),
+			"ref " + c + " " + p,
+			c + "+" + pantest.Format([]byte(p), pantest.Plus),
+		} {
+			expectMasked(t, d, fmt.Sprintf("pan %d code %d form %d", k, k%len(codes), fi), text, p)
 		}
 	}
 }
