@@ -58,7 +58,8 @@
 // the SWIFT registry, its registered length, ending where its token ends,
 // mod-97 checked; only the IBAN's own groups: a PAN after it in the same
 // run is found),
-// '+'-prefixed numbers of at most 15 digits (E.164 phone numbers), dotted
+// '+'-prefixed numbers of at most 15 digits (E.164 phone numbers; not
+// after a letter or digit, where '+' is a form-encoded space), dotted
 // IPv4 addresses (with or without a port), versions, dates, already-masked
 // PANs and pcistream tokens (neither has 12 digits in a row).
 //
@@ -73,7 +74,9 @@
 //   - '+' then 12-15 plain digits, contiguous or after a 1-3 digit country
 //     code, is an E.164 phone number and is kept, even when it is also a
 //     valid 15-digit Amex or 13-digit Visa; '+' before a number printed like
-//     a card (first group of 4+, or 16+ digits) does not protect it.
+//     a card (first group of 4+, or 16+ digits) does not protect it, nor
+//     does a '+' right after a letter or digit: that is a space in URL and
+//     form encoding ("my+card+is+3782...").
 //   - A digit run inside a hex token that holds other digits (hashes, ids)
 //     is kept; letters glued to a number alone ("card4111...") are not.
 //   - Space-, tab- or line-separated tables of 4-digit numbers can form a
@@ -1232,7 +1235,9 @@ func (s *scanner) runChecks() {
 	for k := range g {
 		plain = plain && g[k].enc == 0
 	}
-	if start > 0 && b[start-1] == '+' && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
+	// In URL and form encoding '+' is a space: after a letter or digit
+	// ("comment=my+card+is+3782...", "a+4111...") it is no prefix.
+	if start > 0 && b[start-1] == '+' && (start < 2 || !(isLetter(b[start-2]) || isDigit(b[start-2]))) && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
 		s.flags |= runReject
 		return
 	}

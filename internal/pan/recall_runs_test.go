@@ -168,3 +168,23 @@ func TestRecallCodeBeforePANNotIBAN(t *testing.T) {
 		}
 	}
 }
+
+// TestRecallFormPlusNotPhone: in form-encoded text '+' is a space, so a
+// '+' right after a letter or digit is no E.164 phone prefix.
+func TestRecallFormPlusNotPhone(t *testing.T) {
+	d := pan.New()
+	for k, p := range genRunPANs(3, 3) {
+		for fi, text := range []string{
+			"a+" + p,
+			"comment=my+card+is+" + p,
+			"q=" + p + "&x=1",
+			"n=7+" + pantest.Format([]byte(p), pantest.Plus),
+		} {
+			expectMasked(t, d, fmt.Sprintf("pan %d form %d", k, fi), text, p)
+		}
+	}
+	// Phone numbers stay look-alikes.
+	for _, s := range []string{"+442079460958", "tel:+14155552671", "call +44 20 7946 0958", "(+491711234567)", "phone=+61412345678"} {
+		expectNone(t, d, "phone", s)
+	}
+}
