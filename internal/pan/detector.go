@@ -38,6 +38,12 @@
 //     (a list of numbers, a PAN followed by an expiry or ".00") the longest
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
+//   - a float in scientific notation that is an exact integer of 12-19
+//     digits (Java Double.toString, Jackson, Go's %v of a float64:
+//     "4.111111111111111E15", "...e+15") is that integer (its mantissa
+//     padded with zeros); the mantissa's digits are masked by their place
+//     in it. A mantissa of fewer than nine digits after the point (a PAN
+//     ending in seven zeros) is not looked at;
 //   - anything may stand right before or after the number: letters
 //     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
@@ -906,9 +912,72 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupAfter(b, g, grp))) {
 			return q, false
 		}
+		if best < MinDigits && g == q && q < n && b[q]|0x20 == 'e' && g0 >= 2 && b[g0-1] == '.' && sciExp(b, q) > 0 {
+			return q, false // "4.111111111111111E15": see sci
+		}
 		break
 	}
 	return q, best < MinDigits
+}
+
+// sciExp reads the exponent of a number in scientific notation at b[e]
+// ('e' or 'E', an optional '+', one to three digits, no digit after) and
+// returns it if it can make an integer of MinDigits to MaxDigits digits,
+// else -1.
+func sciExp(b []byte, e int) int {
+	q := e + 1
+	if q < len(b) && b[q] == '+' {
+		q++
+	}
+	x, q0 := 0, q
+	for q < len(b) && isDigit(b[q]) && q-q0 < 3 {
+		x = x*10 + int(b[q]-'0')
+		q++
+	}
+	if q == q0 || (q < len(b) && isDigit(b[q])) || x+1 < MinDigits || x+1 > MaxDigits {
+		return -1
+	}
+	return x
+}
+
+// sci reports whether the run's last two groups are a PAN printed as a
+// float in scientific notation (Java Double.toString, Jackson, Go's %v of
+// a float64: "4.111111111111111E15", "4.111111111111111e+15"): one digit,
+// '.', a mantissa of at most x digits and an exponent x of 11 to 18, an
+// exact integer of x+1 digits. Its digits (the mantissa padded with
+// zeros) are checked like any window's; the match covers the digits as
+// written, a prefix of the PAN's, and masking hides them by their place
+// in the PAN.
+func (s *scanner) sci(m *Match) bool {
+	k := s.ng - 2
+	g0, g1 := &s.groups[k], &s.groups[k+1]
+	b := s.b
+	e := int(g1.end)
+	if g0.nd != 1 || g0.enc != 0 || g1.enc != 0 || g1.start-g1.gap0 != 1 || b[g1.gap0] != '.' || e >= len(b) || b[e]|0x20 != 'e' {
+		return false
+	}
+	x := sciExp(b, e)
+	if x < 0 || int(g1.nd) > x {
+		return false
+	}
+	nd := x + 1
+	var digits [MaxDigits]byte
+	digits[0] = s.digits[g0.d0]
+	copy(digits[1:], s.digits[g1.d0:int(g1.d0)+int(g1.nd)])
+	for j := 1 + int(g1.nd); j < nd; j++ {
+		digits[j] = '0'
+	}
+	net, ok := identify(digits[:nd])
+	if !ok || s.d.nets&(1<<net) == 0 {
+		return false
+	}
+	m.Start, m.End, m.Digits, m.Network, m.Encoding = int(g0.start), e, nd, net, 0
+	copy(m.Last4[:], digits[nd-4:nd])
+	m.adj = 0
+	if k > 0 {
+		m.adj |= adjBefore
+	}
+	return true
 }
 
 // digitsEnd returns the end of the ASCII digits starting at q, read off
@@ -1115,6 +1184,10 @@ func (s *scanner) sameGap(k, l int) bool {
 // window first, windows with one consistent separator before mixed ones.
 func (s *scanner) window(m *Match) bool {
 	for i := s.from; i < s.ng; i++ {
+		if i == s.ng-2 && s.sci(m) {
+			s.from = s.ng
+			return true
+		}
 		if !firstOK(s.groups[i].nd) {
 			continue
 		}

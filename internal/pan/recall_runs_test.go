@@ -3,6 +3,7 @@ package pan_test
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -186,5 +187,34 @@ func TestRecallFormPlusNotPhone(t *testing.T) {
 	// Phone numbers stay look-alikes.
 	for _, s := range []string{"+442079460958", "tel:+14155552671", "call +44 20 7946 0958", "(+491711234567)", "phone=+61412345678"} {
 		expectNone(t, d, "phone", s)
+	}
+}
+
+// TestRecallScientificNotation: a PAN printed as a float in scientific
+// notation (Java Double.toString, Jackson, Go %v of a float64) is an exact
+// integer of 12-19 digits: found and masked.
+func TestRecallScientificNotation(t *testing.T) {
+	d := pan.New()
+	for k, p := range genRunPANs(4, 3) {
+		if len(p) > 17 {
+			continue // beyond float64's 17 significant digits
+		}
+		mant := strings.TrimRight(p[1:], "0")
+		exp := strconv.Itoa(len(p) - 1)
+		for fi, text := range []string{
+			p[:1] + "." + mant + "E" + exp,
+			p[:1] + "." + mant + "e+" + exp,
+			`{"card":` + p[:1] + "." + mant + "E" + exp + `,"n":1}`,
+			"amount=-1.5 card=" + p[:1] + "." + mant + "e" + exp,
+		} {
+			expectMasked(t, d, fmt.Sprintf("pan %d form %d", k, fi), text, p)
+		}
+		if f, err := strconv.ParseFloat(p, 64); err == nil && strconv.FormatFloat(f, 'f', 0, 64) == p {
+			expectMasked(t, d, fmt.Sprintf("pan %d go %%v", k), fmt.Sprintf("v=%v", f), p)
+		}
+	}
+	// Fractions and other floats stay look-alikes.
+	for _, s := range []string{"0.4532015112830366", "1.2345678901234567e-05", "4.111111111111111E3", "4.111111111111111E25", "x=6.02214076e+23"} {
+		expectNone(t, d, "float", s)
 	}
 }
