@@ -33,8 +33,10 @@
 //     have 4-8 digits (the last 1-8), or one digit each, so quoted lists
 //     and tables of small numbers never form a PAN;
 //   - the groups have a printed shape: one group of 12-19 digits, or a first
-//     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, or
-//     one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
+//     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, a
+//     first group of 1-3 then groups of exactly three after one consistent
+//     separator (thousands grouping: "4,111,111,111,111,111", '.', ' ',
+//     U+202F), or one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
 //     (a list of numbers, a PAN followed by an expiry or ".00") the longest
 //     window of whole groups that is a PAN wins, windows with one consistent
 //     separator first;
@@ -105,9 +107,14 @@
 //     prose, left out.
 //   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
 //     row of 4-digit numbers that forms a Luhn-valid number in a card range
-//     is masked (a false positive). Thousands separators ("1,234,567") never
-//     form a printed card shape on their own, but a window of 3-digit
-//     groups of 12+ digits can, and is masked.
+//     is masked (a false positive). A number of 12-19 digits printed with
+//     thousands separators ("4,111,111,111,111,111") is a printed shape:
+//     an amount that forms a Luhn-valid number in a card range is masked
+//     (a false positive), as is a window of 3-digit groups of 12+ digits
+//     of a longer one. Not covered (a miss): Indian lakh grouping
+//     ("4,11,11,11,...": digit pairs, see above) and the apostrophe as a
+//     thousands separator ("4'111'111...": a quote alone between groups
+//     is no gap).
 //
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
@@ -1124,7 +1131,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 			return s.markupShape(i, j)
 		}
 	}
-	if s.smallGroups(i, j) {
+	if s.smallGroups(i, j) || (g[0].nd < 3 && s.thousands(i, j)) {
 		return true
 	}
 	if g[0].nd < 3 || g[0].nd > 8 || g[len(g)-1].nd > 8 {
@@ -1132,6 +1139,20 @@ func (s *scanner) shapeOK(i, j int) bool {
 	}
 	for k := 1; k < len(g)-1; k++ {
 		if g[k].nd < 3 || g[k].nd > 8 {
+			return false
+		}
+	}
+	return true
+}
+
+// thousands reports whether groups i..j (at least two) are a number
+// printed with locale thousands separators ("4,111,111,111,111,111",
+// "4.111.111...", "4 111 111...", U+202F): groups after the first of
+// exactly three digits, all after one separator written alike. (A first
+// group of three or more is a printed shape anyway.)
+func (s *scanner) thousands(i, j int) bool {
+	for k := i + 1; k <= j; k++ {
+		if s.groups[k].nd != 3 || (k > i+1 && !s.sameGap(i+1, k)) {
 			return false
 		}
 	}

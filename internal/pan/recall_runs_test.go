@@ -218,3 +218,25 @@ func TestRecallScientificNotation(t *testing.T) {
 		expectNone(t, d, "float", s)
 	}
 }
+
+// TestRecallThousandsGrouping: a PAN printed with locale thousands
+// separators ("4,111,...") of every length, with ',', '.', ' ' and U+202F.
+func TestRecallThousandsGrouping(t *testing.T) {
+	d := pan.New()
+	for k, p := range genRunPANs(5, 2) {
+		for si, sep := range []string{",", ".", " ", "\u202f"} {
+			var b strings.Builder
+			f := len(p) % 3
+			if f == 0 {
+				f = 3
+			}
+			b.WriteString(p[:f])
+			for i := f; i < len(p); i += 3 {
+				b.WriteString(sep)
+				b.WriteString(p[i : i+3])
+			}
+			expectMasked(t, d, fmt.Sprintf("pan %d sep %d", k, si), b.String(), p)
+			expectMasked(t, d, fmt.Sprintf("pan %d sep %d in text", k, si), "total: "+b.String()+" EUR", p)
+		}
+	}
+}
