@@ -46,6 +46,14 @@
 //     padded with zeros); the mantissa's digits are masked by their place
 //     in it. A mantissa of fewer than nine digits after the point (a PAN
 //     ending in seven zeros) is not looked at;
+//   - in payment messages a PAN may be glued to the fields around it: EMV
+//     tag 5A ("5A08" + the BCD PAN, 'F'-padded when odd), tag 57 (track 2
+//     equivalent: "57" + length + PAN + 'D' + expiry ...) and ISO 8583
+//     field 2 (a length 12-19 then the PAN, at the start of a digit run
+//     longer than 19; a miss when the bitmap before it ends in a digit,
+//     which joins the run). See tlv; a long digit run that starts with
+//     12-19 and a Luhn-valid number of that length in a card range is
+//     masked (a false positive);
 //   - anything may stand right before or after the number: letters
 //     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
@@ -60,7 +68,7 @@
 // Look-alikes that are not reported: Luhn-invalid numbers and numbers no
 // network issues (this is what rejects Unix times in s, ms, µs and ns: until
 // 2033 they all start with 1, which no supported network uses; see
-// firstDigitOK), digit runs longer than 19, decimal fractions ("0.4532...",
+// firstDigitOK), digit runs longer than 19 (but see tlv), decimal fractions ("0.4532...",
 // "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
 // holds other digits, or after "0x"), UUIDs, valid IBANs (a country of
 // the SWIFT registry, its registered length, ending where its token ends,
@@ -781,6 +789,9 @@ func (s *scanner) next(m *Match) bool {
 			}
 			s.ng = 0
 			s.i = s.runEnd
+			if g := &s.groups[0]; s.from == 0 && g.enc == 0 && g.nd >= MinDigits && s.tlv(int(g.start), int(g.end), m) {
+				return true // no window of the run was a PAN
+			}
 		}
 		i := s.i
 		var p int
@@ -806,6 +817,9 @@ func (s *scanner) next(m *Match) bool {
 						return s.subMatch(m)
 					}
 					s.i = e
+					if k >= MinDigits && s.tlv(p, e, m) {
+						return true
+					}
 					continue
 				}
 			}
@@ -816,6 +830,9 @@ func (s *scanner) next(m *Match) bool {
 			}
 			if skip {
 				s.i = end
+				if e := s.digitsEnd(p); e-p >= MinDigits && s.tlv(p, e, m) {
+					return true
+				}
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
@@ -842,6 +859,83 @@ func (s *scanner) next(m *Match) bool {
 		}
 		s.from, s.flags = 0, 0
 	}
+}
+
+// tlv finds a PAN glued into the fields of a payment message, in the
+// first group of plain digits b[p:e] of a run (at least 12 digits) that
+// gave no PAN otherwise:
+//
+//   - EMV tag 5A (application PAN): "5A" + a length of 06-0A bytes + the
+//     BCD PAN, padded with 'F' when its length is odd ("5A08" + 16
+//     digits; the tag's letter ends the run before the length);
+//   - EMV tag 57 (track 2 equivalent): "57" + a length + the PAN + 'D' +
+//     expiry...: the PAN is the 12-19 digits before the 'D', after "57"
+//     and a length that can hold it, the expiry and service code (or the
+//     length has a hex letter and the run starts with the PAN);
+//   - ISO 8583 field 2 (LLVAR): a run of more than 19 digits that starts
+//     with a length 12-19 followed by that many digits.
+//
+// The digits pass the usual card checks (Luhn, IIN and length) but no
+// look-alike rule: the tags are hex, and these runs are too long.
+func (s *scanner) tlv(p, e int, m *Match) bool {
+	b := s.b
+	n := len(b)
+	if e < n-1 && b[e]|0x20 == 'd' && isDigit(b[e+1]) {
+		if p >= 4 && b[p-4] == '5' && b[p-3] == '7' && isHex(b[p-2]) && isHexLetter(b[p-1]) && s.tlvPAN(p, e-p, m) {
+			return true
+		}
+		for l := MaxDigits; l >= MinDigits; l-- {
+			t := e - l - 4
+			if t < p || b[t] != '5' || b[t+1] != '7' {
+				continue
+			}
+			if ll := int(b[t+2]-'0')*16 + int(b[t+3]-'0'); 2*ll >= l+8 && ll <= 19 && s.tlvPAN(t+4, l, m) {
+				return true
+			}
+		}
+	}
+	q, nd := 0, 0
+	switch {
+	case p >= 2 && b[p-1]|0x20 == 'a' && b[p-2] == '5' && b[p] == '0':
+		q, nd = p+2, 2*int(b[p+1]-'0')
+	case p >= 4 && b[p-1]|0x20 == 'a' && b[p-2] == '0' && b[p-3]|0x20 == 'a' && b[p-4] == '5':
+		q, nd = p, 20
+	case e-p > MaxDigits && b[p] == '1' && b[p+1]-'2' < 8:
+		q, nd = p+2, 10+int(b[p+1]-'0')
+		return q+nd <= e && s.tlvPAN(q, nd, m)
+	default:
+		return false
+	}
+	if q+nd > e {
+		// An odd length: one digit fewer, then the 'F' pad.
+		if q+nd-1 != e || e >= n || b[e]|0x20 != 'f' {
+			return false
+		}
+		nd--
+	}
+	return nd >= MinDigits && s.tlvPAN(q, nd, m)
+}
+
+// tlvPAN checks the nd plain digits at b[q:] as a PAN for tlv and fills m.
+func (s *scanner) tlvPAN(q, nd int, m *Match) bool {
+	b := s.b
+	if nd < MinDigits || nd > MaxDigits {
+		return false
+	}
+	net, ok := identify(b[q : q+nd])
+	if !ok || s.d.nets&(1<<net) == 0 {
+		return false
+	}
+	m.Start, m.End, m.Digits, m.Network, m.Encoding = q, q+nd, nd, net, EncGlued
+	copy(m.Last4[:], b[q+nd-4:q+nd])
+	m.adj = 0
+	if q > 0 && isDigit(b[q-1]) {
+		m.adj |= adjBefore
+	}
+	if q+nd < len(b) && isDigit(b[q+nd]) {
+		m.adj |= adjAfter
+	}
+	return true
 }
 
 // asciiSep marks the plain ASCII separators; introHigh the bytes that may

@@ -240,3 +240,41 @@ func TestRecallThousandsGrouping(t *testing.T) {
 		}
 	}
 }
+
+// TestRecallPaymentMessageFields: PANs glued into EMV TLV data (tag 5A,
+// BCD and 'F'-padded when odd; tag 57, track 2 equivalent) and into ISO
+// 8583 field 2 (LLVAR: a length 12-19, then the PAN, inside a longer
+// digit run), as payment logs print them.
+func TestRecallPaymentMessageFields(t *testing.T) {
+	d := pan.New()
+	for k, p := range genRunPANs(6, 2) {
+		bcd := p
+		if len(bcd)%2 == 1 {
+			bcd += "F"
+		}
+		tag5A := fmt.Sprintf("5A%02X%s", len(bcd)/2, bcd)
+		tr2 := p + "D" + "2512" + "201" + "0000000000"
+		if len(tr2)%2 == 1 {
+			tr2 += "F"
+		}
+		tag57 := fmt.Sprintf("57%02X%s", len(tr2)/2, tr2)
+		for fi, text := range []string{
+			tag5A,
+			"9F0206000000001000" + tag5A + "5F24032512319F1A020840",
+			"emv=" + tag5A + " ok",
+			tag57,
+			"9F2701809F360200" + tag57 + "5F3401019F10",
+			fmt.Sprintf("0200F23A40010AE1800A%02d%s000000000000012500", len(p), p),
+			fmt.Sprintf("field2=%02d%s0000001000", len(p), p),
+		} {
+			expectMasked(t, d, fmt.Sprintf("pan %d form %d", k, fi), text, p)
+		}
+	}
+	// Long ids and other digit runs stay look-alikes.
+	for _, s := range []string{
+		"170000000000000000000000", "12345678901234567890123", "5A08123456789012345678", "5713" + "1234567890123456" + "D2512",
+		"trace=7a3f5A0900000000000000000000",
+	} {
+		expectNone(t, d, "long run", s)
+	}
+}
