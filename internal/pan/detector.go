@@ -36,10 +36,10 @@
 //     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, a
 //     first group of 1-3 then groups of exactly three after one consistent
 //     separator (thousands grouping: "4,111,111,111,111,111", '.', ' ',
-//     U+202F), or one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
-//     (a list of numbers, a PAN followed by an expiry or ".00") the longest
-//     window of whole groups that is a PAN wins, windows with one consistent
-//     separator first;
+//     U+202F), or one digit per group ("4 1 1 1 ..."). Inside a longer run
+//     of groups (a list of numbers, a PAN followed by an expiry or ".00")
+//     the longest window of whole groups that is a PAN wins, windows with
+//     one consistent separator first;
 //   - a float in scientific notation that is an exact integer of 12-19
 //     digits (Java Double.toString, Jackson, Go's %v of a float64:
 //     "4.111111111111111E15", "...e+15") is that integer (its mantissa
@@ -68,16 +68,16 @@
 // Look-alikes that are not reported: Luhn-invalid numbers and numbers no
 // network issues (this is what rejects Unix times in s, ms, µs and ns: until
 // 2033 they all start with 1, which no supported network uses; see
-// firstDigitOK), digit runs longer than 19 (but see tlv), decimal fractions ("0.4532...",
-// "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
-// holds other digits, or after "0x"), UUIDs, valid IBANs (a country of
-// the SWIFT registry, its registered length, ending where its token ends,
-// mod-97 checked; only the IBAN's own groups: a PAN after it in the same
-// run is found),
-// '+'-prefixed numbers of at most 15 digits (E.164 phone numbers; not
-// after a letter or digit, where '+' is a form-encoded space), dotted
-// IPv4 addresses (with or without a port), versions, dates, already-masked
-// PANs and pcistream tokens (neither has 12 digits in a row).
+// firstDigitOK), digit runs longer than 19 (but see tlv), decimal
+// fractions ("0.4532...", "1.2e-05"), hex literals and hashes (a digit run
+// inside a hex token that holds other digits, or after "0x"), UUIDs, valid
+// IBANs (a country of the SWIFT registry, its registered length, ending
+// where its token ends, mod-97 checked; only the IBAN's own groups: a PAN
+// after it in the same run is found), '+'-prefixed numbers of at most 15
+// digits (E.164 phone numbers; not after a letter or digit, where '+' is a
+// form-encoded space), dotted IPv4 addresses (with or without a port),
+// versions, dates, already-masked PANs and pcistream tokens (neither has
+// 12 digits in a row).
 //
 // Tradeoffs, chosen recall-first (when in doubt, mask):
 //
@@ -498,7 +498,10 @@ type scanner struct {
 
 	// long0, long1: a digit run too long to be a PAN that quickRun saw
 	// (hex of ASCII, perhaps). mk: the current run has a markup gap.
+	// first: where the first group of the run quickRun measured ends, when
+	// it has 12 or more digits (older values are below the run: ignored).
 	long0, long1 int
+	first        int
 	mk           bool
 
 	// A decoded region (hex of ASCII, base64; see nested.go): its matches
@@ -789,7 +792,7 @@ func (s *scanner) next(m *Match) bool {
 			}
 			s.ng = 0
 			s.i = s.runEnd
-			if g := &s.groups[0]; s.from == 0 && g.enc == 0 && g.nd >= MinDigits && s.tlv(int(g.start), int(g.end), m) {
+			if g := &s.groups[0]; s.from == 0 && g.enc == 0 && g.nd >= MinDigits && tlvMaybe(b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
 				return true // no window of the run was a PAN
 			}
 		}
@@ -817,7 +820,7 @@ func (s *scanner) next(m *Match) bool {
 						return s.subMatch(m)
 					}
 					s.i = e
-					if k >= MinDigits && s.tlv(p, e, m) {
+					if k >= MinDigits && tlvMaybe(b, p, e) && s.tlv(p, e, m) {
 						return true
 					}
 					continue
@@ -830,7 +833,7 @@ func (s *scanner) next(m *Match) bool {
 			}
 			if skip {
 				s.i = end
-				if e := s.digitsEnd(p); e-p >= MinDigits && s.tlv(p, e, m) {
+				if s.first > p && tlvMaybe(b, p, s.first) && s.tlv(p, s.first, m) {
 					return true
 				}
 				continue
@@ -916,6 +919,12 @@ func (s *scanner) tlv(p, e int, m *Match) bool {
 	return nd >= MinDigits && s.tlvPAN(q, nd, m)
 }
 
+// tlvMaybe is tlv's quick test: the digits b[p:e] follow a hex letter
+// (5A), run past 19 digits (ISO 8583) or end at a 'D' (57).
+func tlvMaybe(b []byte, p, e int) bool {
+	return (p > 0 && isHexLetter(b[p-1])) || e-p > MaxDigits || (e < len(b) && b[e]|0x20 == 'd')
+}
+
 // tlvPAN checks the nd plain digits at b[q:] as a PAN for tlv and fills m.
 func (s *scanner) tlvPAN(q, nd int, m *Match) bool {
 	b := s.b
@@ -986,11 +995,19 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 				ones = 0
 			}
 		default:
-			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
-				best = MinDigits
+			if gs >= MinDigits {
+				if gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
+					best = MinDigits
+				}
+				if gs >= 2*MinDigits {
+					s.long0, s.long1 = g0, q // next looks for hex of ASCII there
+				}
+				if g0 == p {
+					s.first = q // for tlv
+				}
 			}
-			if gs >= 2*MinDigits {
-				s.long0, s.long1 = g0, q // next looks for hex of ASCII there
+			if q < n && b[q]|0x20 == 'e' && g0 > 0 && b[g0-1] == '.' && sciExp(b, q) > 0 {
+				best = MinDigits // "4.111111111111111E15": see sci
 			}
 			cur, ones = 0, 0
 		}
@@ -1012,9 +1029,6 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 		}
 		if g < n && (introHigh[b[g]] || (markupStart[b[g]] && markupAfter(b, g, grp))) {
 			return q, false
-		}
-		if best < MinDigits && g == q && q < n && b[q]|0x20 == 'e' && g0 >= 2 && b[g0-1] == '.' && sciExp(b, q) > 0 {
-			return q, false // "4.111111111111111E15": see sci
 		}
 		break
 	}
@@ -1225,7 +1239,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 			return s.markupShape(i, j)
 		}
 	}
-	if s.smallGroups(i, j) || (g[0].nd < 3 && s.thousands(i, j)) {
+	if s.smallGroups(i, j) || (g[0].nd < 3 && g[1].nd == 3 && g[len(g)-1].nd == 3 && s.thousands(i, j)) {
 		return true
 	}
 	if g[0].nd < 3 || g[0].nd > 8 || g[len(g)-1].nd > 8 {
@@ -1299,7 +1313,7 @@ func (s *scanner) sameGap(k, l int) bool {
 // window first, windows with one consistent separator before mixed ones.
 func (s *scanner) window(m *Match) bool {
 	for i := s.from; i < s.ng; i++ {
-		if i == s.ng-2 && s.sci(m) {
+		if i == s.ng-2 && s.groups[i].nd == 1 && s.sci(m) {
 			s.from = s.ng
 			return true
 		}
