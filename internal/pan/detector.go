@@ -1495,7 +1495,10 @@ func hexContext(b []byte, start, end int) bool {
 			return true
 		}
 	}
-	if p >= 2 && (b[p-1]|0x20) == 'x' && b[p-2] == '0' {
+	if p >= 2 && (b[p-1]|0x20) == 'x' && b[p-2] == '0' && (p < 3 || !digitOrStarBefore(b, p-2)) {
+		// "0x" starts a hex literal; after digits ("...10x4111...") the
+		// '0' ends a number, and masking that number must not change the
+		// verdict.
 		return true
 	}
 	q := end

@@ -278,3 +278,24 @@ func TestRecallPaymentMessageFields(t *testing.T) {
 		expectNone(t, d, "long run", s)
 	}
 }
+
+// TestRecallHexPrefixAfterDigits: "0x" is a hex prefix only where it starts
+// a token: after a number that ends in 0 ("...0x4111..."), the PAN after the
+// 'x' is found, whether that number is masked or not.
+func TestRecallHexPrefixAfterDigits(t *testing.T) {
+	d := pan.New()
+	r := newRand(8)
+	for k := 0; k < 12; k++ {
+		rp := runPANs[k%len(runPANs)]
+		var p1 string
+		for p1 == "" || p1[len(p1)-1] != '0' {
+			p1 = string(pantest.Generate(r, pan.Visa, 16))
+		}
+		p2 := string(pantest.Generate(r, rp.net, rp.length))
+		for fi, text := range []string{"id 1230x" + p2, p1 + "x" + p2} {
+			expectMasked(t, d, fmt.Sprintf("pan %d form %d", k, fi), text, p2)
+		}
+		expectMasked(t, d, fmt.Sprintf("pan %d first", k), p1+"x"+p2, p1)
+		expectNone(t, d, "hex literal", "v=0x"+p2)
+	}
+}
