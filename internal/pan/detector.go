@@ -50,10 +50,11 @@
 //     tag 5A ("5A08" + the BCD PAN, 'F'-padded when odd), tag 57 (track 2
 //     equivalent: "57" + length + PAN + 'D' + expiry ...) and ISO 8583
 //     field 2 (a length 12-19 then the PAN, at the start of a digit run
-//     longer than 19; a miss when the bitmap before it ends in a digit,
-//     which joins the run). See tlv; a long digit run that starts with
-//     12-19 and a Luhn-valid number of that length in a card range is
-//     masked (a false positive);
+//     longer than 19), where the group starts a run of groups or follows
+//     a PAN found in it; a miss elsewhere, and when the bitmap before
+//     field 2 ends in a digit, which joins the run. See tlv; a long digit
+//     run that starts with 12-19 and a Luhn-valid number of that length
+//     in a card range is masked (a false positive);
 //   - anything may stand right before or after the number: letters
 //     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+';
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
@@ -498,10 +499,7 @@ type scanner struct {
 
 	// long0, long1: a digit run too long to be a PAN that quickRun saw
 	// (hex of ASCII, perhaps). mk: the current run has a markup gap.
-	// first: where the first group of the run quickRun measured ends, when
-	// it has 12 or more digits (older values are below the run: ignored).
 	long0, long1 int
-	first        int
 	mk           bool
 
 	// A decoded region (hex of ASCII, base64; see nested.go): its matches
@@ -792,9 +790,6 @@ func (s *scanner) next(m *Match) bool {
 			}
 			s.ng = 0
 			s.i = s.runEnd
-			if g := &s.groups[0]; s.from == 0 && g.enc == 0 && g.nd >= MinDigits && tlvMaybe(b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
-				return true // no window of the run was a PAN
-			}
 		}
 		i := s.i
 		var p int
@@ -821,6 +816,7 @@ func (s *scanner) next(m *Match) bool {
 					}
 					s.i = e
 					if k >= MinDigits && tlvMaybe(b, p, e) && s.tlv(p, e, m) {
+						s.i = m.End
 						return true
 					}
 					continue
@@ -833,9 +829,6 @@ func (s *scanner) next(m *Match) bool {
 			}
 			if skip {
 				s.i = end
-				if s.first > p && tlvMaybe(b, p, s.first) && s.tlv(p, s.first, m) {
-					return true
-				}
 				continue
 			}
 		} else if _, w, _ := digitAt(b, p); w > 0 {
@@ -864,39 +857,32 @@ func (s *scanner) next(m *Match) bool {
 	}
 }
 
-// tlv finds a PAN glued into the fields of a payment message, in the
-// first group of plain digits b[p:e] of a run (at least 12 digits) that
-// gave no PAN otherwise:
+// tlv finds a PAN glued into the fields of a payment message, in a group
+// of at least 12 plain digits b[p:e] that starts a run or follows the last
+// window found in it, before any window that starts with it (window). A
+// group further in is not looked at: the digits left before the PAN could
+// join the groups before them into a window that only the masked text
+// shows.
 //
 //   - EMV tag 5A (application PAN): "5A" + a length of 06-0A bytes + the
 //     BCD PAN, padded with 'F' when its length is odd ("5A08" + 16
 //     digits; the tag's letter ends the run before the length);
 //   - EMV tag 57 (track 2 equivalent): "57" + a length + the PAN + 'D' +
 //     expiry...: the PAN is the 12-19 digits before the 'D', after "57"
-//     and a length that can hold it, the expiry and service code (or the
-//     length has a hex letter and the run starts with the PAN);
-//   - ISO 8583 field 2 (LLVAR): a run of more than 19 digits that starts
-//     with a length 12-19 followed by that many digits.
+//     (at most eight digits into the group) and a length that can hold
+//     it, the expiry and service code (or the length has a hex letter and
+//     the group is the PAN);
+//   - ISO 8583 field 2 (LLVAR): a group of more than 19 digits that
+//     starts with a length 12-19 followed by that many digits.
 //
 // The digits pass the usual card checks (Luhn, IIN and length) but no
-// look-alike rule: the tags are hex, and these runs are too long.
+// look-alike rule: the tags are hex, and these runs are too long. The scan
+// goes on right after the PAN, as it does in the masked text, where the
+// masked digits end the run: another field may start there ("5A08" + a PAN
+// + "16" + a PAN ...).
 func (s *scanner) tlv(p, e int, m *Match) bool {
 	b := s.b
 	n := len(b)
-	if e < n-1 && b[e]|0x20 == 'd' && isDigit(b[e+1]) {
-		if p >= 4 && b[p-4] == '5' && b[p-3] == '7' && isHex(b[p-2]) && isHexLetter(b[p-1]) && s.tlvPAN(p, e-p, m) {
-			return true
-		}
-		for l := MaxDigits; l >= MinDigits; l-- {
-			t := e - l - 4
-			if t < p || b[t] != '5' || b[t+1] != '7' {
-				continue
-			}
-			if ll := int(b[t+2]-'0')*16 + int(b[t+3]-'0'); 2*ll >= l+8 && ll <= 19 && s.tlvPAN(t+4, l, m) {
-				return true
-			}
-		}
-	}
 	q, nd := 0, 0
 	switch {
 	case p >= 2 && b[p-1]|0x20 == 'a' && b[p-2] == '5' && b[p] == '0':
@@ -905,18 +891,37 @@ func (s *scanner) tlv(p, e int, m *Match) bool {
 		q, nd = p, 20
 	case e-p > MaxDigits && b[p] == '1' && b[p+1]-'2' < 8:
 		q, nd = p+2, 10+int(b[p+1]-'0')
-		return q+nd <= e && s.tlvPAN(q, nd, m)
-	default:
-		return false
+		if q+nd > e {
+			nd = 0
+		}
 	}
 	if q+nd > e {
 		// An odd length: one digit fewer, then the 'F' pad.
-		if q+nd-1 != e || e >= n || b[e]|0x20 != 'f' {
-			return false
+		if q+nd-1 == e && e < n && b[e]|0x20 == 'f' {
+			nd--
+		} else {
+			nd = 0
 		}
-		nd--
 	}
-	return nd >= MinDigits && s.tlvPAN(q, nd, m)
+	if nd >= MinDigits && s.tlvPAN(q, nd, m) {
+		return true
+	}
+	// Tag 57: the PAN ends at the 'D'.
+	if e < n-1 && b[e]|0x20 == 'd' && isDigit(b[e+1]) {
+		if p >= 4 && b[p-4] == '5' && b[p-3] == '7' && isHex(b[p-2]) && isHexLetter(b[p-1]) && s.tlvPAN(p, e-p, m) {
+			return true
+		}
+		for l := MaxDigits; l >= MinDigits; l-- {
+			t := e - l - 4
+			if t < p || t-p > 7 || b[t] != '5' || b[t+1] != '7' {
+				continue
+			}
+			if ll := int(b[t+2]-'0')*16 + int(b[t+3]-'0'); 2*ll >= l+8 && ll <= 19 && s.tlvPAN(t+4, l, m) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // tlvMaybe is tlv's quick test: the digits b[p:e] follow a hex letter
@@ -1002,8 +1007,8 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 				if gs >= 2*MinDigits {
 					s.long0, s.long1 = g0, q // next looks for hex of ASCII there
 				}
-				if g0 == p {
-					s.first = q // for tlv
+				if g0 == p && tlvMaybe(b, g0, q) {
+					best = MinDigits // a payment message's field, perhaps: see tlv
 				}
 			}
 			if q < n && b[q]|0x20 == 'e' && g0 > 0 && b[g0-1] == '.' && sciExp(b, q) > 0 {
@@ -1036,7 +1041,8 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 }
 
 // sciExp reads the exponent of a number in scientific notation at b[e]
-// ('e' or 'E', an optional '+', one to three digits, no digit after) and
+// ('e' or 'E', an optional '+', one to three digits, no digit or masked
+// digit after: masking a neighbour never makes one) and
 // returns it if it can make an integer of MinDigits to MaxDigits digits,
 // else -1.
 func sciExp(b []byte, e int) int {
@@ -1049,7 +1055,7 @@ func sciExp(b []byte, e int) int {
 		x = x*10 + int(b[q]-'0')
 		q++
 	}
-	if q == q0 || (q < len(b) && isDigit(b[q])) || x+1 < MinDigits || x+1 > MaxDigits {
+	if q == q0 || (q < len(b) && digitOrStarAt(b, q)) || x+1 < MinDigits || x+1 > MaxDigits {
 		return -1
 	}
 	return x
@@ -1315,6 +1321,16 @@ func (s *scanner) window(m *Match) bool {
 	for i := s.from; i < s.ng; i++ {
 		if i == s.ng-2 && s.groups[i].nd == 1 && s.sci(m) {
 			s.from = s.ng
+			return true
+		}
+		if g := &s.groups[i]; i == s.from && g.nd >= MinDigits && g.enc == 0 && tlvMaybe(s.b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
+			s.from, s.runEnd = s.ng, m.End // the scan goes on after the PAN
+			if i > 0 {
+				m.adj |= adjBefore
+			}
+			if i < s.ng-1 {
+				m.adj |= adjAfter // more groups: keep none of its digits
+			}
 			return true
 		}
 		if !firstOK(s.groups[i].nd) {

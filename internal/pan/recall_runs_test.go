@@ -266,9 +266,15 @@ func TestRecallPaymentMessageFields(t *testing.T) {
 			"9F2701809F360200" + tag57 + "5F3401019F10",
 			fmt.Sprintf("0200F23A40010AE1800A%02d%s000000000000012500", len(p), p),
 			fmt.Sprintf("field2=%02d%s0000001000", len(p), p),
+			tag5A + "\t12345,.1234567",
 		} {
 			expectMasked(t, d, fmt.Sprintf("pan %d form %d", k, fi), text, p)
 		}
+		// Two fields of one message in one digit run: both found.
+		q := genRunPANs(uint64(100+k), 1)[k%len(runPANs)]
+		two := tag5A + fmt.Sprintf("57%02X%sD25122010", (len(q)+9)/2, q)
+		expectMasked(t, d, fmt.Sprintf("pan %d two fields, first", k), two, p)
+		expectMasked(t, d, fmt.Sprintf("pan %d two fields, second", k), two, q)
 	}
 	// Long ids and other digit runs stay look-alikes.
 	for _, s := range []string{
@@ -276,6 +282,79 @@ func TestRecallPaymentMessageFields(t *testing.T) {
 		"trace=7a3f5A0900000000000000000000",
 	} {
 		expectNone(t, d, "long run", s)
+	}
+}
+
+// TestRecallRunsMixed: the new forms glued together and to other numbers
+// in random order keep Mask's promises: every PAN Find reports is masked,
+// nothing outside them changes, nothing is found in the output (masking a
+// PAN never makes a neighbour a PAN: context rules see a masked digit as a
+// digit) and masking is idempotent.
+func TestRecallRunsMixed(t *testing.T) {
+	d := pan.New()
+	r := newRand(7)
+	gen := func() string {
+		rp := runPANs[r.IntN(len(runPANs))]
+		return string(pantest.Generate(r, rp.net, rp.length))
+	}
+	piece := func() string {
+		p := gen()
+		switch r.IntN(12) {
+		case 0:
+			return "DE89370400440532013000"
+		case 1:
+			if len(p)%2 == 1 {
+				p += "F"
+			}
+			return fmt.Sprintf("5A%02X%s", len(p)/2, p)
+		case 2:
+			p += "D2512201"
+			if len(p)%2 == 1 {
+				p += "F"
+			}
+			return fmt.Sprintf("57%02X%s", len(p)/2, p)
+		case 3:
+			return fmt.Sprintf("%02d%s0000", len(p), p)
+		case 4:
+			return p[:1] + "." + p[1:] + "E" + strconv.Itoa(len(p)-1)
+		case 5:
+			return []string{"4,111,111,", "4 111 ", "41,", "1 2 3 4 ", "1234 5678 ", "ref TX01 "}[r.IntN(6)]
+		case 6:
+			return strconv.Itoa(r.IntN(100000))
+		case 7:
+			return "e+15"
+		case 8:
+			return "." + p[:r.IntN(len(p))]
+		}
+		return p
+	}
+	for it := range 10000 {
+		var b strings.Builder
+		for k := r.IntN(6); k >= 0; k-- {
+			b.WriteString(piece())
+			b.WriteString([]string{"", "", " ", ",", "+", "-", "x", "F", "\t"}[r.IntN(9)])
+		}
+		in := []byte(b.String())
+		ms := d.Find(nil, in)
+		for _, p := range policies {
+			out, n := d.Mask(nil, in, p)
+			if n != len(ms) || len(out) != len(in) {
+				t.Fatalf("case %d %v: masked %d, found %d", it, p, n, len(ms))
+			}
+			prev := 0
+			for _, m := range append(ms, pan.Match{Start: len(in), End: len(in)}) {
+				if m.Start < prev || !bytes.Equal(in[prev:m.Start], out[prev:m.Start]) {
+					t.Fatalf("case %d %v: %q: bytes outside the PANs changed", it, p, pantest.Redact(string(in)))
+				}
+				prev = m.End
+			}
+			if left := d.Find(nil, out); len(left) != 0 {
+				t.Fatalf("case %d %v: %q -> %q: %d PANs left", it, p, pantest.Redact(string(in)), pantest.Redact(string(out)), len(left))
+			}
+			if again, n2 := d.Mask(nil, out, p); n2 != 0 || !bytes.Equal(again, out) {
+				t.Fatalf("case %d %v: masking not idempotent", it, p)
+			}
+		}
 	}
 }
 
