@@ -1218,7 +1218,7 @@ func (s *scanner) collect(p int) int {
 		g.end = int32(p)
 		s.ng++
 		if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
-			return p // cut a very long run here; the rest starts a new one
+			return s.cut(p) // cut a very long run here; the rest starts a new one
 		}
 		g = &s.groups[s.ng]
 		*g = group{gap0: int32(p), start: int32(q), d0: uint8(s.nd), genc: ge}
@@ -1226,6 +1226,19 @@ func (s *scanner) collect(p int) int {
 	}
 	g.end = int32(p)
 	s.ng++
+	return p
+}
+
+// cut ends a very long run at p, the end of its last group. A last group
+// of one digit followed by '.' is left to the next run, which may read it
+// as the integer part of a float in scientific notation (see sci), as it
+// would if masking shortened this run.
+func (s *scanner) cut(p int) int {
+	if g := &s.groups[s.ng-1]; s.ng > 1 && g.nd == 1 && p < len(s.b) && s.b[p] == '.' {
+		s.ng--
+		s.nd--
+		return int(g.gap0)
+	}
 	return p
 }
 

@@ -213,6 +213,18 @@ func TestRecallScientificNotation(t *testing.T) {
 			expectMasked(t, d, fmt.Sprintf("pan %d go %%v", k), fmt.Sprintf("v=%v", f), p)
 		}
 	}
+	// At the end of a very long run (cut after 96 digits), after a PAN
+	// that masking turns into stars.
+	ps := genRunPANs(44, 1)
+	for k, p := range ps {
+		if len(p) > 17 {
+			continue
+		}
+		q := ps[(k+1)%len(ps)]
+		long := "12345678901234567890 12345678901234567890 12345678901234567890\t" + q + "\t." + p[:1] + "." + p[1:] + "E" + strconv.Itoa(len(p)-1)
+		expectMasked(t, d, fmt.Sprintf("pan %d long run", k), long, p)
+		expectMasked(t, d, fmt.Sprintf("pan %d long run, first", k), long, q)
+	}
 	// Fractions and other floats stay look-alikes.
 	for _, s := range []string{"0.4532015112830366", "1.2345678901234567e-05", "4.111111111111111E3", "4.111111111111111E25", "x=6.02214076e+23"} {
 		expectNone(t, d, "float", s)
