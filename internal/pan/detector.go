@@ -1331,12 +1331,10 @@ func (s *scanner) sameGap(k, l int) bool {
 // current run, starting at group s.from: for each start, the longest
 // window first, windows with one consistent separator before mixed ones.
 func (s *scanner) window(m *Match) bool {
-	for i := s.from; i < s.ng; i++ {
-		if i == s.ng-2 && s.groups[i].nd == 1 && s.sci(m) {
-			s.from = s.ng
-			return true
-		}
-		if g := &s.groups[i]; i == s.from && g.nd >= MinDigits && g.enc == 0 && tlvMaybe(s.b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
+	if i := s.from; i < s.ng {
+		// A payment message's field (see tlv), before the windows that
+		// start with its group.
+		if g := &s.groups[i]; g.nd >= MinDigits && g.enc == 0 && tlvMaybe(s.b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
 			s.from, s.runEnd = s.ng, m.End // the scan goes on after the PAN
 			if i > 0 {
 				m.adj |= adjBefore
@@ -1344,6 +1342,16 @@ func (s *scanner) window(m *Match) bool {
 			if i < s.ng-1 {
 				m.adj |= adjAfter // more groups: keep none of its digits
 			}
+			return true
+		}
+	}
+	sciAt := -1 // the group that may start a float (see sci)
+	if s.ng >= 2 && s.groups[s.ng-2].nd == 1 {
+		sciAt = s.ng - 2
+	}
+	for i := s.from; i < s.ng; i++ {
+		if i == sciAt && s.sci(m) {
+			s.from = s.ng
 			return true
 		}
 		if !firstOK(s.groups[i].nd) {
