@@ -71,7 +71,8 @@
 // 2033 they all start with 1, which no supported network uses; see
 // firstDigitOK), digit runs longer than 19 (but see tlv), decimal
 // fractions ("0.4532...", "1.2e-05"), hex literals and hashes (a digit run
-// inside a hex token that holds other digits, or after "0x"), UUIDs, valid
+// inside a hex token that holds other digits, or after a "0x" that starts
+// a token: "...10x4111..." is no hex literal), UUIDs, valid
 // IBANs (a country of the SWIFT registry, its registered length, ending
 // where its token ends, mod-97 checked; only the IBAN's own groups: a PAN
 // after it in the same run is found), '+'-prefixed numbers of at most 15
