@@ -46,11 +46,28 @@
 //     have 4-8 digits (the last 1-8), or one digit each, so quoted lists
 //     and tables of small numbers never form a PAN;
 //   - the groups have a printed shape: one group of 12-19 digits, or a first
-//     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, or
-//     one digit per group ("4 1 1 1 ..."). Inside a longer run of groups
-//     (a list of numbers, a PAN followed by an expiry or ".00") the longest
-//     window of whole groups that is a PAN wins, windows with one consistent
-//     separator first;
+//     group of 3-8 digits, inner groups of 3-8 and a last group of 1-8, a
+//     first group of 1-3 then groups of exactly three after one consistent
+//     separator (thousands grouping: "4,111,111,111,111,111", '.', ' ',
+//     U+202F), or one digit per group ("4 1 1 1 ..."). Inside a longer run
+//     of groups (a list of numbers, a PAN followed by an expiry or ".00")
+//     the longest window of whole groups that is a PAN wins, windows with
+//     one consistent separator first;
+//   - a float in scientific notation that is an exact integer of 12-19
+//     digits (Java Double.toString, Jackson, Go's %v of a float64:
+//     "4.111111111111111E15", "...e+15") is that integer (its mantissa
+//     padded with zeros); the mantissa's digits are masked by their place
+//     in it. A mantissa of fewer than nine digits after the point (a PAN
+//     ending in seven zeros) is not looked at;
+//   - in payment messages a PAN may be glued to the fields around it: EMV
+//     tag 5A ("5A08" + the BCD PAN, 'F'-padded when odd), tag 57 (track 2
+//     equivalent: "57" + length + PAN + 'D' + expiry ...) and ISO 8583
+//     field 2 (a length 12-19 then the PAN, at the start of a digit run
+//     longer than 19), where the group starts a run of groups or follows
+//     a PAN found in it; a miss elsewhere, and when the bitmap before
+//     field 2 ends in a digit, which joins the run. See tlv; a long digit
+//     run that starts with 12-19 and a Luhn-valid number of that length
+//     in a card range is masked (a false positive);
 //   - anything may stand right before or after the number: letters
 //     ("PAN4111...", "...1111x"), quotes, brackets, '=', '*', '#', '+', and
 //     an escape whose last characters are digits: magnetic stripe track 1
@@ -68,12 +85,17 @@
 // Look-alikes that are not reported: Luhn-invalid numbers and numbers no
 // network issues (this is what rejects Unix times in s, ms, µs and ns: until
 // 2033 they all start with 1, which no supported network uses; see
-// firstDigitOK), digit runs longer than 19, decimal fractions ("0.4532...",
-// "1.2e-05"), hex literals and hashes (a digit run inside a hex token that
-// holds other digits, or after "0x"), UUIDs, valid IBANs (mod-97 checked),
-// '+'-prefixed numbers of at most 15 digits (E.164 phone numbers), dotted
-// IPv4 addresses (with or without a port), versions, dates, already-masked
-// PANs and pcistream tokens (neither has 12 digits in a row).
+// firstDigitOK), digit runs longer than 19 (but see tlv), decimal
+// fractions ("0.4532...", "1.2e-05"), hex literals and hashes (a digit run
+// inside a hex token that holds other digits, or after a "0x" that starts
+// a token: "...10x4111..." is no hex literal), UUIDs, valid
+// IBANs (a country of the SWIFT registry, its registered length, ending
+// where its token ends, mod-97 checked; only the IBAN's own groups: a PAN
+// after it in the same run is found), '+'-prefixed numbers of at most 15
+// digits (E.164 phone numbers; not after a letter or digit, where '+' is a
+// form-encoded space), dotted IPv4 addresses (with or without a port),
+// versions, dates, already-masked PANs and pcistream tokens (neither has
+// 12 digits in a row).
 //
 // Tradeoffs, chosen recall-first (when in doubt, mask):
 //
@@ -86,7 +108,9 @@
 //   - '+' then 12-15 plain digits, contiguous or after a 1-3 digit country
 //     code, is an E.164 phone number and is kept, even when it is also a
 //     valid 15-digit Amex or 13-digit Visa; '+' before a number printed like
-//     a card (first group of 4+, or 16+ digits) does not protect it.
+//     a card (first group of 4+, or 16+ digits) does not protect it, nor
+//     does a '+' right after a letter or digit: that is a space in URL and
+//     form encoding ("my+card+is+3782...").
 //   - A digit run inside a hex token that holds other digits (hashes, ids)
 //     is kept; letters glued to a number alone ("card4111...") are not.
 //   - Space-, tab- or line-separated tables of 4-digit numbers can form a
@@ -109,9 +133,14 @@
 //     prose, left out.
 //   - Commas, semicolons and pipes are separators: a CSV or pipe-separated
 //     row of 4-digit numbers that forms a Luhn-valid number in a card range
-//     is masked (a false positive). Thousands separators ("1,234,567") never
-//     form a printed card shape on their own, but a window of 3-digit
-//     groups of 12+ digits can, and is masked.
+//     is masked (a false positive). A number of 12-19 digits printed with
+//     thousands separators ("4,111,111,111,111,111") is a printed shape:
+//     an amount that forms a Luhn-valid number in a card range is masked
+//     (a false positive), as is a window of 3-digit groups of 12+ digits
+//     of a longer one. Not covered (a miss): Indian lakh grouping
+//     ("4,11,11,11,...": digit pairs, see above) and the apostrophe as a
+//     thousands separator ("4'111'111...": a quote alone between groups
+//     is no gap).
 //
 // Speed: a 64-byte block filter (AVX2 on amd64, SWAR elsewhere) marks the
 // positions worth a look: the end of three ASCII digits in a row, the end
@@ -446,7 +475,7 @@ type group struct {
 	gap0, start, end int32    // gap before: b[gap0:start]; digits: b[start:end]
 	d0               uint8    // index of the group's first digit in scanner.digits
 	nd               uint8    // digits in the group (saturates at 255; at most 20 stored)
-	ip               bool     // part of a dotted IPv4 address
+	alike            bool     // part of a dotted IPv4 address or an IBAN: in no window
 	enc              Encoding // how its digits (and invisible gaps inside) were written
 	genc             Encoding // how the gap before it was written
 }
@@ -455,7 +484,7 @@ type group struct {
 // checks.
 const (
 	runChecked = 1 << iota
-	runReject  // IBAN or phone number: no window of the run is a PAN
+	runReject  // phone number: no window of the run is a PAN
 )
 
 // scanner walks b once; next returns the matches in order.
@@ -816,6 +845,10 @@ func (s *scanner) next(m *Match) bool {
 						return s.subMatch(m)
 					}
 					s.i = e
+					if k >= MinDigits && tlvMaybe(b, p, e) && s.tlv(p, e, m) {
+						s.i = m.End
+						return true
+					}
 					continue
 				}
 			}
@@ -859,6 +892,101 @@ func (s *scanner) next(m *Match) bool {
 		}
 		s.from, s.flags = 0, 0
 	}
+}
+
+// tlv finds a PAN glued into the fields of a payment message, in a group
+// of at least 12 plain digits b[p:e] that starts a run or follows the last
+// window found in it, before any window that starts with it (window). A
+// group further in is not looked at: the digits left before the PAN could
+// join the groups before them into a window that only the masked text
+// shows.
+//
+//   - EMV tag 5A (application PAN): "5A" + a length of 06-0A bytes + the
+//     BCD PAN, padded with 'F' when its length is odd ("5A08" + 16
+//     digits; the tag's letter ends the run before the length);
+//   - EMV tag 57 (track 2 equivalent): "57" + a length + the PAN + 'D' +
+//     expiry...: the PAN is the 12-19 digits before the 'D', after "57"
+//     (at most eight digits into the group) and a length that can hold
+//     it, the expiry and service code (or the length has a hex letter and
+//     the group is the PAN);
+//   - ISO 8583 field 2 (LLVAR): a group of more than 19 digits that
+//     starts with a length 12-19 followed by that many digits.
+//
+// The digits pass the usual card checks (Luhn, IIN and length) but no
+// look-alike rule: the tags are hex, and these runs are too long. The scan
+// goes on right after the PAN, as it does in the masked text, where the
+// masked digits end the run: another field may start there ("5A08" + a PAN
+// + "16" + a PAN ...).
+func (s *scanner) tlv(p, e int, m *Match) bool {
+	b := s.b
+	n := len(b)
+	q, nd := 0, 0
+	switch {
+	case p >= 2 && b[p-1]|0x20 == 'a' && b[p-2] == '5' && b[p] == '0':
+		q, nd = p+2, 2*int(b[p+1]-'0')
+	case p >= 4 && b[p-1]|0x20 == 'a' && b[p-2] == '0' && b[p-3]|0x20 == 'a' && b[p-4] == '5':
+		q, nd = p, 20
+	case e-p > MaxDigits && b[p] == '1' && b[p+1]-'2' < 8:
+		q, nd = p+2, 10+int(b[p+1]-'0')
+		if q+nd > e {
+			nd = 0
+		}
+	}
+	if q+nd > e {
+		// An odd length: one digit fewer, then the 'F' pad.
+		if q+nd-1 == e && e < n && b[e]|0x20 == 'f' {
+			nd--
+		} else {
+			nd = 0
+		}
+	}
+	if nd >= MinDigits && s.tlvPAN(q, nd, m) {
+		return true
+	}
+	// Tag 57: the PAN ends at the 'D'.
+	if e < n-1 && b[e]|0x20 == 'd' && isDigit(b[e+1]) {
+		if p >= 4 && b[p-4] == '5' && b[p-3] == '7' && isHex(b[p-2]) && isHexLetter(b[p-1]) && s.tlvPAN(p, e-p, m) {
+			return true
+		}
+		for l := MaxDigits; l >= MinDigits; l-- {
+			t := e - l - 4
+			if t < p || t-p > 7 || b[t] != '5' || b[t+1] != '7' {
+				continue
+			}
+			if ll := int(b[t+2]-'0')*16 + int(b[t+3]-'0'); 2*ll >= l+8 && ll <= 19 && s.tlvPAN(t+4, l, m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tlvMaybe is tlv's quick test: the digits b[p:e] follow a hex letter
+// (5A), run past 19 digits (ISO 8583) or end at a 'D' (57).
+func tlvMaybe(b []byte, p, e int) bool {
+	return (p > 0 && isHexLetter(b[p-1])) || e-p > MaxDigits || (e < len(b) && b[e]|0x20 == 'd')
+}
+
+// tlvPAN checks the nd plain digits at b[q:] as a PAN for tlv and fills m.
+func (s *scanner) tlvPAN(q, nd int, m *Match) bool {
+	b := s.b
+	if nd < MinDigits || nd > MaxDigits {
+		return false
+	}
+	net, ok := identify(b[q : q+nd])
+	if !ok || s.d.nets&(1<<net) == 0 {
+		return false
+	}
+	m.Start, m.End, m.Digits, m.Network, m.Encoding = q, q+nd, nd, net, EncGlued
+	copy(m.Last4[:], b[q+nd-4:q+nd])
+	m.adj = 0
+	if q > 0 && isDigit(b[q-1]) {
+		m.adj |= adjBefore
+	}
+	if q+nd < len(b) && isDigit(b[q+nd]) {
+		m.adj |= adjAfter
+	}
+	return true
 }
 
 // asciiSep marks the plain ASCII separators; introHigh the bytes that may
@@ -909,11 +1037,19 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 				ones = 0
 			}
 		default:
-			if gs >= MinDigits && gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
-				best = MinDigits
+			if gs >= MinDigits {
+				if gs <= MaxDigits && firstDigitOK[b[g0]-'0'] {
+					best = MinDigits
+				}
+				if gs >= 2*MinDigits {
+					s.long0, s.long1 = g0, q // next looks for hex of ASCII there
+				}
+				if g0 == p && tlvMaybe(b, g0, q) {
+					best = MinDigits // a payment message's field, perhaps: see tlv
+				}
 			}
-			if gs >= 2*MinDigits {
-				s.long0, s.long1 = g0, q // next looks for hex of ASCII there
+			if q < n && b[q]|0x20 == 'e' && g0 > 0 && b[g0-1] == '.' && sciExp(b, q) > 0 {
+				best = MinDigits // "4.111111111111111E15": see sci
 			}
 			cur, ones = 0, 0
 		}
@@ -939,6 +1075,67 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 		break
 	}
 	return q, best < MinDigits
+}
+
+// sciExp reads the exponent of a number in scientific notation at b[e]
+// ('e' or 'E', an optional '+', one to three digits, no digit or masked
+// digit after: masking a neighbour never makes one) and
+// returns it if it can make an integer of MinDigits to MaxDigits digits,
+// else -1.
+func sciExp(b []byte, e int) int {
+	q := e + 1
+	if q < len(b) && b[q] == '+' {
+		q++
+	}
+	x, q0 := 0, q
+	for q < len(b) && isDigit(b[q]) && q-q0 < 3 {
+		x = x*10 + int(b[q]-'0')
+		q++
+	}
+	if q == q0 || (q < len(b) && digitOrStarAt(b, q)) || x+1 < MinDigits || x+1 > MaxDigits {
+		return -1
+	}
+	return x
+}
+
+// sci reports whether the run's last two groups are a PAN printed as a
+// float in scientific notation (Java Double.toString, Jackson, Go's %v of
+// a float64: "4.111111111111111E15", "4.111111111111111e+15"): one digit,
+// '.', a mantissa of at most x digits and an exponent x of 11 to 18, an
+// exact integer of x+1 digits. Its digits (the mantissa padded with
+// zeros) are checked like any window's; the match covers the digits as
+// written, a prefix of the PAN's, and masking hides them by their place
+// in the PAN.
+func (s *scanner) sci(m *Match) bool {
+	k := s.ng - 2
+	g0, g1 := &s.groups[k], &s.groups[k+1]
+	b := s.b
+	e := int(g1.end)
+	if g0.nd != 1 || g0.enc != 0 || g1.enc != 0 || g1.start-g1.gap0 != 1 || b[g1.gap0] != '.' || e >= len(b) || b[e]|0x20 != 'e' {
+		return false
+	}
+	x := sciExp(b, e)
+	if x < 0 || int(g1.nd) > x {
+		return false
+	}
+	nd := x + 1
+	var digits [MaxDigits]byte
+	digits[0] = s.digits[g0.d0]
+	copy(digits[1:], s.digits[g1.d0:int(g1.d0)+int(g1.nd)])
+	for j := 1 + int(g1.nd); j < nd; j++ {
+		digits[j] = '0'
+	}
+	net, ok := identify(digits[:nd])
+	if !ok || s.d.nets&(1<<net) == 0 {
+		return false
+	}
+	m.Start, m.End, m.Digits, m.Network, m.Encoding = int(g0.start), e, nd, net, 0
+	copy(m.Last4[:], digits[nd-4:nd])
+	m.adj = 0
+	if k > 0 {
+		m.adj |= adjBefore
+	}
+	return true
 }
 
 // digitsEnd returns the end of the ASCII digits starting at q, read off
@@ -1058,7 +1255,7 @@ func (s *scanner) collect(p int) int {
 		g.end = int32(p)
 		s.ng++
 		if s.ng == maxGroups || s.nd+MaxDigits+1 > maxRunDigit {
-			return p // cut a very long run here; the rest starts a new one
+			return s.cut(p) // cut a very long run here; the rest starts a new one
 		}
 		g = &s.groups[s.ng]
 		*g = group{gap0: int32(p), start: int32(q), d0: uint8(s.nd), genc: ge}
@@ -1066,6 +1263,19 @@ func (s *scanner) collect(p int) int {
 	}
 	g.end = int32(p)
 	s.ng++
+	return p
+}
+
+// cut ends a very long run at p, the end of its last group. A last group
+// of one digit followed by '.' is left to the next run, which may read it
+// as the integer part of a float in scientific notation (see sci), as it
+// would if masking shortened this run.
+func (s *scanner) cut(p int) int {
+	if g := &s.groups[s.ng-1]; s.ng > 1 && g.nd == 1 && p < len(s.b) && s.b[p] == '.' {
+		s.ng--
+		s.nd--
+		return int(g.gap0)
+	}
 	return p
 }
 
@@ -1085,7 +1295,7 @@ func (s *scanner) shapeOK(i, j int) bool {
 			return s.markupShape(i, j)
 		}
 	}
-	if s.smallGroups(i, j) {
+	if s.smallGroups(i, j) || (g[0].nd < 3 && g[1].nd == 3 && g[len(g)-1].nd == 3 && s.thousands(i, j)) {
 		return true
 	}
 	if g[0].nd < 3 || g[0].nd > 8 || g[len(g)-1].nd > 8 {
@@ -1093,6 +1303,20 @@ func (s *scanner) shapeOK(i, j int) bool {
 	}
 	for k := 1; k < len(g)-1; k++ {
 		if g[k].nd < 3 || g[k].nd > 8 {
+			return false
+		}
+	}
+	return true
+}
+
+// thousands reports whether groups i..j (at least two) are a number
+// printed with locale thousands separators ("4,111,111,111,111,111",
+// "4.111.111...", "4 111 111...", U+202F): groups after the first of
+// exactly three digits, all after one separator written alike. (A first
+// group of three or more is a printed shape anyway.)
+func (s *scanner) thousands(i, j int) bool {
+	for k := i + 1; k <= j; k++ {
+		if s.groups[k].nd != 3 || (k > i+1 && !s.sameGap(i+1, k)) {
 			return false
 		}
 	}
@@ -1144,7 +1368,29 @@ func (s *scanner) sameGap(k, l int) bool {
 // current run, starting at group s.from: for each start, the longest
 // window first, windows with one consistent separator before mixed ones.
 func (s *scanner) window(m *Match) bool {
+	if i := s.from; i < s.ng {
+		// A payment message's field (see tlv), before the windows that
+		// start with its group.
+		if g := &s.groups[i]; g.nd >= MinDigits && g.enc == 0 && tlvMaybe(s.b, int(g.start), int(g.end)) && s.tlv(int(g.start), int(g.end), m) {
+			s.from, s.runEnd = s.ng, m.End // the scan goes on after the PAN
+			if i > 0 {
+				m.adj |= adjBefore
+			}
+			if i < s.ng-1 {
+				m.adj |= adjAfter // more groups: keep none of its digits
+			}
+			return true
+		}
+	}
+	sciAt := -1 // the group that may start a float (see sci)
+	if s.ng >= 2 && s.groups[s.ng-2].nd == 1 {
+		sciAt = s.ng - 2
+	}
 	for i := s.from; i < s.ng; i++ {
+		if i == sciAt && s.sci(m) {
+			s.from = s.ng
+			return true
+		}
 		if !firstOK(s.groups[i].nd) {
 			continue
 		}
@@ -1231,7 +1477,7 @@ func (s *scanner) lookalike(i, j int) bool {
 		return true
 	}
 	for k := i; k <= j; k++ {
-		if s.groups[k].ip {
+		if s.groups[k].alike {
 			return true
 		}
 	}
@@ -1250,8 +1496,10 @@ func (s *scanner) lookalike(i, j int) bool {
 	return uuidAround(b, start, end)
 }
 
-// runChecks looks at the run as a whole once: an IBAN or a '+' phone
-// number rejects it; dotted quads are marked as IPv4 addresses.
+// runChecks looks at the run as a whole once: a '+' phone number rejects
+// it; the groups of an IBAN it starts with and dotted quads (IPv4
+// addresses) are marked as look-alikes, so windows after them are still
+// tried ("DE89370400440532013000,4111...").
 func (s *scanner) runChecks() {
 	b := s.b
 	g := s.groups[:s.ng]
@@ -1263,13 +1511,18 @@ func (s *scanner) runChecks() {
 	for k := range g {
 		plain = plain && g[k].enc == 0
 	}
-	if start > 0 && b[start-1] == '+' && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
+	// In URL and form encoding '+' is a space: after a letter or digit
+	// ("comment=my+card+is+3782...", "a+4111...") it is no prefix.
+	if start > 0 && b[start-1] == '+' && (start < 2 || !(isLetter(b[start-2]) || isDigit(b[start-2]))) && plain && s.nd <= 15 && (len(g) == 1 || (g[0].nd <= 3 && !s.smallGroups(0, len(g)-1))) {
 		s.flags |= runReject
 		return
 	}
-	if ibanAt(b, start) {
-		s.flags |= runReject
-		return
+	if e := ibanAt(b, start); e > start {
+		for k := range g {
+			if int(g[k].start) < e {
+				g[k].alike = true
+			}
+		}
 	}
 	dot := func(l int) bool { return g[l].start-g[l].gap0 == 1 && b[g[l].gap0] == '.' }
 	for k := 0; k+3 < len(g); k++ {
@@ -1289,7 +1542,7 @@ func (s *scanner) runChecks() {
 		}
 		if quad {
 			for l := k; l < k+4; l++ {
-				g[l].ip = true
+				g[l].alike = true
 			}
 		}
 	}
@@ -1316,7 +1569,10 @@ func hexContext(b []byte, start, end int) bool {
 			return true
 		}
 	}
-	if p >= 2 && (b[p-1]|0x20) == 'x' && b[p-2] == '0' {
+	if p >= 2 && (b[p-1]|0x20) == 'x' && b[p-2] == '0' && (p < 3 || !digitOrStarBefore(b, p-2)) {
+		// "0x" starts a hex literal; after digits ("...10x4111...") the
+		// '0' ends a number, and masking that number must not change the
+		// verdict.
 		return true
 	}
 	q := end
@@ -1388,11 +1644,11 @@ func uuidAround(b []byte, start, end int) bool {
 	return false
 }
 
-// ibanAt reports whether the digit run starting at start belongs to a valid
-// IBAN: walking back over upper-case letters, digits and single spaces
-// reaches a country code and check digits, and the whole string passes the
-// ISO 13616 mod-97 check.
-func ibanAt(b []byte, start int) bool {
+// ibanAt returns where the valid IBAN that the digit run starting at start
+// belongs to ends, or -1: walking back over upper-case letters, digits and
+// single spaces reaches a country code and check digits, and the whole
+// string passes the ISO 13616 mod-97 check.
+func ibanAt(b []byte, start int) int {
 	p := start
 	for k := 0; p > 0 && k < 40; k++ {
 		c := b[p-1]
@@ -1409,22 +1665,32 @@ func ibanAt(b []byte, start int) bool {
 	// Any token of the chain may be the country code ("INFO DE89 3704
 	// ...", "ref GB29 NWBK ..."): try each, nearest last.
 	for q := p; q < start; q++ {
-		if (q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0') && ibanFrom(b, q) {
-			return true
+		if q == p || b[q-1] == ' ' || b[q-1] == '+' || b[q-1] == '0' {
+			if e := ibanFrom(b, q); e >= 0 {
+				return e
+			}
 		}
 	}
 	return ibanFrom(b, start)
 }
 
-// ibanFrom reports whether a valid IBAN starts at p (letters, digits and
-// single spaces, '+' or "%20" between them).
-func ibanFrom(b []byte, p int) bool {
+// ibanFrom returns where the valid IBAN that starts at p (letters, digits
+// and single spaces, '+' or "%20" between them) ends, or -1. Only the
+// length registered for its country counts (see ibanLen), and the IBAN
+// must end where its token does (no letter or digit right after it): a
+// short code before a card number ("ref TX01 4331 ...") is none, where a
+// mod-97 hit at any length from 15 took one PAN in twelve for an IBAN.
+func ibanFrom(b []byte, p int) int {
 	if p+4 > len(b) || !isUpper(b[p]) || !isUpper(b[p+1]) || !isDigit(b[p+2]) || !isDigit(b[p+3]) {
-		return false
+		return -1
+	}
+	l := int(ibanLen[int(b[p]-'A')*26+int(b[p+1]-'A')])
+	if l == 0 {
+		return -1
 	}
 	var chars [34]byte
-	n := 0
-	for q := p; q < len(b) && n < len(chars); q++ {
+	n, q := 0, p
+	for ; q < len(b) && n < l; q++ {
 		c := b[q]
 		if isUpper(c) || isDigit(c) {
 			chars[n] = c
@@ -1440,23 +1706,37 @@ func ibanFrom(b []byte, p int) bool {
 			break
 		}
 	}
-	// Mod-97 over the string rotated by four, for every length from 15
-	// (the text after an IBAN may continue with letters: "... 43 HTTP").
-	r := 0
-	for k := 4; k < n; k++ {
-		r = mod97(r, chars[k])
-		if k+1 >= 15 {
-			rr := r
-			for _, c := range chars[:4] {
-				rr = mod97(rr, c)
-			}
-			if rr == 1 {
-				return true
-			}
-		}
+	if n < l || (q < len(b) && (isLetter(b[q]) || isDigit(b[q]))) {
+		return -1
 	}
-	return false
+	// Mod-97 over the string rotated by four.
+	r := 0
+	for _, c := range chars[4:l] {
+		r = mod97(r, c)
+	}
+	for _, c := range chars[:4] {
+		r = mod97(r, c)
+	}
+	if r != 1 {
+		return -1
+	}
+	return q
 }
+
+// ibanLen is the IBAN length of each country of the SWIFT IBAN registry
+// (ISO 13616), indexed by its two letters; 0: no IBAN.
+var ibanLen = func() (t [26 * 26]uint8) {
+	const reg = "AD24AE23AL28AT20AZ28BA20BE16BG22BH22BI27BR29BY28CH21CR22CY28CZ24" +
+		"DE22DJ27DK18DO28EE20EG29ES24FI18FK18FO18FR27GB22GE22GI23GL18GR27" +
+		"GT28HN28HR21HU28IE22IL23IQ23IS26IT27JO30KW30KZ20LB28LC32LI21LT20" +
+		"LU20LV21LY25MC27MD24ME22MK19MN20MR27MT31MU30NI28NL18NO15OM23PK24" +
+		"PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25" +
+		"SV28TL23TN24TR26UA29VA22VG24XK20YE30"
+	for k := 0; k+4 <= len(reg); k += 4 {
+		t[int(reg[k]-'A')*26+int(reg[k+1]-'A')] = (reg[k+2]-'0')*10 + reg[k+3] - '0'
+	}
+	return t
+}()
 
 // mod97 appends the IBAN digit or letter c to the remainder r.
 func mod97(r int, c byte) int {
