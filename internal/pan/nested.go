@@ -11,6 +11,10 @@ package pan
 const (
 	maxSub   = 8   // matches of one decoded region held at a time
 	maxPlain = 384 // bytes of one decoded region
+	// overlap is how many decoded bytes a window shares with the one
+	// before it in a longer region, so a PAN with separators, or with
+	// escaped digits, that straddles a window's end is whole in the next.
+	overlap = 96
 )
 
 // hexRun looks at a plain digit run b[p:e] too long to be a PAN: when its
@@ -38,18 +42,29 @@ func (s *scanner) hexRun(p, e int) bool {
 	if a < 0 {
 		return false
 	}
-	// The hex token around the run, in pairs aligned with a, from s.i on.
+	// The hex token around the run, in pairs aligned with a, from s.i on,
+	// decoded a window at a time until one holds a PAN or the windows
+	// cover the run (a PAN of hex is inside one digit run).
 	start := a
 	for start-2 >= s.i && a-start < maxPlain && isHex(b[start-1]) && isHex(b[start-2]) {
 		start -= 2
 	}
-	end := a
-	for end+2 <= len(b) && (end-start)/2 < maxPlain && isHex(b[end]) && isHex(b[end+1]) {
-		end += 2
-	}
 	var buf [maxPlain]byte
-	n := hexDecode(buf[:], b[start:end])
-	return s.subScan(buf[:n], start, end, EncHexASCII)
+	for {
+		end := start
+		for end+2 <= len(b) && (end-start)/2 < maxPlain && isHex(b[end]) && isHex(b[end+1]) {
+			end += 2
+		}
+		more := end+2 <= len(b) && isHex(b[end]) && isHex(b[end+1])
+		n := hexDecode(buf[:], b[start:end])
+		if s.subScan(buf[:n], start, end, 2*overlap, more, EncHexASCII) {
+			return true
+		}
+		if !more || end >= e {
+			return false
+		}
+		start = end - 2*overlap
+	}
 }
 
 // byteaHex reports whether the escape at p starts "\\x3431..." (PostgreSQL
@@ -153,26 +168,43 @@ func (s *scanner) base64At(p int) bool {
 	if a < 0 {
 		return false
 	}
+	// The token, from at most maxPlain characters before a, decoded a
+	// window at a time until one holds a PAN or the token ends.
 	start := a
 	for start-4 >= s.i && a-start < maxPlain && b64Quad(b, start-4) {
 		start -= 4
 	}
-	end := a
-	for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
-		end += 4
-	}
-	// A last, partial group of two or three characters ends the token.
-	k := 0
-	for k < 3 && end+k < len(b) && b64Val[b[end+k]] >= 0 {
-		k++
-	}
-	if k >= 2 && (end+k == len(b) || b64Val[b[end+k]] < 0) {
-		end += k
-	}
-	s.b64Skip = end
 	var buf [maxPlain]byte
-	n := b64Decode(buf[:], b[start:end])
-	return s.subScan(buf[:n], start, end, EncBase64)
+	for {
+		end := start
+		for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
+			end += 4
+		}
+		more := end+4 <= len(b) && b64Quad(b, end)
+		if !more {
+			// A last, partial group of two or three characters ends the token.
+			k := 0
+			for k < 3 && end+k < len(b) && b64Val[b[end+k]] >= 0 {
+				k++
+			}
+			if k >= 2 && (end+k == len(b) || b64Val[b[end+k]] < 0) {
+				end += k
+			}
+		}
+		n := b64Decode(buf[:], b[start:end])
+		if s.subScan(buf[:n], start, end, overlap/3*4, more, EncBase64) {
+			// The scan goes on at subEnd, in this token perhaps (more
+			// PANs than sub holds, or the rest of the token): it is
+			// decoded again from there.
+			s.b64Skip = s.subEnd
+			return true
+		}
+		if !more {
+			s.b64Skip = end
+			return false
+		}
+		start = end - overlap/3*4
+	}
 }
 
 // b64Decode decodes src (base64 characters of either alphabet, no
@@ -225,11 +257,19 @@ func (s *scanner) subMatch(m *Match) bool {
 
 // subScan scans the decoded region plain (written as b[start:end] in
 // encoding enc) and keeps up to maxSub of its matches, mapped back to b.
-func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
+// more says the region goes on after end, then the last ov characters
+// (whole groups) are scanned again with what follows. subEnd is where the
+// scan goes on: where the first match not kept starts, or after the
+// region (its last ov characters when more).
+func (s *scanner) subScan(plain []byte, start, end, ov int, more bool, enc Encoding) bool {
 	in := scanner{d: s.d, b: plain, bs: noBlock, inner: true}
 	var m Match
 	s.subN, s.subK = 0, 0
-	for s.subN < maxSub && in.next(&m) {
+	s.subEnd = end
+	if more {
+		s.subEnd = end - ov
+	}
+	for in.next(&m) {
 		is, ie := m.Start, m.End
 		if enc == EncHexASCII {
 			m.Start, m.End = start+2*is, start+2*ie
@@ -247,16 +287,19 @@ func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
 			last.adj |= adjMerged | m.adj
 			continue
 		}
+		if s.subN == maxSub {
+			// More than sub holds: the rest is scanned again from the
+			// start of this one (past the last kept: it was not merged).
+			s.subEnd = m.Start
+			return true
+		}
 		s.sub[s.subN] = m
 		s.subN++
 	}
 	if s.subN == 0 {
 		return false
 	}
-	s.subEnd = end
-	if s.subN == maxSub {
-		s.subEnd = s.sub[maxSub-1].End // the rest is scanned again
-	}
+	s.subEnd = max(s.subEnd, s.sub[s.subN-1].End)
 	return true
 }
 
