@@ -133,6 +133,19 @@ func b64Quad(b []byte, x int) bool {
 	return b64Val[b[x]]|b64Val[b[x+1]]|b64Val[b[x+2]]|b64Val[b[x+3]] >= 0
 }
 
+// b64U16Group reports whether the eight characters at x are the base64
+// of two ASCII digits in UTF-16LE between NULs (digit, 0, digit; 0, digit,
+// 0: [M-O][AQgw]A[w-z0-5] AD[AEIMQUYcgk]A), as PowerShell's
+// -EncodedCommand and .NET write text.
+func b64U16Group(b []byte, x int) bool {
+	if x < 0 || x+8 > len(b) {
+		return false
+	}
+	c1 := b[x+1]
+	return b64Digit[b[x]]&1 != 0 && (c1 == 'A' || c1 == 'Q' || c1 == 'g' || c1 == 'w') && b[x+2] == 'A' &&
+		b64Digit[b[x+3]]&8 != 0 && b[x+4] == 'A' && b[x+5] == 'D' && b64Digit[b[x+6]]&4 != 0 && b[x+7] == 'A'
+}
+
 // b64Sig marks, for the base64 signal of the block filter (see
 // candidates), the first characters of the base64 of three ASCII digits.
 func b64Sig(c byte) bool { return c >= 'M' && c <= 'O' }
@@ -142,15 +155,18 @@ func b64Sig(c byte) bool { return c >= 'M' && c <= 'O' }
 // groups that may encode digits (three groups in a row: twelve base64
 // characters of which every fourth is M, N or O), or where two do at the
 // block's first or last bytes and the third may be in the block next to
-// it.
+// it. The same at k, k+8 and k+16 is the signal of digits in UTF-16LE
+// (see b64U16Group: every other group starts with M, N or O).
 func b64Signal(mo uint64) uint64 {
 	p := mo & (mo >> 4)
-	return p & (p>>4 | 0x0F0000000000000F)
+	q := mo & (mo >> 8)
+	return p&(p>>4|0x0F0000000000000F) | q&(q>>8|0x00FF0000000000FF)
 }
 
 // base64At is called at a base64 signal p (see b64Signal): when a group
-// of three digits starts at p, p+4, p+8 or p-4, the base64 token around
-// it is decoded, aligned with that group, and scanned. It reports whether
+// of three digits starts at p, p+4, p+8 or p-4, or two of UTF-16LE
+// digits at p or p+8, the base64 token around it is decoded, aligned with
+// that group, and scanned. It reports whether
 // the region holds a PAN (then s.sub holds the matches and s.subEnd where
 // the scan goes on).
 func (s *scanner) base64At(p int) bool {
@@ -163,6 +179,11 @@ func (s *scanner) base64At(p int) bool {
 		if x >= s.i && b64DigitGroup(b, x) {
 			a = x
 			break
+		}
+	}
+	for _, x := range [...]int{p, p + 8} {
+		if a < 0 && x >= s.i && b64U16Group(b, x) {
+			a = x
 		}
 	}
 	if a < 0 {

@@ -259,3 +259,59 @@ func TestNestedBase64WindowEdge(t *testing.T) {
 		t.Errorf("base64 of numeric CSV: %d false positives", len(ms))
 	}
 }
+
+// utf16le returns s (ASCII) as UTF-16LE bytes.
+func utf16le(s string) []byte {
+	out := make([]byte, 0, 2*len(s))
+	for i := 0; i < len(s); i++ {
+		out = append(out, s[i], 0)
+	}
+	return out
+}
+
+// TestNestedBase64UTF16: base64 of UTF-16LE text (PowerShell
+// -EncodedCommand, .NET) with a PAN, at every alignment and offset, short
+// and longer than a filter block.
+func TestNestedBase64UTF16(t *testing.T) {
+	d := pan.New()
+	pans := nestedPANs(8)
+	for i, p := range pans {
+		for _, e := range b64Encodings {
+			for pre := 0; pre <= 90; pre++ {
+				shown := p
+				if pre%2 == 1 {
+					shown = pantest.Group(p, " ")
+				}
+				plain := utf16le(strings.Repeat("x", pre) + shown + " ok")
+				if pre%5 == 0 {
+					plain = append([]byte{0xff, 0xfe}, plain...) // BOM
+				}
+				for _, post := range []string{"", strings.Repeat("a", 100)} {
+					text := "powershell -enc " + e.enc.EncodeToString(plain) + " " + post
+					if !checkNested(t, d, fmt.Sprintf("base64 %s UTF-16LE, PAN %d after %d bytes, tail %d", e.name, i, pre, len(post)), text, []string{p}) {
+						return
+					}
+				}
+			}
+		}
+	}
+	// The whole command, as PowerShell writes it.
+	cmd := "Invoke-RestMethod -Uri https://pay.example/charge -Body @{card='" + pans[0] + "'; exp='12/27'}"
+	checkNested(t, d, "PowerShell -EncodedCommand", "powershell.exe -NoProfile -EncodedCommand "+base64.StdEncoding.EncodeToString(utf16le(cmd)), pans[:1])
+	// Look-alikes: base64 of UTF-16LE numbers that are no PAN. (A list
+	// of numbers in UTF-16LE is one digit per group between NULs, as the
+	// detector reads raw UTF-16; the base64 of it finds what the raw
+	// text does, see below.)
+	for _, s := range []string{"4111111111111112", "ts=1732960000123 ok", strings.Repeat("2026-11-30 12:00:00 ", 10), "Write-Host 'hello world'"} {
+		text := base64.StdEncoding.EncodeToString(utf16le(s))
+		if ms := d.FindString(nil, text); len(ms) != 0 {
+			t.Errorf("base64 UTF-16LE look-alike %q: %d found", pantest.Redact(s), len(ms))
+		}
+	}
+	for _, s := range []string{"1732960000123 1732960000124 1732960000125", "id 12345678901234567890", "amount 12.50 EUR, order 77812"} {
+		raw := len(d.Find(nil, utf16le(s)))
+		if n := len(d.FindString(nil, base64.StdEncoding.EncodeToString(utf16le(s)))); n != raw {
+			t.Errorf("base64 UTF-16LE of %q: %d found, raw UTF-16LE %d", pantest.Redact(s), n, raw)
+		}
+	}
+}
