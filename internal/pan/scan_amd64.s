@@ -103,12 +103,10 @@ nostore:
 	VPMOVMSKB Y11, R9
 	SHLQ $32, R9
 	ORQ  R9, R8             // mo
-	MOVQ R8, R9
-	SHRQ $4, R9
-	MOVQ R8, R13
-	SHRQ $8, R13
+	RORXQ $4, R8, R9
+	RORXQ $8, R8, R13
 	ORQ  R9, R13
-	ANDQ R8, R13            // mo & (mo>>4 | mo>>8)
+	ANDQ R8, R13            // mo & (mo>>4 | mo>>8), and bits rotated in: found refines
 	VPTEST   class7f<>(SB), Y8
 	JNZ      found
 	TESTQ R13, R13
@@ -120,7 +118,10 @@ nostore:
 
 found:
 	// The base64 signal (b64Signal) from mo (R8), added to the
-	// candidates at the end.
+	// candidates at the end; none without a pair of M-O (R13).
+	MOVQ R13, off+40(FP)
+	TESTQ R13, R13
+	JZ   nosig
 	MOVQ R8, R9
 	SHRQ $4, R9
 	ANDQ R8, R9             // p = mo & mo>>4
@@ -139,6 +140,8 @@ found:
 	ANDQ R13, R8            // q & (q>>8 | edges)
 	ORQ  R9, R8
 	MOVQ R8, off+40(FP)
+
+nosig:
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
