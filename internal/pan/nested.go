@@ -189,14 +189,32 @@ func (s *scanner) base64At(p int) bool {
 	if a < 0 {
 		return false
 	}
-	// The token, from at most maxPlain characters before a, decoded a
-	// window at a time until one holds a PAN or the token ends.
+	// The token, from at most maxPlain characters before a, and not
+	// before s.i, or where the last match may have ended (the last run
+	// collected, the last decoded region), if that is before: digits
+	// inside the token (candidates of their own) move s.i on, and a PAN
+	// there without a base64 signal of its own would be skipped.
+	lo := min(s.i, max(s.runEnd, s.subEnd))
 	start := a
-	for start-4 >= s.i && a-start < maxPlain && b64Quad(b, start-4) {
+	for start-4 >= lo && a-start < maxPlain && b64Quad(b, start-4) {
 		start -= 4
 	}
+	return s.b64Windows(start, lo)
+}
+
+// b64Windows decodes the base64 token on from start a window at a time
+// until one holds a PAN or the token ends. A window does not start inside
+// a number (see b64Back; lo bounds it). When it goes on after the
+// matches kept (more PANs than sub holds, or windows after the one that
+// held them), b64Skip is set to -1-subEnd: next calls subMore once they
+// are returned, and the token is decoded on from subEnd, whether or not a
+// base64 signal (see b64Signal) comes after it (a PAN grouped
+// "3782-822463-10005" has none of its own).
+func (s *scanner) b64Windows(start, lo int) bool {
+	b := s.b
 	var buf [maxPlain]byte
 	for {
+		start = b64Back(b, start, lo)
 		end := start
 		for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
 			end += 4
@@ -214,10 +232,10 @@ func (s *scanner) base64At(p int) bool {
 		}
 		n := b64Decode(buf[:], b[start:end])
 		if s.subScan(buf[:n], start, end, overlap/3*4, more, EncBase64) {
-			// The scan goes on at subEnd, in this token perhaps (more
-			// PANs than sub holds, or the rest of the token): it is
-			// decoded again from there.
 			s.b64Skip = s.subEnd
+			if s.subEnd < end || more {
+				s.b64Skip = -1 - s.subEnd
+			}
 			return true
 		}
 		if !more {
@@ -226,6 +244,43 @@ func (s *scanner) base64At(p int) bool {
 		}
 		start = end - overlap/3*4
 	}
+}
+
+// b64Back moves a window start back over whole groups of the token while
+// the group before it ends in a digit or a separator, so that the window
+// does not start inside a number (the tail of a longer number may read as
+// a PAN, and a window start moved by masking would then find it), by at
+// most 96 characters and not before lo.
+func b64Back(b []byte, start, lo int) int {
+	for k := 0; k < 96 && start-4 >= lo && b64Quad(b, start-4); k += 4 {
+		var g [3]byte
+		b64Decode(g[:], b[start-4:start])
+		if c := g[2]; !isDigit(c) && !asciiSep[c] {
+			break
+		}
+		start -= 4
+	}
+	return start
+}
+
+// subMore is called by next when the matches of a decoded region are all
+// returned (subN > 0): when the region is a base64 token that goes on (see
+// b64Windows), it decodes it on from where they stopped and reports
+// whether sub holds more matches (from subK = 0; the scan then goes on at
+// the new subEnd).
+func (s *scanner) subMore() bool {
+	last := s.sub[s.subN-1].End
+	s.subN = 0
+	if s.b64Skip >= 0 {
+		return false
+	}
+	from := -1 - s.b64Skip
+	s.b64Skip = from
+	if !s.b64Windows(from, last) {
+		return false
+	}
+	s.i, s.subK = s.subEnd, 0
+	return true
 }
 
 // b64Decode decodes src (base64 characters of either alphabet, no

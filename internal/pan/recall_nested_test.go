@@ -315,3 +315,117 @@ func TestNestedBase64UTF16(t *testing.T) {
 		}
 	}
 }
+
+// TestNestedRandomRegions: long hex and base64 regions (of ASCII and
+// UTF-16LE text) mixing PANs, numbers and words at random: the region
+// holds the PANs its decoded text holds, and Mask hides every PAN that
+// masking the decoded text hides; matches are ordered and disjoint and
+// Mask changes nothing outside them. (Hex of a PAN with dashes is a
+// documented miss: dashes only in base64.)
+func TestNestedRandomRegions(t *testing.T) {
+	d := pan.New()
+	r := newRand(8)
+	pieces := []string{"1 ", "17,204,9.5, ", "2026-11-30 ", "0.25\n", "Pay ", "order 77812 ", "x", "abc ", "card=", "  ", "12345678901234567890 "}
+	for round := 0; round < 400; round++ {
+		var plain strings.Builder
+		var pans []string
+		for plain.Len() < 200+r.IntN(2500) {
+			if r.IntN(12) == 0 {
+				nets := []pan.Network{pan.Visa, pan.Mastercard, pan.Amex, pan.Discover}
+				lens := []int{16, 16, 15, 16}
+				k := r.IntN(len(nets))
+				p := string(pantest.Generate(r, nets[k], lens[k]))
+				seps := []string{"", " ", "-"}
+				if round%4 == 0 {
+					seps = seps[:2]
+				}
+				plain.WriteString(" Pay " + pantest.Group(p, seps[r.IntN(len(seps))]) + " ")
+				pans = append(pans, p)
+				continue
+			}
+			plain.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		raw := []byte(plain.String())
+		decoded := raw
+		if round%4 == 3 {
+			decoded = utf16le(string(raw))
+		}
+		var text string
+		switch round % 4 {
+		case 0:
+			text = hex.EncodeToString(raw)
+		case 1:
+			text = base64.StdEncoding.EncodeToString(raw)
+		case 2:
+			text = base64.RawURLEncoding.EncodeToString(raw)
+		case 3:
+			text = base64.StdEncoding.EncodeToString(utf16le(string(raw)))
+		}
+		name := fmt.Sprintf("round %d (encoding %d, %d bytes, %d PANs)", round, round%4, len(text), len(pans))
+		in := []byte(text)
+		ms := d.Find(nil, in)
+		prev := 0
+		for _, m := range ms {
+			if m.Start < prev || m.End <= m.Start || m.End > len(in) {
+				t.Fatalf("%s: bad match bounds %d-%d after %d", name, m.Start, m.End, prev)
+			}
+			prev = m.End
+		}
+		// (UTF-16LE text of numbers is read one digit per group, and
+		// which look-alike windows of them form a Luhn-valid number
+		// depends on where a decoded window starts, and on what masking
+		// changed, in the raw UTF-16LE text too: only the PANs' masking
+		// is compared there.)
+		if want := len(d.Find(nil, decoded)); len(ms) != want && round%4 != 3 {
+			t.Errorf("%s: found %d, %d in the decoded text", name, len(ms), want)
+		}
+		for _, p := range policies {
+			out, _ := d.Mask(nil, in, p)
+			outDecoded, _ := d.Mask(nil, decoded, p)
+			prev := 0
+			for _, m := range append(ms, pan.Match{Start: len(in), End: len(in)}) {
+				if !bytes.Equal(in[prev:m.Start], out[prev:m.Start]) {
+					t.Fatalf("%s %v: bytes outside the PANs changed in %d-%d", name, p, prev, m.Start)
+				}
+				prev = m.End
+			}
+			for i, pn := range pans {
+				if pantest.Leaks(string(out), pn) && !pantest.Leaks(string(outDecoded), pn) {
+					t.Errorf("%s %v: PAN %d readable after masking", name, p, i)
+				}
+			}
+			if left := d.Find(nil, out); len(left) != 0 && round%4 != 3 {
+				t.Errorf("%s %v: %d PANs left after masking", name, p, len(left))
+			}
+		}
+	}
+}
+
+// TestNestedBase64NoSignal: a PAN whose base64 has no signal of its own
+// (grouped 4-6-5: no nine digits in a row) after the window or the
+// batch of matches before it, and after digits of the token (candidates
+// of their own), is found: the token is decoded on from where the last
+// window stopped, not from the next signal.
+func TestNestedBase64NoSignal(t *testing.T) {
+	d := pan.New()
+	r := newRand(11)
+	amex := string(pantest.Generate(r, pan.Amex, 15))
+	visas := nestedPANs(12)
+	for k := 0; k <= 12; k += 3 {
+		for fill := 0; fill <= 420; fill += 7 {
+			var plain strings.Builder
+			var want []string
+			for _, v := range visas[:k] {
+				plain.WriteString("pan " + v + "\n")
+				want = append(want, v)
+			}
+			plain.WriteString(strings.Repeat("lorem ipsum ", fill/12+1)[:fill])
+			plain.WriteString("amex " + pantest.Group(amex, "-") + "\nthe end")
+			want = append(want, amex)
+			text := base64.StdEncoding.EncodeToString([]byte(plain.String()))
+			if !checkNestedLeak(t, d, fmt.Sprintf("base64 of %d PANs, %d bytes, a 4-6-5 PAN", k, fill), text, want, b64Leak) {
+				return
+			}
+		}
+	}
+}
