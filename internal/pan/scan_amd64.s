@@ -107,9 +107,8 @@ nostore:
 	RORXQ $8, R8, R13
 	ORQ  R9, R13
 	ANDQ R8, R13            // mo & (mo>>4 | mo>>8), and bits rotated in: found refines
-	VPTEST   class7f<>(SB), Y8
 	JNZ      found
-	TESTQ R13, R13
+	VPTEST   class7f<>(SB), Y8
 	JNZ      found
 	XORQ R11, R11 // no digit: nothing carries into the next block
 	XORQ R12, R12
