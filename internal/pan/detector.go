@@ -804,7 +804,7 @@ func runStart(b []byte, lim, p int) int {
 func (s *scanner) next(m *Match) bool {
 	b := s.b
 	n := len(b)
-	if s.subK < s.subN {
+	if s.subK < s.subN || s.subN > 0 && s.subMore() {
 		// The matches of a decoded region (see subMatch).
 		*m = s.sub[s.subK]
 		s.subK++

@@ -11,6 +11,10 @@ package pan
 const (
 	maxSub   = 8   // matches of one decoded region held at a time
 	maxPlain = 384 // bytes of one decoded region
+	// overlap is how many decoded bytes a window shares with the one
+	// before it in a longer region, so a PAN with separators, or with
+	// escaped digits, that straddles a window's end is whole in the next.
+	overlap = 96
 )
 
 // hexRun looks at a plain digit run b[p:e] too long to be a PAN: when its
@@ -38,18 +42,29 @@ func (s *scanner) hexRun(p, e int) bool {
 	if a < 0 {
 		return false
 	}
-	// The hex token around the run, in pairs aligned with a, from s.i on.
+	// The hex token around the run, in pairs aligned with a, from s.i on,
+	// decoded a window at a time until one holds a PAN or the windows
+	// cover the run (a PAN of hex is inside one digit run).
 	start := a
 	for start-2 >= s.i && a-start < maxPlain && isHex(b[start-1]) && isHex(b[start-2]) {
 		start -= 2
 	}
-	end := a
-	for end+2 <= len(b) && (end-start)/2 < maxPlain && isHex(b[end]) && isHex(b[end+1]) {
-		end += 2
-	}
 	var buf [maxPlain]byte
-	n := hexDecode(buf[:], b[start:end])
-	return s.subScan(buf[:n], start, end, EncHexASCII)
+	for {
+		end := start
+		for end+2 <= len(b) && (end-start)/2 < maxPlain && isHex(b[end]) && isHex(b[end+1]) {
+			end += 2
+		}
+		more := end+2 <= len(b) && isHex(b[end]) && isHex(b[end+1])
+		n := hexDecode(buf[:], b[start:end])
+		if s.subScan(buf[:n], start, end, 2*overlap, more, EncHexASCII) {
+			return true
+		}
+		if !more || end >= e {
+			return false
+		}
+		start = end - 2*overlap
+	}
 }
 
 // byteaHex reports whether the escape at p starts "\\x3431..." (PostgreSQL
@@ -118,6 +133,19 @@ func b64Quad(b []byte, x int) bool {
 	return b64Val[b[x]]|b64Val[b[x+1]]|b64Val[b[x+2]]|b64Val[b[x+3]] >= 0
 }
 
+// b64U16Group reports whether the eight characters at x are the base64
+// of two ASCII digits in UTF-16LE between NULs (digit, 0, digit; 0, digit,
+// 0: [M-O][AQgw]A[w-z0-5] AD[AEIMQUYcgk]A), as PowerShell's
+// -EncodedCommand and .NET write text.
+func b64U16Group(b []byte, x int) bool {
+	if x < 0 || x+8 > len(b) {
+		return false
+	}
+	c1 := b[x+1]
+	return b64Digit[b[x]]&1 != 0 && (c1 == 'A' || c1 == 'Q' || c1 == 'g' || c1 == 'w') && b[x+2] == 'A' &&
+		b64Digit[b[x+3]]&8 != 0 && b[x+4] == 'A' && b[x+5] == 'D' && b64Digit[b[x+6]]&4 != 0 && b[x+7] == 'A'
+}
+
 // b64Sig marks, for the base64 signal of the block filter (see
 // candidates), the first characters of the base64 of three ASCII digits.
 func b64Sig(c byte) bool { return c >= 'M' && c <= 'O' }
@@ -127,15 +155,18 @@ func b64Sig(c byte) bool { return c >= 'M' && c <= 'O' }
 // groups that may encode digits (three groups in a row: twelve base64
 // characters of which every fourth is M, N or O), or where two do at the
 // block's first or last bytes and the third may be in the block next to
-// it.
+// it. The same at k, k+8 and k+16 is the signal of digits in UTF-16LE
+// (see b64U16Group: every other group starts with M, N or O).
 func b64Signal(mo uint64) uint64 {
 	p := mo & (mo >> 4)
-	return p & (p>>4 | 0x0F0000000000000F)
+	q := mo & (mo >> 8)
+	return p&(p>>4|0x0F0000000000000F) | q&(q>>8|0x00FF0000000000FF)
 }
 
 // base64At is called at a base64 signal p (see b64Signal): when a group
-// of three digits starts at p, p+4, p+8 or p-4, the base64 token around
-// it is decoded, aligned with that group, and scanned. It reports whether
+// of three digits starts at p, p+4, p+8 or p-4, or two of UTF-16LE
+// digits at p or p+8, the base64 token around it is decoded, aligned with
+// that group, and scanned. It reports whether
 // the region holds a PAN (then s.sub holds the matches and s.subEnd where
 // the scan goes on).
 func (s *scanner) base64At(p int) bool {
@@ -150,32 +181,107 @@ func (s *scanner) base64At(p int) bool {
 			break
 		}
 	}
+	for _, x := range [...]int{p, p + 8} {
+		if a < 0 && x >= s.i && b64U16Group(b, x) {
+			a = x
+		}
+	}
 	if a < 0 {
 		return false
 	}
+	// The token, from at most maxPlain characters before a, back past
+	// where the scan is (candidates that led nowhere inside the token,
+	// digits of its own or a group holding a PAN's first digits and the
+	// byte before them, move s.i on, and a PAN there without a base64
+	// signal of its own would be skipped or cut), but not past the end of
+	// the last match, whose bytes Mask has rewritten.
+	lo := s.floor
 	start := a
-	// Back to the token's start, past candidates that led nowhere (a
-	// group holding a PAN's first digits and the byte before them does
-	// not look like digits): not past floor.
-	for start-4 >= s.floor && a-start < maxPlain && b64Quad(b, start-4) {
+	for start-4 >= lo && a-start < maxPlain && b64Quad(b, start-4) {
 		start -= 4
 	}
-	end := a
-	for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
-		end += 4
-	}
-	// A last, partial group of two or three characters ends the token.
-	k := 0
-	for k < 3 && end+k < len(b) && b64Val[b[end+k]] >= 0 {
-		k++
-	}
-	if k >= 2 && (end+k == len(b) || b64Val[b[end+k]] < 0) {
-		end += k
-	}
-	s.b64Skip = end
+	return s.b64Windows(start, lo)
+}
+
+// b64Windows decodes the base64 token on from start a window at a time
+// until one holds a PAN or the token ends. A window does not start inside
+// a number (see b64Back; lo bounds it). When it goes on after the
+// matches kept (more PANs than sub holds, or windows after the one that
+// held them), b64Skip is set to -1-subEnd: next calls subMore once they
+// are returned, and the token is decoded on from subEnd, whether or not a
+// base64 signal (see b64Signal) comes after it (a PAN grouped
+// "3782-822463-10005" has none of its own).
+func (s *scanner) b64Windows(start, lo int) bool {
+	b := s.b
 	var buf [maxPlain]byte
-	n := b64Decode(buf[:], b[start:end])
-	return s.subScan(buf[:n], start, end, EncBase64)
+	for {
+		start = b64Back(b, start, lo)
+		end := start
+		for end+4 <= len(b) && (end-start)/4*3+6 <= maxPlain && b64Quad(b, end) {
+			end += 4
+		}
+		more := end+4 <= len(b) && b64Quad(b, end)
+		if !more {
+			// A last, partial group of two or three characters ends the token.
+			k := 0
+			for k < 3 && end+k < len(b) && b64Val[b[end+k]] >= 0 {
+				k++
+			}
+			if k >= 2 && (end+k == len(b) || b64Val[b[end+k]] < 0) {
+				end += k
+			}
+		}
+		n := b64Decode(buf[:], b[start:end])
+		if s.subScan(buf[:n], start, end, overlap/3*4, more, EncBase64) {
+			s.b64Skip = s.subEnd
+			if s.subEnd < end || more {
+				s.b64Skip = -1 - s.subEnd
+			}
+			return true
+		}
+		if !more {
+			s.b64Skip = end
+			return false
+		}
+		start = end - overlap/3*4
+	}
+}
+
+// b64Back moves a window start back over whole groups of the token while
+// the group before it ends in a digit or a separator, so that the window
+// does not start inside a number (the tail of a longer number may read as
+// a PAN, and a window start moved by masking would then find it), by at
+// most 96 characters and not before lo.
+func b64Back(b []byte, start, lo int) int {
+	for k := 0; k < 96 && start-4 >= lo && b64Quad(b, start-4); k += 4 {
+		var g [3]byte
+		b64Decode(g[:], b[start-4:start])
+		if c := g[2]; !isDigit(c) && !asciiSep[c] {
+			break
+		}
+		start -= 4
+	}
+	return start
+}
+
+// subMore is called by next when the matches of a decoded region are all
+// returned (subN > 0): when the region is a base64 token that goes on (see
+// b64Windows), it decodes it on from where they stopped and reports
+// whether sub holds more matches (from subK = 0; the scan then goes on at
+// the new subEnd).
+func (s *scanner) subMore() bool {
+	last := s.sub[s.subN-1].End
+	s.subN = 0
+	if s.b64Skip >= 0 {
+		return false
+	}
+	from := -1 - s.b64Skip
+	s.b64Skip = from
+	if !s.b64Windows(from, last) {
+		return false
+	}
+	s.i, s.subK = s.subEnd, 0
+	return true
 }
 
 // b64Decode decodes src (base64 characters of either alphabet, no
@@ -229,11 +335,19 @@ func (s *scanner) subMatch(m *Match) bool {
 
 // subScan scans the decoded region plain (written as b[start:end] in
 // encoding enc) and keeps up to maxSub of its matches, mapped back to b.
-func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
+// more says the region goes on after end, then the last ov characters
+// (whole groups) are scanned again with what follows. subEnd is where the
+// scan goes on: where the first match not kept starts, or after the
+// region (its last ov characters when more).
+func (s *scanner) subScan(plain []byte, start, end, ov int, more bool, enc Encoding) bool {
 	in := scanner{d: s.d, b: plain, bs: noBlock, inner: true}
 	var m Match
 	s.subN, s.subK = 0, 0
-	for s.subN < maxSub && in.next(&m) {
+	s.subEnd = end
+	if more {
+		s.subEnd = end - ov
+	}
+	for in.next(&m) {
 		is, ie := m.Start, m.End
 		if enc == EncHexASCII {
 			m.Start, m.End = start+2*is, start+2*ie
@@ -251,16 +365,19 @@ func (s *scanner) subScan(plain []byte, start, end int, enc Encoding) bool {
 			last.adj |= adjMerged | m.adj
 			continue
 		}
+		if s.subN == maxSub {
+			// More than sub holds: the rest is scanned again from the
+			// start of this one (past the last kept: it was not merged).
+			s.subEnd = m.Start
+			return true
+		}
 		s.sub[s.subN] = m
 		s.subN++
 	}
 	if s.subN == 0 {
 		return false
 	}
-	s.subEnd = end
-	if s.subN == maxSub {
-		s.subEnd = s.sub[maxSub-1].End // the rest is scanned again
-	}
+	s.subEnd = max(s.subEnd, s.sub[s.subN-1].End)
 	return true
 }
 

@@ -97,17 +97,18 @@ nostore:
 	VPAND    Y8, Y11, Y11
 	VPOR     Y7, Y11, Y8
 	// The base64 signal (b64Signal) needs an 'M' 'N' or 'O' (bit 7) four
-	// bytes after another: p = mo & mo>>4 in R8, which found refines.
+	// or eight (UTF-16LE) bytes after another: mo in R8, which found
+	// refines.
 	VPMOVMSKB Y7, R8
 	VPMOVMSKB Y11, R9
 	SHLQ $32, R9
-	ORQ  R9, R8
-	MOVQ R8, R9
-	SHRQ $4, R9
-	ANDQ R9, R8             // p = mo & mo>>4
-	VPTEST   class7f<>(SB), Y8
+	ORQ  R9, R8             // mo
+	RORXQ $4, R8, R9
+	RORXQ $8, R8, R13
+	ORQ  R9, R13
+	ANDQ R8, R13            // mo & (mo>>4 | mo>>8), and bits rotated in: found refines
 	JNZ      found
-	TESTQ R8, R8
+	VPTEST   class7f<>(SB), Y8
 	JNZ      found
 	XORQ R11, R11 // no digit: nothing carries into the next block
 	XORQ R12, R12
@@ -115,14 +116,31 @@ nostore:
 	JMP  loop
 
 found:
-	// The base64 signal (b64Signal) from p (R8), added to the candidates
-	// at the end.
+	// The base64 signal (b64Signal) from mo (R8), added to the
+	// candidates at the end; none without a pair of M-O (R13).
+	MOVQ R13, off+40(FP)
+	TESTQ R13, R13
+	JZ   nosig
 	MOVQ R8, R9
 	SHRQ $4, R9
-	MOVQ $0x0F0000000000000F, R13
-	ORQ  R13, R9
-	ANDQ R9, R8             // p & (p>>4 | edges)
+	ANDQ R8, R9             // p = mo & mo>>4
+	MOVQ R8, R13
+	SHRQ $8, R13
+	ANDQ R13, R8            // q = mo & mo>>8
+	MOVQ R9, R13
+	SHRQ $4, R13
+	MOVQ $0x0F0000000000000F, R10
+	ORQ  R10, R13
+	ANDQ R13, R9            // p & (p>>4 | edges)
+	MOVQ R8, R13
+	SHRQ $8, R13
+	MOVQ $0x00FF0000000000FF, R10
+	ORQ  R10, R13
+	ANDQ R13, R8            // q & (q>>8 | edges)
+	ORQ  R9, R8
 	MOVQ R8, off+40(FP)
+
+nosig:
 	// digits
 	VPADDB   Y0, Y2, Y3
 	VPADDB   Y0, Y9, Y10
