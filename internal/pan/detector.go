@@ -76,9 +76,10 @@
 //   - the number may be inside the hex of its ASCII text (SQL 0x3431...,
 //     MySQL X'3431...', PostgreSQL bytea \x3431..., hex strings in logs)
 //     or inside base64 (standard or URL alphabet, padded or not: JWT
-//     payloads, HTTP Basic credentials, base64 JSON in logs). Such a region
-//     (up to 384 decoded bytes at a time) is decoded and scanned like any
-//     text; Mask masks the decoded text and encodes it again, so the region
+//     payloads, HTTP Basic credentials, base64 JSON in logs), also base64
+//     of UTF-16LE text (PowerShell -EncodedCommand, .NET). Such a region is
+//     decoded and scanned like any text, 384 decoded bytes at a time in
+//     windows that overlap by 96, to the end of the token; Mask masks the decoded text and encodes it again, so the region
 //     keeps its length and stays valid hex or base64 (two PANs that share
 //     a base64 group are one finding, all digits masked).
 //
@@ -147,8 +148,8 @@
 // of three one-digit groups, every byte that can start an encoded digit
 // or separator ('%', '\\', '&', the UTF-8 lead bytes of digits and
 // separators), and the base64 signal (an 'M', 'N' or 'O' every fourth
-// byte three times: the first characters of base64 groups that encode
-// digits; see b64Signal); blocks without one are skipped with one nibble
+// byte three times, or every eighth for UTF-16LE: the first characters of
+// base64 groups that encode digits; see b64Signal); blocks without one are skipped with one nibble
 // lookup per 32 bytes and a few scalar operations on its 'M'-'O' mask.
 // Within the vector loop, each stretch of ASCII digits and separators is
 // counted (on into the neighbouring blocks) and its candidates dropped
