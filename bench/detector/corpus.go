@@ -28,7 +28,10 @@ func Corpus(size, panEvery int, seed uint64) ([]byte, int) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var b bytes.Buffer
 	b.Grow(size + 512)
-	nets := pan.Networks()
+	// A fixed list, not pan.Networks(): a network added to the detector
+	// would otherwise change the corpus and every number measured on it.
+	nets := []pan.Network{pan.Visa, pan.Mastercard, pan.Amex, pan.Discover, pan.JCB, pan.Diners,
+		pan.UnionPay, pan.Maestro, pan.Mir, pan.RuPay, pan.Troy, pan.Verve}
 	styles := []pantest.Style{pantest.Contiguous, pantest.Spaces, pantest.Dashes}
 	pans := 0
 	nextPAN := panEvery
