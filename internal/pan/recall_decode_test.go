@@ -1,7 +1,6 @@
 package pan_test
 
 import (
-	"bytes"
 	"fmt"
 	"html"
 	"strings"
@@ -16,12 +15,6 @@ import (
 // invisible and unusual separators, terminal escape sequences and
 // quoted-printable. Each case is built for several networks and lengths;
 // output names cases and redacts texts: they hold card numbers.
-
-// brand is one network and length the recall cases are built for.
-type brand struct {
-	n pan.Network
-	l int
-}
 
 var recallBrands = []brand{
 	{pan.Visa, 16}, {pan.Visa, 13}, {pan.Mastercard, 16}, {pan.Amex, 15}, {pan.Discover, 16},
@@ -62,19 +55,6 @@ func readable(text, p string) bool {
 		}
 	}
 	return false
-}
-
-// redact is pantest.Redact that also hides every non-ASCII numeric
-// character (other scripts' digits, superscripts, circled digits).
-func redact(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if r >= 0x80 && unicode.IsNumber(r) {
-			r = '#'
-		}
-		b.WriteRune(r)
-	}
-	return pantest.Redact(b.String())
 }
 
 // stripCSI removes ESC '[' parameters final-letter sequences.
@@ -169,49 +149,18 @@ func checkRecall(t *testing.T, cases []recallCase) {
 	d := pan.New()
 	for _, c := range cases {
 		if !readable(c.text, c.pan) {
-			t.Fatalf("%s: test text does not hold its PAN (%q)", c.name, redact(c.text))
+			t.Fatalf("%s: test text does not hold its PAN (%q)", c.name, pantest.Redact(c.text))
 		}
 		ms := d.FindString(nil, c.text)
 		if len(ms) != c.pans {
-			t.Errorf("%s: found %d PANs, want %d (%q)", c.name, len(ms), c.pans, redact(c.text))
+			t.Errorf("%s: found %d PANs, want %d (%q)", c.name, len(ms), c.pans, pantest.Redact(c.text))
 			continue
 		}
 		if string(ms[0].Last4[:]) != c.pan[len(c.pan)-4:] || ms[0].Digits != len(c.pan) {
 			t.Errorf("%s: first match %d digits, last four %q", c.name, ms[0].Digits, ms[0].Last4[:])
 		}
-		for _, p := range policies {
-			out, n := d.Mask(nil, []byte(c.text), p)
-			if n != c.pans || len(out) != len(c.text) {
-				t.Errorf("%s %v: masked %d, length %d -> %d", c.name, p, n, len(c.text), len(out))
-			}
-			for _, x := range append([]string{c.pan}, c.more...) {
-				if readable(string(out), x) {
-					t.Errorf("%s %v: PAN still readable after masking (%q)", c.name, p, redact(string(out)))
-				}
-			}
-			if left := d.Find(nil, out); len(left) != 0 {
-				t.Errorf("%s %v: %d PANs left after masking", c.name, p, len(left))
-			}
-			if again, n2 := d.Mask(nil, out, p); n2 != 0 || !bytes.Equal(again, out) {
-				t.Errorf("%s %v: masking not idempotent", c.name, p)
-			}
-			var sb bytes.Buffer
-			if _, err := d.MaskStream(&sb, strings.NewReader(c.text), p); err != nil || !bytes.Equal(sb.Bytes(), out) {
-				t.Errorf("%s %v: stream masking differs (%v)", c.name, p, err)
-			}
-		}
+		maskChecks(t, d, c.name, c.text, c.pans, append([]string{c.pan}, c.more...), readable)
 	}
-}
-
-// group prints digits in the network's usual groups, joined by sep.
-func group(digits, sep string) string {
-	var parts []string
-	i := 0
-	for _, l := range pantest.Groups(len(digits)) {
-		parts = append(parts, digits[i:i+l])
-		i += l
-	}
-	return strings.Join(parts, sep)
 }
 
 // TestRecallEscapeDigits: an escape whose written form ends in digits that
@@ -238,9 +187,9 @@ func TestRecallEscapeDigits(t *testing.T) {
 		cases = append(cases, recallCase{name: name + " track1+track2", text: track1 + track2, pan: p, pans: 2})
 		add("pct-E", "%E"+p)
 		add("pct-before", "discount 50%"+p)
-		add("pct-before-grouped", "50%"+group(p, " "))
+		add("pct-before-grouped", "50%"+pantest.Group(p, " "))
 		add("winpath", `C:\scans\`+p+".pdf")
-		add("winpath-grouped", `C:\scans\`+group(p, "-")+".pdf")
+		add("winpath-grouped", `C:\scans\`+pantest.Group(p, "-")+".pdf")
 		add("backslash", `\`+p)
 		add("json-e-acute", `caf\u00e9`+p)
 		add("pct-e-acute", "caf%C3%A9"+p)
@@ -253,7 +202,7 @@ func TestRecallEscapeDigits(t *testing.T) {
 		add("long-track1", pad+track1+pad)
 		add("long-json-e-acute", pad+`caf\u00e9`+p+pad)
 		add("long-winpath", pad+`C:\scans\`+p+".pdf"+pad)
-		cases = append(cases, recallCase{name: name + " long-pct-before", text: pad + "50%" + p + pad + "50%" + group(p, " "), pan: p, pans: 2})
+		cases = append(cases, recallCase{name: name + " long-pct-before", text: pad + "50%" + p + pad + "50%" + pantest.Group(p, " "), pan: p, pans: 2})
 	}
 	checkRecall(t, cases)
 }
@@ -280,23 +229,23 @@ func TestRecallInvisible(t *testing.T) {
 			add := func(kind, text string) {
 				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
 			}
-			add("groups", group(p, c))
-			add("groups-spaced", "card "+group(p, " "+c)+" ok")
+			add("groups", pantest.Group(p, c))
+			add("groups-spaced", "card "+pantest.Group(p, " "+c)+" ok")
 			add("every-digit", strings.Join(strings.Split(p, ""), c))
 			add("rtl-wrapped", "\u200f"+c+p+c+"\u200e")
 			if r < 0x10000 {
-				add("json", `{"pan":"`+group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
+				add("json", `{"pan":"`+pantest.Group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
 			}
-			add("html-hex", group(p, fmt.Sprintf("&#x%X;", r)))
-			add("html-dec", group(p, fmt.Sprintf("&#%d;", r)))
+			add("html-hex", pantest.Group(p, fmt.Sprintf("&#x%X;", r)))
+			add("html-dec", pantest.Group(p, fmt.Sprintf("&#%d;", r)))
 			var pct strings.Builder
 			for _, x := range []byte(c) {
 				fmt.Fprintf(&pct, "%%%02X", x)
 			}
-			add("percent", group(p, pct.String()))
+			add("percent", pantest.Group(p, pct.String()))
 		}
 		for _, ref := range []string{"&lrm;", "&rlm;", "&zwj;", "&zwnj;", "&InvisibleTimes;", "&it;", "&ic;", "&af;", "&NegativeThinSpace;"} {
-			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
+			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: pantest.Group(p, ref), pan: p, pans: 1})
 		}
 	}
 	checkRecall(t, cases)
@@ -322,20 +271,20 @@ func TestRecallSeparators(t *testing.T) {
 			add := func(kind, text string) {
 				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
 			}
-			add("groups", group(p, c))
-			add("in-text", "card: "+group(p, c)+" exp 12/27")
-			add("spaced", group(p, " "+c+" "))
-			add("json", `{"pan":"`+group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
-			add("html", group(p, fmt.Sprintf("&#x%X;", r)))
+			add("groups", pantest.Group(p, c))
+			add("in-text", "card: "+pantest.Group(p, c)+" exp 12/27")
+			add("spaced", pantest.Group(p, " "+c+" "))
+			add("json", `{"pan":"`+pantest.Group(p, fmt.Sprintf(`\u%04x`, r))+`"}`)
+			add("html", pantest.Group(p, fmt.Sprintf("&#x%X;", r)))
 			var pct strings.Builder
 			for _, x := range []byte(c) {
 				fmt.Fprintf(&pct, "%%%02X", x)
 			}
-			add("percent", group(p, pct.String()))
+			add("percent", pantest.Group(p, pct.String()))
 		}
 		for _, ref := range []string{"&middot;", "&centerdot;", "&CenterDot;", "&bull;", "&bullet;", "&boxh;", "&comma;", "&verbar;", "&vert;", "&horbar;",
 			"&nbsp", "&NBSP;", "&Nbsp;", "&emsp13;", "&MIDDOT;", "&middot", "&nbsp&nbsp"} {
-			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: group(p, ref), pan: p, pans: 1})
+			cases = append(cases, recallCase{name: fmt.Sprintf("%v-%d %s", b.n, b.l, ref[1:len(ref)-1]), text: pantest.Group(p, ref), pan: p, pans: 1})
 		}
 	}
 	checkRecall(t, cases)
@@ -357,8 +306,8 @@ func TestRecallANSI(t *testing.T) {
 			add("bold-middle", p[:4]+on+p[4:8]+off+p[8:])
 			add("grep", p[:6]+esc+"[01;31m"+esc+"[K"+p[6:10]+esc+"[m"+esc+"[K"+p[10:])
 			add("truecolor", p[:4]+esc+"[38;2;255;100;0m"+p[4:]+esc+"[0m")
-			add("grouped", group(p[:4], "")+" "+on+group(p[4:], " ")+off)
-			add("every-group", strings.Join(strings.Split(group(p, " "), " "), on+" "+off))
+			add("grouped", pantest.Group(p[:4], "")+" "+on+pantest.Group(p[4:], " ")+off)
+			add("every-group", strings.Join(strings.Split(pantest.Group(p, " "), " "), on+" "+off))
 			add("log-line", "\x1b[32mINFO\x1b[0m card="+p[:8]+on+p[8:]+off+" ok")
 			// Long texts: the AVX2 block filter's prune.
 			pad := strings.Repeat("ts=2026-11-30 lvl=info msg=ok ", 4)
@@ -409,12 +358,12 @@ func TestRecallQuotedPrintable(t *testing.T) {
 			cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
 		}
 		for _, sep := range []string{"\u00a0", "\u2009", "\u202f", "\u3000", "\u2013", "\u200b", "\u200e", "\uff0c", "\u30fb", "\u00b7"} {
-			add(fmt.Sprintf("sep U+%04X", []rune(sep)[0]), "Card: "+qp(group(p, sep))+"\r\n")
-			add(fmt.Sprintf("sep U+%04X spaced", []rune(sep)[0]), qp(group(p, " "+sep+" ")))
+			add(fmt.Sprintf("sep U+%04X", []rune(sep)[0]), "Card: "+qp(pantest.Group(p, sep))+"\r\n")
+			add(fmt.Sprintf("sep U+%04X spaced", []rune(sep)[0]), qp(pantest.Group(p, " "+sep+" ")))
 		}
 		add("fullwidth-tail", "Karte: "+qp(fullwidth(p, 4))+"=\r\n")
-		add("fullwidth-grouped-tail", qp(fullwidth(group(p, " "), 5)))
-		add("soft-break+nbsp", qp(group(p[:8], "\u00a0"))+"=\r\n"+qp("\u00a0"+group(p[8:], "\u00a0")))
+		add("fullwidth-grouped-tail", qp(fullwidth(pantest.Group(p, " "), 5)))
+		add("soft-break+nbsp", qp(pantest.Group(p[:8], "\u00a0"))+"=\r\n"+qp("\u00a0"+pantest.Group(p[8:], "\u00a0")))
 	}
 	checkRecall(t, cases)
 }
@@ -455,7 +404,7 @@ func TestRecallDigitForms(t *testing.T) {
 				cases = append(cases, recallCase{name: name + " " + kind, text: text, pan: p, pans: 1})
 			}
 			add("all", "card "+conv(p, false)+" ok")
-			add("grouped", conv(group(p, " "), false))
+			add("grouped", conv(pantest.Group(p, " "), false))
 			if form == "circled" || form == "negative-circled" {
 				add("tail", p[:6]+conv(p[6:], false))
 			}
@@ -469,7 +418,7 @@ func TestRecallDigitForms(t *testing.T) {
 	d := pan.New()
 	for _, x := range []string{"p = 2²⁵⁶ - 2²²⁴ + 2¹⁹² + 2⁹⁶ - 1", "2^256 = 2²⁵⁶, 10⁹ and 10¹² and 10¹⁵"} {
 		if ms := d.FindString(nil, x); len(ms) != 0 {
-			t.Errorf("exponents %q: %d matches", redact(x), len(ms))
+			t.Errorf("exponents %q: %d matches", pantest.Redact(x), len(ms))
 		}
 	}
 }

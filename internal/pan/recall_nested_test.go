@@ -42,28 +42,7 @@ func checkNestedLeak(t *testing.T, d *pan.Detector, name, text string, pans []st
 			}
 		}
 	}
-	for _, p := range policies {
-		out, n := d.Mask(nil, []byte(text), p)
-		if n != len(pans) || len(out) != len(text) {
-			t.Errorf("%s %v: masked %d of %d, length %d -> %d", name, p, n, len(pans), len(text), len(out))
-			ok = false
-		}
-		for i, pn := range pans {
-			if leaks(string(out), pn) {
-				t.Errorf("%s %v: PAN %d still readable after masking", name, p, i)
-				ok = false
-			}
-		}
-		if left := d.Find(nil, out); len(left) != 0 {
-			t.Errorf("%s %v: %d PANs left after masking", name, p, len(left))
-			ok = false
-		}
-		if again, n2 := d.Mask(nil, out, p); n2 != 0 || !bytes.Equal(again, out) {
-			t.Errorf("%s %v: masking not idempotent", name, p)
-			ok = false
-		}
-	}
-	return ok
+	return maskChecks(t, d, name, text, len(pans), pans, leaks) && ok
 }
 
 // nestedPANs returns n PANs of several networks and lengths.

@@ -9,6 +9,7 @@ package pantest
 import (
 	"math/rand/v2"
 	"strings"
+	"unicode"
 
 	"github.com/pcistream/pcistream/internal/pan"
 )
@@ -233,24 +234,30 @@ func Embed(p string, c Context) (string, int) {
 	return pre + p + post, len(pre)
 }
 
-// Redact replaces every digit of s except the last four digits with '#', so
-// a test can print text that may hold a PAN (even one the detector missed).
+// Redact replaces every ASCII digit of s except the last four with '#',
+// and every other numeric character (other scripts' digits, superscripts,
+// circled digits) too, so a test can print text that may hold a PAN (even
+// one the detector missed, in any digits).
 func Redact(s string) string {
-	b := []byte(s)
 	total := 0
-	for _, c := range b {
-		if c >= '0' && c <= '9' {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= '0' && c <= '9' {
 			total++
 		}
 	}
+	var b strings.Builder
 	idx := 0
-	for i, c := range b {
-		if c >= '0' && c <= '9' {
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
 			if idx < total-4 {
-				b[i] = '#'
+				r = '#'
 			}
 			idx++
+		case r >= 0x80 && unicode.IsNumber(r):
+			r = '#'
 		}
+		b.WriteRune(r)
 	}
-	return string(b)
+	return b.String()
 }
