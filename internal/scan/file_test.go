@@ -3,9 +3,11 @@ package scan_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -223,4 +225,41 @@ func TestFileLineNumbers(t *testing.T) {
 			t.Errorf("%s: %d distinct fingerprints for %d findings", name, len(fps), len(want))
 		}
 	}
+}
+
+// TestFileSplitsWherePANsDoNot: the scan carries the end of each 1 MiB
+// buffer into the next at a point where no card number can be split (the
+// detector's pan.SplitPoint): a PAN wrapped across the buffer's last line
+// break is found (the scan used to cut at that line break), and so is one
+// at the end of a base64 token longer than the buffer.
+func TestFileSplitsWherePANsDoNot(t *testing.T) {
+	dir := t.TempDir()
+	var want []string
+	wrapped := filepath.Join(dir, "wrapped.txt")
+	var b bytes.Buffer
+	for b.Len() < 1<<20-200 {
+		b.WriteString("filler line with words only\\n"[:28] + "\n")
+	}
+	p := visa(t)
+	// The PAN's line break is the last one in the first buffer: the rest
+	// of its line runs past the buffer's end.
+	b.WriteString("card " + p[:8] + "\n" + p[8:] + " " + strings.Repeat("y", 400) + "\n")
+	writeFile(t, wrapped, b.Bytes())
+	want = append(want, wrapped+":"+strconv.Itoa(bytes.Count(b.Bytes(), []byte("\n"))-1)+"|"+last4(p))
+
+	blob := filepath.Join(dir, "blob.txt")
+	b.Reset()
+	b.WriteString("blob=")
+	q := mc(t)
+	plain := strings.Repeat("no digits here, ", 65520) + "card " + q + " end"
+	enc := base64.StdEncoding.EncodeToString([]byte(plain))
+	b.WriteString(enc + "\n")
+	writeFile(t, blob, b.Bytes())
+	want = append(want, blob+":1|"+last4(q))
+
+	c, _, err := scanAll(t, []string{wrapped, blob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertKeys(t, c.keys(), want)
 }

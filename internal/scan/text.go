@@ -87,19 +87,24 @@ func (ls *lineScanner) scan(r io.Reader, n func(int64), hit func(line int64, occ
 		// Scan data up to cut; carry data[next:] into the next round.
 		var cut, next int
 		var found []pan.Match
-		switch i := bytes.LastIndexByte(data[skip:], '\n'); {
+		switch k := pan.SplitPoint(data[skip:]); {
 		case eof:
 			cut, next = filled, filled
 			found = ls.det.Find(ls.matches[:0], data)
-		case i >= 0:
-			cut = skip + i + 1
+		case k > 0:
+			// The detector's own split point (also the stream masker's):
+			// the PANs before and after it are the same scanned apart, so
+			// a card number wrapped across the buffer's last line break,
+			// or a base64 token running on past it, is carried whole.
+			cut = skip + k
 			next = cut
 			found = ls.det.Find(ls.matches[:0], data[:cut])
 		default:
-			// One line longer than the buffer. Report matches that start
-			// before a boundary moved back to a byte that cannot be inside a
-			// card number, and carry that byte along as left context (a
-			// letter glued to digits is not a PAN).
+			// No such point in the whole buffer (one run of digits and
+			// escapes). Report matches that start before a boundary moved
+			// back to a byte that cannot be inside a card number, and
+			// carry that byte along as left context (a letter glued to
+			// digits is not a PAN).
 			cut = len(data) - overlap
 			for k := 0; k < overlap && cut > skip+1 && isPANByte(data[cut-1]); k++ {
 				cut--
