@@ -1054,6 +1054,13 @@ func (s *scanner) quickRun(p int) (end int, skip bool) {
 			}
 			cur, ones = 0, 0
 		}
+		if best >= MinDigits && s.long1 == 0 {
+			// Decided: the run is collected. The rest of it is walked
+			// only for a long group that may be hex (long0, long1);
+			// walking it to its end for every candidate was quadratic on
+			// long runs of short groups.
+			return q, false
+		}
 		g := q
 		if off := g - s.bs; off >= 0 && off < blockSize-maxGapUnits {
 			g += min(bits.TrailingZeros64(^(s.bsep >> uint(off))), maxGapUnits)
