@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"bytes"
 	"regexp"
 	"sync"
 	"syscall"
@@ -116,4 +117,16 @@ func BenchmarkRegexp(b *testing.B) {
 			cpuRate(b, len(c.data), func() { regexpLuhn(re, c.data) })
 		})
 	}
+}
+
+// BenchmarkDetectorLongRun: one 1 MiB line of one-digit groups ("1 1 1
+// ..."), the worst shape for the run checks (every position a candidate
+// run that may hold a PAN printed one digit per group). It was quadratic
+// (93 s for this line) until quickRun stopped walking a run it had
+// decided; it is linear now, if slow (about 4 MB/s: every window of the
+// line is tried).
+func BenchmarkDetectorLongRun(b *testing.B) {
+	d := pan.New()
+	data := bytes.Repeat([]byte("1 "), 1<<19)
+	cpuRate(b, len(data), func() { d.Find(nil, data) })
 }
